@@ -1,0 +1,51 @@
+// Entry point of the `moesim` command: dispatches to a sub-command and turns exceptions into
+// a one-line error and a non-zero exit.
+#include <cstring>
+#include <exception>
+#include <iostream>
+#include <string_view>
+
+#include "cli/commands.h"
+
+namespace {
+
+struct Command {
+  std::string_view name;
+  int (*entry)(int, char**);
+  std::string_view summary;
+};
+
+constexpr Command kCommands[] = {
+    {"run", moesim::cli::run_command, "simulate a scenario (default scenario if none given)"},
+};
+
+void print_usage(std::ostream& out) {
+  out << "usage: moesim <command> [options]\n\ncommands:\n";
+  for (const Command& c : kCommands) {
+    out << "  " << c.name << std::string(12 - c.name.size(), ' ') << c.summary << "\n";
+  }
+  out << "\n`moesim <command> --help` describes a command's options.\n";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0) {
+    print_usage(argc < 2 ? std::cerr : std::cout);
+    return argc < 2 ? 2 : 0;
+  }
+  const std::string_view name = argv[1];
+  for (const Command& c : kCommands) {
+    if (c.name == name) {
+      try {
+        return c.entry(argc - 1, argv + 1);
+      } catch (const std::exception& e) {
+        std::cerr << "moesim " << name << ": error: " << e.what() << "\n";
+        return 1;
+      }
+    }
+  }
+  std::cerr << "moesim: unknown command '" << name << "'\n\n";
+  print_usage(std::cerr);
+  return 2;
+}

@@ -1,0 +1,204 @@
+#include "sim/engine/engine.h"
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+
+namespace moesim {
+
+Engine::Engine(Options options) : seed_(options.seed), sequence_limit_(options.sequence_limit) {
+  if (sequence_limit_ < 2 || sequence_limit_ > (uint64_t{1} << (64 - kSlotBits))) {
+    throw std::invalid_argument("Engine: sequence_limit out of range");
+  }
+}
+
+uint32_t Engine::allocate_slot() {
+  if (free_head_ != UINT32_MAX) {
+    const uint32_t slot = free_head_;
+    free_head_ = slots_[slot].next_free;
+    return slot;
+  }
+  if (slots_.size() > kSlotMask) {
+    throw std::length_error("Engine: more than 2^26 events pending at once");
+  }
+  slots_.push_back(Slot{nullptr, 0, 0, UINT32_MAX});
+  return static_cast<uint32_t>(slots_.size() - 1);
+}
+
+void Engine::release_slot(uint32_t slot) {
+  Slot& s = slots_[slot];
+  s.handler = nullptr;
+  ++s.generation;
+  s.next_free = free_head_;
+  free_head_ = slot;
+}
+
+EventId Engine::schedule_at(Time at, EventHandler& handler, uint64_t tag) {
+  if (at < now_) {
+    throw std::logic_error("Engine: event scheduled in the past (at " +
+                           std::to_string(at.count_ps()) + " ps, now " +
+                           std::to_string(now_.count_ps()) + " ps)");
+  }
+  if (next_sequence_ >= sequence_limit_) renumber();
+  const uint32_t slot = allocate_slot();
+  Slot& s = slots_[slot];
+  s.handler = &handler;
+  s.tag = tag;
+  const HeapEntry entry{at.count_ps(), (next_sequence_++ << kSlotBits) | slot};
+  if (top_is_running_) {
+    top_is_running_ = false;
+    sift_down(0, entry);
+  } else {
+    push(entry);
+  }
+  ++pending_;
+  return EventId{(uint64_t{s.generation} << 32) | slot};
+}
+
+EventId Engine::call_at(Time at, std::function<void()> action) {
+  const uint64_t index = functions_.add(std::move(action));
+  return schedule_at(at, functions_, index);
+}
+
+uint64_t Engine::FunctionEvents::add(std::function<void()> action) {
+  if (!free.empty()) {
+    const uint32_t index = free.back();
+    free.pop_back();
+    actions[index] = std::move(action);
+    return index;
+  }
+  actions.push_back(std::move(action));
+  return actions.size() - 1;
+}
+
+void Engine::FunctionEvents::on_event(uint64_t tag) {
+  // Moved out first: the action may schedule more actions and grow the vector.
+  std::function<void()> action = std::move(actions[tag]);
+  actions[tag] = nullptr;
+  free.push_back(static_cast<uint32_t>(tag));
+  action();
+}
+
+bool Engine::cancel(EventId id) {
+  const auto slot = static_cast<uint32_t>(id.value & 0xffffffffu);
+  const auto generation = static_cast<uint32_t>(id.value >> 32);
+  if (slot >= slots_.size()) return false;
+  Slot& s = slots_[slot];
+  if (s.generation != generation || s.handler == nullptr) return false;
+  if (s.handler == &functions_) {
+    functions_.actions[s.tag] = nullptr;
+    functions_.free.push_back(static_cast<uint32_t>(s.tag));
+  }
+  // The heap entry stays (lazy deletion); its slot is released when it reaches the top.
+  s.handler = nullptr;
+  --pending_;
+  ++cancelled_in_heap_;
+  if (cancelled_in_heap_ > 1024 && cancelled_in_heap_ * 2 > heap_.size()) compact();
+  return true;
+}
+
+void Engine::push(HeapEntry entry) {
+  size_t i = heap_.size();
+  heap_.push_back(entry);
+  while (i > 0) {
+    const size_t parent = (i - 1) >> 2;
+    if (!before(entry, heap_[parent])) break;
+    heap_[i] = heap_[parent];
+    i = parent;
+  }
+  heap_[i] = entry;
+}
+
+void Engine::sift_down(size_t i, HeapEntry entry) {
+  const size_t n = heap_.size();
+  while (true) {
+    const size_t first = 4 * i + 1;
+    if (first >= n) break;
+    size_t best = first;
+    const size_t last = std::min(first + 4, n);
+    for (size_t c = first + 1; c < last; ++c) {
+      if (before(heap_[c], heap_[best])) best = c;
+    }
+    if (!before(heap_[best], entry)) break;
+    heap_[i] = heap_[best];
+    i = best;
+  }
+  heap_[i] = entry;
+}
+
+void Engine::pop_top() {
+  const HeapEntry last = heap_.back();
+  heap_.pop_back();
+  if (!heap_.empty()) sift_down(0, last);
+}
+
+void Engine::renumber() {
+  if (top_is_running_) {
+    top_is_running_ = false;
+    pop_top();
+  }
+  std::sort(heap_.begin(), heap_.end(), before);  // a sorted array is a valid heap
+  uint64_t sequence = 0;
+  for (HeapEntry& e : heap_) e.key = (sequence++ << kSlotBits) | (e.key & kSlotMask);
+  next_sequence_ = sequence;
+  if (next_sequence_ >= sequence_limit_) {
+    throw std::length_error("Engine: sequence_limit below the number of pending events");
+  }
+}
+
+void Engine::compact() {
+  if (top_is_running_) {
+    top_is_running_ = false;
+    pop_top();
+  }
+  std::vector<HeapEntry> kept;
+  kept.reserve(heap_.size() - cancelled_in_heap_);
+  for (const HeapEntry& e : heap_) {
+    const auto slot = static_cast<uint32_t>(e.key & kSlotMask);
+    if (slots_[slot].handler != nullptr) {
+      kept.push_back(e);
+    } else {
+      release_slot(slot);
+    }
+  }
+  std::sort(kept.begin(), kept.end(), before);
+  heap_ = std::move(kept);
+  cancelled_in_heap_ = 0;
+}
+
+template <typename Continue>
+void Engine::run_while(Continue keep_going) {
+  while (!heap_.empty() && keep_going(heap_.front().time_ps)) {
+    const HeapEntry top = heap_.front();
+    const auto slot = static_cast<uint32_t>(top.key & kSlotMask);
+    EventHandler* handler = slots_[slot].handler;
+    const uint64_t tag = slots_[slot].tag;
+    release_slot(slot);
+    now_ = Time::ps(top.time_ps);
+    if (handler == nullptr) {
+      --cancelled_in_heap_;
+      pop_top();
+      continue;
+    }
+    --pending_;
+    ++events_run_;
+    top_is_running_ = true;
+    handler->on_event(tag);
+    if (top_is_running_) {
+      top_is_running_ = false;
+      pop_top();
+    }
+  }
+}
+
+void Engine::run() {
+  run_while([](int64_t) { return true; });
+}
+
+void Engine::run_until(Time until) {
+  const int64_t limit = until.count_ps();
+  run_while([limit](int64_t t) { return t <= limit; });
+  if (until > now_) now_ = until;
+}
+
+}  // namespace moesim
