@@ -62,7 +62,13 @@ class RoutingSource {
   virtual ~RoutingSource() = default;
   virtual int32_t experts() const = 0;
   virtual int32_t top_k() const = 0;
+  // Fills `out` for the request. A source may return another token count than asked (a trace
+  // holds the tokens it recorded): the step uses out.tokens.
   virtual void route(const RoutingRequest& request, RoutingDecision& out) = 0;
+  // Whether route() may be called from several threads at once on this object. A router seeds
+  // each request's randomness from (seed, layer, micro_batch, rank) and is; a trace reader,
+  // which streams records in order, is not and is asked in (micro_batch, layer, rank) order.
+  virtual bool thread_safe() const { return false; }
 };
 
 }  // namespace moesim
