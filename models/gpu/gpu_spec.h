@@ -1,0 +1,63 @@
+// A GPU type as the compute model sees it: dense tensor-core peaks per precision, HBM bandwidth
+// and capacity, and the efficiency parameters of the roofline; plus the built-in presets.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "sim/engine/units.h"
+
+namespace moesim {
+
+// Element data types of weights, activations and messages.
+enum class Dtype : uint8_t { kFp32, kBf16, kFp16, kFp8 };
+
+constexpr int32_t dtype_bytes(Dtype d) {
+  switch (d) {
+    case Dtype::kFp32:
+      return 4;
+    case Dtype::kBf16:
+      return 2;
+    case Dtype::kFp16:
+      return 2;
+    case Dtype::kFp8:
+      return 1;
+  }
+  return 0;
+}
+std::string_view dtype_name(Dtype d);
+// "fp32", "bf16", "fp16", "fp8"; nullopt for anything else.
+std::optional<Dtype> dtype_from_name(std::string_view name);
+
+struct GpuSpec {
+  std::string name;
+  // Dense (not 2:4 sparse) tensor-core peaks, FLOP/s. FP16 runs at the BF16 rate; FP32 GEMMs are
+  // taken at the TF32 rate, half the BF16 rate on every preset's data sheet.
+  double peak_flops_bf16 = 0.0;
+  double peak_flops_fp8 = 0.0;
+  Bandwidth hbm_bandwidth;
+  Bytes hbm_capacity;
+
+  // Matrix-product efficiency with m rows (tokens): eff(m) = gemm_efficiency_max * m /
+  // (m + gemm_half_efficiency_rows). A skinny product cannot fill the SMs' tiles, so achieved
+  // FLOP/s rise with m toward a plateau below peak.
+  double gemm_efficiency_max = 0.75;
+  double gemm_half_efficiency_rows = 128.0;
+  // Achieved over nominal HBM bandwidth for streaming kernels.
+  double memory_efficiency = 0.85;
+  // Fixed cost of each kernel launch (launch plus tail), added to every kernel's roofline time.
+  Time kernel_launch = Time::us(4);
+
+  // Peak FLOP/s for GEMMs in `d`.
+  double peak_flops(Dtype d) const;
+};
+
+// The built-in GPU types: a100-80gb, h100-sxm, h800, h200, b200, gb200.
+std::span<const GpuSpec> gpu_presets();
+// nullptr when `name` is not a preset.
+const GpuSpec* find_gpu_preset(std::string_view name);
+
+}  // namespace moesim

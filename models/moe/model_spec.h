@@ -1,0 +1,102 @@
+// An MoE transformer's shape (layers, attention, experts, routing, data formats) with the
+// parameter counts and message sizes the step needs; plus the built-in model presets.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "models/gpu/gpu_spec.h"
+#include "sim/engine/units.h"
+
+namespace moesim {
+
+enum class Scoring : uint8_t { kSoftmax, kSigmoid };
+
+// How a tensor is stored or sent: a dtype, optionally with one scale of `scale_bytes` per
+// `scale_block_elements` elements (block-quantised FP8). Both scale fields 0: no scales.
+struct ElementFormat {
+  Dtype dtype = Dtype::kBf16;
+  int32_t scale_bytes = 0;
+  int32_t scale_block_elements = 0;
+
+  // Bytes of `elements` elements, counting one scale per started block.
+  Bytes bytes_for(int64_t elements) const;
+};
+
+enum class AttentionKind : uint8_t {
+  kGqa,  // multi-head / grouped-query attention: kv_heads keys and values of head_dim
+  kMla,  // multi-head latent attention (DeepSeek-V2/V3): a compressed KV latent is cached
+};
+
+struct ModelSpec {
+  std::string name;
+  int32_t layers = 0;
+  int32_t dense_layers = 0;  // the first dense_layers layers have a dense FFN, not experts
+  int32_t hidden_size = 0;
+  int32_t attention_heads = 0;
+  int32_t kv_heads = 0;
+  int32_t head_dim = 0;  // MLA: the no-RoPE part of a query/key head (qk_nope_head_dim)
+  int32_t expert_ffn_size = 0;
+  int32_t dense_ffn_size = 0;
+  int32_t routed_experts = 0;
+  int32_t shared_experts = 0;
+  int32_t top_k = 0;
+  int32_t expert_groups = 1;
+  int32_t topk_groups = 1;
+  Scoring scoring = Scoring::kSoftmax;
+  double routed_scaling_factor = 1.0;
+  int32_t vocab_size = 0;
+  ElementFormat weights;   // dtype of the GEMMs too
+  ElementFormat dispatch;  // hidden states sent to experts
+  ElementFormat combine;   // expert outputs sent back
+
+  AttentionKind attention = AttentionKind::kGqa;
+  // MLA only.
+  int32_t q_lora_rank = 0;  // 0: queries are not compressed
+  int32_t kv_lora_rank = 0;
+  int32_t qk_rope_head_dim = 0;
+  int32_t v_head_dim = 0;
+
+  int32_t moe_layer_count() const { return layers - dense_layers; }
+  // Indices (among all layers) of the MoE layers, ascending.
+  std::vector<int32_t> moe_layer_indices() const;
+  bool is_moe_layer(int32_t layer) const { return layer >= dense_layers && layer < layers; }
+
+  // Weights of one layer's attention block (projections; norms neglected).
+  int64_t attention_params() const;
+  // Weights of one dense layer's SwiGLU FFN: 3 * hidden * dense_ffn.
+  int64_t dense_ffn_params() const;
+  // Weights of one expert (routed or shared) SwiGLU FFN: 3 * hidden * expert_ffn.
+  int64_t expert_params() const;
+  // Weights of one MoE layer's router gate: hidden * routed_experts.
+  int64_t gate_params() const;
+  // Embedding and LM head (untied): 2 * vocab * hidden.
+  int64_t embedding_params() const;
+  // Every weight in the model.
+  int64_t total_params() const;
+  // Weights one token passes through (top_k routed and all shared experts per MoE layer).
+  int64_t active_params() const;
+
+  // One token's hidden state as sent to an expert, and as an expert's output sent back.
+  Bytes dispatch_bytes_per_token() const { return dispatch.bytes_for(hidden_size); }
+  Bytes combine_bytes_per_token() const { return combine.bytes_for(hidden_size); }
+  // Elements one token adds to one layer's KV cache: 2 * kv_heads * head_dim (GQA) or
+  // kv_lora_rank + qk_rope_head_dim (MLA).
+  int64_t kv_cache_elements_per_token() const;
+  // Width of a query/key head as it enters QK^T, and of a value head.
+  int32_t qk_head_dim() const { return head_dim + qk_rope_head_dim; }
+  int32_t value_head_dim() const {
+    return attention == AttentionKind::kMla ? v_head_dim : head_dim;
+  }
+};
+
+// The built-in models: mixtral-8x7b, mixtral-8x22b, deepseek-v3, qwen3-30b-a3b,
+// qwen3-235b-a22b, dbrx, switch-base-128.
+std::span<const ModelSpec> model_presets();
+// nullptr when `name` is not a preset.
+const ModelSpec* find_model_preset(std::string_view name);
+
+}  // namespace moesim

@@ -1,0 +1,34 @@
+// How a model is split over the cluster: tensor, expert, data and pipeline parallel sizes and
+// where each routed expert lives within an expert-parallel group (placement and hot replicas).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace moesim {
+
+enum class PlacementKind : uint8_t {
+  kContiguous,  // expert e on EP rank e / (experts / ep)
+  kRoundRobin,  // expert e on EP rank e mod ep
+  kExplicit,    // expert e on EP rank explicit_ep_rank[e]
+};
+
+struct ParallelPlan {
+  int32_t tp = 1;
+  int32_t ep = 1;
+  int32_t dp = 1;
+  int32_t pp = 1;
+  PlacementKind placement = PlacementKind::kContiguous;
+  std::vector<int32_t> explicit_ep_rank;  // kExplicit only: one EP rank per routed expert
+  std::vector<int32_t> hot_experts;       // experts given extra copies, ascending, distinct
+  int32_t replicas = 0;                   // extra copies of each hot expert
+
+  int64_t world_size() const { return int64_t{tp} * ep * dp * pp; }
+  // The global GPU index of a rank tuple. TP varies fastest, then EP, DP, PP (Megatron's order):
+  // a TP group is adjacent GPUs, within one node whenever tp divides the node size.
+  int32_t gpu_of(int32_t tp_rank, int32_t ep_rank, int32_t dp_rank, int32_t pp_rank) const {
+    return ((pp_rank * dp + dp_rank) * ep + ep_rank) * tp + tp_rank;
+  }
+};
+
+}  // namespace moesim

@@ -1,0 +1,114 @@
+// A scenario file (scenarios/scenario.proto, text format) loaded, validated and resolved into
+// plain structs: presets expanded, defaults applied, unit strings parsed, paths made absolute.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "models/gpu/gpu_spec.h"
+#include "models/moe/model_spec.h"
+#include "models/moe/parallel_plan.h"
+
+namespace moesim {
+
+// Bad scenario input. what() is "file:line:column: field: what was expected" where the line is
+// known (syntax errors and fields the user set), else "file: field: ...".
+class ScenarioError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// The cluster: a topology preset with its options, or a topology file; and the GPU type.
+struct ClusterSpec {
+  // Set for a preset; the fields mirror topologies' ClusterOptions.
+  std::string topology_preset;
+  int32_t nodes = 1;
+  std::optional<double> nic_gbps;  // nullopt: the preset's own NIC rate
+  double oversubscription = 1.0;
+  // Set (absolute) for a topology file; topology_preset is then empty.
+  std::filesystem::path topology_file;
+  // GPUs in the cluster (nodes * the preset's GPUs per node, or the file's GPU count).
+  int32_t gpu_count = 0;
+  int32_t gpus_per_node = 0;
+  GpuSpec gpu;
+
+  bool from_file() const { return !topology_file.empty(); }
+};
+
+enum class WorkloadKind : uint8_t { kTraining, kPrefill, kDecode };
+
+struct Workload {
+  WorkloadKind kind = WorkloadKind::kTraining;
+  int32_t tokens_per_gpu = 0;  // per micro-batch; decode: sequences, one new token each
+  int32_t sequence_length = 0;
+  int32_t micro_batches = 1;
+  int32_t steps = 1;
+  int32_t warmup_steps = 0;       // the first steps, excluded from statistics
+  int32_t kv_context_length = 0;  // decode only
+};
+
+enum class DropPolicy : uint8_t { kArrivalOrder, kLowestScore };
+enum class TokenSourceKind : uint8_t { kSyntheticHidden, kLogitSpace, kNpyFile };
+
+// The router's settings as the scenario gives them, every default applied (see the .proto).
+struct RouterConfig {
+  Scoring scoring = Scoring::kSoftmax;
+  double capacity_factor = 0.0;  // 0: no capacity limit
+  DropPolicy drop_policy = DropPolicy::kArrivalOrder;
+  bool renormalize = true;
+  double routed_scaling_factor = 1.0;
+  double noise_std = 0.0;
+  bool expert_choice = false;
+  bool aux_free_bias = false;
+  double bias_gamma = 0.001;
+  TokenSourceKind token_source = TokenSourceKind::kSyntheticHidden;
+  std::filesystem::path token_file;  // kNpyFile: absolute
+  int32_t clusters = 64;
+  double zipf_exponent = 1.0;
+  double spread = 0.5;
+  int32_t rank = 0;  // 0: full rank
+  double sequence_correlation = 0.0;
+  std::filesystem::path gate_weights_file;  // empty: random gate weights
+  std::string gate_tensor_pattern = "model.layers.{layer}.mlp.gate.weight";
+};
+
+// One sweep axis, names and values validated (every value resolves to a valid scenario).
+struct SweepAxis {
+  std::string name;
+  std::vector<std::string> values;
+};
+
+struct Scenario {
+  std::string name;
+  std::string description;
+  std::filesystem::path source_file;  // as given to load/parse
+  ModelSpec model;
+  ClusterSpec cluster;
+  ParallelPlan parallel;
+  Workload workload;
+  RouterConfig router;
+  uint64_t seed = 1;
+  std::vector<SweepAxis> sweep;
+};
+
+// Reads and resolves a scenario file; throws ScenarioError.
+Scenario load_scenario(const std::filesystem::path& file);
+// Resolves scenario text; relative paths resolve against file_name_for_errors's folder.
+Scenario parse_scenario(std::string_view text, std::string_view file_name_for_errors);
+
+// The sweep axis names accepted in `sweep { name: ... }`.
+std::span<const std::string_view> sweep_axis_names();
+
+// The scenario of one sweep point: `text` with each (axis name, value) applied in order, then
+// resolved. Throws ScenarioError naming the axis and value when a point is invalid.
+Scenario parse_scenario_at(std::string_view text, std::string_view file_name_for_errors,
+                           std::span<const std::pair<std::string, std::string>> axis_values);
+
+}  // namespace moesim
