@@ -13,32 +13,39 @@ Engine::Engine(Options options) : seed_(options.seed), sequence_limit_(options.s
 }
 
 uint32_t Engine::allocate_slot() {
-  if (free_head_ != UINT32_MAX) {
+  if (free_head_ != kNoSlot) {
     const uint32_t slot = free_head_;
-    free_head_ = slots_[slot].next_free;
+    free_head_ = slots_[slot].next_free();
     return slot;
   }
-  if (slots_.size() > kSlotMask) {
-    throw std::length_error("Engine: more than 2^26 events pending at once");
+  if (slots_.size() >= kNoSlot) {
+    throw std::length_error("Engine: more than 2^26 - 1 events pending at once");
   }
-  slots_.push_back(Slot{nullptr, 0, 0, UINT32_MAX});
+  // Generations start at 1 so that a default EventId (value 0) names no event.
+  slots_.push_back(Slot{nullptr, 0, (uint64_t{1} << kSlotBits) | kNoSlot});
   return static_cast<uint32_t>(slots_.size() - 1);
 }
 
 void Engine::release_slot(uint32_t slot) {
   Slot& s = slots_[slot];
   s.handler = nullptr;
-  ++s.generation;
-  s.next_free = free_head_;
+  // The generation field wraps after 2^38 reuses; it skips 0 to keep EventId{} invalid.
+  uint64_t generation = (s.generation() + 1) & ((uint64_t{1} << kGenerationBits) - 1);
+  if (generation == 0) generation = 1;
+  s.generation_and_next = (generation << kSlotBits) | free_head_;
   free_head_ = slot;
 }
 
-EventId Engine::schedule_at(Time at, EventHandler& handler, uint64_t tag) {
+void Engine::throw_if_past(Time at) const {
   if (at < now_) {
     throw std::logic_error("Engine: event scheduled in the past (at " +
                            std::to_string(at.count_ps()) + " ps, now " +
                            std::to_string(now_.count_ps()) + " ps)");
   }
+}
+
+EventId Engine::schedule_at(Time at, EventHandler& handler, uint64_t tag) {
+  throw_if_past(at);
   if (next_sequence_ >= sequence_limit_) renumber();
   const uint32_t slot = allocate_slot();
   Slot& s = slots_[slot];
@@ -52,10 +59,11 @@ EventId Engine::schedule_at(Time at, EventHandler& handler, uint64_t tag) {
     push(entry);
   }
   ++pending_;
-  return EventId{(uint64_t{s.generation} << 32) | slot};
+  return EventId{(s.generation() << kSlotBits) | slot};
 }
 
 EventId Engine::call_at(Time at, std::function<void()> action) {
+  throw_if_past(at);  // before storing the action, which would otherwise never be freed
   const uint64_t index = functions_.add(std::move(action));
   return schedule_at(at, functions_, index);
 }
@@ -80,11 +88,10 @@ void Engine::FunctionEvents::on_event(uint64_t tag) {
 }
 
 bool Engine::cancel(EventId id) {
-  const auto slot = static_cast<uint32_t>(id.value & 0xffffffffu);
-  const auto generation = static_cast<uint32_t>(id.value >> 32);
+  const auto slot = static_cast<uint32_t>(id.value & kSlotMask);
   if (slot >= slots_.size()) return false;
   Slot& s = slots_[slot];
-  if (s.generation != generation || s.handler == nullptr) return false;
+  if (s.generation() != (id.value >> kSlotBits) || s.handler == nullptr) return false;
   if (s.handler == &functions_) {
     functions_.actions[s.tag] = nullptr;
     functions_.free.push_back(static_cast<uint32_t>(s.tag));
@@ -168,18 +175,32 @@ void Engine::compact() {
 
 template <typename Continue>
 void Engine::run_while(Continue keep_going) {
+  if (running_) throw std::logic_error("Engine: run or run_until called from inside a handler");
+  running_ = true;
+  // Clears the flags even when a handler throws, so the engine stays usable for inspection.
+  struct Guard {
+    Engine& engine;
+    ~Guard() {
+      engine.running_ = false;
+      if (engine.top_is_running_) {
+        engine.top_is_running_ = false;
+        engine.pop_top();
+      }
+    }
+  } guard{*this};
   while (!heap_.empty() && keep_going(heap_.front().time_ps)) {
     const HeapEntry top = heap_.front();
     const auto slot = static_cast<uint32_t>(top.key & kSlotMask);
     EventHandler* handler = slots_[slot].handler;
     const uint64_t tag = slots_[slot].tag;
     release_slot(slot);
-    now_ = Time::ps(top.time_ps);
     if (handler == nullptr) {
+      // A cancelled event leaves no trace, not even on the clock.
       --cancelled_in_heap_;
       pop_top();
       continue;
     }
+    now_ = Time::ps(top.time_ps);
     --pending_;
     ++events_run_;
     top_is_running_ = true;
@@ -196,9 +217,13 @@ void Engine::run() {
 }
 
 void Engine::run_until(Time until) {
+  if (until < now_) {
+    throw std::logic_error("Engine: run_until(" + std::to_string(until.count_ps()) +
+                           " ps) is before now (" + std::to_string(now_.count_ps()) + " ps)");
+  }
   const int64_t limit = until.count_ps();
   run_while([limit](int64_t t) { return t <= limit; });
-  if (until > now_) now_ = until;
+  now_ = until;
 }
 
 }  // namespace moesim

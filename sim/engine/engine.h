@@ -23,7 +23,8 @@ class EventHandler {
 };
 
 // Names one scheduled event, for cancellation. Stays unique after the event ran or was
-// cancelled: cancelling a stale id is a harmless no-op.
+// cancelled (a slot must be reused 2^38 times before an id repeats): cancelling a stale id is a
+// harmless no-op. A default-constructed id names no event.
 struct EventId {
   uint64_t value = 0;
   friend constexpr bool operator==(EventId, EventId) = default;
@@ -58,12 +59,15 @@ class Engine {
     return call_at(now_ + delay, std::move(action));
   }
 
-  // Cancels a pending event in O(1); returns whether it was pending.
+  // Cancels a pending event in O(1) amortised; returns whether it was pending. Cancelling the
+  // event whose handler is running, one that ran, or one already cancelled returns false.
   bool cancel(EventId id);
 
-  // Runs events until none is left.
+  // Runs events until none is left; now() is then the time of the last event run. Not
+  // re-entrant: calling run or run_until from a handler throws std::logic_error.
   void run();
-  // Runs every event with time <= until, then sets now() to `until` (if later than now()).
+  // Runs every event with time <= until, then sets now() to `until`. `until` before now()
+  // throws std::logic_error.
   void run_until(Time until);
 
   size_t pending() const { return pending_; }
@@ -80,17 +84,24 @@ class Engine {
  private:
   static constexpr int kSlotBits = 26;
   static constexpr uint64_t kSlotMask = (uint64_t{1} << kSlotBits) - 1;
+  // Ends a free list; never a slot index, since at most kSlotMask slots exist.
+  static constexpr uint32_t kNoSlot = static_cast<uint32_t>(kSlotMask);
+  static constexpr int kGenerationBits = 64 - kSlotBits;
 
   // 16 bytes, four to a cache line: the 4-ary heap's children of a node share one line.
   struct HeapEntry {
     int64_t time_ps;
     uint64_t key;  // (sequence << kSlotBits) | slot: orders equal times by scheduling order
   };
+  // 24 bytes. The generation (bumped on release) and the free-list link share one word so that
+  // ids stay unique for 2^38 reuses of a slot without growing the record.
   struct Slot {
     EventHandler* handler;  // null once cancelled or free
     uint64_t tag;
-    uint32_t generation;
-    uint32_t next_free;
+    uint64_t generation_and_next;  // (generation << kSlotBits) | next free slot
+
+    uint64_t generation() const { return generation_and_next >> kSlotBits; }
+    uint32_t next_free() const { return static_cast<uint32_t>(generation_and_next & kSlotMask); }
   };
   static bool before(const HeapEntry& a, const HeapEntry& b) {
     return a.time_ps < b.time_ps || (a.time_ps == b.time_ps && a.key < b.key);
@@ -108,6 +119,7 @@ class Engine {
     Engine& engine_;
   };
 
+  void throw_if_past(Time at) const;
   uint32_t allocate_slot();
   void release_slot(uint32_t slot);
   void push(HeapEntry entry);
@@ -120,7 +132,7 @@ class Engine {
 
   std::vector<HeapEntry> heap_;
   std::vector<Slot> slots_;
-  uint32_t free_head_ = UINT32_MAX;
+  uint32_t free_head_ = kNoSlot;
   Time now_ = Time::zero();
   uint64_t seed_;
   uint64_t sequence_limit_;
@@ -128,6 +140,7 @@ class Engine {
   size_t pending_ = 0;
   size_t cancelled_in_heap_ = 0;
   uint64_t events_run_ = 0;
+  bool running_ = false;  // inside run_while, to refuse re-entrant runs
   // While a handler runs, the heap's top still holds that handler's entry; the first event it
   // schedules replaces the top in one sift-down instead of a pop and a push (the hold model's
   // common case).
@@ -135,6 +148,8 @@ class Engine {
   FunctionEvents functions_{*this};
 };
 
-constexpr size_t Engine::bytes_per_pending_event() { return sizeof(HeapEntry) + sizeof(Slot); }
+constexpr size_t Engine::bytes_per_pending_event() {
+  return sizeof(HeapEntry) + sizeof(Slot);
+}
 
 }  // namespace moesim

@@ -32,8 +32,14 @@ class Time {
   constexpr Time operator-(Time o) const { return Time(ps_ - o.ps_); }
   constexpr Time operator*(int64_t k) const { return Time(ps_ * k); }
   constexpr Time operator/(int64_t k) const { return Time(ps_ / k); }
-  constexpr Time& operator+=(Time o) { ps_ += o.ps_; return *this; }
-  constexpr Time& operator-=(Time o) { ps_ -= o.ps_; return *this; }
+  constexpr Time& operator+=(Time o) {
+    ps_ += o.ps_;
+    return *this;
+  }
+  constexpr Time& operator-=(Time o) {
+    ps_ -= o.ps_;
+    return *this;
+  }
   constexpr auto operator<=>(const Time&) const = default;
 
  private:
@@ -55,7 +61,10 @@ class Bytes {
   constexpr Bytes operator-(Bytes o) const { return Bytes(n_ - o.n_); }
   constexpr Bytes operator*(int64_t k) const { return Bytes(n_ * k); }
   constexpr Bytes operator/(int64_t k) const { return Bytes(n_ / k); }
-  constexpr Bytes& operator+=(Bytes o) { n_ += o.n_; return *this; }
+  constexpr Bytes& operator+=(Bytes o) {
+    n_ += o.n_;
+    return *this;
+  }
   constexpr auto operator<=>(const Bytes&) const = default;
 
  private:
