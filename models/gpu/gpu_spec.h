@@ -44,8 +44,8 @@ struct GpuSpec {
   // Matrix-product efficiency with m rows (tokens): eff(m) = gemm_efficiency_max * m /
   // (m + gemm_half_efficiency_rows). A skinny product cannot fill the SMs' tiles, so achieved
   // FLOP/s rise with m toward a plateau below peak.
-  double gemm_efficiency_max = 0.75;
-  double gemm_half_efficiency_rows = 128.0;
+  double gemm_efficiency_max = 0.72;
+  double gemm_half_efficiency_rows = 256.0;
   // Achieved over nominal HBM bandwidth for streaming kernels.
   double memory_efficiency = 0.85;
   // Fixed cost of each kernel launch (launch plus tail), added to every kernel's roofline time.

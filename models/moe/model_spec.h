@@ -35,6 +35,11 @@ struct ModelSpec {
   std::string name;
   int32_t layers = 0;
   int32_t dense_layers = 0;  // the first dense_layers layers have a dense FFN, not experts
+  // After those, every moe_layer_interval-th layer is MoE (layers dense_layers + i * interval +
+  // interval - 1), the others dense: Switch Transformer's "every other layer" is 2.
+  int32_t moe_layer_interval = 1;
+  int32_t ffn_matrices = 3;  // 3: gated FFN (SwiGLU); 2: plain (ReLU/GELU)
+  bool normalize_topk = true;
   int32_t hidden_size = 0;
   int32_t attention_heads = 0;
   int32_t kv_heads = 0;
@@ -60,16 +65,16 @@ struct ModelSpec {
   int32_t qk_rope_head_dim = 0;
   int32_t v_head_dim = 0;
 
-  int32_t moe_layer_count() const { return layers - dense_layers; }
+  int32_t moe_layer_count() const;
   // Indices (among all layers) of the MoE layers, ascending.
   std::vector<int32_t> moe_layer_indices() const;
-  bool is_moe_layer(int32_t layer) const { return layer >= dense_layers && layer < layers; }
+  bool is_moe_layer(int32_t layer) const;
 
   // Weights of one layer's attention block (projections; norms neglected).
   int64_t attention_params() const;
-  // Weights of one dense layer's SwiGLU FFN: 3 * hidden * dense_ffn.
+  // Weights of one dense layer's FFN: ffn_matrices * hidden * dense_ffn.
   int64_t dense_ffn_params() const;
-  // Weights of one expert (routed or shared) SwiGLU FFN: 3 * hidden * expert_ffn.
+  // Weights of one expert (routed or shared): ffn_matrices * hidden * expert_ffn.
   int64_t expert_params() const;
   // Weights of one MoE layer's router gate: hidden * routed_experts.
   int64_t gate_params() const;
