@@ -1,0 +1,379 @@
+#include "models/router/gating.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+#include <string>
+
+#include "models/router/simd.h"
+
+// The vector helpers of simd.h are always inlined; GCC still reports the baseline ABI of their
+// vector values at the end of the file.
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+namespace moesim {
+namespace {
+
+// Inserts (value, id) into best[0..filled) kept in descending order, at most k long. An equal
+// value goes after those already there, so with ids visited in increasing order ties favour the
+// lower id.
+inline void insert_best(float value, int32_t id, int32_t k, float* best_values, int32_t* best_ids,
+                        int32_t& filled) {
+  int32_t pos;
+  if (filled < k) {
+    pos = filled++;
+  } else if (value > best_values[k - 1]) {
+    pos = k - 1;
+  } else {
+    return;
+  }
+  while (pos > 0 && best_values[pos - 1] < value) {
+    best_values[pos] = best_values[pos - 1];
+    best_ids[pos] = best_ids[pos - 1];
+    --pos;
+  }
+  best_values[pos] = value;
+  best_ids[pos] = id;
+}
+
+constexpr int32_t kMaxTopK = 64;
+constexpr int32_t kMaxGroups = 256;
+
+inline void top_k_impl(const float* scores, int32_t n, int32_t k, int32_t* ids) {
+  float best[kMaxTopK];
+  int32_t filled = 0;
+  for (int32_t i = 0; i < n; ++i) insert_best(scores[i], i, k, best, ids, filled);
+}
+
+inline void group_limited_impl(const float* scores, int32_t n, int32_t groups, int32_t topk_group,
+                               int32_t k, int32_t* ids) {
+  const int32_t group_size = n / groups;
+  float group_best[kMaxGroups];
+  int32_t group_ids[kMaxGroups];
+  int32_t groups_filled = 0;
+  for (int32_t g = 0; g < groups; ++g) {
+    const float* s = scores + static_cast<ptrdiff_t>(g) * group_size;
+    float first = -std::numeric_limits<float>::infinity();
+    float second = first;
+    for (int32_t i = 0; i < group_size; ++i) {
+      const float v = s[i];
+      if (v > first) {
+        second = first;
+        first = v;
+      } else if (v > second) {
+        second = v;
+      }
+    }
+    const float group_score = group_size >= 2 ? first + second : first;
+    insert_best(group_score, g, topk_group, group_best, group_ids, groups_filled);
+  }
+  // Visit the kept groups in increasing order so that ties still favour the lower expert index.
+  std::sort(group_ids, group_ids + topk_group);
+  float best[kMaxTopK];
+  int32_t filled = 0;
+  for (int32_t j = 0; j < topk_group; ++j) {
+    const int32_t base = group_ids[j] * group_size;
+    for (int32_t i = 0; i < group_size; ++i) {
+      insert_best(scores[base + i], base + i, k, best, ids, filled);
+    }
+  }
+}
+
+inline float softplus(float x) {
+  return x > 20.0f ? x : std::log1p(std::exp(x));
+}
+
+struct BatchOutputs {
+  float* pair_scores;      // tokens x k, or null
+  float* all_scores;       // tokens x E (expert choice), or null
+  float* probability_sum;  // E, or null when no statistics
+  double* lse_square_sum;  // or null
+};
+
+// The per-token loop for top-k routing: scores, selection and weights, written at each row's
+// token. Compiled for several instruction sets; the widest the CPU has is picked at load time.
+MOESIM_MULTIVERSION
+void score_and_select(const RouterSpec& spec, const LogitRows& logits, std::span<const float> noise,
+                      std::span<const float> bias, GatingScratch& scratch, RoutingDecision& out,
+                      BatchOutputs outputs) {
+  const int32_t E = spec.experts;
+  const int32_t k = spec.top_k;
+  const bool expert_choice = spec.selection == RouterSelection::kExpertChoice;
+  float* row = scratch.row.data();
+  float* choice = scratch.choice.data();
+  float* probs = nullptr;
+  double lse_square_sum = 0.0;
+  for (int32_t r = 0; r < logits.rows; ++r) {
+    const int32_t t = logits.token_of_row.empty() ? r : logits.token_of_row[r];
+    const float* l = logits.data + static_cast<ptrdiff_t>(r) * logits.row_stride;
+    if (spec.noisy) {
+      const float* noise_logits = l + E;
+      const float* z = noise.data() + static_cast<ptrdiff_t>(t) * E;
+      for (int32_t i = 0; i < E; ++i) row[i] = l[i] + z[i] * softplus(noise_logits[i]);
+      l = row;
+    }
+    probs = expert_choice ? outputs.all_scores + static_cast<ptrdiff_t>(t) * E : choice;
+    float lse = 0.0f;
+    if (spec.scoring == RouterScoring::kSoftmax) {
+      lse = simd::softmax(l, probs, E);
+      if (outputs.probability_sum) simd::accumulate(probs, 1.0f, outputs.probability_sum, E);
+    } else {
+      simd::sigmoid(l, probs, E);
+      if (outputs.probability_sum) {
+        lse = simd::logsumexp(l, E);
+        const float total = simd::sum(probs, E);
+        simd::accumulate(probs, total > 0.0f ? 1.0f / total : 0.0f, outputs.probability_sum, E);
+      }
+    }
+    if (outputs.lse_square_sum) lse_square_sum += static_cast<double>(lse) * lse;
+    if (expert_choice) continue;
+
+    // Selection sees score + bias; the weights use the unbiased scores.
+    const float* selection_scores = probs;
+    if (!bias.empty()) {
+      float* biased = row;
+      simd::add(probs, bias.data(), biased, E);
+      selection_scores = biased;
+    }
+    int32_t* ids = out.expert_ids.data() + static_cast<ptrdiff_t>(t) * k;
+    if (spec.selection == RouterSelection::kGroupLimitedTopK) {
+      group_limited_impl(selection_scores, E, spec.groups, spec.topk_group, k, ids);
+    } else {
+      top_k_impl(selection_scores, E, k, ids);
+    }
+    float* weights = out.weights.data() + static_cast<ptrdiff_t>(t) * k;
+    float total = 0.0f;
+    for (int32_t j = 0; j < k; ++j) {
+      weights[j] = probs[ids[j]];
+      total += weights[j];
+    }
+    if (outputs.pair_scores) {
+      std::copy(weights, weights + k, outputs.pair_scores + static_cast<ptrdiff_t>(t) * k);
+    }
+    const float scale = static_cast<float>(spec.routed_scaling) *
+                        (spec.renormalize && total > 0.0f ? 1.0f / total : 1.0f);
+    for (int32_t j = 0; j < k; ++j) weights[j] *= scale;
+  }
+  if (outputs.lse_square_sum) *outputs.lse_square_sum = lse_square_sum;
+}
+
+void route_expert_choice(const RouterSpec& spec, int32_t tokens, GatingScratch& scratch,
+                         RoutingDecision& out) {
+  const int32_t E = spec.experts;
+  const double factor = spec.capacity_factor > 0.0 ? spec.capacity_factor : 1.0;
+  const int32_t capacity =
+      std::min(tokens, expert_capacity(factor, tokens, spec.top_k, spec.experts));
+  const float* scores = scratch.scores.data();
+  // chosen[e * capacity + j]: the tokens expert e takes.
+  scratch.pair_index.resize(static_cast<size_t>(E) * capacity);
+  scratch.candidate_tokens.resize(tokens);
+  scratch.counts.assign(tokens, 0);
+  for (int32_t e = 0; e < E; ++e) {
+    auto& cand = scratch.candidate_tokens;
+    for (int32_t t = 0; t < tokens; ++t) cand[t] = t;
+    const auto better = [&](int32_t a, int32_t b) {
+      const float sa = scores[static_cast<ptrdiff_t>(a) * E + e];
+      const float sb = scores[static_cast<ptrdiff_t>(b) * E + e];
+      return sa > sb || (sa == sb && a < b);
+    };
+    std::nth_element(cand.begin(), cand.begin() + capacity, cand.end(), better);
+    for (int32_t j = 0; j < capacity; ++j) {
+      scratch.pair_index[static_cast<size_t>(e) * capacity + j] = cand[j];
+      ++scratch.counts[cand[j]];
+    }
+  }
+  int32_t widest = 0;
+  for (int32_t t = 0; t < tokens; ++t) widest = std::max(widest, scratch.counts[t]);
+  out.reset(tokens, E, widest);
+  std::fill(scratch.counts.begin(), scratch.counts.end(), 0);
+  // Experts in increasing order fill each token's row in increasing expert order.
+  for (int32_t e = 0; e < E; ++e) {
+    for (int32_t j = 0; j < capacity; ++j) {
+      const int32_t t = scratch.pair_index[static_cast<size_t>(e) * capacity + j];
+      const size_t slot = static_cast<size_t>(t) * widest + scratch.counts[t]++;
+      out.expert_ids[slot] = e;
+      out.weights[slot] =
+          scores[static_cast<ptrdiff_t>(t) * E + e] * static_cast<float>(spec.routed_scaling);
+    }
+    out.tokens_per_expert[e] = capacity;
+  }
+}
+
+}  // namespace
+
+int32_t expert_capacity(double capacity_factor, int32_t tokens, int32_t top_k, int32_t experts) {
+  if (capacity_factor <= 0.0) return 0;
+  const double exact = capacity_factor * static_cast<double>(tokens) * top_k / experts;
+  // Guard against 2.0000000001 becoming 3 from rounding in the product.
+  const double nearest = std::round(exact);
+  const double c =
+      std::abs(exact - nearest) < 1e-9 * std::max(1.0, exact) ? nearest : std::ceil(exact);
+  return static_cast<int32_t>(c);
+}
+
+void score_row(RouterScoring scoring, std::span<const float> logits, std::span<float> scores) {
+  if (scores.size() != logits.size()) throw std::invalid_argument("score_row: size mismatch");
+  const auto n = static_cast<int32_t>(logits.size());
+  if (scoring == RouterScoring::kSoftmax) {
+    simd::softmax(logits.data(), scores.data(), n);
+  } else {
+    simd::sigmoid(logits.data(), scores.data(), n);
+  }
+}
+
+void top_k_row(std::span<const float> scores, std::span<int32_t> ids) {
+  const auto k = static_cast<int32_t>(ids.size());
+  if (k < 1 || k > kMaxTopK || ids.size() > scores.size()) {
+    throw std::invalid_argument("top_k_row: need 1 <= k <= min(64, experts)");
+  }
+  top_k_impl(scores.data(), static_cast<int32_t>(scores.size()), k, ids.data());
+}
+
+void group_limited_top_k_row(std::span<const float> scores, int32_t groups, int32_t topk_group,
+                             std::span<int32_t> ids) {
+  const auto n = static_cast<int32_t>(scores.size());
+  const auto k = static_cast<int32_t>(ids.size());
+  if (groups < 1 || groups > kMaxGroups || n % groups != 0 || topk_group < 1 ||
+      topk_group > groups || k < 1 || k > kMaxTopK || k > topk_group * (n / groups)) {
+    throw std::invalid_argument(
+        "group_limited_top_k_row: need groups dividing the experts, 1 <= topk_group <= groups "
+        "and 1 <= k <= topk_group * group size");
+  }
+  group_limited_impl(scores.data(), n, groups, topk_group, k, ids.data());
+}
+
+void apply_capacity(int32_t capacity, DropPolicy policy, std::span<const float> pair_scores,
+                    RoutingDecision& out, GatingScratch& scratch) {
+  auto& kept = out.tokens_per_expert;
+  kept.assign(out.experts, 0);
+  out.dropped_pairs = 0;
+  const size_t pairs = out.expert_ids.size();
+  if (capacity <= 0 || policy == DropPolicy::kByArrival) {
+    // Pairs are stored in token order, so this is arrival order.
+    for (size_t p = 0; p < pairs; ++p) {
+      const int32_t e = out.expert_ids[p];
+      if (e == kNoExpert || out.dropped[p]) continue;
+      if (capacity <= 0 || kept[e] < capacity) {
+        ++kept[e];
+      } else {
+        out.dropped[p] = 1;
+        ++out.dropped_pairs;
+      }
+    }
+    return;
+  }
+  if (pair_scores.size() != pairs) {
+    throw std::invalid_argument("apply_capacity: drop by score needs one score per pair");
+  }
+  // Bucket pairs by expert (counting sort keeps token order inside a bucket).
+  const int32_t E = out.experts;
+  auto& offsets = scratch.offsets;
+  offsets.assign(E + 1, 0);
+  for (size_t p = 0; p < pairs; ++p) {
+    const int32_t e = out.expert_ids[p];
+    if (e != kNoExpert && !out.dropped[p]) ++offsets[e + 1];
+  }
+  for (int32_t e = 0; e < E; ++e) offsets[e + 1] += offsets[e];
+  auto& bucket = scratch.pair_index;
+  bucket.resize(offsets[E]);
+  scratch.counts.assign(E, 0);
+  for (size_t p = 0; p < pairs; ++p) {
+    const int32_t e = out.expert_ids[p];
+    if (e != kNoExpert && !out.dropped[p]) {
+      bucket[offsets[e] + scratch.counts[e]++] = static_cast<int32_t>(p);
+    }
+  }
+  for (int32_t e = 0; e < E; ++e) {
+    const auto begin = bucket.begin() + offsets[e];
+    const auto end = bucket.begin() + offsets[e + 1];
+    const auto n = static_cast<int32_t>(end - begin);
+    if (n > capacity) {
+      std::nth_element(begin, begin + capacity, end, [&](int32_t a, int32_t b) {
+        return pair_scores[a] > pair_scores[b] || (pair_scores[a] == pair_scores[b] && a < b);
+      });
+      for (auto it = begin + capacity; it != end; ++it) out.dropped[*it] = 1;
+      out.dropped_pairs += n - capacity;
+    }
+    kept[e] = std::min(n, capacity);
+  }
+}
+
+void route_from_logits(const RouterSpec& spec, const LogitRows& logits,
+                       std::span<const float> noise, std::span<const float> bias,
+                       GatingScratch& scratch, RoutingDecision& out, RouterStats* stats) {
+  const int32_t E = spec.experts;
+  const int32_t T = logits.rows;
+  const int32_t k = spec.top_k;
+  if (logits.row_stride < (spec.noisy ? 2 * E : E)) {
+    throw std::invalid_argument("route_from_logits: rows hold fewer than the needed logits");
+  }
+  if (spec.noisy && noise.size() != static_cast<size_t>(T) * E) {
+    throw std::invalid_argument("route_from_logits: noisy gating needs tokens x experts normals");
+  }
+  if (!bias.empty() && bias.size() != static_cast<size_t>(E)) {
+    throw std::invalid_argument("route_from_logits: bias must have one value per expert");
+  }
+  const bool expert_choice = spec.selection == RouterSelection::kExpertChoice;
+  const int32_t capacity = expert_choice ? 0 : expert_capacity(spec.capacity_factor, T, k, E);
+  const bool by_score = capacity > 0 && spec.drop_policy == DropPolicy::kByLowestScore;
+  scratch.row.resize(E);
+  scratch.choice.resize(E);
+  if (by_score) scratch.pair_scores.resize(static_cast<size_t>(T) * k);
+  if (expert_choice) scratch.scores.resize(static_cast<size_t>(T) * E);
+  if (stats) scratch.probability_sum.assign(E, 0.0f);
+  double lse_square_sum = 0.0;
+  if (!expert_choice) out.reset(T, E, k);
+  score_and_select(spec, logits, noise, bias, scratch, out,
+                   BatchOutputs{by_score ? scratch.pair_scores.data() : nullptr,
+                                expert_choice ? scratch.scores.data() : nullptr,
+                                stats ? scratch.probability_sum.data() : nullptr,
+                                stats ? &lse_square_sum : nullptr});
+  if (expert_choice) {
+    route_expert_choice(spec, T, scratch, out);
+  } else {
+    apply_capacity(
+        capacity, spec.drop_policy,
+        by_score ? std::span<const float>(scratch.pair_scores) : std::span<const float>(), out,
+        scratch);
+  }
+  if (!stats) return;
+
+  stats->tokens_per_expert = out.tokens_per_expert;
+  stats->dropped_pairs = out.dropped_pairs;
+  // Chosen pairs per expert, before capacity.
+  auto& chosen = scratch.counts;
+  chosen.assign(E, 0);
+  int64_t routed = 0;
+  for (const int32_t e : out.expert_ids) {
+    if (e == kNoExpert) continue;
+    ++chosen[e];
+    ++routed;
+  }
+  stats->routed_pairs = routed;
+  double aux = 0.0;
+  for (int32_t e = 0; e < E; ++e) {
+    const double f = routed > 0 ? static_cast<double>(chosen[e]) / routed : 0.0;
+    const double p = T > 0 ? static_cast<double>(scratch.probability_sum[e]) / T : 0.0;
+    aux += f * p;
+  }
+  stats->aux_loss = E * aux;
+  stats->z_loss = T > 0 ? lse_square_sum / T : 0.0;
+  int64_t kept_total = 0;
+  int32_t kept_max = 0;
+  for (const int32_t c : out.tokens_per_expert) {
+    kept_total += c;
+    kept_max = std::max(kept_max, c);
+  }
+  double entropy = 0.0;
+  for (const int32_t c : out.tokens_per_expert) {
+    if (c == 0) continue;
+    const double q = static_cast<double>(c) / kept_total;
+    entropy -= q * std::log(q);
+  }
+  stats->load_entropy_nats = entropy;
+  stats->max_over_mean_load =
+      kept_total > 0 ? static_cast<double>(kept_max) * E / static_cast<double>(kept_total) : 0.0;
+}
+
+}  // namespace moesim
