@@ -54,9 +54,9 @@ EventId Engine::schedule_at(Time at, EventHandler& handler, uint64_t tag) {
   const HeapEntry entry{at.count_ps(), (next_sequence_++ << kSlotBits) | slot};
   if (top_is_running_) {
     top_is_running_ = false;
-    sift_down(0, entry);
+    heap_.replace_top(entry);
   } else {
-    push(entry);
+    heap_.push(entry);
   }
   ++pending_;
   return EventId{(s.generation() << kSlotBits) | slot};
@@ -104,47 +104,12 @@ bool Engine::cancel(EventId id) {
   return true;
 }
 
-void Engine::push(HeapEntry entry) {
-  size_t i = heap_.size();
-  heap_.push_back(entry);
-  while (i > 0) {
-    const size_t parent = (i - 1) >> 2;
-    if (!before(entry, heap_[parent])) break;
-    heap_[i] = heap_[parent];
-    i = parent;
-  }
-  heap_[i] = entry;
-}
-
-void Engine::sift_down(size_t i, HeapEntry entry) {
-  const size_t n = heap_.size();
-  while (true) {
-    const size_t first = 4 * i + 1;
-    if (first >= n) break;
-    size_t best = first;
-    const size_t last = std::min(first + 4, n);
-    for (size_t c = first + 1; c < last; ++c) {
-      if (before(heap_[c], heap_[best])) best = c;
-    }
-    if (!before(heap_[best], entry)) break;
-    heap_[i] = heap_[best];
-    i = best;
-  }
-  heap_[i] = entry;
-}
-
-void Engine::pop_top() {
-  const HeapEntry last = heap_.back();
-  heap_.pop_back();
-  if (!heap_.empty()) sift_down(0, last);
-}
-
 void Engine::renumber() {
   if (top_is_running_) {
     top_is_running_ = false;
-    pop_top();
+    heap_.pop();
   }
-  std::sort(heap_.begin(), heap_.end(), before);  // a sorted array is a valid heap
+  std::sort(heap_.begin(), heap_.end(), heap_before);  // a sorted array is a valid heap
   uint64_t sequence = 0;
   for (HeapEntry& e : heap_) e.key = (sequence++ << kSlotBits) | (e.key & kSlotMask);
   next_sequence_ = sequence;
@@ -156,7 +121,7 @@ void Engine::renumber() {
 void Engine::compact() {
   if (top_is_running_) {
     top_is_running_ = false;
-    pop_top();
+    heap_.pop();
   }
   std::vector<HeapEntry> kept;
   kept.reserve(heap_.size() - cancelled_in_heap_);
@@ -168,8 +133,8 @@ void Engine::compact() {
       release_slot(slot);
     }
   }
-  std::sort(kept.begin(), kept.end(), before);
-  heap_ = std::move(kept);
+  std::sort(kept.begin(), kept.end(), heap_before);
+  heap_.assign_sorted(kept);
   cancelled_in_heap_ = 0;
 }
 
@@ -184,12 +149,12 @@ void Engine::run_while(Continue keep_going) {
       engine.running_ = false;
       if (engine.top_is_running_) {
         engine.top_is_running_ = false;
-        engine.pop_top();
+        engine.heap_.pop();
       }
     }
   } guard{*this};
-  while (!heap_.empty() && keep_going(heap_.front().time_ps)) {
-    const HeapEntry top = heap_.front();
+  while (!heap_.empty() && keep_going(heap_.top().time_ps)) {
+    const HeapEntry top = heap_.top();
     const auto slot = static_cast<uint32_t>(top.key & kSlotMask);
     EventHandler* handler = slots_[slot].handler;
     const uint64_t tag = slots_[slot].tag;
@@ -197,8 +162,13 @@ void Engine::run_while(Continue keep_going) {
     if (handler == nullptr) {
       // A cancelled event leaves no trace, not even on the clock.
       --cancelled_in_heap_;
-      pop_top();
+      heap_.pop();
       continue;
+    }
+    if (heap_.size() > 1) {
+      // The likely next event's record is a cache miss in a large queue; start loading it
+      // while this handler runs.
+      __builtin_prefetch(&slots_[heap_.runner_up().key & kSlotMask]);
     }
     now_ = Time::ps(top.time_ps);
     --pending_;
@@ -207,7 +177,7 @@ void Engine::run_while(Continue keep_going) {
     handler->on_event(tag);
     if (top_is_running_) {
       top_is_running_ = false;
-      pop_top();
+      heap_.pop();
     }
   }
 }

@@ -7,6 +7,7 @@
 #include <string_view>
 #include <vector>
 
+#include "sim/engine/event_heap.h"
 #include "sim/engine/random.h"
 #include "sim/engine/units.h"
 
@@ -80,6 +81,9 @@ class Engine {
 
   // Bytes the engine holds per pending event (heap entry plus event record), for the record.
   static constexpr size_t bytes_per_pending_event();
+  // Bytes held now by the queue and the event records (vector capacities, so including growth
+  // slack), excluding call_at's std::function storage; for measuring memory per pending event.
+  size_t queue_bytes() const { return heap_.capacity_bytes() + slots_.capacity() * sizeof(Slot); }
 
  private:
   static constexpr int kSlotBits = 26;
@@ -88,11 +92,6 @@ class Engine {
   static constexpr uint32_t kNoSlot = static_cast<uint32_t>(kSlotMask);
   static constexpr int kGenerationBits = 64 - kSlotBits;
 
-  // 16 bytes, four to a cache line: the 4-ary heap's children of a node share one line.
-  struct HeapEntry {
-    int64_t time_ps;
-    uint64_t key;  // (sequence << kSlotBits) | slot: orders equal times by scheduling order
-  };
   // 24 bytes. The generation (bumped on release) and the free-list link share one word so that
   // ids stay unique for 2^38 reuses of a slot without growing the record.
   struct Slot {
@@ -103,9 +102,6 @@ class Engine {
     uint64_t generation() const { return generation_and_next >> kSlotBits; }
     uint32_t next_free() const { return static_cast<uint32_t>(generation_and_next & kSlotMask); }
   };
-  static bool before(const HeapEntry& a, const HeapEntry& b) {
-    return a.time_ps < b.time_ps || (a.time_ps == b.time_ps && a.key < b.key);
-  }
 
   class FunctionEvents final : public EventHandler {
    public:
@@ -122,15 +118,13 @@ class Engine {
   void throw_if_past(Time at) const;
   uint32_t allocate_slot();
   void release_slot(uint32_t slot);
-  void push(HeapEntry entry);
-  void pop_top();
-  void sift_down(size_t i, HeapEntry entry);
   void renumber();
   void compact();
   template <typename Continue>
   void run_while(Continue keep_going);
 
-  std::vector<HeapEntry> heap_;
+  // Entry keys are (sequence << kSlotBits) | slot: equal times run in scheduling order.
+  EventHeap heap_;
   std::vector<Slot> slots_;
   uint32_t free_head_ = kNoSlot;
   Time now_ = Time::zero();
