@@ -15,6 +15,7 @@
 #include "models/gpu/gpu_spec.h"
 #include "models/moe/model_spec.h"
 #include "models/moe/parallel_plan.h"
+#include "models/router/router_spec.h"
 
 namespace moesim {
 
@@ -27,7 +28,7 @@ class ScenarioError : public std::runtime_error {
 
 // The cluster: a topology preset with its options, or a topology file; and the GPU type.
 struct ClusterSpec {
-  // Set for a preset; the fields mirror topologies' ClusterOptions.
+  // Set for a preset; the fields of topologies' ClusterOptions.
   std::string topology_preset;
   int32_t nodes = 1;
   std::optional<double> nic_gbps;  // nullopt: the preset's own NIC rate
@@ -54,31 +55,6 @@ struct Workload {
   int32_t kv_context_length = 0;  // decode only
 };
 
-enum class DropPolicy : uint8_t { kArrivalOrder, kLowestScore };
-enum class TokenSourceKind : uint8_t { kSyntheticHidden, kLogitSpace, kNpyFile };
-
-// The router's settings as the scenario gives them, every default applied (see the .proto).
-struct RouterConfig {
-  Scoring scoring = Scoring::kSoftmax;
-  double capacity_factor = 0.0;  // 0: no capacity limit
-  DropPolicy drop_policy = DropPolicy::kArrivalOrder;
-  bool renormalize = true;
-  double routed_scaling_factor = 1.0;
-  double noise_std = 0.0;
-  bool expert_choice = false;
-  bool aux_free_bias = false;
-  double bias_gamma = 0.001;
-  TokenSourceKind token_source = TokenSourceKind::kSyntheticHidden;
-  std::filesystem::path token_file;  // kNpyFile: absolute
-  int32_t clusters = 64;
-  double zipf_exponent = 1.0;
-  double spread = 0.5;
-  int32_t rank = 0;  // 0: full rank
-  double sequence_correlation = 0.0;
-  std::filesystem::path gate_weights_file;  // empty: random gate weights
-  std::string gate_tensor_pattern = "model.layers.{layer}.mlp.gate.weight";
-};
-
 // One sweep axis, names and values validated (every value resolves to a valid scenario).
 struct SweepAxis {
   std::string name;
@@ -93,7 +69,9 @@ struct Scenario {
   ClusterSpec cluster;
   ParallelPlan parallel;
   Workload workload;
-  RouterConfig router;
+  // Complete for the router: experts, top-k, MoE layers and groups from the model, the token
+  // model's hidden size and sequence length from the model and workload, seed from `seed`.
+  RouterSpec router;
   uint64_t seed = 1;
   std::vector<SweepAxis> sweep;
 };
