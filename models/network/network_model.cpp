@@ -1,0 +1,416 @@
+#include "models/network/network_model.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+#include <string>
+
+namespace moesim {
+
+namespace {
+
+constexpr uint32_t kNotInHeap = std::numeric_limits<uint32_t>::max();
+constexpr uint8_t kFree = 0;
+constexpr uint8_t kOnLinks = 1;
+constexpr uint8_t kInFlight = 2;  // last byte left; arriving after the path latency
+
+// SplitMix64's finaliser: spreads a counter into an ECMP hash.
+uint64_t mix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+}  // namespace
+
+NetworkModel::NetworkModel(Engine& engine, const Topology& topology)
+    : engine_(engine), topology_(topology) {
+  const auto links = topology.links();
+  capacity_.resize(links.size());
+  for (size_t i = 0; i < links.size(); ++i) {
+    capacity_[i] = topology.effective_capacity(LinkId{static_cast<uint32_t>(i)}).bytes_per_second();
+  }
+  link_flows_.resize(links.size());
+  link_mark_.assign(links.size(), 0);
+  residual_.assign(links.size(), 0.0);
+  unfrozen_.assign(links.size(), 0);
+  heap_pos_.assign(links.size(), kNotInHeap);
+  traffic_.resize(static_cast<size_t>(topology.gpu_count()));
+  threshold_ = std::numeric_limits<double>::infinity();
+}
+
+uint32_t NetworkModel::allocate_flow(uint32_t hops) {
+  uint32_t f;
+  if (!free_flows_.empty()) {
+    f = free_flows_.back();
+    free_flows_.pop_back();
+  } else {
+    f = static_cast<uint32_t>(src_.size());
+    src_.push_back(0);
+    dst_.push_back(0);
+    bytes_.push_back(0);
+    path_.push_back(nullptr);
+    hops_.push_back(0);
+    pos_offset_.push_back(0);
+    remaining_.push_back(0.0);
+    rate_.push_back(0.0);
+    last_update_ps_.push_back(0);
+    drain_event_.push_back(EventId{});
+    observer_.push_back(nullptr);
+    tag_.push_back(0);
+    kind_.push_back(LinkKind::kNvLink);
+    flow_mark_.push_back(0);
+    frozen_.push_back(0);
+    state_.push_back(kFree);
+  }
+  if (free_positions_.size() <= hops) free_positions_.resize(hops + 1);
+  auto& blocks = free_positions_[hops];
+  if (!blocks.empty()) {
+    pos_offset_[f] = blocks.back();
+    blocks.pop_back();
+  } else {
+    pos_offset_[f] = static_cast<uint32_t>(positions_.size());
+    positions_.resize(positions_.size() + hops);
+  }
+  hops_[f] = hops;
+  return f;
+}
+
+FlowId NetworkModel::start_flow(int src_gpu, int dst_gpu, Bytes bytes, FlowObserver* observer,
+                                uint64_t tag) {
+  return start_flow(src_gpu, dst_gpu, bytes, observer, tag, mix64(flow_counter_));
+}
+
+FlowId NetworkModel::start_flow(int src_gpu, int dst_gpu, Bytes bytes, FlowObserver* observer,
+                                uint64_t tag, uint64_t flow_hash) {
+  const int gpus = topology_.gpu_count();
+  if (src_gpu < 0 || src_gpu >= gpus || dst_gpu < 0 || dst_gpu >= gpus) {
+    throw std::out_of_range("network model: flow " + std::to_string(src_gpu) + " -> " +
+                            std::to_string(dst_gpu) + " names a GPU outside [0, " +
+                            std::to_string(gpus) + ")");
+  }
+  if (bytes.count() < 0) {
+    throw std::invalid_argument("network model: flow " + std::to_string(src_gpu) + " -> " +
+                                std::to_string(dst_gpu) + " has a negative size");
+  }
+  ++flow_counter_;
+  const std::span<const LinkId> path =
+      src_gpu == dst_gpu ? std::span<const LinkId>() : topology_.path(src_gpu, dst_gpu, flow_hash);
+  const auto hops = static_cast<uint32_t>(path.size());
+  const uint32_t f = allocate_flow(hops);
+  src_[f] = src_gpu;
+  dst_[f] = dst_gpu;
+  bytes_[f] = bytes.count();
+  path_[f] = path.data();
+  remaining_[f] = static_cast<double>(bytes.count());
+  rate_[f] = 0.0;
+  last_update_ps_[f] = engine_.now().count_ps();
+  drain_event_[f] = EventId{};
+  observer_[f] = observer;
+  tag_[f] = tag;
+  LinkKind kind = LinkKind::kNvLink;
+  for (const LinkId l : path) {
+    const LinkKind k = topology_.link(l).kind;
+    if (k == LinkKind::kNetwork || (k == LinkKind::kPcie && kind == LinkKind::kNvLink)) kind = k;
+  }
+  kind_[f] = kind;
+  ++stats_.flows_started;
+
+  if (bytes.count() == 0 || hops == 0) {
+    traffic_[static_cast<size_t>(src_gpu)].sent_bytes[static_cast<size_t>(kind)] += bytes.count();
+    state_[f] = kInFlight;
+    engine_.schedule_at(engine_.now() + topology_.path_latency(path), *this,
+                        make_tag(EventKind::kDeliver, f));
+    return FlowId{f};
+  }
+  state_[f] = kOnLinks;
+  const uint32_t off = pos_offset_[f];
+  for (uint32_t k = 0; k < hops; ++k) {
+    const uint32_t l = path[k].value;
+    positions_[off + k] = static_cast<uint32_t>(link_flows_[l].size());
+    link_flows_[l].push_back(f);
+    seed_links_.push_back(l);
+  }
+  added_flows_.push_back(f);
+  ++active_count_;
+  request_recompute();
+  return FlowId{f};
+}
+
+void NetworkModel::request_recompute() {
+  if (recompute_pending_) return;
+  recompute_pending_ = true;
+  engine_.schedule_at(engine_.now(), *this, make_tag(EventKind::kRecompute, 0));
+}
+
+void NetworkModel::on_event(uint64_t tag) {
+  const auto kind = static_cast<EventKind>(tag >> kKindShift);
+  const auto flow = static_cast<uint32_t>(tag & ((uint64_t{1} << kKindShift) - 1));
+  switch (kind) {
+    case EventKind::kDrain:
+      drain(flow);
+      break;
+    case EventKind::kDeliver:
+      deliver(flow);
+      break;
+    case EventKind::kRecompute:
+      recompute();
+      break;
+  }
+}
+
+void NetworkModel::drain(uint32_t f) {
+  drain_event_[f] = EventId{};
+  const LinkId* path = path_[f];
+  const uint32_t hops = hops_[f];
+  const uint32_t off = pos_offset_[f];
+  for (uint32_t k = 0; k < hops; ++k) {
+    const uint32_t l = path[k].value;
+    auto& list = link_flows_[l];
+    const uint32_t p = positions_[off + k];
+    const uint32_t moved = list.back();
+    list[p] = moved;
+    list.pop_back();
+    if (moved != f) {
+      const LinkId* moved_path = path_[moved];
+      for (uint32_t j = 0; j < hops_[moved]; ++j) {
+        if (moved_path[j].value == l) {
+          positions_[pos_offset_[moved] + j] = p;
+          break;
+        }
+      }
+    }
+    seed_links_.push_back(l);
+  }
+  // Flows slower than the one that left keep their rates (see recompute()).
+  threshold_ = std::min(threshold_, rate_[f]);
+  rate_[f] = 0.0;
+  remaining_[f] = 0.0;
+  state_[f] = kInFlight;
+  --active_count_;
+  traffic_[static_cast<size_t>(src_[f])].sent_bytes[static_cast<size_t>(kind_[f])] += bytes_[f];
+  engine_.schedule_at(engine_.now() + topology_.path_latency({path, hops}), *this,
+                      make_tag(EventKind::kDeliver, f));
+  request_recompute();
+}
+
+void NetworkModel::deliver(uint32_t f) {
+  traffic_[static_cast<size_t>(dst_[f])].received_bytes[static_cast<size_t>(kind_[f])] += bytes_[f];
+  ++stats_.flows_delivered;
+  if (observer_[f] != nullptr) observer_[f]->on_flow_done(FlowId{f}, tag_[f]);
+  // Freed only after the observer returns, so that flows it starts take other slots.
+  state_[f] = kFree;
+  if (free_positions_.size() <= hops_[f]) free_positions_.resize(hops_[f] + 1);
+  free_positions_[hops_[f]].push_back(pos_offset_[f]);
+  free_flows_.push_back(f);
+}
+
+void NetworkModel::schedule_drain(uint32_t f, Time now) {
+  if (drain_event_[f] != EventId{}) engine_.cancel(drain_event_[f]);
+  const double rate = rate_[f];
+  if (!(rate > 0.0)) {
+    throw std::logic_error("network model: flow " + std::to_string(src_[f]) + " -> " +
+                           std::to_string(dst_[f]) + " was given no bandwidth");
+  }
+  const double remaining = remaining_[f];
+  int64_t dt_ps = 0;
+  if (remaining > 0.0) {
+    const double exact = std::ceil(remaining / rate * 1e12);
+    const double limit = static_cast<double>(Time::max().count_ps() - now.count_ps());
+    dt_ps = exact >= limit ? static_cast<int64_t>(limit) : static_cast<int64_t>(exact);
+    if (dt_ps < 1) dt_ps = 1;
+  }
+  drain_event_[f] =
+      engine_.schedule_at(now + Time::ps(dt_ps), *this, make_tag(EventKind::kDrain, f));
+}
+
+// Max-min fairness by progressive filling, restricted to what the batch of changes can reach.
+// Why the restriction is exact: let theta be the smallest of the rates of the flows that left
+// and of a lower bound on the rates of the flows that joined (min over its links of capacity
+// over flow count, which max-min always grants). Progressive filling below level theta meets
+// the same link saturations with or without the changed flows (they are still growing there
+// and no link on their paths saturates below their own rate), so every flow slower than theta
+// keeps its rate. Among the others, only those connected to a changed link through links they
+// share can move. So the region is: flows at or above theta reachable from the changed links,
+// each link's capacity less the fixed (slower) flows on it, filled from zero.
+void NetworkModel::recompute() {
+  recompute_pending_ = false;
+  ++stats_.recomputations;
+  const Time now = engine_.now();
+  if (++epoch_ == 0) {
+    std::fill(flow_mark_.begin(), flow_mark_.end(), 0);
+    std::fill(link_mark_.begin(), link_mark_.end(), 0);
+    epoch_ = 1;
+  }
+  const uint32_t epoch = epoch_;
+
+  double threshold = threshold_;
+  region_flows_.clear();
+  region_links_.clear();
+  queue_.clear();
+  for (const uint32_t f : added_flows_) {
+    if (state_[f] != kOnLinks || flow_mark_[f] == epoch) continue;
+    flow_mark_[f] = epoch;
+    region_flows_.push_back(f);
+    const LinkId* path = path_[f];
+    for (uint32_t k = 0; k < hops_[f]; ++k) {
+      const uint32_t l = path[k].value;
+      threshold = std::min(threshold, capacity_[l] / static_cast<double>(link_flows_[l].size()));
+    }
+  }
+  // A little below theta, so that flows tied with it within rounding are recomputed too.
+  const double cut = threshold * (1.0 - 1e-9);
+  for (const uint32_t l : seed_links_) {
+    if (link_mark_[l] != epoch) {
+      link_mark_[l] = epoch;
+      queue_.push_back(l);
+    }
+  }
+  for (size_t i = 0; i < queue_.size(); ++i) {
+    const uint32_t l = queue_[i];
+    double fixed = 0.0;
+    uint32_t members = 0;
+    const auto& list = link_flows_[l];
+    stats_.scanned_entries += list.size();
+    for (const uint32_t g : list) {
+      if (flow_mark_[g] != epoch) {
+        if (rate_[g] < cut) {
+          fixed += rate_[g];
+          continue;
+        }
+        flow_mark_[g] = epoch;
+        region_flows_.push_back(g);
+        const LinkId* path = path_[g];
+        for (uint32_t k = 0; k < hops_[g]; ++k) {
+          const uint32_t m = path[k].value;
+          if (link_mark_[m] != epoch) {
+            link_mark_[m] = epoch;
+            queue_.push_back(m);
+          }
+        }
+      }
+      ++members;
+    }
+    if (members == 0) continue;
+    region_links_.push_back(l);
+    residual_[l] = capacity_[l] - fixed;
+    unfrozen_[l] = members;
+  }
+  stats_.region_flows += region_flows_.size();
+  stats_.region_links += region_links_.size();
+
+  heap_.clear();
+  for (const uint32_t l : region_links_) {
+    heap_push_or_update(l, std::max(residual_[l], 0.0) / unfrozen_[l]);
+  }
+  for (const uint32_t g : region_flows_) frozen_[g] = 0;
+  while (!heap_.empty()) {
+    const HeapEntry top = heap_.front();
+    heap_remove(top.link);
+    const double level = top.level;
+    for (const uint32_t g : link_flows_[top.link]) {
+      if (flow_mark_[g] != epoch || frozen_[g] != 0) continue;
+      frozen_[g] = 1;
+      const LinkId* path = path_[g];
+      for (uint32_t k = 0; k < hops_[g]; ++k) {
+        const uint32_t m = path[k].value;
+        if (m == top.link) continue;
+        residual_[m] -= level;
+        if (--unfrozen_[m] == 0) {
+          heap_remove(m);
+        } else {
+          heap_push_or_update(m, std::max(residual_[m], 0.0) / unfrozen_[m]);
+        }
+      }
+      const double old_rate = rate_[g];
+      if (old_rate == level && drain_event_[g] != EventId{}) continue;
+      if (old_rate > 0.0) {
+        remaining_[g] -=
+            old_rate * static_cast<double>(now.count_ps() - last_update_ps_[g]) * 1e-12;
+        if (remaining_[g] < 0.0) remaining_[g] = 0.0;
+      }
+      last_update_ps_[g] = now.count_ps();
+      rate_[g] = level;
+      ++stats_.rate_changes;
+      schedule_drain(g, now);
+    }
+  }
+  seed_links_.clear();
+  added_flows_.clear();
+  threshold_ = std::numeric_limits<double>::infinity();
+}
+
+// The fill's priority queue: a binary min-heap of links by (level, link id), the id breaking
+// ties so that the order, and so the result, is deterministic.
+namespace {
+inline bool lower(double a_level, uint32_t a_link, double b_level, uint32_t b_link) {
+  return a_level < b_level || (a_level == b_level && a_link < b_link);
+}
+}  // namespace
+
+void NetworkModel::heap_push_or_update(uint32_t link, double level) {
+  uint32_t i = heap_pos_[link];
+  if (i == kNotInHeap) {
+    i = static_cast<uint32_t>(heap_.size());
+    heap_.push_back({level, link});
+    heap_pos_[link] = i;
+    heap_sift_up(i);
+    return;
+  }
+  const double old = heap_[i].level;
+  heap_[i].level = level;
+  if (level < old) {
+    heap_sift_up(i);
+  } else {
+    heap_sift_down(i);
+  }
+}
+
+void NetworkModel::heap_remove(uint32_t link) {
+  const uint32_t i = heap_pos_[link];
+  if (i == kNotInHeap) return;
+  heap_pos_[link] = kNotInHeap;
+  const HeapEntry last = heap_.back();
+  heap_.pop_back();
+  if (i == heap_.size()) return;
+  heap_[i] = last;
+  heap_pos_[last.link] = i;
+  heap_sift_up(i);
+  heap_sift_down(heap_pos_[last.link]);
+}
+
+void NetworkModel::heap_sift_up(size_t i) {
+  const HeapEntry e = heap_[i];
+  while (i > 0) {
+    const size_t parent = (i - 1) / 2;
+    if (!lower(e.level, e.link, heap_[parent].level, heap_[parent].link)) break;
+    heap_[i] = heap_[parent];
+    heap_pos_[heap_[i].link] = static_cast<uint32_t>(i);
+    i = parent;
+  }
+  heap_[i] = e;
+  heap_pos_[e.link] = static_cast<uint32_t>(i);
+}
+
+void NetworkModel::heap_sift_down(size_t i) {
+  const HeapEntry e = heap_[i];
+  const size_t n = heap_.size();
+  while (true) {
+    size_t child = 2 * i + 1;
+    if (child >= n) break;
+    if (child + 1 < n && lower(heap_[child + 1].level, heap_[child + 1].link, heap_[child].level,
+                               heap_[child].link)) {
+      ++child;
+    }
+    if (!lower(heap_[child].level, heap_[child].link, e.level, e.link)) break;
+    heap_[i] = heap_[child];
+    heap_pos_[heap_[i].link] = static_cast<uint32_t>(i);
+    i = child;
+  }
+  heap_[i] = e;
+  heap_pos_[e.link] = static_cast<uint32_t>(i);
+}
+
+}  // namespace moesim

@@ -1,0 +1,239 @@
+// Tests of the flow-level network model against closed forms, a hand-worked max-min case and
+// a from-scratch progressive-filling reference.
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <limits>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "models/network/network_model.h"
+#include "sim/engine/random.h"
+#include "tests/network/test_topologies.h"
+
+namespace moesim {
+namespace {
+
+struct Recorder final : FlowObserver {
+  explicit Recorder(Engine& e) : engine(e) {}
+  void on_flow_done(FlowId, uint64_t tag) override { done[tag] = engine.now(); }
+  Engine& engine;
+  std::map<uint64_t, Time> done;
+};
+
+}  // namespace
+
+TEST_CASE("a single flow takes bytes over bandwidth plus the path latency", "[network]") {
+  const Topology topo =
+      test::star({Bandwidth::gigabytes_per_s(50), Bandwidth::gigabytes_per_s(50)}, Time::ns(700));
+  Engine engine;
+  NetworkModel net(engine, topo);
+  Recorder rec(engine);
+  net.start_flow(0, 1, Bytes(123'456'789), &rec, 7);
+  engine.run();
+  // 123456789 B / 50e9 B/s = 2469135.78 ns, rounded up to whole ps; two links of 700 ns.
+  const int64_t expected_ps =
+      static_cast<int64_t>(std::ceil(123456789.0 / 50e9 * 1e12)) + 1'400'000;
+  REQUIRE(rec.done.at(7).count_ps() == expected_ps);
+  CHECK(net.gpu_traffic(0).sent_bytes[static_cast<size_t>(LinkKind::kNvLink)] == 123'456'789);
+  CHECK(net.gpu_traffic(1).received_bytes[static_cast<size_t>(LinkKind::kNvLink)] == 123'456'789);
+  CHECK(net.active_flows() == 0);
+}
+
+TEST_CASE("k flows through one bottleneck each get a k-th and finish in one recomputation",
+          "[network]") {
+  const int k = 5;
+  std::vector<Bandwidth> caps(k + 1, Bandwidth::gigabytes_per_s(100));
+  caps[k] = Bandwidth::gigabytes_per_s(40);  // the receiver's link is the bottleneck
+  const Topology topo = test::star(caps, Time::zero());
+  Engine engine;
+  NetworkModel net(engine, topo);
+  Recorder rec(engine);
+  std::vector<FlowId> ids;
+  for (int i = 0; i < k; ++i) ids.push_back(net.start_flow(i, k, Bytes(8'000'000), &rec, i));
+  engine.run_until(Time::ns(1));
+  for (const FlowId id : ids) CHECK(net.flow_rate(id).bytes_per_second() == Approx(40e9 / k));
+  engine.run();
+  // Each moves 8 MB at 8 GB/s: 1 ms.
+  for (int i = 0; i < k; ++i) CHECK(rec.done.at(i).to_us() == Approx(1000.0).epsilon(1e-6));
+  // One recomputation for the five starts, one for the five simultaneous finishes.
+  CHECK(net.stats().recomputations == 2);
+}
+
+TEST_CASE("max-min: a flow limited elsewhere leaves more to the others (hand-worked)",
+          "[network]") {
+  // GPU1's link (4 GB/s) carries B: 1->2 and C: 1->3, so B = C = 2 GB/s. GPU2's link (10 GB/s)
+  // carries A: 0->2 and B; B is held at 2, so A gets 10 - 2 = 8 GB/s, not the equal split 5.
+  const Topology topo =
+      test::star({Bandwidth::gigabytes_per_s(100), Bandwidth::gigabytes_per_s(4),
+                  Bandwidth::gigabytes_per_s(10), Bandwidth::gigabytes_per_s(100)},
+                 Time::us(1));
+  Engine engine;
+  NetworkModel net(engine, topo);
+  Recorder rec(engine);
+  const FlowId a = net.start_flow(0, 2, Bytes(8'000'000), &rec, 0);
+  const FlowId b = net.start_flow(1, 2, Bytes(2'000'000), &rec, 1);
+  const FlowId c = net.start_flow(1, 3, Bytes(4'000'000), &rec, 2);
+  engine.run_until(Time::ns(1));
+  CHECK(net.flow_rate(a).gigabytes_per_second() == Approx(8.0));
+  CHECK(net.flow_rate(b).gigabytes_per_second() == Approx(2.0));
+  CHECK(net.flow_rate(c).gigabytes_per_second() == Approx(2.0));
+  engine.run();
+  // A and B drain at 1 ms; C has 2 MB left and then has GPU1's 4 GB/s alone: 0.5 ms more.
+  CHECK(rec.done.at(0).to_us() == Approx(1002.0).epsilon(1e-7));
+  CHECK(rec.done.at(1).to_us() == Approx(1002.0).epsilon(1e-7));
+  CHECK(rec.done.at(2).to_us() == Approx(1502.0).epsilon(1e-7));
+}
+
+TEST_CASE("uniform all-to-all on one switch takes S(n-1)/(nB)", "[network]") {
+  const int n = 8;
+  const double b = 450e9;
+  const int64_t s = 64 << 20;
+  const Topology topo =
+      test::star(std::vector<Bandwidth>(n, Bandwidth::bytes_per_s(b)), Time::zero());
+  Engine engine;
+  NetworkModel net(engine, topo);
+  Recorder rec(engine);
+  for (int i = 0; i < n; ++i)
+    for (int j = 0; j < n; ++j)
+      if (i != j) net.start_flow(i, j, Bytes(s / n), &rec, static_cast<uint64_t>(i * n + j));
+  engine.run();
+  const double expected_s = static_cast<double>(s) * (n - 1) / (n * b);
+  for (const auto& [tag, t] : rec.done) CHECK(t.to_s() == Approx(expected_s).epsilon(0.01));
+  CHECK(net.stats().recomputations == 2);
+}
+
+TEST_CASE("flows starting and ending at zero bytes or on the same GPU take only latency",
+          "[network]") {
+  const Topology topo =
+      test::star({Bandwidth::gigabytes_per_s(1), Bandwidth::gigabytes_per_s(1)}, Time::ns(5));
+  Engine engine;
+  NetworkModel net(engine, topo);
+  Recorder rec(engine);
+  net.start_flow(0, 1, Bytes(0), &rec, 1);
+  net.start_flow(1, 1, Bytes(1000), &rec, 2);
+  engine.run();
+  CHECK(rec.done.at(1) == Time::ns(10));
+  CHECK(rec.done.at(2) == Time::zero());
+  CHECK_THROWS_AS(net.start_flow(0, 2, Bytes(1), &rec, 3), std::out_of_range);
+  CHECK_THROWS_AS(net.start_flow(0, 1, Bytes(-1), &rec, 3), std::invalid_argument);
+}
+
+namespace {
+
+// Progressive filling from scratch over every active flow: the reference the incremental
+// model must match.
+std::vector<double> reference_max_min(const Topology& topo,
+                                      const std::vector<std::vector<uint32_t>>& paths) {
+  const size_t links = topo.links().size();
+  std::vector<double> residual(links);
+  std::vector<int> count(links, 0);
+  for (size_t l = 0; l < links; ++l)
+    residual[l] = topo.effective_capacity(LinkId{static_cast<uint32_t>(l)}).bytes_per_second();
+  for (const auto& p : paths)
+    for (uint32_t l : p) ++count[l];
+  std::vector<double> rate(paths.size(), -1.0);
+  size_t left = paths.size();
+  while (left > 0) {
+    double best = std::numeric_limits<double>::infinity();
+    size_t best_link = 0;
+    for (size_t l = 0; l < links; ++l) {
+      if (count[l] > 0 && residual[l] / count[l] < best) {
+        best = residual[l] / count[l];
+        best_link = l;
+      }
+    }
+    for (size_t f = 0; f < paths.size(); ++f) {
+      if (rate[f] >= 0.0) continue;
+      if (std::find(paths[f].begin(), paths[f].end(), best_link) == paths[f].end()) continue;
+      rate[f] = best;
+      --left;
+      for (uint32_t l : paths[f]) {
+        residual[l] -= best;
+        --count[l];
+      }
+    }
+  }
+  return rate;
+}
+
+struct Tracker final : FlowObserver {
+  void on_flow_done(FlowId, uint64_t tag) override { delivered[tag] = 1; }
+  std::vector<uint8_t> delivered;
+};
+
+}  // namespace
+
+TEST_CASE("incremental recomputation matches progressive filling from scratch", "[network]") {
+  const Topology topo = test::two_tier(4, 3, Bandwidth::gigabytes_per_s(10),
+                                       Bandwidth::gigabytes_per_s(12), Time::ns(100));
+  const int gpus = topo.gpu_count();
+  Engine engine;
+  NetworkModel net(engine, topo);
+  Tracker tracker;
+  RandomStream rng(42, "network-test");
+  const int flows = 300;
+  tracker.delivered.assign(flows, 0);
+  std::vector<FlowId> ids(flows);
+  std::vector<Time> starts(flows);
+  for (int f = 0; f < flows; ++f) starts[f] = Time::ns(static_cast<int64_t>(rng.below(20'000)));
+  std::sort(starts.begin(), starts.end());
+  int next = 0;
+  int checks = 0;
+  for (Time t = Time::zero(); t < Time::ms(2); t += Time::ns(997)) {
+    engine.run_until(t);
+    while (next < flows && starts[next] <= t) {
+      const int src = static_cast<int>(rng.below(gpus));
+      int dst = static_cast<int>(rng.below(gpus - 1));
+      if (dst >= src) ++dst;
+      ids[next] = net.start_flow(src, dst, Bytes(1000 + static_cast<int64_t>(rng.below(400'000))),
+                                 &tracker, static_cast<uint64_t>(next), 0);
+      ++next;
+    }
+    engine.run_until(t);  // the recomputation for the starts runs at t
+    std::vector<std::vector<uint32_t>> paths;
+    std::vector<double> rates;
+    for (int f = 0; f < next; ++f) {
+      if (tracker.delivered[f] || net.flow_rate(ids[f]).bytes_per_second() == 0.0) continue;
+      const FlowId id = ids[f];
+      std::vector<uint32_t> p;
+      for (LinkId l : topo.path(net.flow_source(id), net.flow_destination(id), 0))
+        p.push_back(l.value);
+      paths.push_back(p);
+      rates.push_back(net.flow_rate(id).bytes_per_second());
+    }
+    const auto ref = reference_max_min(topo, paths);
+    for (size_t i = 0; i < ref.size(); ++i) REQUIRE(rates[i] == Approx(ref[i]).epsilon(1e-9));
+    checks += static_cast<int>(ref.size());
+  }
+  engine.run();
+  CHECK(checks > 1000);
+  CHECK(net.stats().flows_delivered == static_cast<uint64_t>(flows));
+}
+
+TEST_CASE("the same inputs give bit-identical times", "[network]") {
+  const Topology topo = test::two_tier(4, 4, Bandwidth::gigabytes_per_s(25),
+                                       Bandwidth::gigabytes_per_s(25), Time::ns(300));
+  auto run_once = [&]() {
+    Engine engine;
+    NetworkModel net(engine, topo);
+    Recorder rec(engine);
+    RandomStream rng(7, "determinism");
+    for (int f = 0; f < 500; ++f) {
+      const int src = static_cast<int>(rng.below(16));
+      const int dst = static_cast<int>(rng.below(16));
+      net.start_flow(src, dst, Bytes(static_cast<int64_t>(rng.below(1 << 22))), &rec, f);
+    }
+    engine.run();
+    std::vector<int64_t> out;
+    for (const auto& [tag, t] : rec.done) out.push_back(t.count_ps());
+    return out;
+  };
+  const auto a = run_once();
+  const auto b = run_once();
+  REQUIRE(a.size() == 500);
+  CHECK(a == b);
+}
+
+}  // namespace moesim
