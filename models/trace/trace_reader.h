@@ -44,6 +44,9 @@ class TraceReader {
   // The byte offset of the first record (just after the header).
   int64_t first_record_offset() const { return first_offset_; }
   int64_t file_bytes() const { return file_bytes_; }
+  // Bytes the reader holds for record data: its one reused buffer, sized by the largest record
+  // read so far (up to twice that, as a string grows), whatever the file's length.
+  size_t buffer_capacity_bytes() const { return buffer_.capacity(); }
 
   // Makes the record at `byte_offset`, whose index is `record_index`, the next one read.
   // Offsets come from next_offset()/first_record_offset().
