@@ -12,12 +12,7 @@ Engine::Engine(Options options) : seed_(options.seed), sequence_limit_(options.s
   }
 }
 
-uint32_t Engine::allocate_slot() {
-  if (free_head_ != kNoSlot) {
-    const uint32_t slot = free_head_;
-    free_head_ = slots_[slot].next_free();
-    return slot;
-  }
+uint32_t Engine::grow_slots() {
   if (slots_.size() >= kNoSlot) {
     throw std::length_error("Engine: more than 2^26 - 1 events pending at once");
   }
@@ -36,16 +31,14 @@ void Engine::release_slot(uint32_t slot) {
   free_head_ = slot;
 }
 
-void Engine::throw_if_past(Time at) const {
-  if (at < now_) {
-    throw std::logic_error("Engine: event scheduled in the past (at " +
-                           std::to_string(at.count_ps()) + " ps, now " +
-                           std::to_string(now_.count_ps()) + " ps)");
-  }
+void Engine::throw_past(Time at) const {
+  throw std::logic_error("Engine: event scheduled in the past (at " +
+                         std::to_string(at.count_ps()) + " ps, now " +
+                         std::to_string(now_.count_ps()) + " ps)");
 }
 
 EventId Engine::schedule_at(Time at, EventHandler& handler, uint64_t tag) {
-  throw_if_past(at);
+  if (at < now_) throw_past(at);
   if (next_sequence_ >= sequence_limit_) renumber();
   const uint32_t slot = allocate_slot();
   Slot& s = slots_[slot];
@@ -63,7 +56,7 @@ EventId Engine::schedule_at(Time at, EventHandler& handler, uint64_t tag) {
 }
 
 EventId Engine::call_at(Time at, std::function<void()> action) {
-  throw_if_past(at);  // before storing the action, which would otherwise never be freed
+  if (at < now_) throw_past(at);  // before storing the action, which would otherwise never be freed
   const uint64_t index = functions_.add(std::move(action));
   return schedule_at(at, functions_, index);
 }

@@ -115,8 +115,14 @@ class Engine {
     Engine& engine_;
   };
 
-  void throw_if_past(Time at) const;
-  uint32_t allocate_slot();
+  [[noreturn, gnu::cold, gnu::noinline]] void throw_past(Time at) const;
+  [[gnu::noinline]] uint32_t grow_slots();
+  uint32_t allocate_slot() {
+    if (free_head_ == kNoSlot) return grow_slots();
+    const uint32_t slot = free_head_;
+    free_head_ = slots_[slot].next_free();
+    return slot;
+  }
   void release_slot(uint32_t slot);
   void renumber();
   void compact();

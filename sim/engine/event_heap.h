@@ -110,19 +110,44 @@ class EventHeap {
     const unsigned __int128 m23 = right23 ? k3 : k2;
     const size_t i01 = first + right01;
     const size_t i23 = first + 2 + right23;
-    return m23 < m01 ? i23 : i01;
+    // Mask arithmetic rather than ?: so the compiler cannot turn this coin toss into a branch.
+    const size_t take23 = 0 - static_cast<size_t>(m23 < m01);
+    return i01 + ((i23 - i01) & take23);
   }
 
+  // Below this many entries the heap sits in the first-level caches and prefetching only costs.
+  static constexpr size_t kPrefetchMinEntries = 4096;
+
+  // Places `entry` in the hole at i, which must be the root. Bottom-up (Wegener): the hole
+  // first sinks to a leaf along the smaller children, with no comparison against `entry`, then
+  // `entry` rises from there. A new event usually belongs near the bottom (most entries are),
+  // so the rise is short and the descent has no data-dependent exit.
   void sift_down(size_t i, HeapEntry entry) {
     const size_t end = kRoot + size_;
-    const unsigned __int128 key = heap_order(entry);
+    const bool prefetch = size_ >= kPrefetchMinEntries;
     while (true) {
       const size_t first = 4 * i - 8;
       if (first >= end) break;
+      // The sixteen grandchildren are four consecutive lines; asking for them now overlaps
+      // their cache misses with this level's work instead of paying them one level at a time.
+      const size_t grandchildren = 4 * first - 8;
+      if (prefetch && grandchildren < end) {
+        const HeapEntry* g = data_.data() + grandchildren;
+        __builtin_prefetch(g);
+        __builtin_prefetch(g + 4);
+        __builtin_prefetch(g + 8);
+        __builtin_prefetch(g + 12);
+      }
       const size_t best = min_child(first);
-      if (!(heap_order(data_[best]) < key)) break;
       data_[i] = data_[best];
       i = best;
+    }
+    const unsigned __int128 key = heap_order(entry);
+    while (i > kRoot) {
+      const size_t parent = (i + 8) >> 2;
+      if (!(key < heap_order(data_[parent]))) break;
+      data_[i] = data_[parent];
+      i = parent;
     }
     data_[i] = entry;
   }
