@@ -1,0 +1,327 @@
+// Tests of scenario loading: every example loads as it is, presets resolve with overrides, and
+// each semantic check and a syntax error report the file, line and field.
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include <unistd.h>
+
+#include "scenarios/scenario.h"
+
+namespace moesim {
+namespace {
+
+const std::filesystem::path kExamples =
+    std::filesystem::path(MOESIM_SOURCE_DIR) / "scenarios" / "examples";
+
+// A valid scenario in five lines (model, cluster, parallelism, workload, the rest), each part
+// replaceable: Mixtral-8x7B on one 8-GPU H100 node, EP8. Line and column numbers matter to the
+// tests: a field inside the model block starts at column 9, cluster 11, parallelism 15,
+// workload 12.
+struct Parts {
+  std::string model = R"(preset: "mixtral-8x7b")";
+  std::string cluster = R"(topology: "dgx-h100" gpu { preset: "h100-sxm" })";
+  std::string parallelism = "ep: 8";
+  std::string workload = "kind: TRAINING tokens_per_gpu: 4096";
+  std::string rest;
+};
+std::string text_of(const Parts& p) {
+  return "model { " + p.model + " }\ncluster { " + p.cluster + " }\nparallelism { " +
+         p.parallelism + " }\nworkload { " + p.workload + " }\n" + p.rest;
+}
+const std::string kBase = text_of(Parts{});
+Parts with_model(std::string model) {
+  Parts p;
+  p.model = std::move(model);
+  return p;
+}
+Parts with_cluster(std::string cluster) {
+  Parts p;
+  p.cluster = std::move(cluster);
+  return p;
+}
+Parts with_parallelism(std::string parallelism) {
+  Parts p;
+  p.parallelism = std::move(parallelism);
+  return p;
+}
+Parts with_workload(std::string workload) {
+  Parts p;
+  p.workload = std::move(workload);
+  return p;
+}
+Parts with_rest(std::string rest) {
+  Parts p;
+  p.rest = std::move(rest);
+  return p;
+}
+
+// The error message of parsing `text`, or "" if it parses.
+std::string error_of(const std::string& text) {
+  try {
+    parse_scenario(text, "t.pbtxt");
+  } catch (const ScenarioError& e) {
+    return e.what();
+  }
+  return "";
+}
+std::string error_of(const Parts& parts) {
+  return error_of(text_of(parts));
+}
+
+TEST_CASE("Every example scenario loads as it is", "[scenarios]") {
+  int loaded = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(kExamples)) {
+    if (entry.path().extension() != ".pbtxt") continue;
+    INFO(entry.path());
+    CHECK_NOTHROW(load_scenario(entry.path()));
+    ++loaded;
+  }
+  CHECK(loaded >= 5);
+}
+
+TEST_CASE("The default example is Mixtral-8x7B EP8 training on one H100 node", "[scenarios]") {
+  const Scenario s = load_scenario(kExamples / "default.pbtxt");
+  CHECK(s.name == "default");
+  CHECK(s.model.name == "mixtral-8x7b");
+  CHECK(s.model.routed_experts == 8);
+  CHECK(s.cluster.topology_preset == "dgx-h100");
+  CHECK(s.cluster.gpu_count == 8);
+  CHECK(s.cluster.gpus_per_node == 8);
+  CHECK(s.cluster.gpu.name == "h100-sxm");
+  CHECK(s.parallel.ep == 8);
+  CHECK(s.parallel.world_size() == 8);
+  CHECK(s.workload.kind == WorkloadKind::kTraining);
+  CHECK(s.workload.steps == 3);
+  CHECK(s.workload.warmup_steps == 1);
+  // The router gets the model's shape and the scenario's settings.
+  CHECK(s.router.experts == 8);
+  CHECK(s.router.top_k == 2);
+  CHECK(s.router.layers == 32);
+  CHECK(s.router.capacity_factor == 1.25);
+  CHECK(s.router.tokens.hidden == 4096);
+  CHECK(s.router.tokens.sequence_tokens == 4096);
+  CHECK(s.router.seed == 1);
+}
+
+TEST_CASE("The DeepSeek-V3 example spans 4 H800 nodes with 400 Gb/s NICs", "[scenarios]") {
+  const Scenario s = load_scenario(kExamples / "deepseek-v3-ep32-h800.pbtxt");
+  CHECK(s.cluster.gpu_count == 32);
+  CHECK(s.cluster.nodes == 4);
+  REQUIRE(s.cluster.nic_gbps.has_value());
+  CHECK(*s.cluster.nic_gbps == Approx(400.0));
+  CHECK(s.parallel.ep == 32);
+  CHECK(s.router.selection == RouterSelection::kGroupLimitedTopK);
+  CHECK(s.router.scoring == RouterScoring::kSigmoid);
+  CHECK(s.router.routed_scaling == 2.5);
+  CHECK(s.router.selection_bias);
+  CHECK(s.router.layers == 58);
+  CHECK(s.model.dispatch.dtype == Dtype::kFp8);
+}
+
+TEST_CASE("The capacity sweep example lists its axis values", "[scenarios]") {
+  const Scenario s = load_scenario(kExamples / "capacity-sweep.pbtxt");
+  REQUIRE(s.sweep.size() == 1);
+  CHECK(s.sweep[0].name == "capacity_factor");
+  CHECK(s.sweep[0].values == std::vector<std::string>{"0", "1.0", "1.25", "1.5", "2.0"});
+}
+
+TEST_CASE("A preset with overrides changes only the overridden fields", "[scenarios]") {
+  const Scenario s = parse_scenario(
+      text_of(with_model(R"(preset: "mixtral-8x7b" top_k: 1 layers: 4)")), "t.pbtxt");
+  CHECK(s.model.top_k == 1);
+  CHECK(s.model.layers == 4);
+  CHECK(s.model.hidden_size == 4096);
+  CHECK(s.model.expert_ffn_size == 14336);
+  CHECK(s.router.top_k == 1);
+  CHECK(s.name == "t");  // the file's stem when no name is given
+  CHECK(s.seed == 1);
+  CHECK(s.workload.sequence_length == 4096);  // left out: tokens_per_gpu
+  CHECK(s.router.capacity_factor == 0.0);
+}
+
+TEST_CASE("An explicit model and GPU resolve with their documented defaults", "[scenarios]") {
+  const Scenario s = parse_scenario(R"(model {
+  layers: 4 hidden_size: 1024 attention_heads: 16 expert_ffn_size: 2048
+  routed_experts: 16 top_k: 2 vocab_size: 32000
+}
+cluster {
+  topology: "dgx-h100"
+  gpu { peak_tflops_bf16: 100 hbm_bandwidth: "2TB/s" hbm_capacity: "40GB" }
+}
+parallelism { ep: 8 }
+workload { kind: PREFILL tokens_per_gpu: 2048 sequence_length: 1024 }
+)",
+                                    "t.pbtxt");
+  CHECK(s.model.kv_heads == 16);
+  CHECK(s.model.head_dim == 64);
+  CHECK(s.model.dense_layers == 0);
+  CHECK(s.model.weights.dtype == Dtype::kBf16);
+  CHECK(s.cluster.gpu.peak_flops_bf16 == Approx(100e12));
+  CHECK(s.cluster.gpu.peak_flops_fp8 == Approx(100e12));  // no FP8 given: the BF16 rate
+  CHECK(s.cluster.gpu.hbm_bandwidth.bytes_per_second() == Approx(2e12));
+  CHECK(s.cluster.gpu.hbm_capacity == Bytes(40'000'000'000));
+}
+
+TEST_CASE("A syntax error reports the parser's line and column", "[scenarios]") {
+  const std::string text = "model { preset: \"mixtral-8x7b\" }\ncluster {\n  topolgy: \"x\"\n}\n";
+  const std::string e = error_of(text);
+  // "topolgy" is on line 3, at columns 3 to 9; the parser points just past the name.
+  CHECK_THAT(e, Catch::StartsWith("t.pbtxt:3:10: "));
+  CHECK_THAT(e, Catch::Contains("topolgy"));
+  CHECK_THAT(error_of(with_workload("kind: TRAINNG")),
+             Catch::StartsWith("t.pbtxt:4:") && Catch::Contains("TRAINNG"));
+}
+
+TEST_CASE("Semantic errors name the field, its line and what was expected", "[scenarios]") {
+  SECTION("GPU count") {
+    CHECK(error_of(with_parallelism("ep: 4 placement: ROUND_ROBIN")) ==
+          "t.pbtxt:3:1: parallelism: tp*ep*dp*pp = 1*4*1*1 = 4 but the cluster has 8 GPUs");
+  }
+  SECTION("experts divisible by EP") {
+    CHECK(error_of(with_model(R"(preset: "mixtral-8x7b" routed_experts: 12)")) ==
+          "t.pbtxt:3:15: parallelism.ep: routed_experts 12 is not divisible by ep 8");
+  }
+  SECTION("top-k at most the experts") {
+    CHECK(error_of(with_model(R"(preset: "mixtral-8x7b" top_k: 9)")) ==
+          "t.pbtxt:1:32: model.top_k: top_k 9 exceeds routed_experts 8");
+  }
+  SECTION("top-k groups at most the groups") {
+    CHECK_THAT(error_of(with_model(R"(preset: "deepseek-v3" topk_groups: 9)")),
+               Catch::Contains("model.topk_groups: topk_groups 9 exceeds expert_groups 8"));
+  }
+  SECTION("experts divisible by groups") {
+    CHECK_THAT(error_of(with_model(R"(preset: "deepseek-v3" expert_groups: 7)")),
+               Catch::Contains("routed_experts 256 is not divisible by 7 expert groups"));
+  }
+  SECTION("unknown presets list the known ones") {
+    const std::string model = error_of(with_model(R"(preset: "mixtral")"));
+    CHECK_THAT(model, Catch::StartsWith("t.pbtxt:1:9: model.preset: unknown model preset "
+                                        "'mixtral'; presets: mixtral-8x7b, "));
+    CHECK_THAT(model, Catch::Contains("switch-base-128"));
+    CHECK_THAT(error_of(with_cluster(R"(topology: "dgx-h100" gpu { preset: "h9000" })")),
+               Catch::StartsWith("t.pbtxt:2:38: cluster.gpu.preset: unknown GPU preset 'h9000'") &&
+                   Catch::Contains("a100-80gb"));
+    CHECK_THAT(
+        error_of(with_cluster(R"(topology: "dgx-h900" gpu { preset: "h100-sxm" })")),
+        Catch::StartsWith("t.pbtxt:2:11: cluster.topology: ") && Catch::Contains("dgx-h800"));
+  }
+  SECTION("positive bandwidths and sizes") {
+    CHECK_THAT(error_of(with_cluster(
+                   R"(topology: "dgx-h100" gpu { preset: "h100-sxm" hbm_bandwidth: "0TB/s" })")),
+               Catch::Contains("cluster.gpu.hbm_bandwidth: must be positive"));
+    CHECK_THAT(error_of(with_cluster(
+                   R"(topology: "dgx-h100" nic_bandwidth: "400Gbq" gpu { preset: "h100-sxm" })")),
+               Catch::StartsWith("t.pbtxt:2:32: cluster.nic_bandwidth: "));
+    CHECK(error_of(with_workload("kind: TRAINING tokens_per_gpu: 0")) ==
+          "t.pbtxt:4:27: workload.tokens_per_gpu: must be positive, got 0");
+  }
+  SECTION("capacity factor at least 0") {
+    CHECK_THAT(error_of(with_rest("router { capacity_factor: -1 }\n")),
+               Catch::StartsWith("t.pbtxt:5:10: router.capacity_factor: must be >= 0"));
+  }
+  SECTION("warm-up steps fewer than steps") {
+    CHECK_THAT(error_of(with_workload("kind: TRAINING tokens_per_gpu: 4096 steps: 3 "
+                                      "warmup_steps: 3")),
+               Catch::Contains("workload.warmup_steps: 3 warm-up steps, expected 0..2"));
+  }
+  SECTION("an explicit placement covers each expert with valid ranks") {
+    CHECK_THAT(error_of(with_parallelism("ep: 8 placement: EXPLICIT expert_ep_rank: [0, 1]")),
+               Catch::Contains("expert_ep_rank: has 2 entries, expected one EP rank per routed "
+                               "expert (8)"));
+    CHECK_THAT(
+        error_of(with_parallelism("ep: 8 placement: EXPLICIT expert_ep_rank: [0,1,2,3,4,5,6,8]")),
+        Catch::Contains("expert 7 is placed on EP rank 8, expected 0..7"));
+    CHECK_THAT(error_of(with_parallelism("ep: 8 expert_ep_rank: [0]")),
+               Catch::Contains("is only read with placement: EXPLICIT"));
+  }
+  SECTION("hot experts and replicas") {
+    CHECK_THAT(error_of(with_parallelism("ep: 8 hot_experts: [8]")),
+               Catch::Contains("parallelism.hot_experts: expert 8 out of range 0..7"));
+    CHECK_THAT(error_of(with_parallelism("ep: 8 hot_experts: [1, 1]")),
+               Catch::Contains("expert 1 is listed twice"));
+    CHECK_THAT(error_of(with_parallelism("ep: 8 hot_experts: [1] replicas: 8")),
+               Catch::Contains("parallelism.replicas: 8 extra copies per hot expert, expected "
+                               "1..7"));
+    CHECK_THAT(error_of(with_parallelism("ep: 8 replicas: 2")),
+               Catch::Contains("replicas: is set but hot_experts is empty"));
+  }
+  SECTION("required fields") {
+    CHECK(error_of(with_model("layers: 2")) ==
+          "t.pbtxt:1:1: model: hidden_size is required when no preset is named");
+    CHECK_THAT(error_of(std::string(R"(model { preset: "mixtral-8x7b" })")),
+               Catch::Contains("cluster is required"));
+    CHECK_THAT(error_of(with_workload("kind: DECODE tokens_per_gpu: 64")),
+               Catch::Contains("kv_context_length is required for DECODE"));
+  }
+  SECTION("a topology preset or a file, not both") {
+    CHECK_THAT(error_of(with_cluster(
+                   R"(topology: "dgx-h100" topology_file: "x.pbtxt" gpu { preset: "h100-sxm" })")),
+               Catch::Contains("set exactly one of topology (a preset) and topology_file"));
+  }
+  SECTION("whole sequences per micro-batch") {
+    CHECK_THAT(error_of(with_workload("kind: TRAINING tokens_per_gpu: 4096 sequence_length: 3000")),
+               Catch::Contains("tokens_per_gpu 4096 is not a whole number of sequences of 3000"));
+  }
+  SECTION("TP divides the attention heads") {
+    Parts p;
+    p.model = R"(preset: "switch-base-128")";
+    p.parallelism = "tp: 8";
+    CHECK_THAT(error_of(p),
+               Catch::Contains("parallelism.tp: attention_heads 12 is not divisible by tp 8"));
+  }
+  SECTION("sweep axes and values") {
+    CHECK_THAT(error_of(with_rest("sweep { name: \"capacity\" values: \"1\" }\n")),
+               Catch::StartsWith("t.pbtxt:5:1: sweep[0]: unknown axis 'capacity'") &&
+                   Catch::Contains("capacity_factor"));
+    CHECK_THAT(error_of(with_rest("sweep { name: \"ep\" values: [\"4\", \"3\"] }\n")),
+               Catch::Contains("sweep[0]: value '3': ") &&
+                   Catch::Contains("tp*ep*pp = 3 does not divide the cluster's 8 GPUs"));
+    CHECK_THAT(error_of(with_rest("sweep { name: \"capacity_factor\" values: \"-0.5\" }\n")),
+               Catch::Contains("router.capacity_factor: must be >= 0"));
+    CHECK_THAT(error_of(with_rest("sweep { name: \"gpu\" values: \"h900\" }\n")),
+               Catch::Contains("unknown GPU preset 'h900'"));
+    CHECK_THAT(error_of(with_rest("sweep { name: \"top_k\" values: \"two\" }\n")),
+               Catch::Contains("expected an integer"));
+    CHECK_THAT(error_of(with_rest("sweep { name: \"top_k\" }\n")),
+               Catch::Contains("at least one is required"));
+  }
+}
+
+TEST_CASE("A sweep point applies its values; an ep value keeps the GPU count", "[scenarios]") {
+  const std::pair<std::string, std::string> point[] = {
+      {"ep", "4"}, {"capacity_factor", "1.5"}, {"gpu", "h200"}};
+  const Scenario s = parse_scenario_at(kBase, "t.pbtxt", point);
+  CHECK(s.parallel.ep == 4);
+  CHECK(s.parallel.dp == 2);
+  CHECK(s.router.capacity_factor == 1.5);
+  CHECK(s.cluster.gpu.name == "h200");
+  const std::pair<std::string, std::string> bad[] = {{"top_k", "9"}};
+  CHECK_THROWS_WITH(parse_scenario_at(kBase, "t.pbtxt", bad),
+                    Catch::StartsWith("sweep point (top_k=9): ") && Catch::Contains("exceeds"));
+}
+
+TEST_CASE("Relative paths resolve against the scenario's folder", "[scenarios]") {
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("moesim_scen_test_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir / "data");
+  std::ofstream(dir / "data" / "tokens.npy") << "x";
+  std::ofstream(dir / "s.pbtxt")
+      << kBase << "router { token_source: NPY_FILE token_file: \"data/tokens.npy\" }\n";
+  const Scenario s = load_scenario(dir / "s.pbtxt");
+  CHECK(std::filesystem::path(s.router.tokens_file) == (dir / "data" / "tokens.npy"));
+  CHECK(s.router.source == TokenSourceKind::kHiddenStatesFile);
+  // A missing file names the resolved path.
+  std::ofstream(dir / "m.pbtxt")
+      << kBase << "router { token_source: NPY_FILE token_file: \"missing.npy\" }\n";
+  CHECK_THROWS_WITH(
+      load_scenario(dir / "m.pbtxt"),
+      Catch::Contains("router.token_file: no such file: " + (dir / "missing.npy").string()));
+  std::filesystem::remove_all(dir);
+  CHECK_THROWS_WITH(load_scenario(dir / "s.pbtxt"), Catch::Contains("cannot open"));
+}
+
+}  // namespace
+}  // namespace moesim
