@@ -9,8 +9,6 @@ namespace moesim {
 
 namespace {
 
-constexpr int64_t kMaxLayers = 1 << 16;
-
 struct Row {
   int64_t layer;
   int64_t token;
@@ -114,9 +112,10 @@ ImportedRouting read_csv(std::istream& in, const std::string& name) {
       start = end + 1;
     }
     Row r{0, 0, line, ids.size()};
-    if (!parse_exact(fields[col_layer], r.layer) || r.layer < 0 || r.layer >= kMaxLayers) {
+    if (!parse_exact(fields[col_layer], r.layer) || r.layer < 0 ||
+        r.layer >= int64_t{kTraceMaxLayers}) {
       fail("layer", "\"" + std::string(fields[col_layer]) + "\" is not a layer (integer in [0, " +
-                        std::to_string(kMaxLayers) + "))");
+                        std::to_string(int64_t{kTraceMaxLayers}) + "))");
     }
     if (!parse_exact(fields[col_token], r.token) || r.token < 0) {
       fail("token",

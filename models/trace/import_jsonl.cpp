@@ -9,10 +9,6 @@ namespace moesim {
 
 namespace {
 
-// A trace layer index beyond this is a typo or garbage, not a model; it would also make the
-// importer allocate per-layer state for nothing.
-constexpr int64_t kMaxLayers = 1 << 16;
-
 struct LineContext {
   const std::string& name;
   int64_t line;
@@ -127,7 +123,7 @@ ImportedRouting read_jsonl(std::istream& in, const std::string& name) {
     if (layer_f == nullptr) at.fail("layer", "missing");
     if (token_f == nullptr) at.fail("token_idx", "missing (\"token\" or \"token_idx\")");
     if (ids_f == nullptr) at.fail("topk_ids", "missing");
-    const auto layer = get_int(at, *layer_f, 0, kMaxLayers - 1);
+    const auto layer = get_int(at, *layer_f, 0, int64_t{kTraceMaxLayers} - 1);
     get_int(at, *token_f, 0, std::numeric_limits<int64_t>::max());
     const JsonValue& ids = get_number_array(at, *ids_f);
     if (out.top_k == 0) {

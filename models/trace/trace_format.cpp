@@ -13,6 +13,11 @@ namespace {
 }  // namespace
 
 void validate_header(const TraceHeader& header, const std::string& where) {
+  if (header.layers > kTraceMaxLayers || header.experts > kTraceMaxExperts) {
+    fail(where, "header: " + std::to_string(header.layers) + " layers and " +
+                    std::to_string(header.experts) + " experts exceed the limits " +
+                    std::to_string(kTraceMaxLayers) + " and " + std::to_string(kTraceMaxExperts));
+  }
   if (header.layers <= 0)
     fail(where, "header: layers must be > 0, got " + std::to_string(header.layers));
   if (header.experts <= 0)

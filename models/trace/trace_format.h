@@ -12,6 +12,10 @@ namespace moesim {
 
 inline constexpr const char* kTraceMagic = "moesim-trace";
 inline constexpr uint32_t kTraceVersion = 1;
+// Far above any MoE model (hundreds of layers, thousands of experts), low enough that a corrupt
+// header or log cannot make replay or import allocate per-layer or per-expert tables of gigabytes.
+inline constexpr int32_t kTraceMaxLayers = 1 << 16;
+inline constexpr int32_t kTraceMaxExperts = 1 << 20;
 
 // Every trace problem (bad file, bad record, bad request) is reported with this, its message
 // naming the file and, where there is one, the record index and byte offset or the line.
