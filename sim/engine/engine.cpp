@@ -47,9 +47,9 @@ EventId Engine::schedule_at(Time at, EventHandler& handler, uint64_t tag) {
   const HeapEntry entry{at.count_ps(), (next_sequence_++ << kSlotBits) | slot};
   if (top_is_running_) {
     top_is_running_ = false;
-    heap_.replace_top(entry);
+    queue_.replace_top(entry);
   } else {
-    heap_.push(entry);
+    queue_.push(entry);
   }
   ++pending_;
   return EventId{(s.generation() << kSlotBits) | slot};
@@ -93,18 +93,20 @@ bool Engine::cancel(EventId id) {
   s.handler = nullptr;
   --pending_;
   ++cancelled_in_heap_;
-  if (cancelled_in_heap_ > 1024 && cancelled_in_heap_ * 2 > heap_.size()) compact();
+  if (cancelled_in_heap_ > 1024 && cancelled_in_heap_ * 2 > queue_.size()) compact();
   return true;
 }
 
 void Engine::renumber() {
   if (top_is_running_) {
     top_is_running_ = false;
-    heap_.pop();
+    queue_.pop();
   }
-  std::sort(heap_.begin(), heap_.end(), heap_before);  // a sorted array is a valid heap
+  std::vector<HeapEntry> all = queue_.take_all();
+  std::sort(all.begin(), all.end(), heap_before);
   uint64_t sequence = 0;
-  for (HeapEntry& e : heap_) e.key = (sequence++ << kSlotBits) | (e.key & kSlotMask);
+  for (HeapEntry& e : all) e.key = (sequence++ << kSlotBits) | (e.key & kSlotMask);
+  queue_.assign_sorted(all);
   next_sequence_ = sequence;
   if (next_sequence_ >= sequence_limit_) {
     throw std::length_error("Engine: sequence_limit below the number of pending events");
@@ -114,20 +116,21 @@ void Engine::renumber() {
 void Engine::compact() {
   if (top_is_running_) {
     top_is_running_ = false;
-    heap_.pop();
+    queue_.pop();
   }
-  std::vector<HeapEntry> kept;
-  kept.reserve(heap_.size() - cancelled_in_heap_);
-  for (const HeapEntry& e : heap_) {
+  std::vector<HeapEntry> all = queue_.take_all();
+  size_t kept = 0;
+  for (const HeapEntry& e : all) {
     const auto slot = static_cast<uint32_t>(e.key & kSlotMask);
     if (slots_[slot].handler != nullptr) {
-      kept.push_back(e);
+      all[kept++] = e;
     } else {
       release_slot(slot);
     }
   }
-  std::sort(kept.begin(), kept.end(), heap_before);
-  heap_.assign_sorted(kept);
+  all.resize(kept);
+  std::sort(all.begin(), all.end(), heap_before);
+  queue_.assign_sorted(all);
   cancelled_in_heap_ = 0;
 }
 
@@ -142,12 +145,12 @@ void Engine::run_while(Continue keep_going) {
       engine.running_ = false;
       if (engine.top_is_running_) {
         engine.top_is_running_ = false;
-        engine.heap_.pop();
+        engine.queue_.pop();
       }
     }
   } guard{*this};
-  while (!heap_.empty() && keep_going(heap_.top().time_ps)) {
-    const HeapEntry top = heap_.top();
+  while (!queue_.empty() && keep_going(queue_.top().time_ps)) {
+    const HeapEntry top = queue_.top();
     const auto slot = static_cast<uint32_t>(top.key & kSlotMask);
     EventHandler* handler = slots_[slot].handler;
     const uint64_t tag = slots_[slot].tag;
@@ -155,13 +158,17 @@ void Engine::run_while(Continue keep_going) {
     if (handler == nullptr) {
       // A cancelled event leaves no trace, not even on the clock.
       --cancelled_in_heap_;
-      heap_.pop();
+      queue_.pop();
       continue;
     }
-    if (heap_.size() > 1) {
-      // The likely next event's record is a cache miss in a large queue; start loading it
-      // while this handler runs.
-      __builtin_prefetch(&slots_[heap_.runner_up().key & kSlotMask]);
+    {
+      // The next few events' records are cache misses in a large queue; start loading them
+      // now, a few events ahead. Sentinels' slot bits are all ones, past any real slot.
+      const HeapEntry* next = queue_.root_children();
+      for (int c = 0; c < 4; ++c) {
+        const size_t next_slot = next[c].key & kSlotMask;
+        if (next_slot < slots_.size()) __builtin_prefetch(&slots_[next_slot]);
+      }
     }
     now_ = Time::ps(top.time_ps);
     --pending_;
@@ -170,7 +177,7 @@ void Engine::run_while(Continue keep_going) {
     handler->on_event(tag);
     if (top_is_running_) {
       top_is_running_ = false;
-      heap_.pop();
+      queue_.pop();
     }
   }
 }

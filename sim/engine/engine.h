@@ -7,7 +7,7 @@
 #include <string_view>
 #include <vector>
 
-#include "sim/engine/event_heap.h"
+#include "sim/engine/event_queue.h"
 #include "sim/engine/random.h"
 #include "sim/engine/units.h"
 
@@ -83,7 +83,7 @@ class Engine {
   static constexpr size_t bytes_per_pending_event();
   // Bytes held now by the queue and the event records (vector capacities, so including growth
   // slack), excluding call_at's std::function storage; for measuring memory per pending event.
-  size_t queue_bytes() const { return heap_.capacity_bytes() + slots_.capacity() * sizeof(Slot); }
+  size_t queue_bytes() const { return queue_.capacity_bytes() + slots_.capacity() * sizeof(Slot); }
 
  private:
   static constexpr int kSlotBits = 26;
@@ -130,7 +130,7 @@ class Engine {
   void run_while(Continue keep_going);
 
   // Entry keys are (sequence << kSlotBits) | slot: equal times run in scheduling order.
-  EventHeap heap_;
+  EventQueue queue_;
   std::vector<Slot> slots_;
   uint32_t free_head_ = kNoSlot;
   Time now_ = Time::zero();

@@ -44,9 +44,10 @@ class EventHeap {
   size_t capacity_bytes() const { return data_.capacity() * sizeof(HeapEntry); }
   const HeapEntry& top() const { return data_[kRoot]; }
 
-  // The entry that becomes the top if the top is removed and nothing smaller is added: the
-  // smallest child of the root. Lets the engine prefetch that event's record early.
-  const HeapEntry& runner_up() const { return data_[min_child(kFirstChildOfRoot)]; }
+  // The root's four children (sentinels where absent): the next events to run, in some order,
+  // unless earlier ones are added. Lets the engine prefetch their records a few events early.
+  const HeapEntry* root_children() const { return data_.data() + kFirstChildOfRoot; }
+  static constexpr HeapEntry sentinel() { return kSentinel; }
 
   void push(HeapEntry entry) {
     size_t i = kRoot + size_;
