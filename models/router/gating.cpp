@@ -18,8 +18,8 @@ namespace {
 // Inserts (value, id) into best[0..filled) kept in descending order, at most k long. An equal
 // value goes after those already there, so with ids visited in increasing order ties favour the
 // lower id.
-inline void insert_best(float value, int32_t id, int32_t k, float* best_values, int32_t* best_ids,
-                        int32_t& filled) {
+MOESIM_INLINE void insert_best(float value, int32_t id, int32_t k, float* best_values,
+                               int32_t* best_ids, int32_t& filled) {
   int32_t pos;
   if (filled < k) {
     pos = filled++;
@@ -40,42 +40,83 @@ inline void insert_best(float value, int32_t id, int32_t k, float* best_values, 
 constexpr int32_t kMaxTopK = 64;
 constexpr int32_t kMaxGroups = 256;
 
-inline void top_k_impl(const float* scores, int32_t n, int32_t k, int32_t* ids) {
+MOESIM_INLINE void top_k_impl(const float* scores, int32_t n, int32_t k, int32_t* ids) {
   float best[kMaxTopK];
   int32_t filled = 0;
   for (int32_t i = 0; i < n; ++i) insert_best(scores[i], i, k, best, ids, filled);
 }
 
-inline void group_limited_impl(const float* scores, int32_t n, int32_t groups, int32_t topk_group,
-                               int32_t k, int32_t* ids) {
+// The two largest of s[0..n): per-lane top two over 16-wide chunks, then merged across lanes.
+MOESIM_INLINE void top_two(const float* s, int32_t n, float& first_out, float& second_out) {
+  constexpr float kLowest = -std::numeric_limits<float>::infinity();
+  float first = kLowest, second = kLowest;
+  int32_t i = 0;
+  if (n >= 2 * simd::kLanes) {
+    simd::vfloat f = simd::load(s);
+    simd::vfloat sec = simd::splat(kLowest);
+    for (i = simd::kLanes; i + simd::kLanes <= n; i += simd::kLanes) {
+      const simd::vfloat v = simd::load(s + i);
+      const simd::vfloat lower = v < f ? v : f;
+      f = v > f ? v : f;
+      sec = lower > sec ? lower : sec;
+    }
+    // Butterfly merge: lane l meets lane l ^ d; the top two of two (best, second) pairs are the
+    // larger best and the largest of the smaller best and both seconds.
+    const simd::vint swaps[4] = {simd::vint{8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7},
+                                 simd::vint{4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11},
+                                 simd::vint{2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13},
+                                 simd::vint{1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14}};
+    for (const simd::vint& swap : swaps) {
+      const simd::vfloat pf = __builtin_shuffle(f, swap);
+      const simd::vfloat ps = __builtin_shuffle(sec, swap);
+      const simd::vfloat smaller = pf < f ? pf : f;
+      const simd::vfloat seconds = ps > sec ? ps : sec;
+      f = pf > f ? pf : f;
+      sec = smaller > seconds ? smaller : seconds;
+    }
+    first = f[0];
+    second = sec[0];
+  }
+  for (; i < n; ++i) {
+    second = std::max(second, std::min(first, s[i]));
+    first = std::max(first, s[i]);
+  }
+  first_out = first;
+  second_out = second;
+}
+
+MOESIM_INLINE void group_limited_impl(const float* scores, int32_t n, int32_t groups,
+                                      int32_t topk_group, int32_t k, int32_t* ids) {
   const int32_t group_size = n / groups;
   float group_best[kMaxGroups];
+  float group_second[kMaxGroups];
   int32_t group_ids[kMaxGroups];
   int32_t groups_filled = 0;
   for (int32_t g = 0; g < groups; ++g) {
-    const float* s = scores + static_cast<ptrdiff_t>(g) * group_size;
-    float first = -std::numeric_limits<float>::infinity();
-    float second = first;
-    for (int32_t i = 0; i < group_size; ++i) {
-      const float v = s[i];
-      if (v > first) {
-        second = first;
-        first = v;
-      } else if (v > second) {
-        second = v;
-      }
-    }
+    float first, second;
+    top_two(scores + static_cast<ptrdiff_t>(g) * group_size, group_size, first, second);
+    group_second[g] = group_size >= 2 ? second : first;
     const float group_score = group_size >= 2 ? first + second : first;
     insert_best(group_score, g, topk_group, group_best, group_ids, groups_filled);
   }
   // Visit the kept groups in increasing order so that ties still favour the lower expert index.
   std::sort(group_ids, group_ids + topk_group);
+  // Each kept group holds two scores >= its second best, so when k <= 2 topk_group the k-th best
+  // candidate is >= the least of those: smaller scores are skipped without an insertion test.
+  float threshold = -std::numeric_limits<float>::infinity();
+  if (k <= 2 * topk_group) {
+    threshold = std::numeric_limits<float>::infinity();
+    for (int32_t j = 0; j < topk_group; ++j) {
+      threshold = std::min(threshold, group_second[group_ids[j]]);
+    }
+  }
   float best[kMaxTopK];
   int32_t filled = 0;
   for (int32_t j = 0; j < topk_group; ++j) {
     const int32_t base = group_ids[j] * group_size;
     for (int32_t i = 0; i < group_size; ++i) {
-      insert_best(scores[base + i], base + i, k, best, ids, filled);
+      const float v = scores[base + i];
+      if (v >= threshold) insert_best(v, base + i, k, best, ids, filled);
     }
   }
 }
