@@ -72,8 +72,16 @@ struct Topology::PathCache {
   // Hop distance of every vertex to a destination GPU, per destination vertex.
   std::unordered_map<uint32_t, std::vector<uint32_t>> distances;
   size_t distance_entries = 0;
-  // Scratch for path counting.
+  // Scratch for one pair: path counts (0 = not counted yet) and each DAG vertex's next hops
+  // [hop_begin[v], hop_end[v]) in `next_hops`, so decoding does not rescan wide switches.
+  struct NextHop {
+    LinkId link;
+    uint32_t to;
+  };
   std::vector<uint64_t> counts;
+  std::vector<uint32_t> hop_begin;
+  std::vector<uint32_t> hop_end;
+  std::vector<NextHop> next_hops;
   std::vector<uint32_t> counted;
 
   LinkId* allocate(size_t n) {
@@ -317,16 +325,28 @@ const Topology::PairPaths& Topology::pair_paths(int src_gpu, int dst_gpu) const 
            (w == dst || gpu_forwarding_ || kinds_[w] != VertexKind::kGpu);
   };
   // Number of shortest paths from each DAG vertex to dst, memoised (0 = not yet counted).
-  if (cache.counts.size() < kinds_.size()) cache.counts.assign(kinds_.size(), 0);
+  if (cache.counts.size() < kinds_.size()) {
+    cache.counts.assign(kinds_.size(), 0);
+    cache.hop_begin.assign(kinds_.size(), 0);
+    cache.hop_end.assign(kinds_.size(), 0);
+  }
+  cache.next_hops.clear();
   auto count_paths = [&](auto&& self, uint32_t v) -> uint64_t {
     if (v == dst) return 1;
     if (cache.counts[v] != 0) return cache.counts[v];
-    uint64_t total = 0;
+    const auto begin = static_cast<uint32_t>(cache.next_hops.size());
     for (auto [e, end] = boost::out_edges(v, *graph_); e != end; ++e) {
       const auto w = static_cast<uint32_t>(boost::target(*e, *graph_));
-      if (is_next_hop(v, w)) total = std::min(kCountLimit, total + self(self, w));
+      if (is_next_hop(v, w)) cache.next_hops.push_back({(*graph_)[*e], w});
+    }
+    const auto end = static_cast<uint32_t>(cache.next_hops.size());
+    uint64_t total = 0;
+    for (uint32_t i = begin; i < end; ++i) {
+      total = std::min(kCountLimit, total + self(self, cache.next_hops[i].to));
     }
     cache.counts[v] = total;
+    cache.hop_begin[v] = begin;
+    cache.hop_end[v] = end;
     cache.counted.push_back(v);
     return total;
   };
@@ -345,16 +365,15 @@ const Topology::PairPaths& Topology::pair_paths(int src_gpu, int dst_gpu) const 
     uint32_t v = src;
     LinkId* step = out + size_t{j} * hops;
     while (v != dst) {
-      for (auto [e, end] = boost::out_edges(v, *graph_); e != end; ++e) {
-        const auto w = static_cast<uint32_t>(boost::target(*e, *graph_));
-        if (!is_next_hop(v, w)) continue;
-        const uint64_t through_w = w == dst ? 1 : cache.counts[w];
-        if (index < through_w) {
-          *step++ = (*graph_)[*e];
-          v = w;
+      for (uint32_t i = cache.hop_begin[v]; i < cache.hop_end[v]; ++i) {
+        const PathCache::NextHop& next = cache.next_hops[i];
+        const uint64_t through = next.to == dst ? 1 : cache.counts[next.to];
+        if (index < through) {
+          *step++ = next.link;
+          v = next.to;
           break;
         }
-        index -= through_w;
+        index -= through;
       }
     }
   }
