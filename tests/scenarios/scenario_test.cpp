@@ -128,6 +128,21 @@ TEST_CASE("The capacity sweep example lists its axis values", "[scenarios]") {
   CHECK(s.sweep[0].values == std::vector<std::string>{"0", "1.0", "1.25", "1.5", "2.0"});
 }
 
+TEST_CASE("A topology file sets the GPU count; preset-only options are refused", "[scenarios]") {
+  const Scenario s = load_scenario(kExamples / "mixtral-8x7b-ep8-topology-file.pbtxt");
+  CHECK(s.cluster.from_file());
+  CHECK(s.cluster.topology_file ==
+        (kExamples / ".." / "topologies" / "two-node-example.pbtxt").lexically_normal());
+  CHECK(s.cluster.gpu_count == 8);
+  CHECK(s.cluster.gpus_per_node == 4);
+  CHECK(s.cluster.topology_preset.empty());
+  const std::string file = (kExamples / "x.pbtxt").string();
+  const std::string text = text_of(with_cluster(
+      R"(topology_file: "../topologies/two-node-example.pbtxt" nodes: 2 gpu { preset: "h100-sxm" })"));
+  CHECK_THROWS_WITH(parse_scenario(text, file),
+                    Catch::Contains("cluster.nodes: applies to topology presets only"));
+}
+
 TEST_CASE("A preset with overrides changes only the overridden fields", "[scenarios]") {
   const Scenario s = parse_scenario(
       text_of(with_model(R"(preset: "mixtral-8x7b" top_k: 1 layers: 4)")), "t.pbtxt");
