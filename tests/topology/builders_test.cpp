@@ -6,6 +6,7 @@
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "topologies/builders.h"
@@ -191,6 +192,47 @@ TEST_CASE("ECMP beyond kMaxEcmpPaths samples paths and still uses every core", "
     }
   }
   CHECK(cores.size() == size_t(half * half));
+}
+
+TEST_CASE("after precompute_paths, concurrent queries return the cached paths", "[builders]") {
+  RailFatTreeParams params;
+  params.node = {8, Bandwidth::gigabytes_per_s(450)};
+  params.nodes = 4;
+  params.nic = Bandwidth::gbps(400);
+  params.pcie = Bandwidth::gigabytes_per_s(64);
+  Topology t = build_rail_fat_tree(params);
+  t.precompute_paths();
+  const int g = t.gpu_count();
+  std::vector<const LinkId*> serial;
+  for (int a = 0; a < g; ++a) {
+    for (int b = 0; b < g; ++b) {
+      for (uint64_t h = 0; h < 4; ++h) serial.push_back(t.path(a, b, h).data());
+    }
+  }
+  int mismatches[2] = {0, 0};
+  auto query = [&](int worker) {
+    size_t i = 0;
+    for (int a = 0; a < g; ++a) {
+      for (int b = 0; b < g; ++b) {
+        for (uint64_t h = 0; h < 4; ++h)
+          mismatches[worker] += t.path(a, b, h).data() != serial[i++];
+      }
+    }
+  };
+  std::thread first(query, 0);
+  std::thread second(query, 1);
+  first.join();
+  second.join();
+  CHECK(mismatches[0] == 0);
+  CHECK(mismatches[1] == 0);
+
+  // Copy assignment gives an independent topology choosing the same links.
+  Topology other = build_nvswitch_node({2, Bandwidth::gigabytes_per_s(1)});
+  other = t;
+  const auto p = other.path(1, 30, 3);
+  const auto q = t.path(1, 30, 3);
+  CHECK(p.data() != q.data());
+  CHECK(std::vector<LinkId>(p.begin(), p.end()) == std::vector<LinkId>(q.begin(), q.end()));
 }
 
 int ring_distance(int a, int b, int size, bool wrap) {
