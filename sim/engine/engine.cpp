@@ -6,7 +6,8 @@
 
 namespace moesim {
 
-Engine::Engine(Options options) : seed_(options.seed), sequence_limit_(options.sequence_limit) {
+Engine::Engine(Options options)
+    : queue_(options.near_events), seed_(options.seed), sequence_limit_(options.sequence_limit) {
   if (sequence_limit_ < 2 || sequence_limit_ > (uint64_t{1} << (64 - kSlotBits))) {
     throw std::invalid_argument("Engine: sequence_limit out of range");
   }

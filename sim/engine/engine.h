@@ -38,6 +38,9 @@ class Engine {
     // Events carry a sequence number for FIFO order at equal times; when it reaches this bound
     // the pending events are renumbered in order. Only tests set it lower than the default.
     uint64_t sequence_limit = uint64_t{1} << 38;
+    // Events kept in the queue's near heap (see EventQueue); results never depend on it. Only
+    // tests set it lower than the default.
+    size_t near_events = EventQueue::kDefaultNearTarget;
   };
 
   Engine() : Engine(Options{}) {}

@@ -15,12 +15,18 @@ namespace moesim {
 // Entries ordered before `threshold_` live in the heap, the rest in the far list. A new event
 // usually lies beyond the threshold, so scheduling it is an append; the heap stays small enough
 // for the caches however many events are pending. When the heap runs dry the far list is
-// partitioned at a new threshold (an O(far) sequential scan, once per about kNearTarget
+// partitioned at a new threshold (an O(far) sequential scan, once per about near_target
 // events); when too many events land below the threshold the heap's later half is spilled.
 // The order of events is (time, key) exactly as in a single heap: the split is only a matter of
 // speed, so where the threshold falls never changes results.
 class EventQueue {
  public:
+  // The heap is refilled to about `near_target` entries and spilled back to that when it passes
+  // twice as many. Only tests choose a small value, to exercise refills and spills.
+  explicit EventQueue(size_t near_target = kDefaultNearTarget)
+      : near_target_(std::max<size_t>(near_target, 1)) {}
+  static constexpr size_t kDefaultNearTarget = 32768;
+
   bool empty() const { return near_.empty(); }  // the far list is empty whenever the heap is
   size_t size() const { return near_.size() + far_.size(); }
   size_t capacity_bytes() const {
@@ -35,7 +41,7 @@ class EventQueue {
       far_.push_back(entry);
     } else {
       near_.push(entry);
-      if (near_.size() > kNearMax) spill();
+      if (near_.size() > 2 * near_target_) spill();
     }
   }
 
@@ -67,21 +73,16 @@ class EventQueue {
   // Replaces the contents with `sorted` (ascending by heap_before).
   void assign_sorted(const std::vector<HeapEntry>& sorted) {
     far_.clear();
-    if (sorted.size() <= kNearTarget) {
+    if (sorted.size() <= near_target_) {
       near_.assign_sorted(sorted);
       threshold_ = kInfinite;
       return;
     }
-    const auto split = sorted.begin() + static_cast<std::ptrdiff_t>(kNearTarget);
+    const auto split = sorted.begin() + static_cast<std::ptrdiff_t>(near_target_);
     near_.assign_sorted(std::vector<HeapEntry>(sorted.begin(), split));
     far_.assign(split, sorted.end());
     threshold_ = heap_order(*split);
   }
-
-  // Tuning, exposed for tests: the heap is refilled to about kNearTarget entries and spilled
-  // back to that when it passes kNearMax.
-  static constexpr size_t kNearTarget = 32768;
-  static constexpr size_t kNearMax = 2 * kNearTarget;
 
  private:
   using Order = unsigned __int128;
@@ -94,16 +95,16 @@ class EventQueue {
       threshold_ = kInfinite;
       return;
     }
-    if (far_.size() <= kNearTarget) {
+    if (far_.size() <= near_target_) {
       threshold_ = kInfinite;
     } else {
-      // A threshold near the kNearTarget-th smallest entry, estimated from a sample. Any
+      // A threshold near the near_target_-th smallest entry, estimated from a sample. Any
       // threshold is correct; a good one keeps refills rare and the heap small.
       samples_.clear();
       for (size_t i = 0; i < kSamples; ++i) {
         samples_.push_back(heap_order(far_[next_sample_index()]));
       }
-      const size_t rank = std::max<size_t>(1, kSamples * kNearTarget / far_.size());
+      const size_t rank = std::max<size_t>(1, kSamples * near_target_ / far_.size());
       std::nth_element(samples_.begin(), samples_.begin() + static_cast<std::ptrdiff_t>(rank),
                        samples_.end());
       threshold_ = samples_[rank];
@@ -125,14 +126,14 @@ class EventQueue {
     }
   }
 
-  // Keeps the kNearTarget smallest entries in the heap and moves the rest to the far list.
+  // Keeps the near_target_ smallest entries in the heap and moves the rest to the far list.
   void spill() {
     std::vector<HeapEntry> all(near_.begin(), near_.end());
-    const auto split = all.begin() + static_cast<std::ptrdiff_t>(kNearTarget);
+    const auto split = all.begin() + static_cast<std::ptrdiff_t>(near_target_);
     std::nth_element(all.begin(), split, all.end(), heap_before);
     threshold_ = heap_order(*split);
     far_.insert(far_.end(), split, all.end());
-    all.resize(kNearTarget);
+    all.resize(near_target_);
     std::sort(all.begin(), all.end(), heap_before);
     near_.assign_sorted(all);
   }
@@ -145,6 +146,7 @@ class EventQueue {
     return static_cast<size_t>(sample_state_ % far_.size());
   }
 
+  size_t near_target_;
   EventHeap near_;
   std::vector<HeapEntry> far_;
   Order threshold_ = kInfinite;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <set>
 #include <stdexcept>
 #include <utility>
 #include <vector>
@@ -195,7 +196,9 @@ TEST_CASE("a handler can cancel a later event", "[engine][cancel]") {
 }
 
 TEST_CASE("mass cancellation compacts the queue and keeps the order", "[engine][cancel]") {
-  Engine engine;
+  Engine::Options options;
+  options.near_events = GENERATE(as<size_t>{}, 7, 32768);
+  Engine engine(options);
   Recorder recorder(engine);
   RandomStream random(7, "mass");
   constexpr uint64_t kEvents = 20000;
@@ -354,6 +357,7 @@ TEST_CASE("FIFO order survives many sequence renumberings", "[engine][renumber]"
   // renumberings, many of them from inside handlers while the top entry is running.
   Engine::Options options;
   options.sequence_limit = 16;
+  options.near_events = GENERATE(as<size_t>{}, 1, 3, 32768);
   Engine small(options);
   Churn churn(small, 3);
   churn.add(Time::zero());
@@ -422,6 +426,90 @@ TEST_CASE("the same seed gives the same trace; another seed another", "[engine][
 
 TEST_CASE("bytes_per_pending_event stays within the memory target", "[engine]") {
   STATIC_REQUIRE(Engine::bytes_per_pending_event() <= 48);
+}
+
+}  // namespace
+}  // namespace moesim
+
+namespace moesim {
+namespace {
+
+// Far more pending events than the queue's near heap holds (EventQueue::kNearMax), with ties,
+// events at the current time, and cancellations anywhere in the queue; every event must come
+// out in (time, scheduling order), checked against an ordered reference set.
+class Crowd final : public EventHandler {
+ public:
+  explicit Crowd(Engine& engine) : engine_(engine), random_(9, "crowd") {}
+  void on_event(uint64_t tag) override {
+    REQUIRE(!reference.empty());
+    const auto expected = *reference.begin();
+    REQUIRE(expected.first == engine_.now().count_ps());
+    REQUIRE(expected.second == tag);
+    reference.erase(reference.begin());
+    ++ran;
+    if (scheduled < limit) {
+      // Mostly far ahead, sometimes now (joins the end of this time's line).
+      const uint64_t kind = random_.below(8);
+      const int64_t delay = kind == 0 ? 0 : static_cast<int64_t>(random_.below(4'000'000));
+      add(engine_.now() + Time::ps(delay));
+      if (kind == 1) add(engine_.now() + Time::ps(delay));  // and keep the crowd from thinning
+    }
+    if (random_.below(4) == 0) {
+      const size_t pick = random_.below(ids.size());
+      const bool pending = reference.count(ids[pick].second) != 0;
+      REQUIRE(engine_.cancel(ids[pick].first) == pending);
+      reference.erase(ids[pick].second);
+    }
+  }
+  void add(Time at) {
+    const uint64_t tag = scheduled++;
+    const std::pair<int64_t, uint64_t> key{at.count_ps(), tag};
+    ids.emplace_back(engine_.schedule_at(at, *this, tag), key);
+    reference.insert(key);
+  }
+  std::set<std::pair<int64_t, uint64_t>> reference;
+  std::vector<std::pair<EventId, std::pair<int64_t, uint64_t>>> ids;
+  uint64_t scheduled = 0;
+  uint64_t ran = 0;
+  uint64_t limit = 0;
+
+ private:
+  Engine& engine_;
+  RandomStream random_;
+};
+
+void run_crowd(Engine& engine, int initial, uint64_t limit) {
+  Crowd crowd(engine);
+  RandomStream random(10, "crowd-start");
+  crowd.limit = limit;
+  for (int i = 0; i < initial; ++i) {
+    // Coarse times make many ties; a block of cancellations up front compacts the queue.
+    crowd.add(Time::ps(static_cast<int64_t>(random.below(2'000) * 1'000)));
+  }
+  for (int i = 0; i < initial; i += 3) {
+    REQUIRE(engine.cancel(crowd.ids[static_cast<size_t>(i)].first));
+    crowd.reference.erase(crowd.ids[static_cast<size_t>(i)].second);
+  }
+  engine.run();
+  CHECK(crowd.reference.empty());
+  CHECK(engine.pending() == 0);
+  CHECK(crowd.ran == engine.events_run());
+  CHECK(crowd.scheduled == crowd.limit);
+}
+
+TEST_CASE("order holds with far more pending events than the near heap", "[engine][queue]") {
+  SECTION("default near heap, spilled and refilled a few times") {
+    Engine engine;
+    run_crowd(engine, 150'000, 400'000);
+  }
+  SECTION("tiny near heap, spilled and refilled thousands of times") {
+    for (size_t near : {1, 2, 5, 16, 300}) {
+      Engine::Options options;
+      options.near_events = near;
+      Engine engine(options);
+      run_crowd(engine, 20'000, 60'000);
+    }
+  }
 }
 
 }  // namespace
