@@ -1,62 +1,71 @@
-// `moesim run`: until the MoE step simulation lands, a self-demo of the event engine
-// (the hold model: N pending events, each schedules one more at an exponential delay).
+// `moesim run [SCENARIO]`: simulate a scenario file (the default scenario when none is given)
+// and print its report as a table or JSON.
+#include <unistd.h>
 #include <boost/program_options.hpp>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
 
+#include "analysis/run_report.h"
 #include "cli/commands.h"
-#include "sim/engine/engine.h"
+#include "cli/progress.h"
+#include "scenarios/scenario.h"
+#include "sim/simulation.h"
 
 namespace moesim::cli {
-namespace {
-
-class HoldModel final : public EventHandler {
- public:
-  HoldModel(Engine& engine, double mean_delay_ps, uint64_t total)
-      : engine_(engine), rng_(engine.random_stream("hold")), mean_(mean_delay_ps), left_(total) {}
-  void on_event(uint64_t tag) override {
-    if (left_ == 0) return;
-    --left_;
-    engine_.schedule_after(Time::ps(1 + static_cast<int64_t>(rng_.exponential(mean_))), *this, tag);
-  }
-  RandomStream& rng() { return rng_; }
-
- private:
-  Engine& engine_;
-  RandomStream rng_;
-  double mean_;
-  uint64_t left_;
-};
-
-}  // namespace
 
 int run_command(int argc, char** argv) {
   namespace po = boost::program_options;
-  uint64_t seed = 1;
-  uint64_t pending = 1000;
-  uint64_t events = 1'000'000;
-  po::options_description opts("moesim run [options]");
-  opts.add_options()("help,h", "show this help")("seed", po::value(&seed)->default_value(1),
-                                                  "random seed")(
-      "pending", po::value(&pending)->default_value(1000), "events pending at once")(
-      "events", po::value(&events)->default_value(1'000'000), "events to run");
+  std::string scenario_path;
+  std::string format = "table";
+  std::string json_path;
+  int32_t threads = 2;
+  po::options_description opts(
+      "moesim run [SCENARIO] [options]\n\nSimulates SCENARIO (protobuf text; default: " +
+      default_scenario_path().string() + ")");
+  opts.add_options()("help,h", "show this help")(
+      "format", po::value(&format)->default_value("table"), "output: table or json")(
+      "json", po::value(&json_path), "also write the JSON document to this file")(
+      "threads", po::value(&threads)->default_value(2), "routing threads (results do not change)")(
+      "no-progress", "do not print progress on stderr");
+  po::options_description hidden;
+  hidden.add_options()("scenario", po::value(&scenario_path));
+  po::positional_options_description positional;
+  positional.add("scenario", 1);
+  po::options_description all;
+  all.add(opts).add(hidden);
   po::variables_map vm;
-  po::store(po::command_line_parser(argc, argv).options(opts).run(), vm);
+  po::store(po::command_line_parser(argc, argv).options(all).positional(positional).run(), vm);
   if (vm.count("help")) {
     std::cout << opts << "\n";
     return 0;
   }
   po::notify(vm);
-
-  Engine engine(seed);
-  HoldModel model(engine, 1e6, events);
-  for (uint64_t i = 0; i < pending; ++i) {
-    engine.schedule_at(Time::ps(1 + static_cast<int64_t>(model.rng().exponential(1e6))), model, i);
+  if (format != "table" && format != "json") {
+    throw std::invalid_argument("--format must be table or json, not '" + format + "'");
   }
-  engine.run();
-  std::cout << "moesim engine self-demo (hold model)\n"
-            << "  pending events     " << pending << "\n"
-            << "  events run         " << engine.events_run() << "\n"
-            << "  simulated time     " << engine.now().to_us() << " us\n";
+  if (threads < 1) throw std::invalid_argument("--threads must be at least 1");
+
+  const std::filesystem::path path =
+      scenario_path.empty() ? default_scenario_path() : std::filesystem::path(scenario_path);
+  const Scenario scenario = load_scenario(path);
+  SimulationOptions options;
+  options.threads = threads;
+  ProgressBar progress("simulating " + scenario.name, !vm.count("no-progress"));
+  options.progress = [&progress](int32_t done, int32_t total) { progress.update(done, total); };
+  const SimulationResult result = simulate(scenario, options);
+  progress.finish();
+
+  if (!json_path.empty()) {
+    std::ofstream file(json_path);
+    if (!file) throw std::runtime_error("cannot write " + json_path);
+    write_run_json(file, scenario, result);
+  }
+  if (format == "json") {
+    write_run_json(std::cout, scenario, result);
+  } else {
+    print_run_table(std::cout, scenario, result);
+  }
   return 0;
 }
 

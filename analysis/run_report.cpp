@@ -1,0 +1,208 @@
+#include "analysis/run_report.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <iomanip>
+#include <numeric>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "analysis/statistics.h"
+
+namespace moesim {
+namespace {
+
+std::string number(double v) {
+  if (!std::isfinite(v)) return "null";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.9g", v);
+  return buf;
+}
+
+std::string quoted(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", c);
+      out += buf;
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
+// {count, mean, p50, p99, stddev, min, max}; stddev is the sample standard deviation, 0 for a
+// single sample; every field 0 with count 0 when there are no samples (e.g. no all-to-all).
+std::string summary_json(const std::vector<double>& samples) {
+  std::ostringstream o;
+  if (samples.empty()) {
+    o << R"({"count": 0, "mean": 0, "p50": 0, "p99": 0, "stddev": 0, "min": 0, "max": 0})";
+    return o.str();
+  }
+  const Summary s = SampleSet(samples).summary();
+  o << "{\"count\": " << s.count << ", \"mean\": " << number(s.mean)
+    << ", \"p50\": " << number(s.p50) << ", \"p99\": " << number(s.p99)
+    << ", \"stddev\": " << number(s.stddev.value_or(0.0)) << ", \"min\": " << number(s.min)
+    << ", \"max\": " << number(s.max) << "}";
+  return o.str();
+}
+
+template <typename T>
+std::string array_json(const std::vector<T>& values) {
+  std::string out = "[";
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i) out += ", ";
+    out += number(static_cast<double>(values[i]));
+  }
+  return out + "]";
+}
+
+const char* workload_name(WorkloadKind k) {
+  switch (k) {
+    case WorkloadKind::kTraining:
+      return "training";
+    case WorkloadKind::kPrefill:
+      return "prefill";
+    case WorkloadKind::kDecode:
+      return "decode";
+  }
+  return "?";
+}
+
+std::string plan_text(const ParallelPlan& p) {
+  std::ostringstream o;
+  o << "TP" << p.tp << " x EP" << p.ep << " x DP" << p.dp << " x PP" << p.pp;
+  return o.str();
+}
+
+// Mean over GPUs of each phase's time per step.
+std::vector<double> mean_phase_us(const SimulationResult& r) {
+  std::vector<double> mean(kPhaseCount, 0.0);
+  for (const auto& g : r.gpu_phase_us) {
+    for (int p = 0; p < kPhaseCount; ++p) mean[p] += g[p];
+  }
+  for (double& v : mean) v /= std::max<size_t>(1, r.gpu_phase_us.size());
+  return mean;
+}
+
+}  // namespace
+
+void write_run_json(std::ostream& out, const Scenario& scenario, const SimulationResult& r) {
+  const std::vector<double> phases = mean_phase_us(r);
+  out << "{\n";
+  out << "  \"scenario\": " << quoted(scenario.name) << ",\n";
+  out << "  \"model\": " << quoted(scenario.model.name) << ",\n";
+  out << "  \"workload\": " << quoted(workload_name(scenario.workload.kind)) << ",\n";
+  out << "  \"gpus\": " << r.gpus << ",\n";
+  out << "  \"parallelism\": {\"tp\": " << scenario.parallel.tp
+      << ", \"ep\": " << scenario.parallel.ep << ", \"dp\": " << scenario.parallel.dp
+      << ", \"pp\": " << scenario.parallel.pp << "},\n";
+  out << "  \"dispatch_algorithm\": "
+      << (r.dispatch_algorithm == DispatchAlgorithm::kHierarchical ? "\"hierarchical\""
+                                                                   : "\"direct\"")
+      << ",\n";
+  out << "  \"measured_steps\": " << r.measured_steps << ",\n";
+  out << "  \"step_time_us\": " << summary_json(r.step_time_us) << ",\n";
+  out << "  \"dispatch_us\": " << summary_json(r.dispatch_us) << ",\n";
+  out << "  \"combine_us\": " << summary_json(r.combine_us) << ",\n";
+  out << "  \"expert_compute_us\": " << summary_json(r.expert_compute_us) << ",\n";
+  out << "  \"attention_us\": " << summary_json(r.attention_us) << ",\n";
+  out << "  \"idle_fraction\": " << number(r.idle_fraction) << ",\n";
+  out << "  \"routed_pairs\": " << r.routed_pairs << ",\n";
+  out << "  \"dropped_pairs\": " << r.dropped_pairs << ",\n";
+  out << "  \"dropped_token_fraction\": " << number(r.dropped_token_fraction) << ",\n";
+  out << "  \"expert_load\": {\"max_over_mean\": " << number(r.expert_max_over_mean)
+      << ", \"tokens_per_expert\": " << array_json(r.tokens_per_expert) << "},\n";
+  out << "  \"gpu_load\": {\"max_over_mean\": " << number(r.gpu_max_over_mean)
+      << ", \"tokens_per_gpu\": " << array_json(r.gpu_tokens) << "},\n";
+  out << "  \"alltoall_bandwidth_gbps_per_gpu\": {\"total\": " << number(r.alltoall_gbps_per_gpu)
+      << ", \"nvlink\": " << number(r.alltoall_nvlink_gbps_per_gpu)
+      << ", \"network\": " << number(r.alltoall_network_gbps_per_gpu) << "},\n";
+  out << "  \"tokens_per_s_per_gpu\": " << number(r.tokens_per_s_per_gpu) << ",\n";
+  out << "  \"phase_us_per_gpu\": {";
+  for (int p = 0; p < kPhaseCount; ++p) {
+    out << (p ? ", " : "") << quoted(phase_name(static_cast<Phase>(p))) << ": "
+        << number(phases[p]);
+  }
+  out << "},\n";
+  out << "  \"wall_seconds\": {\"routing\": " << number(r.routing_wall_s)
+      << ", \"simulation\": " << number(r.simulation_wall_s) << "}\n";
+  out << "}\n";
+}
+
+void print_run_table(std::ostream& out, const Scenario& scenario, const SimulationResult& r) {
+  out << "moesim run: " << scenario.name;
+  if (!scenario.description.empty()) out << " (" << scenario.description << ")";
+  out << "\n  model " << scenario.model.name << ", " << workload_name(scenario.workload.kind)
+      << ", " << r.gpus << " GPUs (" << scenario.cluster.gpu.name << "), "
+      << plan_text(scenario.parallel) << ", " << scenario.workload.tokens_per_gpu
+      << " tokens/GPU x " << scenario.workload.micro_batches << " micro-batches, "
+      << r.measured_steps << " measured steps\n\n";
+
+  out << "  " << std::left << std::setw(20) << "phase" << std::right << std::setw(12) << "mean us"
+      << std::setw(12) << "p50 us" << std::setw(12) << "p99 us" << std::setw(12) << "stddev"
+      << std::setw(9) << "samples"
+      << "\n";
+  auto row = [&](const char* name, const std::vector<double>& samples) {
+    out << "  " << std::left << std::setw(20) << name << std::right << std::fixed
+        << std::setprecision(1);
+    if (samples.empty()) {
+      out << std::setw(12) << "-" << std::setw(12) << "-" << std::setw(12) << "-" << std::setw(12)
+          << "-" << std::setw(9) << 0 << "\n";
+      return;
+    }
+    const Summary s = SampleSet(samples).summary();
+    out << std::setw(12) << s.mean << std::setw(12) << s.p50 << std::setw(12) << s.p99
+        << std::setw(12) << s.stddev.value_or(0.0) << std::setw(9) << s.count << "\n";
+  };
+  row("step", r.step_time_us);
+  row("dispatch (fwd)", r.dispatch_us);
+  row("combine (fwd)", r.combine_us);
+  row("expert compute", r.expert_compute_us);
+  row("attention", r.attention_us);
+
+  const std::vector<double> phases = mean_phase_us(r);
+  const double total = std::accumulate(phases.begin(), phases.end(), 0.0);
+  out << "\n  time per GPU per step, by phase (mean over GPUs)\n";
+  for (int p = 0; p < kPhaseCount; ++p) {
+    if (phases[p] <= 0.0) continue;
+    out << "  " << std::left << std::setw(20) << phase_name(static_cast<Phase>(p)) << std::right
+        << std::setw(12) << std::setprecision(1) << phases[p] << " us" << std::setw(8)
+        << std::setprecision(1) << (total > 0 ? 100.0 * phases[p] / total : 0.0) << " %\n";
+  }
+  out << std::setprecision(3);
+  out << "\n  idle fraction            " << r.idle_fraction << "\n";
+  out << "  dropped token fraction   " << r.dropped_token_fraction << " (" << r.dropped_pairs
+      << " of " << r.routed_pairs << " token-expert pairs)\n";
+  out << "  expert load max/mean     " << r.expert_max_over_mean << "\n";
+  out << "  GPU load max/mean        " << r.gpu_max_over_mean << "\n";
+  out << std::setprecision(1);
+  out << "  all-to-all per GPU       " << r.alltoall_gbps_per_gpu << " GB/s (NVLink "
+      << r.alltoall_nvlink_gbps_per_gpu << ", network " << r.alltoall_network_gbps_per_gpu << "), "
+      << (r.dispatch_algorithm == DispatchAlgorithm::kHierarchical ? "hierarchical" : "direct")
+      << "\n";
+  out << "  throughput               " << std::setprecision(0) << r.tokens_per_s_per_gpu
+      << " tokens/s per GPU\n";
+  out << std::setprecision(2) << "  wall clock               routing " << r.routing_wall_s
+      << " s, simulation " << r.simulation_wall_s << " s\n";
+
+  // Verdict: the largest phase.
+  int top = 0;
+  for (int p = 1; p < kPhaseCount; ++p) {
+    if (phases[p] > phases[top]) top = p;
+  }
+  if (total > 0) {
+    out << "\n  verdict: " << phase_name(static_cast<Phase>(top)) << " takes the most time ("
+        << std::setprecision(0) << 100.0 * phases[top] / total << " % of GPU time)\n";
+  }
+  out.unsetf(std::ios::floatfield);
+}
+
+}  // namespace moesim

@@ -1,0 +1,22 @@
+// What `moesim run` prints: the terminal table of a simulated scenario and its JSON document
+// (step, dispatch, combine, expert-compute and attention times with mean/p50/p99/stddev; loads).
+#pragma once
+
+#include <ostream>
+
+#include "scenarios/scenario.h"
+#include "sim/simulation.h"
+
+namespace moesim {
+
+// Aligned table with units and a one-line verdict on where the step's time goes.
+void print_run_table(std::ostream& out, const Scenario& scenario, const SimulationResult& result);
+
+// The JSON document: step_time_us, dispatch_us, combine_us, expert_compute_us, attention_us (each
+// {count, mean, p50, p99, stddev, min, max}), idle_fraction, dropped_token_fraction,
+// expert_load {max_over_mean, tokens_per_expert}, gpu_load {max_over_mean, tokens_per_gpu},
+// alltoall_bandwidth_gbps_per_gpu {total, nvlink, network}, phase_us_per_gpu, and the run's
+// wall-clock split.
+void write_run_json(std::ostream& out, const Scenario& scenario, const SimulationResult& result);
+
+}  // namespace moesim

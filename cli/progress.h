@@ -1,0 +1,26 @@
+// A progress line on stderr for long runs (steps, sweep points), shown only when stderr is a
+// terminal so logs and pipes stay clean; and where the default scenario lives.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+
+namespace moesim::cli {
+
+class ProgressBar {
+ public:
+  ProgressBar(std::string label, bool enabled);
+  void update(int64_t done, int64_t total);
+  void finish();
+
+ private:
+  std::string label_;
+  bool enabled_;
+  bool drawn_ = false;
+};
+
+// scenarios/examples/default.pbtxt of the source tree this binary was built from.
+std::filesystem::path default_scenario_path();
+
+}  // namespace moesim::cli

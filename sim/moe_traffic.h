@@ -1,0 +1,66 @@
+// Turns one MoE layer's routing decisions into what the step plays: the dispatch transfers
+// (GPU to GPU, token counts, direct or through a same-rail relay) and each GPU's expert work.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "models/moe/parallel_plan.h"
+#include "models/moe/placement.h"
+#include "models/router/routing_decision.h"
+#include "topologies/topology.h"
+
+namespace moesim {
+
+// How dispatch crosses nodes. kDirect sends every (token, destination GPU) pair straight to
+// its GPU. kHierarchical is DeepEP's normal mode: a token bound for several GPUs of another node
+// crosses the network once, to the GPU of that node on the sender's rail (same local rank),
+// which forwards it over NVLink to each destination GPU there.
+enum class DispatchAlgorithm : uint8_t { kDirect, kHierarchical };
+
+// Token counts moved from one GPU to another in one stage of a dispatch.
+struct TokenTransfer {
+  int32_t src_gpu = 0;
+  int32_t dst_gpu = 0;
+  int64_t tokens = 0;
+};
+
+// One MoE layer of one micro-batch for one data-parallel replica (all its EP groups' TP
+// columns). Combine is the reverse: stage 2 transfers reversed first, then stage 1 reversed.
+struct MoeLayerTraffic {
+  // Stage 1 starts at once; a stage-2 transfer leaves its relay when the relay has received
+  // every stage-1 transfer addressed to it. kDirect has no stage 2.
+  std::vector<TokenTransfer> stage1;
+  std::vector<TokenTransfer> stage2;
+  // Per GPU (global index) the rows each of its local experts computes, in Placement's local
+  // expert order; empty for GPUs outside this replica.
+  std::vector<std::vector<int32_t>> tokens_per_local_expert;
+  // Per routed expert, the kept token-expert pairs (over the replica's ranks).
+  std::vector<int64_t> tokens_per_expert;
+  int64_t routed_pairs = 0;
+  int64_t dropped_pairs = 0;
+  int64_t tokens = 0;  // tokens routed (over the replica's data-holding ranks)
+};
+
+// Which GPUs form the replica, and how tokens are held.
+struct ReplicaLayout {
+  const ParallelPlan* plan = nullptr;
+  const Placement* placement = nullptr;
+  const Topology* topology = nullptr;
+  int32_t dp_rank = 0;
+  int32_t pp_rank = 0;  // the pipeline stage that holds this layer
+};
+
+// Builds the traffic of one layer from the decisions of the replica's data-holding ranks,
+// indexed by tp + TP * ep (each GPU routes its own sequence-parallel share of tokens). With
+// TP > 1 every TP rank of an EP rank holds the TP group's tokens after the all-gather, and
+// sends them to the same TP rank of each destination EP rank (each expert shard needs the whole
+// hidden state). A token goes once to each GPU it is bound for, however many of that GPU's
+// experts it chose. Count-only decisions spread each expert's count evenly over its serving
+// ranks and have no per-token destinations: their transfers are direct.
+MoeLayerTraffic build_layer_traffic(const ReplicaLayout& layout,
+                                    std::span<const RoutingDecision> decisions,
+                                    DispatchAlgorithm algorithm);
+
+}  // namespace moesim

@@ -1,0 +1,285 @@
+#include "sim/simulation.h"
+
+#include <algorithm>
+#include <chrono>
+#include <numeric>
+#include <stdexcept>
+#include <thread>
+
+#include "models/network/network_model.h"
+#include "models/router/router.h"
+#include "scenarios/topology_file.h"
+#include "topologies/presets.h"
+
+namespace moesim {
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+StepKind step_kind(WorkloadKind kind) {
+  switch (kind) {
+    case WorkloadKind::kTraining:
+      return StepKind::kTraining;
+    case WorkloadKind::kPrefill:
+      return StepKind::kPrefill;
+    case WorkloadKind::kDecode:
+      return StepKind::kDecode;
+  }
+  return StepKind::kTraining;
+}
+
+double max_over_mean(const std::vector<int64_t>& counts) {
+  if (counts.empty()) return 0.0;
+  const double total = std::accumulate(counts.begin(), counts.end(), 0.0);
+  if (total <= 0.0) return 0.0;
+  const double mean = total / static_cast<double>(counts.size());
+  return static_cast<double>(*std::max_element(counts.begin(), counts.end())) / mean;
+}
+
+// Routes one step: every (micro-batch, MoE layer, replica) task asks the source for each of
+// the replica's data-holding ranks and reduces the decisions to traffic.
+class StepRouter {
+ public:
+  StepRouter(const Scenario& scenario, RoutingSource& source, const Topology& topology,
+             const Placement& placement, DispatchAlgorithm algorithm, int32_t threads)
+      : scenario_(scenario),
+        source_(source),
+        topology_(topology),
+        placement_(placement),
+        algorithm_(algorithm),
+        threads_(source.thread_safe() ? std::max(1, threads) : 1) {
+    const ModelSpec& model = scenario.model;
+    const auto first = stage_first_layers(model.layers, scenario.parallel.pp);
+    for (int32_t layer : model.moe_layer_indices()) {
+      int32_t stage = 0;
+      while (first[stage + 1] <= layer) ++stage;
+      moe_layer_stage_.push_back(stage);
+    }
+  }
+
+  StepTraffic route_step(int32_t step) {
+    const ParallelPlan& plan = scenario_.parallel;
+    const int32_t mbs = scenario_.workload.micro_batches;
+    const auto moe_layers = static_cast<int32_t>(moe_layer_stage_.size());
+    StepTraffic traffic(static_cast<size_t>(mbs));
+    for (auto& per_mb : traffic) {
+      per_mb.assign(static_cast<size_t>(moe_layers), {});
+      for (auto& per_layer : per_mb) per_layer.resize(static_cast<size_t>(plan.dp));
+    }
+    const int64_t tasks = int64_t{mbs} * moe_layers * plan.dp;
+    auto run_tasks = [&](int32_t worker) {
+      std::vector<RoutingDecision> decisions(static_cast<size_t>(plan.tp) * plan.ep);
+      for (int64_t t = worker; t < tasks; t += threads_) {
+        const auto mb = static_cast<int32_t>(t / (int64_t{moe_layers} * plan.dp));
+        const auto layer = static_cast<int32_t>((t / plan.dp) % moe_layers);
+        const auto d = static_cast<int32_t>(t % plan.dp);
+        for (int32_t b = 0; b < plan.ep; ++b) {
+          for (int32_t a = 0; a < plan.tp; ++a) {
+            RoutingRequest request;
+            request.layer = layer;
+            request.micro_batch = int64_t{step} * mbs + mb;
+            request.rank = a + plan.tp * (b + plan.ep * d);
+            request.ranks = plan.tp * plan.ep * plan.dp;
+            request.tokens = scenario_.workload.tokens_per_gpu;
+            source_.route(request, decisions[static_cast<size_t>(b) * plan.tp + a]);
+          }
+        }
+        const ReplicaLayout layout{&plan, &placement_, &topology_, d, moe_layer_stage_[layer]};
+        traffic[mb][layer][d] = build_layer_traffic(layout, decisions, algorithm_);
+      }
+    };
+    if (threads_ == 1) {
+      run_tasks(0);
+    } else {
+      std::vector<std::thread> pool;
+      std::vector<std::exception_ptr> errors(static_cast<size_t>(threads_));
+      for (int32_t w = 0; w < threads_; ++w) {
+        pool.emplace_back([&, w] {
+          try {
+            run_tasks(w);
+          } catch (...) {
+            errors[w] = std::current_exception();
+          }
+        });
+      }
+      for (auto& th : pool) th.join();
+      for (auto& e : errors) {
+        if (e) std::rethrow_exception(e);
+      }
+    }
+    return traffic;
+  }
+
+ private:
+  const Scenario& scenario_;
+  RoutingSource& source_;
+  const Topology& topology_;
+  const Placement& placement_;
+  DispatchAlgorithm algorithm_;
+  int32_t threads_;
+  std::vector<int32_t> moe_layer_stage_;
+};
+
+}  // namespace
+
+Topology build_topology(const ClusterSpec& cluster) {
+  if (cluster.from_file()) return load_topology_file(cluster.topology_file);
+  ClusterOptions options;
+  options.preset = cluster.topology_preset;
+  options.nodes = cluster.nodes;
+  options.nic_gbps = cluster.nic_gbps;
+  options.oversubscription = cluster.oversubscription;
+  return build_cluster(options);
+}
+
+SimulationResult simulate(const Scenario& scenario, const SimulationOptions& options) {
+  Router router(scenario.router);
+  return simulate(scenario, router, options);
+}
+
+SimulationResult simulate(const Scenario& scenario, RoutingSource& source,
+                          const SimulationOptions& options) {
+  const ModelSpec& model = scenario.model;
+  const ParallelPlan& plan = scenario.parallel;
+  const Workload& workload = scenario.workload;
+  if (source.experts() != model.routed_experts) {
+    throw std::invalid_argument("the routing source has " + std::to_string(source.experts()) +
+                                " experts, the model " + std::to_string(model.routed_experts));
+  }
+  const Topology topology = build_topology(scenario.cluster);
+  const int32_t gpus = topology.gpu_count();
+  const int32_t ep_ranks_per_node = std::max(1, topology.gpus_per_node() / plan.tp);
+  const Placement placement(plan, model, ep_ranks_per_node);
+
+  // An EP group that spans nodes dispatches through same-rail relays, as DeepEP does.
+  const int32_t ep_group_gpus = plan.tp * plan.ep;
+  const DispatchAlgorithm algorithm = ep_group_gpus > topology.gpus_per_node()
+                                          ? DispatchAlgorithm::kHierarchical
+                                          : DispatchAlgorithm::kDirect;
+
+  Engine engine(scenario.seed);
+  NetworkModel network(engine, topology);
+  const GpuModel gpu(scenario.cluster.gpu);
+  StepSetup setup;
+  setup.model = &model;
+  setup.plan = &plan;
+  setup.placement = &placement;
+  setup.gpu = &gpu;
+  setup.kind = step_kind(workload.kind);
+  setup.tokens_per_gpu = workload.tokens_per_gpu;
+  setup.sequence_length = workload.sequence_length;
+  setup.kv_context_length = workload.kv_context_length;
+  setup.micro_batches = workload.micro_batches;
+  StepDriver driver(engine, network, setup);
+  StepRouter step_router(scenario, source, topology, placement, algorithm, options.threads);
+  auto* router = dynamic_cast<Router*>(&source);
+  const bool update_bias = router != nullptr && scenario.router.selection_bias;
+
+  SimulationResult r;
+  r.scenario_name = scenario.name;
+  r.gpus = gpus;
+  r.dispatch_algorithm = algorithm;
+  r.gpu_phase_us.assign(static_cast<size_t>(gpus), {});
+  r.tokens_per_expert.assign(static_cast<size_t>(model.routed_experts), 0);
+  r.tokens_per_expert_by_layer.assign(static_cast<size_t>(model.moe_layer_count()),
+                                      std::vector<int64_t>(model.routed_experts, 0));
+  r.gpu_tokens.assign(static_cast<size_t>(gpus), 0);
+  if (options.keep_traffic_matrix) r.dispatch_matrix_bytes.assign(size_t(gpus) * gpus, 0);
+
+  double idle_ps = 0.0;
+  double busy_span_ps = 0.0;
+  double exchange_bytes = 0.0;
+  double exchange_nvlink = 0.0;
+  double exchange_network = 0.0;
+  double exchange_ps = 0.0;
+  const int64_t dispatch_bytes = model.dispatch_bytes_per_token().count();
+  for (int32_t step = 0; step < workload.steps; ++step) {
+    auto t0 = std::chrono::steady_clock::now();
+    const StepTraffic traffic = step_router.route_step(step);
+    r.routing_wall_s += seconds_since(t0);
+    if (update_bias) {
+      for (size_t layer = 0; layer < r.tokens_per_expert_by_layer.size(); ++layer) {
+        std::vector<int32_t> load(static_cast<size_t>(model.routed_experts), 0);
+        for (const auto& per_mb : traffic) {
+          for (const MoeLayerTraffic& t : per_mb[layer]) {
+            for (size_t e = 0; e < load.size(); ++e)
+              load[e] += static_cast<int32_t>(t.tokens_per_expert[e]);
+          }
+        }
+        router->update_bias(static_cast<int32_t>(layer), load);
+      }
+    }
+    t0 = std::chrono::steady_clock::now();
+    const StepMeasurement m = driver.run_step(traffic);
+    r.simulation_wall_s += seconds_since(t0);
+    if (options.progress) options.progress(step + 1, workload.steps);
+    if (step < workload.warmup_steps) continue;
+
+    ++r.measured_steps;
+    r.step_time_us.push_back(m.step_time.to_us());
+    for (Time t : m.dispatch) r.dispatch_us.push_back(t.to_us());
+    for (Time t : m.combine) r.combine_us.push_back(t.to_us());
+    for (Time t : m.expert_compute) r.expert_compute_us.push_back(t.to_us());
+    for (Time t : m.attention) r.attention_us.push_back(t.to_us());
+    for (int32_t g = 0; g < gpus; ++g) {
+      for (int p = 0; p < kPhaseCount; ++p) r.gpu_phase_us[g][p] += m.gpu_phase_time[g][p].to_us();
+      idle_ps +=
+          static_cast<double>(m.gpu_phase_time[g][static_cast<int>(Phase::kIdle)].count_ps());
+      r.gpu_tokens[g] += m.gpu_expert_tokens[g];
+    }
+    busy_span_ps += static_cast<double>(m.step_time.count_ps()) * gpus;
+    exchange_nvlink += static_cast<double>(m.exchange_bytes.nvlink);
+    exchange_network += static_cast<double>(m.exchange_bytes.network);
+    exchange_bytes += static_cast<double>(m.exchange_bytes.nvlink + m.exchange_bytes.network);
+    exchange_ps += static_cast<double>(m.exchange_time.count_ps());
+    for (const auto& per_mb : traffic) {
+      for (size_t layer = 0; layer < per_mb.size(); ++layer) {
+        for (const MoeLayerTraffic& t : per_mb[layer]) {
+          r.routed_pairs += t.routed_pairs;
+          r.dropped_pairs += t.dropped_pairs;
+          for (size_t e = 0; e < t.tokens_per_expert.size(); ++e) {
+            r.tokens_per_expert[e] += t.tokens_per_expert[e];
+            r.tokens_per_expert_by_layer[layer][e] += t.tokens_per_expert[e];
+          }
+          if (!options.keep_traffic_matrix) continue;
+          for (const auto* stage : {&t.stage1, &t.stage2}) {
+            for (const TokenTransfer& x : *stage) {
+              r.dispatch_matrix_bytes[size_t(x.src_gpu) * gpus + x.dst_gpu] +=
+                  x.tokens * dispatch_bytes;
+            }
+          }
+        }
+      }
+    }
+  }
+  if (r.measured_steps > 0) {
+    for (auto& phases : r.gpu_phase_us) {
+      for (double& v : phases) v /= r.measured_steps;
+    }
+  }
+  r.idle_fraction = busy_span_ps > 0 ? idle_ps / busy_span_ps : 0.0;
+  r.dropped_token_fraction = r.routed_pairs > 0 ? static_cast<double>(r.dropped_pairs) /
+                                                      static_cast<double>(r.routed_pairs)
+                                                : 0.0;
+  r.expert_max_over_mean = max_over_mean(r.tokens_per_expert);
+  // GPU load over the GPUs that hold routed experts (all of them under EP and TP alike).
+  r.gpu_max_over_mean = max_over_mean(r.gpu_tokens);
+  if (exchange_ps > 0) {
+    const double per_gpu_s = exchange_ps * 1e-12 * ep_group_gpus;
+    r.alltoall_gbps_per_gpu = exchange_bytes / per_gpu_s * 1e-9;
+    r.alltoall_nvlink_gbps_per_gpu = exchange_nvlink / per_gpu_s * 1e-9;
+    r.alltoall_network_gbps_per_gpu = exchange_network / per_gpu_s * 1e-9;
+  }
+  if (!r.step_time_us.empty()) {
+    const double mean_step_s = std::accumulate(r.step_time_us.begin(), r.step_time_us.end(), 0.0) /
+                               r.step_time_us.size() * 1e-6;
+    const double tokens_per_step =
+        double(workload.tokens_per_gpu) * plan.tp * plan.ep * plan.dp * workload.micro_batches;
+    r.tokens_per_s_per_gpu = tokens_per_step / mean_step_s / gpus;
+  }
+  return r;
+}
+
+}  // namespace moesim

@@ -1,0 +1,70 @@
+// A whole run of a scenario: build the cluster, route every step's tokens (in parallel where
+// the source allows), play each step on the engine, and gather what the report needs.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "models/router/routing_decision.h"
+#include "scenarios/scenario.h"
+#include "sim/moe_traffic.h"
+#include "sim/step_driver.h"
+
+namespace moesim {
+
+struct SimulationOptions {
+  int32_t threads = 2;  // routing threads (results do not depend on it)
+  // Called after each step with (steps done, steps in all); may be empty.
+  std::function<void(int32_t, int32_t)> progress;
+  // Keep the GPU-to-GPU dispatch bytes of the measured steps' forward layers (GPU^2 numbers).
+  bool keep_traffic_matrix = false;
+};
+
+// Everything measured over the steps after warm-up. Times are in microseconds for reporting.
+struct SimulationResult {
+  std::string scenario_name;
+  int32_t gpus = 0;
+  int32_t measured_steps = 0;
+  DispatchAlgorithm dispatch_algorithm = DispatchAlgorithm::kDirect;
+  // Samples: one per measured step; per forward exchange (micro-batch, MoE layer, replica);
+  // per forward (micro-batch, layer) the slowest GPU's time.
+  std::vector<double> step_time_us, dispatch_us, combine_us, expert_compute_us, attention_us;
+  // Per GPU, microseconds in each phase, averaged over measured steps.
+  std::vector<std::array<double, kPhaseCount>> gpu_phase_us;
+  double idle_fraction = 0.0;
+  int64_t routed_pairs = 0;
+  int64_t dropped_pairs = 0;
+  double dropped_token_fraction = 0.0;
+  // Kept token-expert pairs per routed expert, summed over measured steps, micro-batches,
+  // layers and replicas; and per MoE layer.
+  std::vector<int64_t> tokens_per_expert;
+  std::vector<std::vector<int64_t>> tokens_per_expert_by_layer;
+  double expert_max_over_mean = 0.0;
+  // Expert rows computed per GPU over measured steps (forward).
+  std::vector<int64_t> gpu_tokens;
+  double gpu_max_over_mean = 0.0;
+  // Achieved all-to-all bandwidth per GPU: exchange bytes / exchange time / GPUs in exchanges.
+  double alltoall_gbps_per_gpu = 0.0;
+  double alltoall_nvlink_gbps_per_gpu = 0.0;
+  double alltoall_network_gbps_per_gpu = 0.0;
+  // Tokens processed per second per GPU (global tokens per step / step time / GPUs).
+  double tokens_per_s_per_gpu = 0.0;
+  std::vector<int64_t> dispatch_matrix_bytes;  // gpus x gpus when kept
+  // Wall-clock split of the run, seconds.
+  double routing_wall_s = 0.0;
+  double simulation_wall_s = 0.0;
+};
+
+// Runs `scenario`; routing comes from `source` (a Router for the scenario or a trace).
+SimulationResult simulate(const Scenario& scenario, RoutingSource& source,
+                          const SimulationOptions& options = {});
+// Runs `scenario` with the router model it describes.
+SimulationResult simulate(const Scenario& scenario, const SimulationOptions& options = {});
+
+// The cluster a scenario describes (preset or file), efficiencies included.
+Topology build_topology(const ClusterSpec& cluster);
+
+}  // namespace moesim

@@ -1,0 +1,95 @@
+// The MoE step on the event engine: each GPU runs a program of compute and collective ops
+// (layers, micro-batches in 1F1B order, gradient reduction, optimizer); collectives wait for
+// every member, so the slowest GPU sets the pace and imbalance shows as idle time.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "models/gpu/gpu_model.h"
+#include "models/moe/model_spec.h"
+#include "models/moe/parallel_plan.h"
+#include "models/moe/placement.h"
+#include "models/network/network_model.h"
+#include "sim/engine/engine.h"
+#include "sim/moe_alltoall.h"
+#include "sim/moe_traffic.h"
+
+namespace moesim {
+
+enum class Phase : uint8_t {
+  kAttention,     // attention projections and kernel (and the LM head on the last stage)
+  kDenseFfn,      // dense layers' FFN, the router gate, shared experts
+  kTpCollective,  // tensor-parallel all-gather / reduce-scatter
+  kDispatch,
+  kExpertCompute,
+  kCombine,
+  kPipeline,      // activations between pipeline stages
+  kGradientSync,  // data-parallel gradient reduction
+  kOptimizer,
+  kIdle,  // waiting for peers at a collective
+};
+inline constexpr int kPhaseCount = 10;
+const char* phase_name(Phase phase);
+
+enum class StepKind : uint8_t { kTraining, kPrefill, kDecode };
+
+// Everything the driver needs besides the traffic; references must outlive the driver.
+struct StepSetup {
+  const ModelSpec* model = nullptr;
+  const ParallelPlan* plan = nullptr;
+  const Placement* placement = nullptr;
+  const GpuModel* gpu = nullptr;
+  StepKind kind = StepKind::kTraining;
+  int32_t tokens_per_gpu = 0;
+  int32_t sequence_length = 0;
+  int32_t kv_context_length = 0;
+  int32_t micro_batches = 1;
+};
+
+// The first layer of each pipeline stage, plus the end: layers split as evenly as possible,
+// the first stages taking one more when the stages do not divide the layers.
+std::vector<int32_t> stage_first_layers(int32_t layers, int32_t stages);
+
+// The routed traffic of one step: [micro_batch][moe_layer][dp_rank].
+using StepTraffic = std::vector<std::vector<std::vector<MoeLayerTraffic>>>;
+
+// What one step measured.
+struct StepMeasurement {
+  Time step_time;
+  // One sample per forward MoE exchange (micro-batch, layer, replica): first member's launch
+  // to the last member's finish.
+  std::vector<Time> dispatch, combine;
+  // Per forward (micro-batch, layer): the slowest GPU's time in the phase on that layer.
+  std::vector<Time> expert_compute, attention;
+  // Per GPU, time in each phase (summed over the step).
+  std::vector<std::array<Time, kPhaseCount>> gpu_phase_time;
+  // Per GPU, expert rows computed over the step's forward MoE layers.
+  std::vector<int64_t> gpu_expert_tokens;
+  // Every MoE exchange of the step (forward and backward): bytes by link kind, and the sum of
+  // their durations (first launch to last finish), for achieved all-to-all bandwidth.
+  ExchangeBytes exchange_bytes;
+  Time exchange_time;
+  int32_t exchanges = 0;
+};
+
+class StepDriver final : public EventHandler, public AllToAllListener {
+ public:
+  StepDriver(Engine& engine, NetworkModel& network, const StepSetup& setup);
+  ~StepDriver();
+
+  // Plays one step from now() to its end and returns its measurements.
+  StepMeasurement run_step(const StepTraffic& traffic);
+
+  void on_event(uint64_t tag) override;
+  void on_gpu_done(uint64_t exchange_tag, int32_t gpu) override;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace moesim
