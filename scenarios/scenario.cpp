@@ -545,7 +545,7 @@ ParallelPlan Resolver::parallel(const Node& n, const ModelSpec& model, const Clu
     }
   }
   try {
-    Placement check(p, model, std::max(1, cluster.gpus_per_node / p.tp));
+    Placement check(p, model, p.ep_ranks_per_node(cluster.gpus_per_node));
   } catch (const std::invalid_argument& e) {
     fail(n, "", e.what());
   }

@@ -57,6 +57,8 @@ class GpuModel {
   // activated intermediate (written and read, dtype) and the output (BF16); experts with no
   // rows are skipped (no weight reads). Two launches: the gate/up grouped GEMM with the
   // activation in its epilogue, and the down grouped GEMM; launched even when no rows arrive.
+  // Training's backward pass is two such passes of the same shapes (input gradients and weight
+  // gradients, each the forward's FLOPs), as for gemm().
   Time grouped_expert_ffn(std::span<const int32_t> tokens_per_local_expert, int32_t hidden,
                           int32_t ffn, Dtype dtype, int32_t tp_shards,
                           int32_t ffn_matrices = 3) const;

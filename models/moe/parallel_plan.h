@@ -24,6 +24,11 @@ struct ParallelPlan {
   int32_t replicas = 0;                   // extra copies of each hot expert
 
   int64_t world_size() const { return int64_t{tp} * ep * dp * pp; }
+  // EP ranks that share a node of `gpus_per_node` GPUs (EP ranks are tp GPUs apart), at least
+  // 1: the figure Placement takes to prefer a copy on the token's own node.
+  int32_t ep_ranks_per_node(int32_t gpus_per_node) const {
+    return gpus_per_node / tp > 1 ? gpus_per_node / tp : 1;
+  }
   // The global GPU index of a rank tuple. TP varies fastest, then EP, DP, PP (Megatron's order):
   // a TP group is adjacent GPUs, within one node whenever tp divides the node size.
   int32_t gpu_of(int32_t tp_rank, int32_t ep_rank, int32_t dp_rank, int32_t pp_rank) const {
