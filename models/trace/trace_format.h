@@ -29,7 +29,7 @@ struct TraceHeader {
   int32_t experts = 0;           // routed experts; ids are in [0, experts) or kNoExpert
   int32_t top_k = 0;             // slots per token
   std::string source;            // free text: model id, server, date, importer
-  int32_t tokens_per_batch = 0;  // 0 when batches differ in size
+  int32_t tokens_per_batch = 0;  // the most any record holds; 0 when batches vary freely
   bool has_weights = false;
   bool operator==(const TraceHeader&) const = default;
 };

@@ -13,8 +13,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const moesim::ImportedRouting routing = moesim::read_jsonl(in, "fuzz.jsonl");
     std::ostringstream out;
     moesim::ImportOptions options;
-    options.tokens_per_batch = 3;
-    if (routing.batch_tokens.empty()) moesim::write_imported(routing, options, out, "fuzz.trace");
+    // Batches of 3 tokens, unless the log numbers its batches itself.
+    options.tokens_per_batch = routing.batch_tokens.empty() ? 3 : 0;
+    moesim::write_imported(routing, options, out, "fuzz.trace");
   } catch (const moesim::TraceError&) {
   }
   return 0;
