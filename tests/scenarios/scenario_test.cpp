@@ -305,6 +305,38 @@ TEST_CASE("Semantic errors name the field, its line and what was expected", "[sc
   }
 }
 
+TEST_CASE("Data formats, MLA fields and decode workloads are checked", "[scenarios]") {
+  CHECK(error_of(with_model(R"(preset: "mixtral-8x7b" dispatch { dtype: "int4" })")) ==
+        "t.pbtxt:1:43: model.dispatch.dtype: unknown dtype 'int4', expected fp32, bf16, fp16 or "
+        "fp8");
+  CHECK_THAT(
+      error_of(with_model(R"(preset: "mixtral-8x7b" dispatch { dtype: "fp8" scale_bytes: 4 })")),
+      Catch::Contains("model.dispatch.scale_bytes: scale_bytes and scale_block_elements go "
+                      "together"));
+  CHECK_THAT(error_of(with_model(R"(preset: "mixtral-8x7b" weights { dtype: "fp32" })")),
+             Catch::Contains("fp32 weights are not modelled"));
+  CHECK_THAT(error_of(with_model(R"(preset: "mixtral-8x7b" kv_lora_rank: 512)")),
+             Catch::Contains("model.qk_rope_head_dim: is required with kv_lora_rank (MLA)"));
+  CHECK_THAT(error_of(with_model(R"(preset: "mixtral-8x7b" kv_heads: 5)")),
+             Catch::Contains("attention_heads 32 is not divisible by kv_heads 5"));
+  CHECK_THAT(error_of(with_workload("kind: PREFILL tokens_per_gpu: 4096 kv_context_length: 10")),
+             Catch::Contains("workload.kv_context_length: applies to DECODE only"));
+
+  const Scenario decode = parse_scenario(
+      text_of(with_workload("kind: DECODE tokens_per_gpu: 128 kv_context_length: 8192")),
+      "t.pbtxt");
+  CHECK(decode.workload.kind == WorkloadKind::kDecode);
+  CHECK(decode.workload.kv_context_length == 8192);
+  CHECK(decode.workload.sequence_length == 1);
+  // An FP8 dispatch with scales on a preset: 4096 bytes plus 32 scales of 4 bytes.
+  const Scenario fp8 = parse_scenario(
+      text_of(with_model(
+          R"(preset: "mixtral-8x7b" dispatch { dtype: "fp8" scale_bytes: 4 scale_block_elements: 128 })")),
+      "t.pbtxt");
+  CHECK(fp8.model.dispatch_bytes_per_token() == Bytes(4096 + 32 * 4));
+  CHECK(fp8.model.combine_bytes_per_token() == Bytes(4096 * 2));
+}
+
 TEST_CASE("A sweep point applies its values; an ep value keeps the GPU count", "[scenarios]") {
   const std::pair<std::string, std::string> point[] = {
       {"ep", "4"}, {"capacity_factor", "1.5"}, {"gpu", "h200"}};
