@@ -47,14 +47,16 @@ namespace {
 // - Hopper (H100/H800/H200): DeepGEMM's README (deepseek-ai/DeepGEMM, H800, FP8) reports about
 //   1,350-1,550 TFLOPS for large dense GEMMs (0.70-0.78 of the 1,979 peak) and about 206 and
 //   352 TFLOPS for m = 64 and 128 at n = 2112, k = 7168. eff_max * m / (m + m_half) with
-//   eff_max 0.72 gives m_half near 370 from both small-m points; for the wider n of expert
+//   eff_max 0.72 gives m_half near 380 from both small-m points; for the wider n of expert
 //   FFNs tiles fill better, so we take m_half = 256. cuBLAS BF16 on H100 reaches 700-750 of
 //   989 TFLOPS on large squares, consistent with 0.72. STREAM-like copies reach about 2.9 of
 //   3.35 TB/s: memory efficiency 0.85.
 // - A100: cuBLAS BF16 reaches about 250-270 of 312 TFLOPS (0.80-0.85) on large GEMMs (NVIDIA's
 //   published MLPerf-era figures); smaller tiles saturate earlier: m_half 128. HBM: 0.85.
-// - Blackwell (B200/GB200): larger (2-CTA, 256-row) tiles need more rows to fill: m_half 384;
-//   eff_max 0.70 from the early published DeepGEMM/CUTLASS Blackwell figures; HBM 0.85.
+// - Blackwell (B200/GB200): our assumption, with no public grouped-GEMM curve to cite: its
+//   2-CTA MMA tiles are 256 rows, so more rows are needed to fill them (m_half 384), and a
+//   plateau like Hopper's (0.70); HBM 0.85.
+// The figures above are quoted from memory of the cited pages; recheck them on a GPU.
 // Kernel launch plus tail: about 4 us per kernel without CUDA graphs on every generation.
 GpuSpec make(std::string name, double bf16_tflops, double fp8_tflops, double hbm_tb_per_s,
              int64_t hbm_gb, double eff_max, double m_half) {
