@@ -58,7 +58,7 @@ std::string import_error(const std::function<void()>& f) {
 
 }  // namespace
 
-TEST_CASE("CSV: rows in any order import to batches of tokens_per_batch, weights kept") {
+TEST_CASE("CSV rows in any order import to batches of tokens_per_batch with weights kept") {
   test::ScratchDir dir("csv");
   // Two layers, three tokens, top-2; ';' and ' ' separators; quoted field; CRLF line.
   test::write_text(dir / "r.csv",
@@ -114,7 +114,7 @@ TEST_CASE("CSV errors name the file, line and column") {
              Catch::Contains("e.csv:3: column \"layer\": empty line"));
 }
 
-TEST_CASE("JSONL: rows import in file order, batches from the batch field") {
+TEST_CASE("JSONL rows import in file order with batches from the batch field") {
   test::ScratchDir dir("jsonl");
   test::write_text(
       dir / "r.jsonl",
@@ -176,7 +176,7 @@ TEST_CASE("JSONL errors name the file, line and field") {
              Catch::Contains("the input says 4 experts, the option says 5"));
 }
 
-TEST_CASE(".npy layer files import as layers; shapes and dtypes are checked") {
+TEST_CASE(".npy layer files import as layers and their shapes and dtypes are checked") {
   test::ScratchDir dir("npy");
   write_npy(dir / "layer_0.npy", "<i8", 3, 2, {0, 1, 2, 3, 7, 0});
   write_npy(dir / "layer_1.npy", "<i4", 3, 2, {4, 5, 6, 7, 1, 2});
@@ -271,11 +271,11 @@ void check_real_trace(const std::string& file, int32_t top_k, int32_t experts,
 
 }  // namespace
 
-TEST_CASE("real OLMoE trace: per-expert counts match a plain scan of the file") {
+TEST_CASE("real OLMoE trace per-expert counts match a plain scan of the file") {
   check_real_trace("olmoe-1b-7b-layer0.jsonl", 8, 64, 0, 0);
 }
 
-TEST_CASE("real Qwen trace: experts inferred with a warning, or given as an option") {
+TEST_CASE("real Qwen trace experts are inferred with a warning or given as an option") {
   // Qwen1.5-MoE-A2.7B has 60 routed experts; the meta line does not say so.
   check_real_trace("qwen15-moe-a27b-layer0.jsonl", 4, 60, 0, 1);
   check_real_trace("qwen15-moe-a27b-layer0.jsonl", 4, 60, 60, 0);

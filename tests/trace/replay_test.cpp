@@ -55,7 +55,7 @@ RoutingRequest request(int64_t micro_batch, int32_t layer, int32_t rank, int32_t
 
 }  // namespace
 
-TEST_CASE("ranks get contiguous token ranges [r*T/R, (r+1)*T/R) of the recorded batch") {
+TEST_CASE("rank r of R gets the recorded batch's tokens r*T/R up to (r+1)*T/R") {
   test::ScratchDir dir("split");
   TraceRoutingSource source(write_pattern_trace(dir, 2, 3, 10, 8));
   CHECK(source.layers() == 3);

@@ -106,7 +106,7 @@ TEST_CASE("a written trace reads back equal, record by record") {
   CHECK_FALSE(reader.next(got));
 }
 
-TEST_CASE("the file is protobuf's length-delimited stream: header, then records") {
+TEST_CASE("the file is protobuf's length-delimited stream of a header then records") {
   test::ScratchDir dir("delimited");
   const auto path = dir / "t.trace";
   {
@@ -174,7 +174,7 @@ TEST_CASE("a record cut mid-way is reported with its index and byte offset") {
              Catch::Contains("record 0 at byte offset " + std::to_string(header_bytes)));
 }
 
-TEST_CASE("an expert id out of range names record, offset, token and value") {
+TEST_CASE("an expert id out of range names record and offset and token and value") {
   test::ScratchDir dir("range");
   write_raw(dir / "t.trace", raw_header(1, 4, 2),
             {raw_record(0, 0, 2, {0, 1, 2, 3}), raw_record(1, 0, 2, {0, 1, 2, 7})});
@@ -196,7 +196,7 @@ TEST_CASE("a k that disagrees with the header is an error") {
   CHECK_THAT(error_of(dir / "t2.trace"), Catch::Contains("k disagrees with the header"));
 }
 
-TEST_CASE("records out of (batch, layer) order, bad headers and non-traces are errors") {
+TEST_CASE("records out of batch-layer order and bad headers and non-traces are errors") {
   test::ScratchDir dir("order");
   write_raw(dir / "skip.trace", raw_header(2, 4, 1),
             {raw_record(0, 0, 1, {0}), raw_record(1, 0, 1, {0})});
