@@ -8,6 +8,14 @@ namespace moesim {
 
 Engine::Engine(Options options)
     : queue_(options.near_events), seed_(options.seed), sequence_limit_(options.sequence_limit) {
+  // Events poured into the near heap run within the next few thousand events; their records are
+  // cache misses in a large queue, so start loading them now, many at a time.
+  queue_.set_pour_hook(
+      [](const void* engine, const HeapEntry& entry) {
+        const auto& slots = static_cast<const Engine*>(engine)->slots_;
+        __builtin_prefetch(&slots[entry.key & kSlotMask]);
+      },
+      this);
   if (sequence_limit_ < 2 || sequence_limit_ > (uint64_t{1} << (64 - kSlotBits))) {
     throw std::invalid_argument("Engine: sequence_limit out of range");
   }

@@ -1,5 +1,5 @@
-// The engine's pending-event queue in two tiers: a small 4-ary heap of the nearest events and
-// an unsorted list of later ones, split at a threshold that moves forward as time does.
+// The engine's pending-event queue, a simple ladder: a small 4-ary heap of the nearest events,
+// unsorted buckets of consecutive order ranges after it, and an unsorted list of the rest.
 #pragma once
 
 #include <algorithm>
@@ -12,145 +12,252 @@
 
 namespace moesim {
 
-// Entries ordered before `threshold_` live in the heap, the rest in the far list. A new event
-// usually lies beyond the threshold, so scheduling it is an append; the heap stays small enough
-// for the caches however many events are pending. When the heap runs dry the far list is
-// partitioned at a new threshold (an O(far) sequential scan, once per about near_target
-// events); when too many events land below the threshold the heap's later half is spilled.
-// The order of events is (time, key) exactly as in a single heap: the split is only a matter of
-// speed, so where the threshold falls never changes results.
+// Entries ordered before threshold_ live in the heap; entries in [bounds_[j], bounds_[j+1])
+// in bucket j (for the unconsumed buckets j >= next_bucket_); entries from top_start_ on in the
+// top list. Scheduling an event beyond the heap is an append (after a binary search over the
+// bucket bounds), so the heap stays small enough for the caches however many events are
+// pending. When the heap runs dry the next bucket is poured into it; when the buckets run out
+// the top list is split into new buckets of about near_target entries, at bounds estimated
+// from a sample. Each entry is thus moved a small constant number of times, in sequential
+// passes. When too many events land in the heap, its later part is spilled into a bucket.
+// The order of events is (time, key) exactly as in one heap: where the bounds fall changes only
+// the speed, never the results.
 class EventQueue {
  public:
-  // The heap is refilled to about `near_target` entries and spilled back to that when it passes
+  // The heap is filled to about `near_target` entries and spilled back to that when it passes
   // twice as many. Only tests choose a small value, to exercise refills and spills.
   explicit EventQueue(size_t near_target = kDefaultNearTarget)
       : near_target_(std::max<size_t>(near_target, 1)) {}
-  static constexpr size_t kDefaultNearTarget = 32768;
 
-  bool empty() const { return near_.empty(); }  // the far list is empty whenever the heap is
-  size_t size() const { return near_.size() + far_.size(); }
+  // Called for each entry poured from a bucket into the heap, so the owner can start loading
+  // what it will need when that entry reaches the top (the engine prefetches its record).
+  using PourHook = void (*)(const void* context, const HeapEntry& entry);
+  void set_pour_hook(PourHook hook, const void* context) {
+    pour_hook_ = hook;
+    pour_context_ = context;
+  }
+  static constexpr size_t kDefaultNearTarget = 8192;
+
+  bool empty() const { return near_.empty(); }  // the heap is refilled whenever it empties
+  size_t size() const { return near_.size() + far_count_; }
   size_t capacity_bytes() const {
-    return near_.capacity_bytes() + far_.capacity() * sizeof(HeapEntry);
+    size_t bytes = near_.capacity_bytes() + top_.capacity() * sizeof(HeapEntry) +
+                   bounds_.capacity() * sizeof(Order) + buckets_.capacity() * sizeof(Bucket);
+    for (const Bucket& b : buckets_) bytes += b.capacity() * sizeof(HeapEntry);
+    return bytes;
   }
   const HeapEntry& top() const { return near_.top(); }
   // See EventHeap::root_children: four entries, some perhaps sentinels.
   const HeapEntry* root_children() const { return near_.root_children(); }
 
   void push(HeapEntry entry) {
-    if (heap_order(entry) >= threshold_) {
-      far_.push_back(entry);
-    } else {
+    const Order order = heap_order(entry);
+    if (order < threshold_) {
       near_.push(entry);
       if (near_.size() > 2 * near_target_) spill();
+    } else {
+      push_far(entry, order);
     }
   }
 
   // Removes the top and adds `entry`.
   void replace_top(HeapEntry entry) {
-    if (heap_order(entry) >= threshold_) {
-      far_.push_back(entry);
-      pop();
-    } else {
+    const Order order = heap_order(entry);
+    if (order < threshold_) {
       near_.replace_top(entry);
+    } else {
+      push_far(entry, order);  // before the pop, which may move the threshold
+      pop();
     }
   }
 
   void pop() {
     near_.pop();
-    if (near_.empty()) refill();
+    if (near_.empty()) {
+      if (far_count_ > 0) {
+        refill();
+      } else if (threshold_ != kInfinite) {
+        reset_far();  // so the next event, whatever its time, goes to the heap
+      }
+    }
   }
 
   // Removes and returns every entry, in no particular order.
   std::vector<HeapEntry> take_all() {
     std::vector<HeapEntry> all(near_.begin(), near_.end());
-    all.insert(all.end(), far_.begin(), far_.end());
+    for (size_t j = next_bucket_; j < buckets_.size(); ++j) {
+      all.insert(all.end(), buckets_[j].begin(), buckets_[j].end());
+    }
+    all.insert(all.end(), top_.begin(), top_.end());
     near_.assign_sorted(std::vector<HeapEntry>{});
-    far_.clear();
-    threshold_ = kInfinite;
+    reset_far();
     return all;
   }
 
   // Replaces the contents with `sorted` (ascending by heap_before).
   void assign_sorted(const std::vector<HeapEntry>& sorted) {
-    far_.clear();
+    reset_far();
     if (sorted.size() <= near_target_) {
       near_.assign_sorted(sorted);
-      threshold_ = kInfinite;
       return;
     }
     const auto split = sorted.begin() + static_cast<std::ptrdiff_t>(near_target_);
     near_.assign_sorted(std::vector<HeapEntry>(sorted.begin(), split));
-    far_.assign(split, sorted.end());
-    threshold_ = heap_order(*split);
+    top_.assign(split, sorted.end());
+    far_count_ = top_.size();
+    threshold_ = top_start_ = heap_order(*split);
   }
 
  private:
   using Order = unsigned __int128;
+  using Bucket = std::vector<HeapEntry>;
   static constexpr Order kInfinite = ~Order{0};
-  static constexpr size_t kSamples = 255;
+  static constexpr size_t kMaxBuckets = 1 << 16;
 
-  // Moves the entries before a new threshold from the far list into the (empty) heap.
-  void refill() {
-    if (far_.empty()) {
-      threshold_ = kInfinite;
+  void push_far(HeapEntry entry, Order order) {
+    ++far_count_;
+    if (order >= top_start_) {
+      top_.push_back(entry);
       return;
     }
-    if (far_.size() <= near_target_) {
-      threshold_ = kInfinite;
-    } else {
-      // A threshold near the near_target_-th smallest entry, estimated from a sample. Any
-      // threshold is correct; a good one keeps refills rare and the heap small.
-      samples_.clear();
-      for (size_t i = 0; i < kSamples; ++i) {
-        samples_.push_back(heap_order(far_[next_sample_index()]));
+    // threshold_ <= order < top_start_: an unconsumed bucket holds it. The last bound is
+    // top_start_, so the search runs over the inner bounds only.
+    const auto first = bounds_.begin() + static_cast<std::ptrdiff_t>(next_bucket_) + 1;
+    const auto last = bounds_.end() - 1;
+    const auto bucket =
+        static_cast<size_t>(std::upper_bound(first, last, order) - first) + next_bucket_;
+    buckets_[bucket].push_back(entry);
+  }
+
+  // Pours the next non-empty bucket into the empty heap, first splitting a bucket that grew
+  // too large (later buckets cover wider ranges and gather more new events before their turn),
+  // and turning the top list into buckets when the buckets are used up.
+  void refill() {
+    while (true) {
+      while (next_bucket_ < buckets_.size()) {
+        if (buckets_[next_bucket_].size() > 2 * near_target_ && split_bucket(next_bucket_)) {
+          continue;
+        }
+        Bucket bucket;
+        bucket.swap(buckets_[next_bucket_]);  // frees its memory once poured
+        ++next_bucket_;
+        threshold_ = bounds_[next_bucket_];
+        far_count_ -= bucket.size();
+        for (const HeapEntry& e : bucket) {
+          if (pour_hook_ != nullptr) pour_hook_(pour_context_, e);
+          near_.push(e);
+        }
+        if (!near_.empty()) return;
       }
-      const size_t rank = std::max<size_t>(1, kSamples * near_target_ / far_.size());
-      std::nth_element(samples_.begin(), samples_.begin() + static_cast<std::ptrdiff_t>(rank),
-                       samples_.end());
-      threshold_ = samples_[rank];
-    }
-    size_t kept = 0;
-    for (const HeapEntry& e : far_) {
-      if (heap_order(e) < threshold_) {
-        near_.push(e);
-      } else {
-        far_[kept++] = e;
+      if (top_.size() <= near_target_) {
+        for (const HeapEntry& e : top_) near_.push(e);
+        far_count_ -= top_.size();
+        reset_far();
+        return;
       }
-    }
-    far_.resize(kept);
-    if (near_.empty()) {
-      // An unlucky sample (every sampled entry the smallest): take everything instead.
-      for (const HeapEntry& e : far_) near_.push(e);
-      far_.clear();
-      threshold_ = kInfinite;
+      // The top list becomes the one unconsumed bucket, [top_start_, its largest order].
+      Order max_order = 0;
+      for (const HeapEntry& e : top_) max_order = std::max(max_order, heap_order(e));
+      buckets_.clear();
+      bounds_.assign(1, top_start_);
+      next_bucket_ = 0;
+      buckets_.push_back(std::move(top_));
+      top_ = Bucket{};
+      top_start_ = max_order + 1;  // real orders never reach the all-ones sentinel
+      bounds_.push_back(top_start_);
     }
   }
 
-  // Keeps the near_target_ smallest entries in the heap and moves the rest to the far list.
+  // Divides bucket j into buckets of about near_target entries each, at bounds estimated from a
+  // sample (any bounds are correct; good ones balance the buckets). Returns false if the sample
+  // could not separate the entries, which are then poured as they are.
+  bool split_bucket(size_t j) {
+    Bucket entries;
+    entries.swap(buckets_[j]);
+    const size_t n = entries.size();
+    const size_t count = std::clamp<size_t>(n / near_target_, 2, kMaxBuckets);
+    const size_t sample_count = std::min(n, 8 * count + 64);
+    samples_.clear();
+    for (size_t i = 0; i < sample_count; ++i) {
+      samples_.push_back(heap_order(entries[sample_index(n)]));
+    }
+    std::sort(samples_.begin(), samples_.end());
+    inner_.clear();
+    for (size_t k = 1; k < count; ++k) {
+      const Order bound = samples_[k * sample_count / count];
+      if (bound > bounds_[j] && (inner_.empty() || bound > inner_.back())) inner_.push_back(bound);
+    }
+    if (inner_.empty()) {
+      entries.swap(buckets_[j]);
+      return false;
+    }
+    buckets_.insert(buckets_.begin() + static_cast<std::ptrdiff_t>(j) + 1, inner_.size(), Bucket{});
+    bounds_.insert(bounds_.begin() + static_cast<std::ptrdiff_t>(j) + 1, inner_.begin(),
+                   inner_.end());
+    for (const HeapEntry& e : entries) {
+      const auto k = static_cast<size_t>(
+          std::upper_bound(inner_.begin(), inner_.end(), heap_order(e)) - inner_.begin());
+      buckets_[j + k].push_back(e);
+    }
+    return true;
+  }
+
+  // Keeps the near_target_ smallest entries in the heap and moves the rest into a new bucket
+  // just before the unconsumed ones (or onto the top list when there are no buckets).
   void spill() {
     std::vector<HeapEntry> all(near_.begin(), near_.end());
     const auto split = all.begin() + static_cast<std::ptrdiff_t>(near_target_);
     std::nth_element(all.begin(), split, all.end(), heap_before);
-    threshold_ = heap_order(*split);
-    far_.insert(far_.end(), split, all.end());
+    const Order split_order = heap_order(*split);
+    Bucket excess(split, all.end());  // orders in [split_order, threshold_)
+    far_count_ += excess.size();
+    if (buckets_.empty()) {
+      top_.insert(top_.end(), excess.begin(), excess.end());
+      top_start_ = split_order;
+    } else if (next_bucket_ > 0) {
+      --next_bucket_;  // a poured, empty bucket whose upper bound is threshold_
+      buckets_[next_bucket_].swap(excess);
+      bounds_[next_bucket_] = split_order;
+    } else {
+      buckets_.insert(buckets_.begin(), std::move(excess));
+      bounds_.insert(bounds_.begin(), split_order);
+    }
+    threshold_ = split_order;
     all.resize(near_target_);
     std::sort(all.begin(), all.end(), heap_before);
     near_.assign_sorted(all);
   }
 
-  // A fixed pseudo-random walk over the far list (xorshift), so runs are reproducible.
-  size_t next_sample_index() {
+  void reset_far() {
+    buckets_.clear();
+    bounds_.clear();
+    next_bucket_ = 0;
+    top_ = Bucket{};
+    far_count_ = 0;
+    threshold_ = top_start_ = kInfinite;
+  }
+
+  // A fixed pseudo-random walk (xorshift), so runs are reproducible.
+  size_t sample_index(size_t n) {
     sample_state_ ^= sample_state_ << 13;
     sample_state_ ^= sample_state_ >> 7;
     sample_state_ ^= sample_state_ << 17;
-    return static_cast<size_t>(sample_state_ % far_.size());
+    return static_cast<size_t>(sample_state_ % n);
   }
 
   size_t near_target_;
+  PourHook pour_hook_ = nullptr;
+  const void* pour_context_ = nullptr;
   EventHeap near_;
-  std::vector<HeapEntry> far_;
-  Order threshold_ = kInfinite;
+  Order threshold_ = kInfinite;  // the heap holds exactly the entries ordered before this
+  std::vector<Bucket> buckets_;
+  std::vector<Order> bounds_;  // buckets_.size() + 1 bounds once the top list has been split
+  size_t next_bucket_ = 0;     // buckets before it have been poured into the heap
+  Bucket top_;
+  Order top_start_ = kInfinite;  // the top list holds exactly the entries from here on
+  size_t far_count_ = 0;         // entries in buckets and the top list
   std::vector<Order> samples_;
+  std::vector<Order> inner_;  // split_bucket's new bounds
   uint64_t sample_state_ = 0x9e3779b97f4a7c15ULL;
 };
 
