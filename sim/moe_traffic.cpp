@@ -50,9 +50,26 @@ MoeLayerTraffic build_layer_traffic(const ReplicaLayout& layout,
   MoeLayerTraffic traffic;
   traffic.tokens_per_local_expert.resize(static_cast<size_t>(gpus));
   traffic.tokens_per_expert.assign(static_cast<size_t>(experts), 0);
+  // Lookups hoisted out of the per-pair loop: GPU of (tp, ep) and, for experts with one copy,
+  // their rank and local index (replicated experts ask the placement per token).
+  std::vector<int32_t> gpu_table(static_cast<size_t>(tp) * ep);
+  for (int32_t c = 0; c < ep; ++c) {
+    for (int32_t a = 0; a < tp; ++a) {
+      gpu_table[static_cast<size_t>(a) * ep + c] =
+          plan.gpu_of(a, c, layout.dp_rank, layout.pp_rank);
+    }
+  }
   auto gpu_of = [&](int32_t tp_rank, int32_t ep_rank) {
-    return plan.gpu_of(tp_rank, ep_rank, layout.dp_rank, layout.pp_rank);
+    return gpu_table[static_cast<size_t>(tp_rank) * ep + ep_rank];
   };
+  std::vector<int32_t> sole_rank(static_cast<size_t>(experts), -1);
+  std::vector<int32_t> sole_local(static_cast<size_t>(experts), -1);
+  for (int32_t e = 0; e < experts; ++e) {
+    if (placement.ranks_of(e).size() == 1) {
+      sole_rank[e] = placement.home_rank(e);
+      sole_local[e] = placement.local_index(sole_rank[e], e);
+    }
+  }
   for (int32_t c = 0; c < ep; ++c) {
     const size_t local = placement.experts_on(c).size();
     for (int32_t a = 0; a < tp; ++a) traffic.tokens_per_local_expert[gpu_of(a, c)].assign(local, 0);
@@ -106,8 +123,12 @@ MoeLayerTraffic build_layer_traffic(const ReplicaLayout& layout,
           ++traffic.routed_pairs;
           if (d.dropped[row + j]) continue;
           ++traffic.tokens_per_expert[static_cast<size_t>(e)];
-          const int32_t c = placement.serving_rank(e, b, token_index);
-          const int32_t local = placement.local_index(c, e);
+          int32_t c = sole_rank[e];
+          int32_t local = sole_local[e];
+          if (c < 0) {
+            c = placement.serving_rank(e, b, token_index);
+            local = placement.local_index(c, e);
+          }
           for (int32_t a = 0; a < tp; ++a) {
             ++traffic.tokens_per_local_expert[gpu_of(a, c)][static_cast<size_t>(local)];
           }
@@ -118,18 +139,18 @@ MoeLayerTraffic build_layer_traffic(const ReplicaLayout& layout,
         }
         for (int32_t a = 0; a < tp; ++a) {
           const int32_t src = gpu_of(a, b);
-          const int32_t src_node = topology.node_of(src);
+          const int32_t src_node = src / gpn;
           // A fresh stamp space per TP column: node stamps are (token, column) pairs.
           const int64_t node_key = stamp * tp + a;
           for (int32_t c : dest_ranks) {
             const int32_t dst = gpu_of(a, c);
             if (dst == src) continue;
-            const int32_t dst_node = topology.node_of(dst);
+            const int32_t dst_node = dst / gpn;
             if (algorithm == DispatchAlgorithm::kDirect || dst_node == src_node) {
               stage1.add(src, dst, 1);
               continue;
             }
-            const int32_t relay = dst_node * gpn + topology.local_rank(src);
+            const int32_t relay = dst_node * gpn + src % gpn;
             if (node_stamp[static_cast<size_t>(dst_node)] != node_key) {
               node_stamp[static_cast<size_t>(dst_node)] = node_key;
               stage1.add(src, relay, 1);
