@@ -5,9 +5,11 @@ BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 SCENARIO ?=
+FUZZ_DIR ?= build/fuzz
+FUZZ_SECONDS ?= 15
 MOESIM := $(BUILD_DIR)/cli/moesim
 
-.PHONY: all deps configure build run test bench format clean
+.PHONY: all deps configure build run test fuzz bench format clean
 
 all: build
 
@@ -25,6 +27,14 @@ run: build
 
 test: build
 	@cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 600
+	@$(MAKE) --no-print-directory fuzz
+
+# libFuzzer targets (clang, ASan + UBSan), each run for FUZZ_SECONDS on its seed corpus.
+fuzz: deps
+	@cmake -S . -B $(FUZZ_DIR) -DCMAKE_BUILD_TYPE=Release -DMOESIM_WERROR=ON -DMOESIM_FUZZ=ON \
+	  -DMOESIM_FUZZ_SECONDS=$(FUZZ_SECONDS) -DMOESIM_BUILD_BENCH=OFF >/dev/null
+	@cmake --build $(FUZZ_DIR) -j $(JOBS) --target fuzz_targets
+	@cd $(FUZZ_DIR) && ctest --output-on-failure -R '^fuzz/'
 
 bench: build
 	@for b in $(BUILD_DIR)/bench/bench_*; do echo "== $$b"; $$b --benchmark_counters_tabular=true || exit 1; done

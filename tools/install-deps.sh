@@ -10,6 +10,7 @@ packages=(
   catch2 libbenchmark-dev
   libopenblas-dev
   gnuplot-nox
+  clang libclang-rt-14-dev
 )
 # Extra packages for optional test tiers, e.g. MOESIM_EXTRA_PACKAGES="chromium".
 if [[ -n "${MOESIM_EXTRA_PACKAGES:-}" ]]; then
