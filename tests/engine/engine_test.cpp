@@ -415,7 +415,7 @@ std::vector<std::pair<int64_t, uint64_t>> hold_trace(uint64_t seed) {
   return hold.trace;
 }
 
-TEST_CASE("the same seed gives the same trace; another seed another", "[engine][determinism]") {
+TEST_CASE("the same seed gives the same trace, another seed another", "[engine][determinism]") {
   const auto a = hold_trace(11);
   const auto b = hold_trace(11);
   const auto c = hold_trace(12);

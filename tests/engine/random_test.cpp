@@ -76,7 +76,7 @@ TEST_CASE("below has no modulo bias for a large range", "[random]") {
   CHECK(std::abs(low - kDraws / 3.0) < 5 * sd);
 }
 
-TEST_CASE("uniform01 lies in [0, 1) with mean 1/2", "[random]") {
+TEST_CASE("uniform01 lies in the half-open unit interval with mean 1/2", "[random]") {
   RandomStream random(3, "uniform");
   constexpr int kDraws = 100000;
   double sum = 0.0;
