@@ -5,12 +5,96 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <iterator>
 #include <limits>
+#include <memory>
+#include <utility>
 #include <vector>
 
 #include "sim/engine/event_heap.h"
 
 namespace moesim {
+
+// Fixed 4 KiB blocks of entries, recycled between the queue's buckets so that a bucket wastes
+// at most one part-filled block (a growing std::vector would waste up to half its capacity).
+class BlockPool {
+ public:
+  static constexpr size_t kEntries = 4096 / sizeof(HeapEntry);
+  struct Block {
+    HeapEntry entries[kEntries];
+  };
+  Block* get() {
+    if (free_.empty()) {
+      owned_.push_back(std::make_unique<Block>());
+      return owned_.back().get();
+    }
+    Block* block = free_.back();
+    free_.pop_back();
+    return block;
+  }
+  void put(Block* block) { free_.push_back(block); }
+  size_t bytes() const {
+    return owned_.size() * sizeof(Block) + (owned_.capacity() + free_.capacity()) * sizeof(void*);
+  }
+
+ private:
+  std::vector<std::unique_ptr<Block>> owned_;
+  std::vector<Block*> free_;
+};
+
+// An unordered list of entries in pool blocks.
+class BlockList {
+ public:
+  BlockList() = default;
+  BlockList(BlockList&& other) noexcept
+      : blocks_(std::move(other.blocks_)), size_(std::exchange(other.size_, 0)) {
+    other.blocks_.clear();
+  }
+  BlockList& operator=(BlockList&& other) noexcept {
+    blocks_ = std::move(other.blocks_);
+    other.blocks_.clear();
+    size_ = std::exchange(other.size_, 0);
+    return *this;
+  }
+
+  size_t size() const { return size_; }
+  size_t overhead_bytes() const { return blocks_.capacity() * sizeof(void*); }
+  void push_back(const HeapEntry& entry, BlockPool& pool) {
+    if (size_ % BlockPool::kEntries == 0) blocks_.push_back(pool.get());
+    blocks_.back()->entries[size_ % BlockPool::kEntries] = entry;
+    ++size_;
+  }
+  const HeapEntry& operator[](size_t i) const {
+    return blocks_[i / BlockPool::kEntries]->entries[i % BlockPool::kEntries];
+  }
+  template <typename F>
+  void for_each(F f) const {
+    for (size_t i = 0; i < size_; ++i) f((*this)[i]);
+  }
+  // Calls f on every entry and empties the list, returning each block to the pool as soon as
+  // it has been read (f may add to other lists, reusing those blocks).
+  template <typename F>
+  void drain(BlockPool& pool, F f) {
+    size_t left = size_;
+    for (BlockPool::Block* block : blocks_) {
+      const size_t n = std::min(left, BlockPool::kEntries);
+      for (size_t i = 0; i < n; ++i) f(block->entries[i]);
+      left -= n;
+      pool.put(block);
+    }
+    blocks_.clear();
+    size_ = 0;
+  }
+  void release(BlockPool& pool) {
+    for (BlockPool::Block* block : blocks_) pool.put(block);
+    blocks_.clear();
+    size_ = 0;
+  }
+
+ private:
+  std::vector<BlockPool::Block*> blocks_;
+  size_t size_ = 0;
+};
 
 // Entries ordered before threshold_ live in the heap; entries in [bounds_[j], bounds_[j+1])
 // in bucket j (for the unconsumed buckets j >= next_bucket_); entries from top_start_ on in the
@@ -41,9 +125,9 @@ class EventQueue {
   bool empty() const { return near_.empty(); }  // the heap is refilled whenever it empties
   size_t size() const { return near_.size() + far_count_; }
   size_t capacity_bytes() const {
-    size_t bytes = near_.capacity_bytes() + top_.capacity() * sizeof(HeapEntry) +
+    size_t bytes = near_.capacity_bytes() + pool_.bytes() + top_.overhead_bytes() +
                    bounds_.capacity() * sizeof(Order) + buckets_.capacity() * sizeof(Bucket);
-    for (const Bucket& b : buckets_) bytes += b.capacity() * sizeof(HeapEntry);
+    for (const Bucket& b : buckets_) bytes += b.overhead_bytes();
     return bytes;
   }
   const HeapEntry& top() const { return near_.top(); }
@@ -85,10 +169,9 @@ class EventQueue {
   // Removes and returns every entry, in no particular order.
   std::vector<HeapEntry> take_all() {
     std::vector<HeapEntry> all(near_.begin(), near_.end());
-    for (size_t j = next_bucket_; j < buckets_.size(); ++j) {
-      all.insert(all.end(), buckets_[j].begin(), buckets_[j].end());
-    }
-    all.insert(all.end(), top_.begin(), top_.end());
+    const auto add = [&all](const HeapEntry& e) { all.push_back(e); };
+    for (size_t j = next_bucket_; j < buckets_.size(); ++j) buckets_[j].drain(pool_, add);
+    top_.drain(pool_, add);
     near_.assign_sorted(std::vector<HeapEntry>{});
     reset_far();
     return all;
@@ -103,21 +186,21 @@ class EventQueue {
     }
     const auto split = sorted.begin() + static_cast<std::ptrdiff_t>(near_target_);
     near_.assign_sorted(std::vector<HeapEntry>(sorted.begin(), split));
-    top_.assign(split, sorted.end());
+    for (auto it = split; it != sorted.end(); ++it) top_.push_back(*it, pool_);
     far_count_ = top_.size();
     threshold_ = top_start_ = heap_order(*split);
   }
 
  private:
   using Order = unsigned __int128;
-  using Bucket = std::vector<HeapEntry>;
+  using Bucket = BlockList;
   static constexpr Order kInfinite = ~Order{0};
   static constexpr size_t kMaxBuckets = 1 << 16;
 
   void push_far(HeapEntry entry, Order order) {
     ++far_count_;
     if (order >= top_start_) {
-      top_.push_back(entry);
+      top_.push_back(entry, pool_);
       return;
     }
     // threshold_ <= order < top_start_: an unconsumed bucket holds it. The last bound is
@@ -126,7 +209,7 @@ class EventQueue {
     const auto last = bounds_.end() - 1;
     const auto bucket =
         static_cast<size_t>(std::upper_bound(first, last, order) - first) + next_bucket_;
-    buckets_[bucket].push_back(entry);
+    buckets_[bucket].push_back(entry, pool_);
   }
 
   // Pours the next non-empty bucket into the empty heap, first splitting a bucket that grew
@@ -138,26 +221,27 @@ class EventQueue {
         if (buckets_[next_bucket_].size() > 2 * near_target_ && split_bucket(next_bucket_)) {
           continue;
         }
-        Bucket bucket;
-        bucket.swap(buckets_[next_bucket_]);  // frees its memory once poured
+        Bucket& bucket = buckets_[next_bucket_];
         ++next_bucket_;
         threshold_ = bounds_[next_bucket_];
         far_count_ -= bucket.size();
-        for (const HeapEntry& e : bucket) {
+        bucket.drain(pool_, [this](const HeapEntry& e) {
           if (pour_hook_ != nullptr) pour_hook_(pour_context_, e);
           near_.push(e);
-        }
+        });
         if (!near_.empty()) return;
       }
       if (top_.size() <= near_target_) {
-        for (const HeapEntry& e : top_) near_.push(e);
         far_count_ -= top_.size();
+        top_.drain(pool_, [this](const HeapEntry& e) { near_.push(e); });
         reset_far();
         return;
       }
       // The top list becomes the one unconsumed bucket, [top_start_, its largest order].
       Order max_order = 0;
-      for (const HeapEntry& e : top_) max_order = std::max(max_order, heap_order(e));
+      top_.for_each(
+          [&max_order](const HeapEntry& e) { max_order = std::max(max_order, heap_order(e)); });
+      for (Bucket& b : buckets_) b.release(pool_);  // all poured, hence empty
       buckets_.clear();
       bounds_.assign(1, top_start_);
       next_bucket_ = 0;
@@ -172,8 +256,7 @@ class EventQueue {
   // sample (any bounds are correct; good ones balance the buckets). Returns false if the sample
   // could not separate the entries, which are then poured as they are.
   bool split_bucket(size_t j) {
-    Bucket entries;
-    entries.swap(buckets_[j]);
+    Bucket entries = std::move(buckets_[j]);
     const size_t n = entries.size();
     const size_t count = std::clamp<size_t>(n / near_target_, 2, kMaxBuckets);
     const size_t sample_count = std::min(n, 8 * count + 64);
@@ -188,17 +271,19 @@ class EventQueue {
       if (bound > bounds_[j] && (inner_.empty() || bound > inner_.back())) inner_.push_back(bound);
     }
     if (inner_.empty()) {
-      entries.swap(buckets_[j]);
+      buckets_[j] = std::move(entries);
       return false;
     }
-    buckets_.insert(buckets_.begin() + static_cast<std::ptrdiff_t>(j) + 1, inner_.size(), Bucket{});
+    std::vector<Bucket> fresh(inner_.size());
+    buckets_.insert(buckets_.begin() + static_cast<std::ptrdiff_t>(j) + 1,
+                    std::make_move_iterator(fresh.begin()), std::make_move_iterator(fresh.end()));
     bounds_.insert(bounds_.begin() + static_cast<std::ptrdiff_t>(j) + 1, inner_.begin(),
                    inner_.end());
-    for (const HeapEntry& e : entries) {
+    entries.drain(pool_, [this, j](const HeapEntry& e) {
       const auto k = static_cast<size_t>(
           std::upper_bound(inner_.begin(), inner_.end(), heap_order(e)) - inner_.begin());
-      buckets_[j + k].push_back(e);
-    }
+      buckets_[j + k].push_back(e, pool_);
+    });
     return true;
   }
 
@@ -209,19 +294,21 @@ class EventQueue {
     const auto split = all.begin() + static_cast<std::ptrdiff_t>(near_target_);
     std::nth_element(all.begin(), split, all.end(), heap_before);
     const Order split_order = heap_order(*split);
-    Bucket excess(split, all.end());  // orders in [split_order, threshold_)
-    far_count_ += excess.size();
+    // The excess has orders in [split_order, threshold_).
+    far_count_ += static_cast<size_t>(all.end() - split);
+    Bucket* destination = &top_;
     if (buckets_.empty()) {
-      top_.insert(top_.end(), excess.begin(), excess.end());
       top_start_ = split_order;
     } else if (next_bucket_ > 0) {
       --next_bucket_;  // a poured, empty bucket whose upper bound is threshold_
-      buckets_[next_bucket_].swap(excess);
+      destination = &buckets_[next_bucket_];
       bounds_[next_bucket_] = split_order;
     } else {
-      buckets_.insert(buckets_.begin(), std::move(excess));
+      buckets_.insert(buckets_.begin(), Bucket{});
       bounds_.insert(bounds_.begin(), split_order);
+      destination = &buckets_[0];
     }
+    for (auto it = split; it != all.end(); ++it) destination->push_back(*it, pool_);
     threshold_ = split_order;
     all.resize(near_target_);
     std::sort(all.begin(), all.end(), heap_before);
@@ -229,10 +316,11 @@ class EventQueue {
   }
 
   void reset_far() {
+    for (Bucket& b : buckets_) b.release(pool_);
     buckets_.clear();
     bounds_.clear();
     next_bucket_ = 0;
-    top_ = Bucket{};
+    top_.release(pool_);
     far_count_ = 0;
     threshold_ = top_start_ = kInfinite;
   }
@@ -249,6 +337,7 @@ class EventQueue {
   PourHook pour_hook_ = nullptr;
   const void* pour_context_ = nullptr;
   EventHeap near_;
+  BlockPool pool_;               // before the lists that hold its blocks
   Order threshold_ = kInfinite;  // the heap holds exactly the entries ordered before this
   std::vector<Bucket> buckets_;
   std::vector<Order> bounds_;  // buckets_.size() + 1 bounds once the top list has been split
