@@ -6,6 +6,7 @@
 #include <fstream>
 #include <iostream>
 
+#include "analysis/html_report.h"
 #include "analysis/run_report.h"
 #include "cli/commands.h"
 #include "cli/progress.h"
@@ -19,6 +20,7 @@ int run_command(int argc, char** argv) {
   std::string scenario_path;
   std::string format = "table";
   std::string json_path;
+  std::string report_dir;
   int32_t threads = 2;
   po::options_description opts(
       "moesim run [SCENARIO] [options]\n\nSimulates SCENARIO (protobuf text; default: " +
@@ -26,6 +28,7 @@ int run_command(int argc, char** argv) {
   opts.add_options()("help,h", "show this help")(
       "format", po::value(&format)->default_value("table"), "output: table or json")(
       "json", po::value(&json_path), "also write the JSON document to this file")(
+      "report", po::value(&report_dir), "write an HTML report with figures into this folder")(
       "threads", po::value(&threads)->default_value(2), "routing threads (results do not change)")(
       "no-progress", "do not print progress on stderr");
   po::options_description hidden;
@@ -51,6 +54,7 @@ int run_command(int argc, char** argv) {
   const Scenario scenario = load_scenario(path);
   SimulationOptions options;
   options.threads = threads;
+  options.keep_traffic_matrix = !report_dir.empty();
   ProgressBar progress("simulating " + scenario.name, !vm.count("no-progress"));
   options.progress = [&progress](int32_t done, int32_t total) { progress.update(done, total); };
   const SimulationResult result = simulate(scenario, options);
@@ -60,6 +64,11 @@ int run_command(int argc, char** argv) {
     std::ofstream file(json_path);
     if (!file) throw std::runtime_error("cannot write " + json_path);
     write_run_json(file, scenario, result);
+  }
+  if (!report_dir.empty()) {
+    const ReportOutput report = write_run_report(report_dir, scenario, result);
+    for (const std::string& w : report.warnings) std::cerr << "moesim run: gnuplot: " << w << "\n";
+    std::cerr << "report: " << report.index_html.string() << "\n";
   }
   if (format == "json") {
     write_run_json(std::cout, scenario, result);
