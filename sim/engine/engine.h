@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string_view>
 #include <vector>
 
@@ -86,7 +87,7 @@ class Engine {
   static constexpr size_t bytes_per_pending_event();
   // Bytes held now by the queue and the event records (vector capacities, so including growth
   // slack), excluding call_at's std::function storage; for measuring memory per pending event.
-  size_t queue_bytes() const { return queue_.capacity_bytes() + slots_.capacity() * sizeof(Slot); }
+  size_t queue_bytes() const { return queue_.capacity_bytes() + slots_.capacity_bytes(); }
 
  private:
   static constexpr int kSlotBits = 26;
@@ -104,6 +105,30 @@ class Engine {
 
     uint64_t generation() const { return generation_and_next >> kSlotBits; }
     uint32_t next_free() const { return static_cast<uint32_t>(generation_and_next & kSlotMask); }
+  };
+
+  // Event records in fixed chunks of 1024: growing never copies them, and the memory held is
+  // at most one chunk more than the most events ever pending (a doubling vector holds up to
+  // twice that).
+  class SlotTable {
+   public:
+    static constexpr int kChunkBits = 10;
+    Slot& operator[](size_t i) { return chunks_[i >> kChunkBits][i & kChunkMask]; }
+    const Slot& operator[](size_t i) const { return chunks_[i >> kChunkBits][i & kChunkMask]; }
+    size_t size() const { return size_; }
+    size_t capacity_bytes() const {
+      return (chunks_.size() << kChunkBits) * sizeof(Slot) + chunks_.capacity() * sizeof(void*);
+    }
+    void push_back(const Slot& slot) {
+      if ((size_ & kChunkMask) == 0) chunks_.push_back(std::make_unique<Slot[]>(kChunkSize));
+      (*this)[size_++] = slot;
+    }
+
+   private:
+    static constexpr size_t kChunkSize = size_t{1} << kChunkBits;
+    static constexpr size_t kChunkMask = kChunkSize - 1;
+    std::vector<std::unique_ptr<Slot[]>> chunks_;
+    size_t size_ = 0;
   };
 
   class FunctionEvents final : public EventHandler {
@@ -134,7 +159,7 @@ class Engine {
 
   // Entry keys are (sequence << kSlotBits) | slot: equal times run in scheduling order.
   EventQueue queue_;
-  std::vector<Slot> slots_;
+  SlotTable slots_;
   uint32_t free_head_ = kNoSlot;
   Time now_ = Time::zero();
   uint64_t seed_;
