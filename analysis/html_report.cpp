@@ -119,6 +119,27 @@ window.addEventListener('load', function () {
 </script>
 )";
 
+bool parse_double(const std::string& text, double& value) {
+  const char* end = text.data() + text.size();
+  auto [ptr, ec] = std::from_chars(text.data(), end, value);
+  return ec == std::errc() && ptr == end && std::isfinite(value);
+}
+
+// A CSV cell as the page shows it: numbers to a readable precision (the CSV keeps them all).
+std::string display(const std::string& cell) {
+  double v = 0.0;
+  if (!parse_double(cell, v) || v == std::floor(v)) return cell;
+  char buf[64];
+  if (std::abs(v) >= 1000.0) {
+    std::snprintf(buf, sizeof buf, "%.0f", v);
+  } else if (std::abs(v) >= 1.0) {
+    std::snprintf(buf, sizeof buf, "%.2f", v);
+  } else {
+    std::snprintf(buf, sizeof buf, "%.3g", v);
+  }
+  return buf;
+}
+
 // Builds index.html while rendering figures into the report folder.
 class Page {
  public:
@@ -164,7 +185,7 @@ class Page {
     body_ << "</tr>\n";
     for (const auto& row : table.rows) {
       body_ << "<tr>";
-      for (const std::string& cell : row) body_ << "<td>" << html_escape(cell) << "</td>";
+      for (const std::string& cell : row) body_ << "<td>" << html_escape(display(cell)) << "</td>";
       body_ << "</tr>\n";
     }
     body_ << "</table>\n<p>Data: <a href=\"" << html_escape(csv_name) << "\">"
@@ -256,12 +277,6 @@ void summary_row(CsvTable& table, const Quantity& q) {
   table.rows.push_back({q.name, std::to_string(s.count), csv_number(s.mean), csv_number(s.p50),
                         csv_number(s.p99), csv_number(s.stddev.value_or(0.0)), csv_number(s.min),
                         csv_number(s.max)});
-}
-
-bool parse_double(const std::string& text, double& value) {
-  const char* end = text.data() + text.size();
-  auto [ptr, ec] = std::from_chars(text.data(), end, value);
-  return ec == std::errc() && ptr == end && std::isfinite(value);
 }
 
 // "step_p99_us" -> "step p99 (us)"; "tokens_per_s_per_gpu" -> "tokens per s per gpu".
