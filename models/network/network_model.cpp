@@ -36,6 +36,10 @@ NetworkModel::NetworkModel(Engine& engine, const Topology& topology)
   link_mark_.assign(links.size(), 0);
   residual_.assign(links.size(), 0.0);
   unfrozen_.assign(links.size(), 0);
+  load_.assign(links.size(), 0.0);
+  expanded_.assign(links.size(), 0);
+  csr_begin_.assign(links.size(), 0);
+  csr_fill_.assign(links.size(), 0);
   heap_pos_.assign(links.size(), kNotInHeap);
   traffic_.resize(static_cast<size_t>(topology.gpu_count()));
   threshold_ = std::numeric_limits<double>::infinity();
@@ -63,6 +67,7 @@ uint32_t NetworkModel::allocate_flow(uint32_t hops) {
     kind_.push_back(LinkKind::kNvLink);
     flow_mark_.push_back(0);
     frozen_.push_back(0);
+    new_rate_.push_back(0.0);
     state_.push_back(kFree);
   }
   if (free_positions_.size() <= hops) free_positions_.resize(hops + 1);
@@ -183,6 +188,8 @@ void NetworkModel::drain(uint32_t f) {
       }
     }
     seed_links_.push_back(l);
+    // An empty link's load is exactly zero: this also clears accumulated rounding.
+    load_[l] = list.empty() ? 0.0 : load_[l] - rate_[f];
   }
   // Flows slower than the one that left keep their rates (see recompute()).
   threshold_ = std::min(threshold_, rate_[f]);
@@ -232,9 +239,12 @@ void NetworkModel::schedule_drain(uint32_t f, Time now) {
 // over flow count, which max-min always grants). Progressive filling below level theta meets
 // the same link saturations with or without the changed flows (they are still growing there
 // and no link on their paths saturates below their own rate), so every flow slower than theta
-// keeps its rate. Among the others, only those connected to a changed link through links they
-// share can move. So the region is: flows at or above theta reachable from the changed links,
-// each link's capacity less the fixed (slower) flows on it, filled from zero.
+// keeps its rate. Among the others, a flow can move only if it shares a changed link, or a
+// saturated link, with one that moves: a flow's bottleneck is a saturated link, and an
+// unsaturated link constrains nobody unless the moving flows fill it. So the region grows from
+// the changed links through saturated links only; unsaturated links at its edge keep their
+// other flows fixed, and if the fill does saturate one of them, the region grows through it
+// and the fill is redone. Each link's capacity less its fixed flows is then filled from zero.
 void NetworkModel::recompute() {
   recompute_pending_ = false;
   ++stats_.recomputations;
@@ -251,9 +261,7 @@ void NetworkModel::recompute() {
   region_links_.clear();
   queue_.clear();
   for (const uint32_t f : added_flows_) {
-    if (state_[f] != kOnLinks || flow_mark_[f] == epoch) continue;
-    flow_mark_[f] = epoch;
-    region_flows_.push_back(f);
+    if (state_[f] != kOnLinks) continue;
     const LinkId* path = path_[f];
     for (uint32_t k = 0; k < hops_[f]; ++k) {
       const uint32_t l = path[k].value;
@@ -262,80 +270,133 @@ void NetworkModel::recompute() {
   }
   // A little below theta, so that flows tied with it within rounding are recomputed too.
   const double cut = threshold * (1.0 - 1e-9);
-  for (const uint32_t l : seed_links_) {
-    if (link_mark_[l] != epoch) {
-      link_mark_[l] = epoch;
-      queue_.push_back(l);
+
+  auto visit = [&](uint32_t l) {
+    if (link_mark_[l] == epoch) return;
+    link_mark_[l] = epoch;
+    expanded_[l] = 0;
+    region_links_.push_back(l);
+  };
+  auto add_flow = [&](uint32_t g) {
+    flow_mark_[g] = epoch;
+    region_flows_.push_back(g);
+    const LinkId* path = path_[g];
+    for (uint32_t k = 0; k < hops_[g]; ++k) {
+      const uint32_t m = path[k].value;
+      visit(m);
+      if (expanded_[m] == 0 && load_[m] >= capacity_[m] * (1.0 - 1e-9)) {
+        expanded_[m] = 1;
+        queue_.push_back(m);
+      }
     }
-  }
-  for (size_t i = 0; i < queue_.size(); ++i) {
-    const uint32_t l = queue_[i];
-    double fixed = 0.0;
-    uint32_t members = 0;
+  };
+  auto expand = [&](uint32_t l) {
     const auto& list = link_flows_[l];
     stats_.scanned_entries += list.size();
     for (const uint32_t g : list) {
-      if (flow_mark_[g] != epoch) {
-        if (rate_[g] < cut) {
-          fixed += rate_[g];
-          continue;
-        }
-        flow_mark_[g] = epoch;
-        region_flows_.push_back(g);
+      if (flow_mark_[g] != epoch && rate_[g] >= cut) add_flow(g);
+    }
+  };
+  auto drain_queue = [&]() {
+    while (!queue_.empty()) {
+      const uint32_t l = queue_.back();
+      queue_.pop_back();
+      expand(l);
+    }
+  };
+  for (const uint32_t f : added_flows_) {
+    if (state_[f] == kOnLinks && flow_mark_[f] != epoch) add_flow(f);
+  }
+  for (const uint32_t l : seed_links_) {
+    visit(l);
+    if (expanded_[l] == 0) {
+      expanded_[l] = 1;
+      queue_.push_back(l);
+    }
+  }
+  drain_queue();
+
+  // Fill, and grow the region through any edge link the fill saturates, until none is.
+  while (true) {
+    // Per region link: residual capacity, unfrozen count and its region flows (CSR).
+    for (const uint32_t l : region_links_) {
+      residual_[l] = capacity_[l] - load_[l];
+      unfrozen_[l] = 0;
+    }
+    for (const uint32_t g : region_flows_) {
+      const LinkId* path = path_[g];
+      for (uint32_t k = 0; k < hops_[g]; ++k) {
+        const uint32_t m = path[k].value;
+        residual_[m] += rate_[g];
+        ++unfrozen_[m];
+      }
+      frozen_[g] = 0;
+    }
+    uint32_t offset = 0;
+    for (const uint32_t l : region_links_) {
+      csr_begin_[l] = offset;
+      csr_fill_[l] = offset;
+      offset += unfrozen_[l];
+    }
+    csr_flows_.resize(offset);
+    for (const uint32_t g : region_flows_) {
+      const LinkId* path = path_[g];
+      for (uint32_t k = 0; k < hops_[g]; ++k) csr_flows_[csr_fill_[path[k].value]++] = g;
+    }
+
+    heap_.clear();
+    for (const uint32_t l : region_links_) {
+      if (unfrozen_[l] > 0) heap_push_or_update(l, std::max(residual_[l], 0.0) / unfrozen_[l]);
+    }
+    bool grew = false;
+    while (!heap_.empty()) {
+      const HeapEntry top = heap_.front();
+      heap_remove(top.link);
+      const double level = top.level;
+      if (expanded_[top.link] == 0) {
+        // An unsaturated edge link became a bottleneck: its other flows may have to yield.
+        expanded_[top.link] = 1;
+        queue_.push_back(top.link);
+        grew = true;
+      }
+      for (uint32_t i = csr_begin_[top.link]; i < csr_fill_[top.link]; ++i) {
+        const uint32_t g = csr_flows_[i];
+        if (frozen_[g] != 0) continue;
+        frozen_[g] = 1;
+        new_rate_[g] = level;
         const LinkId* path = path_[g];
         for (uint32_t k = 0; k < hops_[g]; ++k) {
           const uint32_t m = path[k].value;
-          if (link_mark_[m] != epoch) {
-            link_mark_[m] = epoch;
-            queue_.push_back(m);
+          if (m == top.link) continue;
+          residual_[m] -= level;
+          if (--unfrozen_[m] == 0) {
+            heap_remove(m);
+          } else {
+            heap_push_or_update(m, std::max(residual_[m], 0.0) / unfrozen_[m]);
           }
         }
       }
-      ++members;
     }
-    if (members == 0) continue;
-    region_links_.push_back(l);
-    residual_[l] = capacity_[l] - fixed;
-    unfrozen_[l] = members;
+    if (!grew) break;
+    drain_queue();
   }
   stats_.region_flows += region_flows_.size();
   stats_.region_links += region_links_.size();
 
-  heap_.clear();
-  for (const uint32_t l : region_links_) {
-    heap_push_or_update(l, std::max(residual_[l], 0.0) / unfrozen_[l]);
-  }
-  for (const uint32_t g : region_flows_) frozen_[g] = 0;
-  while (!heap_.empty()) {
-    const HeapEntry top = heap_.front();
-    heap_remove(top.link);
-    const double level = top.level;
-    for (const uint32_t g : link_flows_[top.link]) {
-      if (flow_mark_[g] != epoch || frozen_[g] != 0) continue;
-      frozen_[g] = 1;
-      const LinkId* path = path_[g];
-      for (uint32_t k = 0; k < hops_[g]; ++k) {
-        const uint32_t m = path[k].value;
-        if (m == top.link) continue;
-        residual_[m] -= level;
-        if (--unfrozen_[m] == 0) {
-          heap_remove(m);
-        } else {
-          heap_push_or_update(m, std::max(residual_[m], 0.0) / unfrozen_[m]);
-        }
-      }
-      const double old_rate = rate_[g];
-      if (old_rate == level && drain_event_[g] != EventId{}) continue;
-      if (old_rate > 0.0) {
-        remaining_[g] -=
-            old_rate * static_cast<double>(now.count_ps() - last_update_ps_[g]) * 1e-12;
-        if (remaining_[g] < 0.0) remaining_[g] = 0.0;
-      }
-      last_update_ps_[g] = now.count_ps();
-      rate_[g] = level;
-      ++stats_.rate_changes;
-      schedule_drain(g, now);
+  for (const uint32_t g : region_flows_) {
+    const double old_rate = rate_[g];
+    const double level = new_rate_[g];
+    if (old_rate == level && drain_event_[g] != EventId{}) continue;
+    if (old_rate > 0.0) {
+      remaining_[g] -= old_rate * static_cast<double>(now.count_ps() - last_update_ps_[g]) * 1e-12;
+      if (remaining_[g] < 0.0) remaining_[g] = 0.0;
     }
+    last_update_ps_[g] = now.count_ps();
+    rate_[g] = level;
+    const LinkId* path = path_[g];
+    for (uint32_t k = 0; k < hops_[g]; ++k) load_[path[k].value] += level - old_rate;
+    ++stats_.rate_changes;
+    schedule_drain(g, now);
   }
   seed_links_.clear();
   added_flows_.clear();

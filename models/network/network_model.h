@@ -116,7 +116,8 @@ class NetworkModel final : public EventHandler {
   std::vector<LinkKind> kind_;
   std::vector<uint32_t> flow_mark_;  // == epoch_: in this recomputation's region
   std::vector<uint8_t> frozen_;
-  std::vector<uint8_t> state_;  // free, on its links, or in flight after its last byte
+  std::vector<double> new_rate_;  // during a recomputation
+  std::vector<uint8_t> state_;    // free, on its links, or in flight after its last byte
   std::vector<uint32_t> free_flows_;
   // positions_ blocks of each length are recycled by length (paths are short).
   std::vector<uint32_t> positions_;
@@ -126,7 +127,10 @@ class NetworkModel final : public EventHandler {
   std::vector<double> capacity_;  // effective, bytes per second
   std::vector<std::vector<uint32_t>> link_flows_;
   std::vector<uint32_t> link_mark_;
-  std::vector<double> residual_;    // during a recomputation
+  std::vector<double> load_;       // sum of the rates of the link's flows
+  std::vector<double> residual_;   // during a recomputation
+  std::vector<uint8_t> expanded_;  // during a recomputation: all its fast flows are in
+  std::vector<uint32_t> csr_begin_, csr_fill_, csr_flows_;  // region flows per region link
   std::vector<uint32_t> unfrozen_;  // during a recomputation: region flows not yet frozen
   std::vector<uint32_t> heap_pos_;  // position in heap_, or kNotInHeap
   struct HeapEntry {
