@@ -7,5 +7,13 @@ namespace moesim::cli {
 // Every command takes the arguments after its name (argv[0] is the command's name) and returns
 // the process exit code.
 int run_command(int argc, char** argv);
+int compare_command(int argc, char** argv);
+int sweep_command(int argc, char** argv);
+int merge_command(int argc, char** argv);
+int record_command(int argc, char** argv);
+int replay_command(int argc, char** argv);
+int import_command(int argc, char** argv);
+int moe_collective_command(int argc, char** argv);
+int collective_command(int argc, char** argv);
 
 }  // namespace moesim::cli

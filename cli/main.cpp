@@ -17,12 +17,22 @@ struct Command {
 
 constexpr Command kCommands[] = {
     {"run", moesim::cli::run_command, "simulate a scenario (default scenario if none given)"},
+    {"compare", moesim::cli::compare_command, "rank TP/EP/DP plans on one or more clusters"},
+    {"sweep", moesim::cli::sweep_command, "run a scenario's sweep axes, one CSV row per point"},
+    {"merge", moesim::cli::merge_command, "join sweep shard CSVs into one, checking for gaps"},
+    {"record", moesim::cli::record_command, "write a scenario's routing decisions as a trace"},
+    {"replay", moesim::cli::replay_command, "simulate a scenario with a routing trace"},
+    {"import", moesim::cli::import_command, "convert a CSV, JSONL or .npy routing log to a trace"},
+    {"collective", moesim::cli::collective_command, "time a collective over message sizes"},
+    {"moe-collective", moesim::cli::moe_collective_command,
+     "one DeepEP-style MoE dispatch or combine phase, DeepEP's bandwidth figures"},
 };
 
 void print_usage(std::ostream& out) {
   out << "usage: moesim <command> [options]\n\ncommands:\n";
   for (const Command& c : kCommands) {
-    out << "  " << c.name << std::string(12 - c.name.size(), ' ') << c.summary << "\n";
+    out << "  " << c.name << std::string(c.name.size() < 12 ? 12 - c.name.size() : 1, ' ')
+        << c.summary << "\n";
   }
   out << "\n`moesim <command> --help` describes a command's options.\n";
 }

@@ -1,0 +1,103 @@
+#include "analysis/memory.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "models/moe/placement.h"
+#include "sim/step_driver.h"
+
+namespace moesim {
+namespace {
+
+constexpr int64_t kActivationBytes = 2;  // bf16
+constexpr int64_t kLogitBytes = 4;       // fp32 router logits
+constexpr int64_t kKvBytes = 2;          // bf16 KV cache
+
+// Elements one token stores in one layer's attention block (see memory.h).
+int64_t attention_elements(const ModelSpec& m) {
+  const int64_t h = m.hidden_size;
+  const int64_t heads = m.attention_heads;
+  if (m.attention == AttentionKind::kMla) {
+    return 2 * h + heads * m.qk_head_dim() * 2 + heads * m.value_head_dim() * 2 + m.q_lora_rank +
+           m.kv_lora_rank + m.qk_rope_head_dim;
+  }
+  return 2 * h + heads * m.head_dim * 2 + int64_t{m.kv_heads} * m.head_dim * 2;
+}
+
+// Bytes one token stores in one layer (attention plus FFN or MoE block).
+int64_t layer_token_bytes(const ModelSpec& m, const ParallelPlan& plan, int32_t layer) {
+  const int64_t h = m.hidden_size;
+  int64_t elements = attention_elements(m);
+  int64_t extra_bytes = 0;
+  if (m.is_moe_layer(layer)) {
+    elements += h + int64_t{plan.tp} * m.top_k * h +
+                int64_t{m.top_k} * m.ffn_matrices * m.expert_ffn_size +
+                int64_t{m.shared_experts} * m.ffn_matrices * m.expert_ffn_size;
+    extra_bytes = int64_t{m.routed_experts} * kLogitBytes;
+  } else {
+    elements += h + int64_t{m.ffn_matrices} * m.dense_ffn_size;
+  }
+  return elements * kActivationBytes + extra_bytes;
+}
+
+}  // namespace
+
+MemoryPerGpu memory_per_gpu(const ModelSpec& model, const ParallelPlan& plan,
+                            const Workload& workload, int32_t gpus_per_node, Bytes hbm_capacity) {
+  const Placement placement(plan, model, std::max(1, gpus_per_node / plan.tp));
+  int64_t local_experts = 0;
+  for (int32_t r = 0; r < plan.ep; ++r) {
+    local_experts = std::max<int64_t>(local_experts, placement.experts_on(r).size());
+  }
+  const bool training = workload.kind == WorkloadKind::kTraining;
+  const std::vector<int32_t> first = stage_first_layers(model.layers, plan.pp);
+  const int64_t tokens = workload.tokens_per_gpu;
+  const int64_t kv_shards =
+      model.attention == AttentionKind::kMla ? 1 : std::min<int64_t>(plan.tp, model.kv_heads);
+  const int64_t kv_tokens_per_sequence =
+      workload.kind == WorkloadKind::kDecode ? int64_t{workload.kv_context_length} + 1 : 1;
+
+  MemoryPerGpu best;
+  for (int32_t stage = 0; stage < plan.pp; ++stage) {
+    int64_t params = 0;
+    int64_t token_bytes = 0;       // stored per token over the stage's layers
+    int64_t layer_peak_bytes = 0;  // the largest single layer, per token
+    for (int32_t layer = first[stage]; layer < first[stage + 1]; ++layer) {
+      params += model.attention_params() / plan.tp;
+      if (model.is_moe_layer(layer)) {
+        params += model.gate_params() +
+                  (int64_t{model.shared_experts} + local_experts) * model.expert_params() / plan.tp;
+      } else {
+        params += model.dense_ffn_params() / plan.tp;
+      }
+      const int64_t b = layer_token_bytes(model, plan, layer);
+      token_bytes += b;
+      layer_peak_bytes = std::max(layer_peak_bytes, b);
+    }
+    const int64_t table = int64_t{model.vocab_size} * model.hidden_size / plan.tp;
+    if (stage == 0) params += table;
+    if (stage == plan.pp - 1) params += table;
+
+    MemoryPerGpu m;
+    m.params = params;
+    m.capacity = hbm_capacity;
+    if (training) {
+      m.weights = Bytes(params * 2);
+      m.gradients = Bytes(params * 2);
+      m.optimizer_state = Bytes(params * 12);
+      const int64_t in_flight = std::min<int64_t>(plan.pp - stage, workload.micro_batches);
+      m.activations = Bytes(tokens * token_bytes * in_flight);
+    } else {
+      m.weights = model.weights.bytes_for(params);
+      m.activations = Bytes(tokens * layer_peak_bytes);
+      const int64_t layers = first[stage + 1] - first[stage];
+      m.kv_cache = Bytes(int64_t{plan.tp} * tokens * kv_tokens_per_sequence * layers *
+                         model.kv_cache_elements_per_token() * kKvBytes / kv_shards *
+                         workload.micro_batches);
+    }
+    if (stage == 0 || m.total() > best.total()) best = m;
+  }
+  return best;
+}
+
+}  // namespace moesim

@@ -1,0 +1,178 @@
+// `moesim record`, `moesim replay` and `moesim import`: write a scenario's routing decisions as
+// a trace, simulate a scenario with a trace in place of its router, and convert routing logs.
+#include <boost/program_options.hpp>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "analysis/run_report.h"
+#include "cli/commands.h"
+#include "cli/progress.h"
+#include "models/trace/import_csv.h"
+#include "models/trace/import_jsonl.h"
+#include "models/trace/import_npy.h"
+#include "scenarios/scenario.h"
+#include "sim/trace_replay.h"
+
+namespace moesim::cli {
+namespace {
+
+namespace po = boost::program_options;
+
+po::variables_map parse(int argc, char** argv, const po::options_description& opts,
+                        const po::options_description& hidden,
+                        const po::positional_options_description& positional) {
+  po::options_description all;
+  all.add(opts).add(hidden);
+  po::variables_map vm;
+  po::store(po::command_line_parser(argc, argv).options(all).positional(positional).run(), vm);
+  return vm;
+}
+
+}  // namespace
+
+int record_command(int argc, char** argv) {
+  std::string scenario_path;
+  std::string trace_path;
+  int32_t threads = 2;
+  po::options_description opts(
+      "moesim record SCENARIO --trace FILE [options]\n\n"
+      "Runs SCENARIO's router for every step, micro-batch, MoE layer and data-holding rank and\n"
+      "writes its decisions as a routing trace (one batch per micro-batch: the ranks' tokens in\n"
+      "rank order). Dropped pairs are written as empty slots");
+  opts.add_options()("help,h", "show this help")("trace", po::value(&trace_path),
+                                                 "the trace file to write (required)")(
+      "threads", po::value(&threads)->default_value(2), "routing threads (the trace is the same)");
+  po::options_description hidden;
+  hidden.add_options()("scenario", po::value(&scenario_path));
+  po::positional_options_description positional;
+  positional.add("scenario", 1);
+  po::variables_map vm = parse(argc, argv, opts, hidden, positional);
+  if (vm.count("help")) {
+    std::cout << opts << "\n";
+    return 0;
+  }
+  po::notify(vm);
+  if (scenario_path.empty()) throw std::invalid_argument("a scenario file is required");
+  if (trace_path.empty()) throw std::invalid_argument("--trace FILE is required");
+  if (threads < 1) throw std::invalid_argument("--threads must be at least 1");
+  const Scenario scenario = load_scenario(scenario_path);
+  const RecordSummary s = record_trace(scenario, trace_path, threads);
+  std::cout << "recorded " << s.batches << " batches x " << s.header.layers << " MoE layers ("
+            << s.header.tokens_per_batch << " tokens, top-" << s.header.top_k << " of "
+            << s.header.experts << " experts) to " << trace_path << ": " << s.pairs
+            << " token-expert pairs kept, " << s.dropped << " dropped\n";
+  return 0;
+}
+
+int replay_command(int argc, char** argv) {
+  std::string trace_path;
+  std::string scenario_path;
+  std::string format = "table";
+  po::options_description opts(
+      "moesim replay TRACE SCENARIO [options]\n\n"
+      "Simulates SCENARIO with the routing decisions of TRACE instead of its router: micro-batch\n"
+      "m uses the trace's batch m (wrapping around a shorter trace), split contiguously over\n"
+      "the data-holding ranks; experts are placed by the scenario's plan, so a trace recorded\n"
+      "at one EP size replays at another");
+  opts.add_options()("help,h", "show this help")(
+      "format", po::value(&format)->default_value("table"), "output: table or json")(
+      "no-progress", "do not print progress on stderr");
+  po::options_description hidden;
+  hidden.add_options()("trace", po::value(&trace_path))("scenario", po::value(&scenario_path));
+  po::positional_options_description positional;
+  positional.add("trace", 1).add("scenario", 1);
+  po::variables_map vm = parse(argc, argv, opts, hidden, positional);
+  if (vm.count("help")) {
+    std::cout << opts << "\n";
+    return 0;
+  }
+  po::notify(vm);
+  if (trace_path.empty() || scenario_path.empty()) {
+    throw std::invalid_argument("usage: moesim replay TRACE SCENARIO [--format table|json]");
+  }
+  if (format != "table" && format != "json") {
+    throw std::invalid_argument("--format must be table or json, not '" + format + "'");
+  }
+  const Scenario scenario = load_scenario(scenario_path);
+  ProgressBar progress("replaying " + trace_path, !vm.count("no-progress"));
+  SimulationOptions options;
+  options.progress = [&progress](int32_t done, int32_t total) { progress.update(done, total); };
+  const ReplayResult r = replay_trace(scenario, trace_path, options);
+  progress.finish();
+  if (r.wraps > 0) {
+    std::cerr << "moesim replay: note: the trace holds " << r.trace_batches
+              << " batches; the run's micro-batches went around it " << r.wraps << " time(s)\n";
+  }
+  if (format == "json") {
+    write_run_json(std::cout, scenario, r.result);
+  } else {
+    std::cout << "trace: " << trace_path << " (" << r.header.source << ")\n";
+    print_run_table(std::cout, scenario, r.result);
+  }
+  return 0;
+}
+
+int import_command(int argc, char** argv) {
+  std::string kind;
+  std::vector<std::string> inputs;
+  std::string out_path;
+  ImportOptions options;
+  po::options_description opts(
+      "moesim import {csv|jsonl|npy} INPUT... --out TRACE [options]\n\n"
+      "Converts a routing log to a trace. csv and jsonl take one file; npy takes layer_<L>.npy\n"
+      "files in layer order, or one folder holding them (formats: README.md)");
+  opts.add_options()("help,h", "show this help")("out", po::value(&out_path),
+                                                 "the trace file to write (required)")(
+      "experts", po::value(&options.experts)->default_value(0),
+      "routed experts (0: from the input's metadata, else max id + 1)")(
+      "tokens-per-batch", po::value(&options.tokens_per_batch)->default_value(0),
+      "tokens of a layer per trace batch (0: one batch, unless the input numbers its batches)")(
+      "source", po::value(&options.source), "text added to the trace header's source");
+  po::options_description hidden;
+  hidden.add_options()("kind", po::value(&kind))("input", po::value(&inputs));
+  po::positional_options_description positional;
+  positional.add("kind", 1).add("input", -1);
+  po::variables_map vm = parse(argc, argv, opts, hidden, positional);
+  if (vm.count("help")) {
+    std::cout << opts << "\n";
+    return 0;
+  }
+  po::notify(vm);
+  if (kind != "csv" && kind != "jsonl" && kind != "npy") {
+    throw std::invalid_argument("the input kind must be csv, jsonl or npy, not '" + kind + "'");
+  }
+  if (inputs.empty()) throw std::invalid_argument("no input given");
+  if (out_path.empty()) throw std::invalid_argument("--out TRACE is required");
+  if (options.experts < 0 || options.tokens_per_batch < 0) {
+    throw std::invalid_argument("--experts and --tokens-per-batch must be >= 0");
+  }
+  if (kind != "npy" && inputs.size() != 1) {
+    throw std::invalid_argument(kind + " import takes one input file, got " +
+                                std::to_string(inputs.size()));
+  }
+  ImportResult result;
+  if (kind == "csv") {
+    result = import_csv(inputs[0], options, out_path);
+  } else if (kind == "jsonl") {
+    result = import_jsonl(inputs[0], options, out_path);
+  } else {
+    std::vector<std::filesystem::path> files;
+    if (inputs.size() == 1 && std::filesystem::is_directory(inputs[0])) {
+      files = npy_layer_files(inputs[0]);
+    } else {
+      files.assign(inputs.begin(), inputs.end());
+    }
+    result = import_npy(files, options, out_path);
+  }
+  for (const std::string& w : result.warnings) std::cerr << "moesim import: warning: " << w << "\n";
+  std::cout << "wrote " << out_path << ": " << result.header.layers << " MoE layer(s), "
+            << result.header.experts << " experts, top-" << result.header.top_k << ", "
+            << result.tokens_per_layer << " tokens per layer in " << result.batches << " batch(es)"
+            << (result.header.has_weights ? ", with weights" : "") << "\n";
+  return 0;
+}
+
+}  // namespace moesim::cli

@@ -1,0 +1,159 @@
+// `moesim sweep FILE`: run the cross product of a scenario's sweep axes, one simulation per
+// point, into a CSV; `moesim merge OUT SHARD...`: join the CSVs of a sharded sweep.
+#include <boost/program_options.hpp>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cli/commands.h"
+#include "cli/progress.h"
+#include "scenarios/scenario.h"
+#include "sim/sweep.h"
+
+namespace moesim::cli {
+namespace {
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot read " + path);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+std::string fixed(double v, int digits) {
+  std::ostringstream s;
+  s << std::fixed << std::setprecision(digits) << v;
+  return s.str();
+}
+
+void print_sweep_table(std::ostream& out, const std::vector<std::string>& axes,
+                       const std::vector<SweepRow>& rows) {
+  std::vector<std::string> head = {"point"};
+  head.insert(head.end(), axes.begin(), axes.end());
+  for (const char* h : {"step p50 ms", "step p99 ms", "dispatch ms", "combine ms", "dropped",
+                        "expert max/mean", "GPU max/mean", "idle", "tok/s/GPU"}) {
+    head.emplace_back(h);
+  }
+  std::vector<std::vector<std::string>> cells;
+  for (const SweepRow& r : rows) {
+    std::vector<std::string> c = {std::to_string(r.point)};
+    c.insert(c.end(), r.axis_values.begin(), r.axis_values.end());
+    for (const std::string& v :
+         {fixed(r.step_p50_us / 1e3, 3), fixed(r.step_p99_us / 1e3, 3),
+          fixed(r.dispatch_mean_us / 1e3, 3), fixed(r.combine_mean_us / 1e3, 3),
+          fixed(100 * r.dropped_token_fraction, 2) + "%", fixed(r.expert_max_over_mean, 3),
+          fixed(r.gpu_max_over_mean, 3), fixed(100 * r.idle_fraction, 1) + "%",
+          fixed(r.tokens_per_s_per_gpu, 0)}) {
+      c.push_back(v);
+    }
+    cells.push_back(std::move(c));
+  }
+  std::vector<size_t> width(head.size());
+  for (size_t i = 0; i < head.size(); ++i) width[i] = head[i].size();
+  for (const auto& c : cells) {
+    for (size_t i = 0; i < c.size(); ++i) width[i] = std::max(width[i], c[i].size());
+  }
+  auto line = [&](const std::vector<std::string>& c) {
+    for (size_t i = 0; i < c.size(); ++i) {
+      out << (i ? "  " : "") << std::setw(static_cast<int>(width[i])) << c[i];
+    }
+    out << "\n";
+  };
+  line(head);
+  for (const auto& c : cells) line(c);
+}
+
+}  // namespace
+
+int sweep_command(int argc, char** argv) {
+  namespace po = boost::program_options;
+  std::string scenario_path;
+  std::string out_path;
+  std::string shard_text = "1/1";
+  int32_t threads = static_cast<int32_t>(std::max(1u, std::thread::hardware_concurrency()));
+  po::options_description opts(
+      "moesim sweep FILE [options]\n\n"
+      "Runs every point of FILE's sweep axes (the cross product, axes in file order, the last\n"
+      "varying fastest) as its own simulation, and writes one CSV row per point ordered by\n"
+      "point index. Results do not depend on --threads or --shard");
+  opts.add_options()("help,h", "show this help")(
+      "out", po::value(&out_path), "write the CSV to this file (default: stdout, no table)")(
+      "threads", po::value(&threads)->default_value(threads), "points simulated at once")(
+      "shard", po::value(&shard_text)->default_value("1/1"),
+      "I/N: run only the points p with p mod N == I-1 (for job arrays; join with moesim merge)")(
+      "no-progress", "do not print progress on stderr");
+  po::options_description hidden;
+  hidden.add_options()("scenario", po::value(&scenario_path));
+  po::positional_options_description positional;
+  positional.add("scenario", 1);
+  po::options_description all;
+  all.add(opts).add(hidden);
+  po::variables_map vm;
+  po::store(po::command_line_parser(argc, argv).options(all).positional(positional).run(), vm);
+  if (vm.count("help")) {
+    std::cout << opts << "\n";
+    return 0;
+  }
+  po::notify(vm);
+  if (scenario_path.empty()) throw std::invalid_argument("a scenario file is required");
+  if (threads < 1) throw std::invalid_argument("--threads must be at least 1");
+
+  const std::string text = read_file(scenario_path);
+  const Scenario base = parse_scenario(text, scenario_path);
+  std::vector<std::string> axes;
+  for (const SweepAxis& a : base.sweep) axes.push_back(a.name);
+  const auto total = static_cast<int64_t>(sweep_points(base.sweep).size());
+
+  SweepOptions options;
+  options.threads = threads;
+  options.shard = parse_shard(shard_text);
+  ProgressBar progress("sweeping " + base.name, !vm.count("no-progress"));
+  options.progress = [&progress](int64_t done, int64_t n) { progress.update(done, n); };
+  const std::vector<SweepRow> rows = run_sweep(text, scenario_path, options);
+  progress.finish();
+
+  if (out_path.empty()) {
+    write_sweep_csv(std::cout, axes, total, rows);
+    return 0;
+  }
+  std::ofstream out(out_path);
+  if (!out) throw std::runtime_error("cannot write " + out_path);
+  write_sweep_csv(out, axes, total, rows);
+  out.close();
+  if (!out) throw std::runtime_error("error writing " + out_path);
+  print_sweep_table(std::cout, axes, rows);
+  std::cout << rows.size() << " of " << total << " points (shard " << options.shard.index << "/"
+            << options.shard.count << ") written to " << out_path << "\n";
+  return 0;
+}
+
+int merge_command(int argc, char** argv) {
+  if (argc >= 2 && (std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h")) {
+    std::cout << "moesim merge OUT.csv SHARD.csv...\n\nJoins the CSVs of `moesim sweep --shard` "
+                 "runs into OUT.csv ordered by point index. Fails when headers differ or a point "
+                 "is missing or appears twice.\n";
+    return 0;
+  }
+  if (argc < 3) throw std::invalid_argument("usage: moesim merge OUT.csv SHARD.csv...");
+  std::vector<std::pair<std::string, SweepCsv>> shards;
+  for (int i = 2; i < argc; ++i) {
+    std::ifstream in(argv[i], std::ios::binary);
+    if (!in) throw std::runtime_error(std::string("cannot read ") + argv[i]);
+    shards.emplace_back(argv[i], read_sweep_csv(in, argv[i]));
+  }
+  std::ostringstream merged;
+  merge_sweep_csv(shards, merged);
+  std::ofstream out(argv[1], std::ios::binary);
+  if (!out) throw std::runtime_error(std::string("cannot write ") + argv[1]);
+  out << merged.str();
+  out.close();
+  if (!out) throw std::runtime_error(std::string("error writing ") + argv[1]);
+  return 0;
+}
+
+}  // namespace moesim::cli

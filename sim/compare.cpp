@@ -1,0 +1,552 @@
+#include "sim/compare.h"
+
+#include <algorithm>
+#include <atomic>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <exception>
+#include <iomanip>
+#include <numeric>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+#include "analysis/statistics.h"
+#include "models/router/router.h"
+#include "sim/sweep.h"
+#include "topologies/presets.h"
+
+namespace moesim {
+namespace {
+
+struct DefaultGpu {
+  std::string_view topology;
+  std::string_view gpu;
+};
+constexpr DefaultGpu kDefaultGpus[] = {{"dgx-a100", "a100-80gb"}, {"dgx-h100", "h100-sxm"},
+                                       {"dgx-h800", "h800"},      {"hgx-h200", "h200"},
+                                       {"dgx-b200", "b200"},      {"nvl72", "gb200"}};
+
+template <typename T>
+T parse_value(std::string_view text, std::string_view part, std::string_view whole) {
+  T v{};
+  const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || ptr != text.data() + text.size() || !(v > T{0})) {
+    throw std::invalid_argument("--cluster '" + std::string(whole) + "': " + std::string(part) +
+                                "='" + std::string(text) + "': expected a positive number");
+  }
+  return v;
+}
+
+double mean_over_gpus(const SimulationResult& r, std::initializer_list<Phase> phases) {
+  if (r.gpu_phase_us.empty()) return 0.0;
+  double sum = 0.0;
+  for (const auto& g : r.gpu_phase_us) {
+    for (Phase p : phases) sum += g[static_cast<int>(p)];
+  }
+  return sum / static_cast<double>(r.gpu_phase_us.size());
+}
+
+std::string fixed(double v, int digits) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%.*f", digits, v);
+  return buf;
+}
+
+double gib(Bytes b) {
+  return static_cast<double>(b.count()) / double(1LL << 30);
+}
+
+std::string json_string(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "\"";
+}
+
+}  // namespace
+
+ClusterChoice parse_cluster_choice(std::string_view text) {
+  ClusterChoice choice;
+  choice.label = std::string(text);
+  std::vector<std::string_view> parts;
+  for (size_t start = 0;;) {
+    const size_t colon = text.find(':', start);
+    parts.push_back(text.substr(start, colon == std::string_view::npos ? colon : colon - start));
+    if (colon == std::string_view::npos) break;
+    start = colon + 1;
+  }
+  ClusterSpec& c = choice.cluster;
+  c.topology_preset = std::string(parts[0]);
+  find_preset(c.topology_preset);  // throws listing the presets
+  std::string gpu_name;
+  for (const DefaultGpu& d : kDefaultGpus) {
+    if (d.topology == c.topology_preset) gpu_name = std::string(d.gpu);
+  }
+  for (size_t i = 1; i < parts.size(); ++i) {
+    const size_t eq = parts[i].find('=');
+    const std::string_view key = parts[i].substr(0, eq);
+    const std::string_view value =
+        eq == std::string_view::npos ? std::string_view() : parts[i].substr(eq + 1);
+    if (eq == std::string_view::npos || value.empty()) {
+      throw std::invalid_argument("--cluster '" + choice.label + "': '" + std::string(parts[i]) +
+                                  "': expected key=value (nodes, nic, oversub or gpu)");
+    }
+    if (key == "nodes") {
+      c.nodes = parse_value<int32_t>(value, key, text);
+    } else if (key == "nic") {
+      c.nic_gbps = parse_value<double>(value, key, text);
+    } else if (key == "oversub") {
+      c.oversubscription = parse_value<double>(value, key, text);
+      if (c.oversubscription < 1.0) {
+        throw std::invalid_argument("--cluster '" + choice.label + "': oversub must be >= 1");
+      }
+    } else if (key == "gpu") {
+      gpu_name = std::string(value);
+    } else {
+      throw std::invalid_argument("--cluster '" + choice.label + "': unknown key '" +
+                                  std::string(key) + "' (expected nodes, nic, oversub or gpu)");
+    }
+  }
+  if (gpu_name.empty()) {
+    throw std::invalid_argument("--cluster '" + choice.label + "': no default GPU for topology " +
+                                c.topology_preset + "; add :gpu=NAME");
+  }
+  const GpuSpec* gpu = find_gpu_preset(gpu_name);
+  if (!gpu) {
+    throw std::invalid_argument("--cluster '" + choice.label + "': unknown GPU preset '" +
+                                gpu_name + "'");
+  }
+  c.gpu = *gpu;
+  const Topology topology = build_topology(c);
+  c.gpu_count = topology.gpu_count();
+  c.gpus_per_node = topology.gpus_per_node();
+  return choice;
+}
+
+std::vector<ParallelPlan> enumerate_plans(const ModelSpec& model, int32_t gpus,
+                                          int32_t gpus_per_node, int32_t pp) {
+  std::vector<ParallelPlan> plans;
+  for (int32_t tp = 1; tp <= gpus_per_node; ++tp) {
+    if (gpus_per_node % tp != 0 || model.attention_heads % tp != 0) continue;
+    for (int32_t ep = 1; ep <= model.routed_experts; ++ep) {
+      if (model.routed_experts % ep != 0) continue;
+      const int64_t group = int64_t{tp} * ep * pp;
+      if (group > gpus || gpus % group != 0) continue;
+      ParallelPlan p;
+      p.tp = tp;
+      p.ep = ep;
+      p.pp = pp;
+      p.dp = static_cast<int32_t>(gpus / group);
+      plans.push_back(p);
+    }
+  }
+  return plans;
+}
+
+std::string plan_label(const ParallelPlan& p) {
+  std::string s =
+      "TP" + std::to_string(p.tp) + " EP" + std::to_string(p.ep) + " DP" + std::to_string(p.dp);
+  if (p.pp > 1) s += " PP" + std::to_string(p.pp);
+  return s;
+}
+
+// ---- GlobalBatchSource ----
+
+struct GlobalBatchSource::Entry {
+  std::once_flag once;
+  RoutingDecision global;
+  std::atomic<int32_t> served{0};
+};
+
+GlobalBatchSource::GlobalBatchSource(RoutingSource& inner, int32_t shards, int32_t shard_tokens)
+    : inner_(inner), shards_(shards), shard_tokens_(shard_tokens) {
+  if (shards < 1 || shard_tokens < 0) {
+    throw std::invalid_argument("GlobalBatchSource: shards must be >= 1, shard tokens >= 0");
+  }
+}
+
+GlobalBatchSource::~GlobalBatchSource() = default;
+
+int64_t GlobalBatchSource::global_routings() const {
+  const std::lock_guard lock(mutex_);
+  return global_routings_;
+}
+
+std::shared_ptr<GlobalBatchSource::Entry> GlobalBatchSource::entry(int32_t layer,
+                                                                   int64_t micro_batch) {
+  const std::lock_guard lock(mutex_);
+  auto& slot = cache_[{layer, micro_batch}];
+  if (!slot) slot = std::make_shared<Entry>();
+  return slot;
+}
+
+void GlobalBatchSource::fill(Entry& e, int32_t layer, int64_t micro_batch) {
+  std::vector<RoutingDecision> parts(static_cast<size_t>(shards_));
+  int32_t width = 0;
+  for (int32_t s = 0; s < shards_; ++s) {
+    RoutingRequest q;
+    q.layer = layer;
+    q.micro_batch = micro_batch;
+    q.rank = s;
+    q.ranks = shards_;
+    q.tokens = shard_tokens_;
+    inner_.route(q, parts[s]);
+    if (parts[s].counts_only) {
+      throw std::invalid_argument("GlobalBatchSource: count-only decisions cannot be sliced");
+    }
+    width = std::max(width, parts[s].slots_per_token);
+  }
+  int32_t tokens = 0;
+  for (const RoutingDecision& d : parts) tokens += d.tokens;
+  RoutingDecision& g = e.global;
+  g.reset(tokens, inner_.experts(), width);
+  const bool weights = std::all_of(parts.begin(), parts.end(),
+                                   [](const RoutingDecision& d) { return !d.weights.empty(); });
+  if (!weights) g.weights.clear();
+  int32_t row = 0;
+  for (const RoutingDecision& d : parts) {
+    for (int32_t t = 0; t < d.tokens; ++t, ++row) {
+      for (int32_t k = 0; k < d.slots_per_token; ++k) {
+        const size_t from = static_cast<size_t>(t) * d.slots_per_token + k;
+        const size_t to = static_cast<size_t>(row) * width + k;
+        g.expert_ids[to] = d.expert_ids[from];
+        if (weights) g.weights[to] = d.weights[from];
+        g.dropped[to] = d.dropped.empty() ? 0 : d.dropped[from];
+      }
+    }
+  }
+  const std::lock_guard lock(mutex_);
+  ++global_routings_;
+}
+
+void GlobalBatchSource::route(const RoutingRequest& request, RoutingDecision& out) {
+  if (request.ranks < 1 || request.rank < 0 || request.rank >= request.ranks) {
+    throw std::invalid_argument("GlobalBatchSource: rank " + std::to_string(request.rank) + " of " +
+                                std::to_string(request.ranks));
+  }
+  if (request.ranks == shards_) {
+    RoutingRequest q = request;
+    q.tokens = shard_tokens_;
+    inner_.route(q, out);
+    return;
+  }
+  const std::shared_ptr<Entry> e = entry(request.layer, request.micro_batch);
+  std::call_once(e->once, [&] { fill(*e, request.layer, request.micro_batch); });
+  const RoutingDecision& g = e->global;
+  const int64_t first = int64_t{request.rank} * g.tokens / request.ranks;
+  const int64_t last = int64_t{request.rank + 1} * g.tokens / request.ranks;
+  const int32_t width = g.slots_per_token;
+  out.reset(static_cast<int32_t>(last - first), g.experts, width);
+  const size_t begin = static_cast<size_t>(first) * width;
+  const size_t end = static_cast<size_t>(last) * width;
+  std::copy(g.expert_ids.begin() + begin, g.expert_ids.begin() + end, out.expert_ids.begin());
+  if (g.weights.empty()) {
+    out.weights.clear();
+  } else {
+    std::copy(g.weights.begin() + begin, g.weights.begin() + end, out.weights.begin());
+  }
+  std::copy(g.dropped.begin() + begin, g.dropped.begin() + end, out.dropped.begin());
+  for (size_t i = 0; i < out.expert_ids.size(); ++i) {
+    if (out.expert_ids[i] == kNoExpert) continue;
+    if (out.dropped[i]) {
+      ++out.dropped_pairs;
+    } else {
+      ++out.tokens_per_expert[out.expert_ids[i]];
+    }
+  }
+  if (++e->served == request.ranks) {
+    const std::lock_guard lock(mutex_);
+    cache_.erase({request.layer, request.micro_batch});
+  }
+}
+
+// ---- compare_plans ----
+
+std::vector<ClusterComparison> compare_plans(const Scenario& scenario,
+                                             std::span<const ClusterChoice> clusters,
+                                             const CompareOptions& options) {
+  const int32_t pp = scenario.parallel.pp;
+  const int32_t base_ranks = scenario.cluster.gpu_count / pp;
+  const int32_t shard_tokens = scenario.workload.tokens_per_gpu;
+  const int64_t global_tokens = int64_t{base_ranks} * shard_tokens;
+  std::vector<ClusterChoice> choices(clusters.begin(), clusters.end());
+  if (choices.empty()) {
+    ClusterChoice own;
+    own.label = scenario.cluster.from_file() ? scenario.cluster.topology_file.filename().string()
+                                             : scenario.cluster.topology_preset;
+    if (!scenario.cluster.from_file() && scenario.cluster.nodes > 1) {
+      own.label += ":nodes=" + std::to_string(scenario.cluster.nodes);
+    }
+    own.cluster = scenario.cluster;
+    choices.push_back(own);
+  }
+
+  std::vector<ClusterComparison> out(choices.size());
+  struct Job {
+    size_t cluster;
+    size_t plan;
+  };
+  std::vector<Job> jobs;
+  for (size_t c = 0; c < choices.size(); ++c) {
+    ClusterComparison& cc = out[c];
+    cc.label = choices[c].label;
+    cc.cluster = choices[c].cluster;
+    const int32_t gpus = cc.cluster.gpu_count;
+    if (gpus % pp != 0) {
+      throw std::invalid_argument("cluster " + cc.label + ": its " + std::to_string(gpus) +
+                                  " GPUs do not divide into the scenario's pp " +
+                                  std::to_string(pp) + " stages");
+    }
+    const int32_t ranks = gpus / pp;
+    if (global_tokens % ranks != 0) {
+      throw std::invalid_argument("cluster " + cc.label + ": the global batch of " +
+                                  std::to_string(global_tokens) +
+                                  " tokens per micro-batch does not divide over its " +
+                                  std::to_string(ranks) + " data-holding ranks (GPUs / pp)");
+    }
+    cc.tokens_per_gpu = static_cast<int32_t>(global_tokens / ranks);
+    const int32_t seq = scenario.workload.sequence_length;
+    if (scenario.workload.kind != WorkloadKind::kDecode && seq > 0 &&
+        cc.tokens_per_gpu % seq != 0) {
+      throw std::invalid_argument(
+          "cluster " + cc.label + ": its share of " + std::to_string(cc.tokens_per_gpu) +
+          " tokens per GPU is not a multiple of the sequence length " + std::to_string(seq));
+    }
+    if (ranks != base_ranks && scenario.router.selection_bias) {
+      throw std::invalid_argument(
+          "cluster " + cc.label +
+          ": auxiliary-free bias balancing needs every cluster to have the scenario's GPU count "
+          "(the bias moves with the router, which a re-sliced global batch hides)");
+    }
+    for (const ParallelPlan& p :
+         enumerate_plans(scenario.model, gpus, cc.cluster.gpus_per_node, pp)) {
+      PlanOutcome o;
+      o.plan = p;
+      o.plan.placement = scenario.parallel.placement == PlacementKind::kRoundRobin
+                             ? PlacementKind::kRoundRobin
+                             : PlacementKind::kContiguous;
+      cc.plans.push_back(o);
+      jobs.push_back({c, cc.plans.size() - 1});
+    }
+    if (cc.plans.empty()) {
+      throw std::invalid_argument("cluster " + cc.label + ": no plan fits " + std::to_string(gpus) +
+                                  " GPUs");
+    }
+  }
+
+  std::atomic<size_t> next{0};
+  std::atomic<int64_t> done{0};
+  std::mutex progress_mutex;
+  std::vector<std::exception_ptr> errors(jobs.size());
+  auto worker = [&] {
+    for (size_t j = next++; j < jobs.size(); j = next++) {
+      ClusterComparison& cc = out[jobs[j].cluster];
+      PlanOutcome& o = cc.plans[jobs[j].plan];
+      try {
+        Scenario s = scenario;
+        s.name = scenario.name + " " + cc.label + " " + plan_label(o.plan);
+        s.cluster = cc.cluster;
+        s.parallel = o.plan;
+        s.workload.tokens_per_gpu = cc.tokens_per_gpu;
+        SimulationOptions sim;
+        sim.threads = 1;
+        Router router(s.router);
+        if (cc.cluster.gpu_count / pp == base_ranks) {
+          o.result = simulate(s, router, sim);
+        } else {
+          GlobalBatchSource global(router, base_ranks, shard_tokens);
+          o.result = simulate(s, global, sim);
+        }
+        const SampleSet steps(o.result.step_time_us);
+        o.step_p50_us = steps.p50();
+        o.step_p99_us = steps.p99();
+        o.alltoall_us = mean_over_gpus(o.result, {Phase::kDispatch, Phase::kCombine});
+        o.tp_collective_us = mean_over_gpus(o.result, {Phase::kTpCollective});
+        o.compute_us = mean_over_gpus(o.result, {Phase::kAttention, Phase::kDenseFfn,
+                                                 Phase::kExpertCompute, Phase::kOptimizer});
+        o.other_us = mean_over_gpus(o.result, {Phase::kPipeline, Phase::kGradientSync});
+        o.idle_us = mean_over_gpus(o.result, {Phase::kIdle});
+        o.memory = memory_per_gpu(s);
+      } catch (const std::exception& e) {
+        errors[j] = std::make_exception_ptr(std::runtime_error(
+            "cluster " + cc.label + ", plan " + plan_label(o.plan) + ": " + e.what()));
+      }
+      if (options.progress) {
+        const std::lock_guard lock(progress_mutex);
+        options.progress(++done, static_cast<int64_t>(jobs.size()));
+      }
+    }
+  };
+  const int32_t threads =
+      std::max<int32_t>(1, std::min<int32_t>(options.threads, static_cast<int32_t>(jobs.size())));
+  std::vector<std::thread> pool;
+  for (int32_t t = 1; t < threads; ++t) pool.emplace_back(worker);
+  worker();
+  for (auto& t : pool) t.join();
+  for (auto& e : errors) {
+    if (e) std::rethrow_exception(e);
+  }
+  for (ClusterComparison& cc : out) {
+    std::stable_sort(
+        cc.plans.begin(), cc.plans.end(),
+        [](const PlanOutcome& a, const PlanOutcome& b) { return a.step_p50_us < b.step_p50_us; });
+  }
+  return out;
+}
+
+std::string compare_verdict(std::span<const ClusterComparison> comparisons) {
+  struct Ref {
+    const ClusterComparison* cluster;
+    const PlanOutcome* plan;
+  };
+  std::vector<Ref> fitting;
+  std::vector<Ref> all;
+  for (const ClusterComparison& c : comparisons) {
+    for (const PlanOutcome& p : c.plans) {
+      all.push_back({&c, &p});
+      if (p.memory.fits()) fitting.push_back({&c, &p});
+    }
+  }
+  auto by_p50 = [](const Ref& a, const Ref& b) {
+    return a.plan->step_p50_us < b.plan->step_p50_us;
+  };
+  std::stable_sort(fitting.begin(), fitting.end(), by_p50);
+  std::stable_sort(all.begin(), all.end(), by_p50);
+  auto name = [&](const Ref& r) {
+    return (comparisons.size() > 1 ? r.cluster->label + " " : std::string()) +
+           plan_label(r.plan->plan);
+  };
+  if (fitting.empty()) {
+    return "no plan fits in HBM; fastest ignoring memory: " + name(all[0]) + " at " +
+           fixed(all[0].plan->step_p50_us / 1000.0, 3) + " ms per step (p50)";
+  }
+  const Ref& best = fitting[0];
+  std::string v = "fastest plan that fits: " + name(best) + " at " +
+                  fixed(best.plan->step_p50_us / 1000.0, 3) + " ms per step (p50), " +
+                  fixed(best.plan->result.tokens_per_s_per_gpu, 0) + " tokens/s per GPU";
+  if (fitting.size() > 1) {
+    const Ref& second = fitting[1];
+    v += "; " + fixed(second.plan->step_p50_us / best.plan->step_p50_us, 2) +
+         "x faster than the next, " + name(second);
+  }
+  if (all[0].plan != best.plan) {
+    v += " (" + name(all[0]) + " is faster but does not fit in HBM)";
+  }
+  return v;
+}
+
+void print_compare_table(std::ostream& out, const Scenario& scenario,
+                         std::span<const ClusterComparison> comparisons) {
+  out << "moesim compare: " << scenario.name << " (" << scenario.model.name << ", "
+      << (scenario.workload.kind == WorkloadKind::kTraining  ? "training"
+          : scenario.workload.kind == WorkloadKind::kPrefill ? "prefill"
+                                                             : "decode")
+      << ")\n";
+  const std::vector<std::string> head = {"#",          "cluster",  "plan",    "p50 ms",
+                                         "p99 ms",     "a2a ms",   "TP ms",   "compute ms",
+                                         "grad/pp ms", "idle ms",  "mem GiB", "w/g/opt/act/kv GiB",
+                                         "fits",       "tok/s/GPU"};
+  std::vector<std::vector<std::string>> rows;
+  for (const ClusterComparison& c : comparisons) {
+    int rank = 0;
+    for (const PlanOutcome& p : c.plans) {
+      const MemoryPerGpu& m = p.memory;
+      rows.push_back(
+          {std::to_string(++rank),
+           c.label + " (" + std::to_string(c.cluster.gpu_count) + "x " + c.cluster.gpu.name + ")",
+           plan_label(p.plan), fixed(p.step_p50_us / 1e3, 3), fixed(p.step_p99_us / 1e3, 3),
+           fixed(p.alltoall_us / 1e3, 3), fixed(p.tp_collective_us / 1e3, 3),
+           fixed(p.compute_us / 1e3, 3), fixed(p.other_us / 1e3, 3), fixed(p.idle_us / 1e3, 3),
+           fixed(gib(m.total()), 1),
+           fixed(gib(m.weights), 1) + "/" + fixed(gib(m.gradients), 1) + "/" +
+               fixed(gib(m.optimizer_state), 1) + "/" + fixed(gib(m.activations), 1) + "/" +
+               fixed(gib(m.kv_cache), 1),
+           m.fits() ? "yes" : "NO (>" + fixed(gib(m.capacity), 0) + ")",
+           fixed(p.result.tokens_per_s_per_gpu, 0)});
+    }
+  }
+  std::vector<size_t> width(head.size());
+  for (size_t i = 0; i < head.size(); ++i) width[i] = head[i].size();
+  for (const auto& r : rows) {
+    for (size_t i = 0; i < r.size(); ++i) width[i] = std::max(width[i], r[i].size());
+  }
+  auto line = [&](const std::vector<std::string>& r) {
+    for (size_t i = 0; i < r.size(); ++i) {
+      const bool left = i == 1 || i == 2 || i == 11 || i == 12;
+      out << (i ? "  " : "") << (left ? std::left : std::right) << std::setw(int(width[i])) << r[i];
+    }
+    out << std::right << "\n";
+  };
+  line(head);
+  for (const auto& r : rows) line(r);
+  out << "Times are per step, per GPU averaged over GPUs (a2a: dispatch + combine; idle: waiting "
+         "for slower peers). Memory: the fullest GPU.\n";
+  out << compare_verdict(comparisons) << "\n";
+}
+
+void write_compare_json(std::ostream& out, const Scenario& scenario,
+                        std::span<const ClusterComparison> comparisons) {
+  auto num = [](double v) { return std::isfinite(v) ? format_double(v) : std::string("null"); };
+  out << "{\"scenario\": " << json_string(scenario.name) << ", \"clusters\": [";
+  for (size_t c = 0; c < comparisons.size(); ++c) {
+    const ClusterComparison& cc = comparisons[c];
+    out << (c ? ", " : "") << "{\"cluster\": " << json_string(cc.label)
+        << ", \"gpus\": " << cc.cluster.gpu_count
+        << ", \"gpu\": " << json_string(cc.cluster.gpu.name)
+        << ", \"tokens_per_gpu\": " << cc.tokens_per_gpu << ", \"plans\": [";
+    for (size_t i = 0; i < cc.plans.size(); ++i) {
+      const PlanOutcome& p = cc.plans[i];
+      const MemoryPerGpu& m = p.memory;
+      out << (i ? ", " : "") << "{\"rank\": " << i + 1 << ", \"tp\": " << p.plan.tp
+          << ", \"ep\": " << p.plan.ep << ", \"dp\": " << p.plan.dp << ", \"pp\": " << p.plan.pp
+          << ", \"step_p50_us\": " << num(p.step_p50_us)
+          << ", \"step_p99_us\": " << num(p.step_p99_us)
+          << ", \"alltoall_us\": " << num(p.alltoall_us)
+          << ", \"tp_collective_us\": " << num(p.tp_collective_us)
+          << ", \"compute_us\": " << num(p.compute_us) << ", \"other_us\": " << num(p.other_us)
+          << ", \"idle_us\": " << num(p.idle_us)
+          << ", \"expert_max_over_mean\": " << num(p.result.expert_max_over_mean)
+          << ", \"dropped_token_fraction\": " << num(p.result.dropped_token_fraction)
+          << ", \"tokens_per_s_per_gpu\": " << num(p.result.tokens_per_s_per_gpu)
+          << ", \"memory_bytes\": {\"weights\": " << m.weights.count()
+          << ", \"gradients\": " << m.gradients.count()
+          << ", \"optimizer_state\": " << m.optimizer_state.count()
+          << ", \"activations\": " << m.activations.count()
+          << ", \"kv_cache\": " << m.kv_cache.count() << ", \"total\": " << m.total().count()
+          << ", \"capacity\": " << m.capacity.count()
+          << ", \"fits\": " << (m.fits() ? "true" : "false") << "}}";
+    }
+    out << "]}";
+  }
+  out << "], \"verdict\": " << json_string(compare_verdict(comparisons)) << "}\n";
+}
+
+void write_compare_csv(std::ostream& out, std::span<const ClusterComparison> comparisons) {
+  out << "cluster,gpus,gpu,rank,tp,ep,dp,pp,step_p50_us,step_p99_us,alltoall_us,"
+         "tp_collective_us,compute_us,other_us,idle_us,expert_max_over_mean,"
+         "dropped_token_fraction,tokens_per_s_per_gpu,weights_bytes,gradients_bytes,"
+         "optimizer_bytes,activations_bytes,kv_cache_bytes,total_bytes,hbm_bytes,fits\n";
+  for (const ClusterComparison& cc : comparisons) {
+    int rank = 0;
+    for (const PlanOutcome& p : cc.plans) {
+      const MemoryPerGpu& m = p.memory;
+      out << cc.label << "," << cc.cluster.gpu_count << "," << cc.cluster.gpu.name << "," << ++rank
+          << "," << p.plan.tp << "," << p.plan.ep << "," << p.plan.dp << "," << p.plan.pp << ","
+          << format_double(p.step_p50_us) << "," << format_double(p.step_p99_us) << ","
+          << format_double(p.alltoall_us) << "," << format_double(p.tp_collective_us) << ","
+          << format_double(p.compute_us) << "," << format_double(p.other_us) << ","
+          << format_double(p.idle_us) << "," << format_double(p.result.expert_max_over_mean) << ","
+          << format_double(p.result.dropped_token_fraction) << ","
+          << format_double(p.result.tokens_per_s_per_gpu) << "," << m.weights.count() << ","
+          << m.gradients.count() << "," << m.optimizer_state.count() << "," << m.activations.count()
+          << "," << m.kv_cache.count() << "," << m.total().count() << "," << m.capacity.count()
+          << "," << (m.fits() ? 1 : 0) << "\n";
+    }
+  }
+}
+
+}  // namespace moesim

@@ -1,0 +1,104 @@
+// Scenario sweeps: the cross product of a scenario's sweep axes as numbered points, each run
+// as its own simulation on a pool of threads, and the CSV rows (write, read, merge of shards).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <istream>
+#include <optional>
+#include <ostream>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "scenarios/scenario.h"
+#include "sim/simulation.h"
+
+namespace moesim {
+
+// A bad sweep request or a bad sweep CSV (shard text, header mismatch, missing point).
+class SweepError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// One point of the cross product: its index and the value of each axis, in the file's order.
+struct SweepPoint {
+  int64_t index = 0;
+  std::vector<std::pair<std::string, std::string>> axis_values;
+};
+
+// The cross product of `axes` in file order, the last axis varying fastest; point i's value of
+// axis a is values[(i / (product of later axes' sizes)) mod size_a]. No axes: one point, index 0.
+std::vector<SweepPoint> sweep_points(std::span<const SweepAxis> axes);
+
+// Every `count`-th point: shard `index` (1-based) of `count` runs the points p with
+// p mod count == index - 1.
+struct SweepShard {
+  int32_t index = 1;
+  int32_t count = 1;
+  bool holds(int64_t point) const { return point % count == index - 1; }
+};
+// Parses "I/N" (1 <= I <= N); throws SweepError naming the text otherwise.
+SweepShard parse_shard(std::string_view text);
+
+// What one point measured, as a CSV row carries it.
+struct SweepRow {
+  int64_t point = 0;
+  std::vector<std::string> axis_values;
+  double step_mean_us = 0, step_p50_us = 0, step_p99_us = 0;
+  std::optional<double> step_stddev_us;  // absent with one measured step
+  double dispatch_mean_us = 0, dispatch_p99_us = 0;
+  double combine_mean_us = 0, combine_p99_us = 0;
+  double expert_compute_mean_us = 0;
+  double dropped_token_fraction = 0;
+  double expert_max_over_mean = 0, gpu_max_over_mean = 0;
+  double idle_fraction = 0;
+  double tokens_per_s_per_gpu = 0;
+};
+
+SweepRow sweep_row(const SweepPoint& point, const SimulationResult& result);
+
+struct SweepOptions {
+  int32_t threads = 2;  // points run at once, each a simulation with one routing thread
+  SweepShard shard;
+  // Called after each point with (points done, points in this shard); from worker threads,
+  // one call at a time.
+  std::function<void(int64_t, int64_t)> progress;
+};
+
+// Runs the shard's points of the sweep declared in `scenario_text` (read from `file_name`, for
+// errors and relative paths). Rows come back ordered by point index; the numbers do not depend
+// on threads or sharding. A point that fails throws ScenarioError or the simulation's error,
+// naming the point (the lowest failing index when several fail).
+std::vector<SweepRow> run_sweep(std::string_view scenario_text, std::string_view file_name,
+                                const SweepOptions& options);
+
+// The CSV: a header line "point,points,<axis names...>,step_time_mean_us,..." then one line
+// per row. `points` is the sweep's total point count (so merge can tell a missing point).
+// Numbers are written in the shortest form that reads back to the same double.
+std::vector<std::string> sweep_csv_header(std::span<const std::string> axis_names);
+void write_sweep_csv(std::ostream& out, std::span<const std::string> axis_names,
+                     int64_t total_points, std::span<const SweepRow> rows);
+
+// A sweep CSV as text lines: its header line and its data lines keyed by point index.
+struct SweepCsv {
+  std::string header;
+  int64_t total_points = 0;
+  std::vector<std::pair<int64_t, std::string>> rows;
+};
+// Reads a sweep CSV; throws SweepError naming `name` and the line for a malformed one.
+SweepCsv read_sweep_csv(std::istream& in, const std::string& name);
+
+// Joins shard CSVs into one ordered by point index. Throws SweepError when headers or total
+// point counts differ, a point appears twice, or a point in 0..points-1 is missing (naming the
+// files and points).
+void merge_sweep_csv(std::span<const std::pair<std::string, SweepCsv>> shards, std::ostream& out);
+
+// The shortest decimal form of `value` that reads back to the same double.
+std::string format_double(double value);
+
+}  // namespace moesim

@@ -1,0 +1,145 @@
+#include "sim/trace_replay.h"
+
+#include <algorithm>
+#include <exception>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "models/router/router.h"
+#include "models/trace/trace_routing_source.h"
+#include "models/trace/trace_writer.h"
+
+namespace moesim {
+
+RecordSummary record_trace(const Scenario& scenario, const std::filesystem::path& trace,
+                           int32_t threads) {
+  if (scenario.router.selection == RouterSelection::kExpertChoice) {
+    throw std::invalid_argument(
+        "record: expert-choice routing gives tokens varying numbers of experts, which a trace "
+        "(a fixed top_k per token) cannot hold; record a top-k router");
+  }
+  Router router(scenario.router);
+  const ParallelPlan& plan = scenario.parallel;
+  const Workload& workload = scenario.workload;
+  const int32_t ranks = plan.tp * plan.ep * plan.dp;
+  const int32_t tokens = workload.tokens_per_gpu;
+  const int32_t k = router.top_k();
+  const int32_t layers = scenario.model.moe_layer_count();
+  const int32_t experts = router.experts();
+
+  RecordSummary summary;
+  summary.header.layers = layers;
+  summary.header.experts = experts;
+  summary.header.top_k = k;
+  summary.header.tokens_per_batch = ranks * tokens;
+  summary.header.has_weights = true;
+  summary.header.source = "moesim record: scenario " + scenario.name + ", seed " +
+                          std::to_string(scenario.seed) + ", " + std::to_string(ranks) +
+                          " ranks x " + std::to_string(tokens) + " tokens per batch";
+  TraceWriter writer(trace, summary.header);
+
+  threads = std::max(1, std::min(threads, ranks));
+  std::vector<RoutingDecision> decisions(static_cast<size_t>(ranks));
+  TraceRecord record;
+  for (int32_t step = 0; step < workload.steps; ++step) {
+    std::vector<std::vector<int32_t>> load(static_cast<size_t>(layers),
+                                           std::vector<int32_t>(experts, 0));
+    for (int32_t mb = 0; mb < workload.micro_batches; ++mb) {
+      const int64_t batch = int64_t{step} * workload.micro_batches + mb;
+      for (int32_t layer = 0; layer < layers; ++layer) {
+        // The requests simulate's step router makes: rank a + tp * (b + ep * d) of tp*ep*dp.
+        auto route_ranks = [&](int32_t worker) {
+          for (int32_t r = worker; r < ranks; r += threads) {
+            RoutingRequest request;
+            request.layer = layer;
+            request.micro_batch = batch;
+            request.rank = r;
+            request.ranks = ranks;
+            request.tokens = tokens;
+            router.route(request, decisions[r]);
+          }
+        };
+        if (threads == 1) {
+          route_ranks(0);
+        } else {
+          std::vector<std::thread> pool;
+          std::vector<std::exception_ptr> errors(static_cast<size_t>(threads));
+          for (int32_t w = 0; w < threads; ++w) {
+            pool.emplace_back([&, w] {
+              try {
+                route_ranks(w);
+              } catch (...) {
+                errors[w] = std::current_exception();
+              }
+            });
+          }
+          for (auto& t : pool) t.join();
+          for (auto& e : errors) {
+            if (e) std::rethrow_exception(e);
+          }
+        }
+        record.batch = batch;
+        record.layer = layer;
+        record.tokens = ranks * tokens;
+        record.expert_ids.clear();
+        record.weights.clear();
+        record.expert_counts.clear();
+        for (const RoutingDecision& d : decisions) {
+          if (d.tokens != tokens || d.slots_per_token != k || d.counts_only) {
+            throw std::logic_error("record: the router returned " + std::to_string(d.tokens) +
+                                   " tokens x " + std::to_string(d.slots_per_token) +
+                                   " slots, expected " + std::to_string(tokens) + " x " +
+                                   std::to_string(k));
+          }
+          for (size_t i = 0; i < d.expert_ids.size(); ++i) {
+            const bool kept = !d.dropped[i] && d.expert_ids[i] != kNoExpert;
+            record.expert_ids.push_back(kept ? d.expert_ids[i] : kNoExpert);
+            record.weights.push_back(kept ? d.weights[i] : 0.0f);
+            if (kept) ++summary.pairs;
+          }
+          summary.dropped += d.dropped_pairs;
+          for (int32_t e = 0; e < experts; ++e) load[layer][e] += d.tokens_per_expert[e];
+        }
+        writer.append(record);
+        ++summary.records;
+      }
+      ++summary.batches;
+    }
+    if (scenario.router.selection_bias) {
+      for (int32_t layer = 0; layer < layers; ++layer) router.update_bias(layer, load[layer]);
+    }
+  }
+  writer.close();
+  return summary;
+}
+
+void check_trace_fits(const TraceHeader& header, const Scenario& scenario,
+                      const std::string& trace_name) {
+  const int32_t moe_layers = scenario.model.moe_layer_count();
+  if (header.layers != moe_layers) {
+    throw TraceError(trace_name + ": the trace has " + std::to_string(header.layers) +
+                     " MoE layers per batch, scenario " + scenario.name + "'s model " +
+                     scenario.model.name + " has " + std::to_string(moe_layers));
+  }
+  if (header.experts != scenario.model.routed_experts) {
+    throw TraceError(trace_name + ": the trace has " + std::to_string(header.experts) +
+                     " routed experts, scenario " + scenario.name + "'s model " +
+                     scenario.model.name + " has " + std::to_string(scenario.model.routed_experts));
+  }
+}
+
+ReplayResult replay_trace(const Scenario& scenario, const std::filesystem::path& trace,
+                          const SimulationOptions& options) {
+  TraceRoutingSource source(trace);
+  check_trace_fits(source.header(), scenario, trace.string());
+  ReplayResult r;
+  r.header = source.header();
+  r.result = simulate(scenario, source, options);
+  r.trace_batches = source.trace_batches();
+  r.wraps = source.wraps();
+  return r;
+}
+
+}  // namespace moesim

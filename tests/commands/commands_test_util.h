@@ -1,0 +1,48 @@
+// Helpers shared by the command tests: a tiny MoE scenario as text (fast to simulate) and a
+// scratch folder per test.
+#pragma once
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <string>
+
+namespace moesim::test {
+
+// A 2-layer model of 8 experts (hidden 256, 4 heads) on one 8-GPU DGX H100 node.
+// `parallelism`, `workload` and `extra` (router, sweep, ...) are pasted into the text;
+// `model_shape` sets layers, routed_experts and top_k.
+inline std::string tiny_scenario(
+    const std::string& parallelism, const std::string& workload, const std::string& extra = "",
+    const std::string& gpu = R"(preset: "h100-sxm")",
+    const std::string& model_shape = "layers: 2 routed_experts: 8 top_k: 2") {
+  return "name: \"tiny\"\n"
+         "model { hidden_size: 256 attention_heads: 4 expert_ffn_size: 512 vocab_size: 1000\n"
+         "        " +
+         model_shape +
+         " }\n"
+         "cluster { topology: \"dgx-h100\" nodes: 1 gpu { " +
+         gpu + " } }\nparallelism { " + parallelism + " }\nworkload { " + workload + " }\n" +
+         extra + "\nseed: 7\n";
+}
+
+// A fresh folder under the system temp folder, removed when the test ends.
+class ScratchDir {
+ public:
+  explicit ScratchDir(const std::string& tag)
+      : path_(std::filesystem::temp_directory_path() /
+              ("moesim_commands_" + tag + "_" + std::to_string(::getpid()))) {
+    std::filesystem::remove_all(path_);
+    std::filesystem::create_directories(path_);
+  }
+  ~ScratchDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  std::filesystem::path operator/(const std::string& file) const { return path_ / file; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+}  // namespace moesim::test
