@@ -1,5 +1,5 @@
-// The engine's priority queue: a 4-ary min-heap of 16-byte (time, key) entries whose sibling
-// groups each fill one 64-byte cache line, with branch-free child selection.
+// The near tier of the engine's event queue: a 4-ary min-heap of 16-byte (time, key) entries
+// whose sibling groups each fill one 64-byte cache line, with branch-free child selection.
 #pragma once
 
 #include <cstddef>
