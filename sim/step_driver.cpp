@@ -6,8 +6,6 @@
 #include <string>
 #include <tuple>
 
-#include "sim/group_collectives.h"
-
 namespace moesim {
 
 const char* phase_name(Phase phase) {
@@ -111,8 +109,8 @@ struct StepDriver::Impl {
   Engine& engine;
   NetworkModel& network;
   StepSetup setup;
-  MoeAllToAll exchanges;
-  GroupCollectives groups;
+  Collectives network_collectives;
+  ExchangeBytes exchange_bytes;
   StepDriver* owner = nullptr;
 
   int32_t world = 0;
@@ -132,7 +130,7 @@ struct StepDriver::Impl {
   std::vector<Time> attention_max, expert_max;  // per forward (micro_batch, layer)
 
   Impl(Engine& e, NetworkModel& n, const StepSetup& s)
-      : engine(e), network(n), setup(s), exchanges(n), groups(n) {}
+      : engine(e), network(n), setup(s), network_collectives(n) {}
 
   int32_t layers() const { return setup.model->layers; }
   int32_t tp() const { return setup.plan->tp; }
@@ -437,27 +435,75 @@ struct StepDriver::Impl {
     for (int32_t g : c.members) {
       m.gpu_phase_time[g][static_cast<int>(Phase::kIdle)] += c.launch - arrival[g];
     }
+    const std::vector<int>& group = c.members;
+    const int n = static_cast<int>(group.size());
     switch (c.kind) {
       case CollectiveKind::kMoeDispatch:
       case CollectiveKind::kMoeCombine:
-        exchanges.start(*c.traffic, c.per_token, c.reverse_pattern, c.members, *owner, index);
+        launch_exchange(c, index);
         return;
       case CollectiveKind::kAllGather:
-        groups.start(GroupOp::kAllGather, c.members, c.bytes, *this_listener(), index);
+        network_collectives.all_gather(group, c.bytes * n, owner, index);
         return;
       case CollectiveKind::kReduceScatter:
-        groups.start(GroupOp::kReduceScatter, c.members, c.bytes, *this_listener(), index);
+        network_collectives.reduce_scatter(group, c.bytes * n, owner, index);
         return;
       case CollectiveKind::kAllReduce:
-        groups.start(GroupOp::kAllReduce, c.members, c.bytes, *this_listener(), index);
+        network_collectives.all_reduce(group, c.bytes, CollectiveAlgo::kRing, owner, index);
         return;
-      case CollectiveKind::kSendRecv:
-        groups.start(GroupOp::kSendRecv, c.members, c.bytes, *this_listener(), index);
+      case CollectiveKind::kSendRecv: {
+        ByteMatrix one(2);
+        one.at(0, 1) = c.bytes.count();
+        network_collectives.all_to_all(group, one, CollectiveAlgo::kDirect, owner, index);
         return;
+      }
     }
   }
 
-  AllToAllListener* this_listener() { return owner; }
+  // A MoE exchange as the network model's two-stage plan: transfers that cross nodes go to
+  // the relay (stage 1) and are forwarded (stage 2) piece by piece; same-node transfers go at
+  // once. Combine runs the plan backwards: outputs to the relays first, then over the network.
+  void launch_exchange(const Collective& c, uint32_t index) {
+    const MoeLayerTraffic& t = *c.traffic;
+    const int n = static_cast<int>(c.members.size());
+    std::vector<int32_t> member(static_cast<size_t>(world), -1);
+    for (int i = 0; i < n; ++i) member[c.members[i]] = i;
+    const int gpn = network.topology().gpus_per_node();
+    const int64_t per_token = c.per_token.count();
+    ByteMatrix first(n), second(n), direct(n);
+    const bool combine = c.reverse_pattern;
+    for (const TokenTransfer& x : t.stage1) {
+      const int s = member[x.src_gpu], d = member[x.dst_gpu];
+      const bool crosses = x.src_gpu / gpn != x.dst_gpu / gpn;
+      ByteMatrix& target = !crosses ? direct : (combine ? second : first);
+      (combine ? target.at(d, s) : target.at(s, d)) += x.tokens * per_token;
+    }
+    for (const TokenTransfer& x : t.stage2) {
+      const int s = member[x.src_gpu], d = member[x.dst_gpu];
+      (combine ? first.at(d, s) : second.at(s, d)) += x.tokens * per_token;
+    }
+    if (t.stage2.empty()) {
+      for (size_t i = 0; i < first.bytes.size(); ++i)
+        direct.bytes[i] += first.bytes[i] + second.bytes[i];
+      network_collectives.all_to_all(c.members, direct, CollectiveAlgo::kDirect, owner, index);
+      return;
+    }
+    network_collectives.two_stage(c.members, first, second, direct, owner, index);
+  }
+
+  void collective_done(uint32_t index, const CollectiveResult& result) {
+    const Collective& c = collectives[index];
+    if (c.kind == CollectiveKind::kMoeDispatch || c.kind == CollectiveKind::kMoeCombine) {
+      for (const auto& sent : result.sent_bytes) {
+        exchange_bytes.nvlink +=
+            sent[static_cast<int>(LinkKind::kNvLink)] + sent[static_cast<int>(LinkKind::kPcie)];
+        exchange_bytes.network += sent[static_cast<int>(LinkKind::kNetwork)];
+      }
+    }
+    // Every member goes on when the collective ends (NCCL's semantics: the call returns on a
+    // rank once the collective is complete there; the model's transfers end together).
+    for (int32_t g : c.members) member_done(index, g);
+  }
 
   void member_done(uint32_t index, int32_t gpu) {
     Collective& c = collectives[index];
@@ -512,7 +558,7 @@ StepMeasurement StepDriver::run_step(const StepTraffic& traffic) {
   const size_t slots = static_cast<size_t>(s.setup.micro_batches) * s.layers();
   s.attention_max.assign(slots, Time::zero());
   s.expert_max.assign(slots, Time::zero());
-  const ExchangeBytes bytes_before = s.exchanges.bytes();
+  const ExchangeBytes bytes_before = s.exchange_bytes;
   s.build_programs();
   s.pc.assign(static_cast<size_t>(s.world), 0);
   s.arrival.assign(static_cast<size_t>(s.world), Time::zero());
@@ -529,10 +575,8 @@ StepMeasurement StepDriver::run_step(const StepTraffic& traffic) {
     if (s.attention_max[i] > Time::zero()) s.m.attention.push_back(s.attention_max[i]);
     if (s.expert_max[i] > Time::zero()) s.m.expert_compute.push_back(s.expert_max[i]);
   }
-  s.m.exchange_bytes.nvlink = s.exchanges.bytes().nvlink - bytes_before.nvlink;
-  s.m.exchange_bytes.network = s.exchanges.bytes().network - bytes_before.network;
-  s.exchanges.clear_finished();
-  s.groups.clear_finished();
+  s.m.exchange_bytes.nvlink = s.exchange_bytes.nvlink - bytes_before.nvlink;
+  s.m.exchange_bytes.network = s.exchange_bytes.network - bytes_before.network;
   s.traffic = nullptr;
   return std::move(s.m);
 }
@@ -543,8 +587,8 @@ void StepDriver::on_event(uint64_t tag) {
   impl_->advance(gpu);
 }
 
-void StepDriver::on_gpu_done(uint64_t exchange_tag, int32_t gpu) {
-  impl_->member_done(static_cast<uint32_t>(exchange_tag), gpu);
+void StepDriver::on_collective_done(CollectiveId, uint64_t tag, const CollectiveResult& result) {
+  impl_->collective_done(static_cast<uint32_t>(tag), result);
 }
 
 }  // namespace moesim

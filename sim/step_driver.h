@@ -13,9 +13,9 @@
 #include "models/moe/model_spec.h"
 #include "models/moe/parallel_plan.h"
 #include "models/moe/placement.h"
+#include "models/network/collectives.h"
 #include "models/network/network_model.h"
 #include "sim/engine/engine.h"
-#include "sim/moe_alltoall.h"
 #include "sim/moe_traffic.h"
 
 namespace moesim {
@@ -50,6 +50,12 @@ struct StepSetup {
   int32_t micro_batches = 1;
 };
 
+// Bytes the MoE exchanges carried, per link kind, for achieved-bandwidth figures.
+struct ExchangeBytes {
+  int64_t nvlink = 0;
+  int64_t network = 0;
+};
+
 // The first layer of each pipeline stage, plus the end: layers split as evenly as possible,
 // the first stages taking one more when the stages do not divide the layers.
 std::vector<int32_t> stage_first_layers(int32_t layers, int32_t stages);
@@ -76,7 +82,7 @@ struct StepMeasurement {
   int32_t exchanges = 0;
 };
 
-class StepDriver final : public EventHandler, public AllToAllListener {
+class StepDriver final : public EventHandler, public CollectiveObserver {
  public:
   StepDriver(Engine& engine, NetworkModel& network, const StepSetup& setup);
   ~StepDriver();
@@ -85,7 +91,7 @@ class StepDriver final : public EventHandler, public AllToAllListener {
   StepMeasurement run_step(const StepTraffic& traffic);
 
   void on_event(uint64_t tag) override;
-  void on_gpu_done(uint64_t exchange_tag, int32_t gpu) override;
+  void on_collective_done(CollectiveId id, uint64_t tag, const CollectiveResult& result) override;
 
  private:
   struct Impl;
