@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "analysis/html_report.h"
 #include "cli/commands.h"
 #include "cli/progress.h"
 #include "scenarios/scenario.h"
@@ -17,6 +18,7 @@ int compare_command(int argc, char** argv) {
   std::string scenario_path;
   std::vector<std::string> cluster_texts;
   std::string format = "table";
+  std::string report_dir;
   int32_t threads = 2;
   po::options_description opts(
       "moesim compare SCENARIO [options]\n\n"
@@ -30,6 +32,7 @@ int compare_command(int argc, char** argv) {
       "e.g. dgx-h100:nodes=4:nic=400 or nvl72 (default: the scenario's cluster)")(
       "format", po::value(&format)->default_value("table"), "output: table, json or csv")(
       "threads", po::value(&threads)->default_value(2), "plans simulated at once")(
+      "report", po::value(&report_dir), "write an HTML report of the plans into this folder")(
       "no-progress", "do not print progress on stderr");
   po::options_description hidden;
   hidden.add_options()("scenario", po::value(&scenario_path));
@@ -59,6 +62,20 @@ int compare_command(int argc, char** argv) {
   options.progress = [&progress](int64_t done, int64_t total) { progress.update(done, total); };
   const std::vector<ClusterComparison> result = compare_plans(scenario, clusters, options);
   progress.finish();
+  if (!report_dir.empty()) {
+    std::vector<ComparePlanEntry> entries;
+    for (const ClusterComparison& c : result) {
+      for (const PlanOutcome& p : c.plans) {
+        entries.push_back({result.size() > 1 ? c.label : std::string(), plan_label(p.plan),
+                           p.result, static_cast<double>(p.memory.total().count()),
+                           static_cast<double>(p.memory.capacity.count())});
+      }
+    }
+    const ReportOutput report = write_compare_report(report_dir, scenario, entries);
+    for (const std::string& w : report.warnings)
+      std::cerr << "moesim compare: gnuplot: " << w << "\n";
+    std::cerr << "report: " << report.index_html.string() << "\n";
+  }
   if (format == "json") {
     write_compare_json(std::cout, scenario, result);
   } else if (format == "csv") {

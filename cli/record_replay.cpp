@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "analysis/html_report.h"
 #include "analysis/run_report.h"
 #include "cli/commands.h"
 #include "cli/progress.h"
@@ -71,6 +72,7 @@ int replay_command(int argc, char** argv) {
   std::string trace_path;
   std::string scenario_path;
   std::string format = "table";
+  std::string report_dir;
   po::options_description opts(
       "moesim replay TRACE SCENARIO [options]\n\n"
       "Simulates SCENARIO with the routing decisions of TRACE instead of its router: micro-batch\n"
@@ -79,6 +81,7 @@ int replay_command(int argc, char** argv) {
       "at one EP size replays at another");
   opts.add_options()("help,h", "show this help")(
       "format", po::value(&format)->default_value("table"), "output: table or json")(
+      "report", po::value(&report_dir), "write an HTML report with figures into this folder")(
       "no-progress", "do not print progress on stderr");
   po::options_description hidden;
   hidden.add_options()("trace", po::value(&trace_path))("scenario", po::value(&scenario_path));
@@ -100,11 +103,16 @@ int replay_command(int argc, char** argv) {
   ProgressBar progress("replaying " + trace_path, !vm.count("no-progress"));
   SimulationOptions options;
   options.progress = [&progress](int32_t done, int32_t total) { progress.update(done, total); };
+  options.keep_traffic_matrix = !report_dir.empty();
   const ReplayResult r = replay_trace(scenario, trace_path, options);
   progress.finish();
   if (r.wraps > 0) {
     std::cerr << "moesim replay: note: the trace holds " << r.trace_batches
               << " batches; the run's micro-batches went around it " << r.wraps << " time(s)\n";
+  }
+  if (!report_dir.empty()) {
+    std::cerr << "report: " << write_run_report(report_dir, scenario, r.result).index_html.string()
+              << "\n";
   }
   if (format == "json") {
     write_run_json(std::cout, scenario, r.result);

@@ -9,6 +9,7 @@
 #include <thread>
 #include <vector>
 
+#include "analysis/html_report.h"
 #include "cli/commands.h"
 #include "cli/progress.h"
 #include "scenarios/scenario.h"
@@ -75,6 +76,7 @@ int sweep_command(int argc, char** argv) {
   std::string scenario_path;
   std::string out_path;
   std::string shard_text = "1/1";
+  std::string report_dir;
   int32_t threads = static_cast<int32_t>(std::max(1u, std::thread::hardware_concurrency()));
   po::options_description opts(
       "moesim sweep FILE [options]\n\n"
@@ -86,6 +88,8 @@ int sweep_command(int argc, char** argv) {
       "threads", po::value(&threads)->default_value(threads), "points simulated at once")(
       "shard", po::value(&shard_text)->default_value("1/1"),
       "I/N: run only the points p with p mod N == I-1 (for job arrays; join with moesim merge)")(
+      "report", po::value(&report_dir),
+      "write an HTML report (each metric against each axis) into this folder")(
       "no-progress", "do not print progress on stderr");
   po::options_description hidden;
   hidden.add_options()("scenario", po::value(&scenario_path));
@@ -116,6 +120,22 @@ int sweep_command(int argc, char** argv) {
   options.progress = [&progress](int64_t done, int64_t n) { progress.update(done, n); };
   const std::vector<SweepRow> rows = run_sweep(text, scenario_path, options);
   progress.finish();
+  if (!report_dir.empty()) {
+    SweepReportTable table{axes, sweep_metric_names(), {}};
+    for (const SweepRow& r : rows) {
+      table.rows.push_back(
+          {r.axis_values,
+           {r.step_mean_us, r.step_p50_us, r.step_p99_us, r.step_stddev_us.value_or(0.0),
+            r.dispatch_mean_us, r.dispatch_p99_us, r.combine_mean_us, r.combine_p99_us,
+            r.expert_compute_mean_us, r.dropped_token_fraction, r.expert_max_over_mean,
+            r.gpu_max_over_mean, r.idle_fraction, r.tokens_per_s_per_gpu}});
+    }
+    // In sweep_metric_names()'s order; a missing stddev (one measured step) reads 0 there.
+    const ReportOutput report = write_sweep_report(report_dir, base, table);
+    for (const std::string& w : report.warnings)
+      std::cerr << "moesim sweep: gnuplot: " << w << "\n";
+    std::cerr << "report: " << report.index_html.string() << "\n";
+  }
 
   if (out_path.empty()) {
     write_sweep_csv(std::cout, axes, total, rows);
