@@ -175,3 +175,10 @@ TEST_CASE("real vLLM traces replay to the counts in their files", "[commands]") 
   for (int64_t n : r.result.tokens_per_expert) pairs += n;
   CHECK(pairs == rows * c.top_k);
 }
+
+TEST_CASE("record refuses expert-choice routing, whose rows vary in width", "[commands]") {
+  ScratchDir dir("choice");
+  const Scenario s = parse_scenario(
+      tiny_scenario("ep: 8", kTraining, "router { expert_choice: true }"), "choice.pbtxt");
+  CHECK_THROWS_WITH(record_trace(s, dir / "choice.trace"), Catch::Contains("expert-choice"));
+}
