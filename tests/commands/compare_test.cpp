@@ -197,7 +197,7 @@ TEST_CASE("compare routes the same tokens for every plan and cluster, whatever t
   CHECK_THAT(compare_verdict(serial), Catch::StartsWith("fastest plan that fits: "));
 }
 
-TEST_CASE("--cluster specs name a preset and its options", "[commands]") {
+TEST_CASE("cluster specs name a preset and its options", "[commands]") {
   const ClusterChoice a = parse_cluster_choice("dgx-h100:nodes=4:nic=400");
   CHECK(a.cluster.gpu_count == 32);
   CHECK(a.cluster.gpus_per_node == 8);
