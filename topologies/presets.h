@@ -38,8 +38,8 @@ struct ClusterOptions {
   int spines = 0;                    // 0: one spine per rail
 };
 
-// One node for nodes == 1, else build_rail_fat_tree of the preset's node. Efficiencies stay 1.0
-// (nominal); a scenario that knows better sets them.
+// One node for nodes == 1, else build_rail_fat_tree of the preset's node, with the per-link-kind
+// efficiencies stated (with their sources) in presets.cpp: network 0.97, NVLink 0.80, PCIe 0.90.
 Topology build_cluster(const ClusterOptions& options);
 
 }  // namespace moesim

@@ -1,0 +1,171 @@
+// `moesim moe-collective`: one DeepEP-style MoE dispatch or combine phase on a cluster, with
+// DeepEP's bandwidth figures (tests/validation/README.md says which bytes are counted).
+#include <boost/program_options.hpp>
+#include <iomanip>
+#include <iostream>
+#include <optional>
+#include <string>
+
+#include "cli/commands.h"
+#include "models/moe/model_spec.h"
+#include "scenarios/topology_file.h"
+#include "sim/moe_phase.h"
+#include "topologies/presets.h"
+
+namespace moesim::cli {
+namespace {
+
+Topology cluster_from(const std::string& topology, int nodes, std::optional<double> nic_gbps,
+                      int spines) {
+  for (const NodePreset& p : node_presets()) {
+    if (p.name == topology) {
+      ClusterOptions options;
+      options.preset = topology;
+      options.nodes = nodes;
+      options.nic_gbps = nic_gbps;
+      options.spines = spines;
+      return build_cluster(options);
+    }
+  }
+  if (nic_gbps || nodes != 1 || spines != 0) {
+    throw std::invalid_argument(
+        "--nodes, --nic-gbps and --spines apply to a topology preset, and '" + topology +
+        "' is not one (it is read as a topology file)");
+  }
+  return load_topology_file(topology);
+}
+
+void write_json(std::ostream& out, const std::string& op, const std::string& mode, int32_t tokens,
+                const MoePhaseResult& r) {
+  out << std::setprecision(10) << "{\n"
+      << "  \"op\": \"" << op << "\",\n"
+      << "  \"mode\": \"" << mode << "\",\n"
+      << "  \"gpus\": " << r.gpus << ",\n"
+      << "  \"nodes\": " << r.nodes << ",\n"
+      << "  \"tokens_per_gpu\": " << tokens << ",\n"
+      << "  \"routed_pairs\": " << r.routed_pairs << ",\n"
+      << "  \"flows\": " << r.flows << ",\n"
+      << "  \"time_us\": " << r.time_us() << ",\n"
+      << "  \"bandwidth_gbps\": {\"nvlink\": " << r.nvlink_gbps() << ", \"rdma\": " << r.rdma_gbps()
+      << "},\n"
+      << "  \"bytes_per_gpu\": {\"nvlink\": " << r.deepep_nvlink_bytes_per_gpu
+      << ", \"rdma\": " << r.deepep_rdma_bytes_per_gpu << "},\n"
+      << "  \"wire_bandwidth_gbps\": {\"nvlink\": " << r.wire_nvlink_gbps()
+      << ", \"network\": " << r.wire_network_gbps() << "},\n"
+      << "  \"wire_bytes_per_gpu\": {\"nvlink\": " << r.wire_nvlink_bytes_per_gpu
+      << ", \"network\": " << r.wire_network_bytes_per_gpu << "}\n"
+      << "}\n";
+}
+
+void write_table(std::ostream& out, const std::string& op, const std::string& mode, int32_t tokens,
+                 const MoePhaseResult& r) {
+  out << std::fixed << std::setprecision(1) << op << " (" << mode << "), EP" << r.gpus << " on "
+      << r.nodes << (r.nodes == 1 ? " node" : " nodes") << ", " << tokens << " tokens per GPU\n"
+      << "  time                 " << r.time_us() << " us\n"
+      << "  DeepEP bandwidth     NVLink " << r.nvlink_gbps() << " GB/s, RDMA " << r.rdma_gbps()
+      << " GB/s\n"
+      << "  bytes on the wire    NVLink " << r.wire_nvlink_gbps() << " GB/s, network "
+      << r.wire_network_gbps() << " GB/s per GPU\n";
+}
+
+}  // namespace
+
+int moe_collective_command(int argc, char** argv) {
+  namespace po = boost::program_options;
+  std::string op;
+  std::string topology;
+  std::string model_name;
+  std::string mode;
+  std::string routing;
+  std::string format;
+  int nodes = 1;
+  int spines = 0;
+  double nic_gbps = 0.0;
+  int32_t tokens = 0;
+  int32_t chunks = 8;
+  uint64_t seed = 1;
+  po::options_description opts(
+      "moesim moe-collective --op moe-dispatch|moe-combine [options]\n\nRuns one DeepEP-style "
+      "MoE dispatch or combine phase (EP = every GPU) and reports its time and DeepEP's\n"
+      "bandwidth figures");
+  opts.add_options()("help,h", "show this help")("op", po::value(&op)->required(),
+                                                 "moe-dispatch or moe-combine")(
+      "topology", po::value(&topology)->default_value("dgx-h800"),
+      "a topology preset or a topology file")("nodes", po::value(&nodes)->default_value(1),
+                                              "nodes of the preset")(
+      "nic-gbps", po::value(&nic_gbps), "NIC speed per GPU, Gb/s (default: the preset's)")(
+      "spines", po::value(&spines)->default_value(0),
+      "spine switches (0: one per rail; 1 stands for adaptive routing, which spreads packets "
+      "over every spine)")("model", po::value(&model_name)->default_value("deepseek-v3"),
+                           "a model preset")("mode", po::value(&mode)->default_value("normal"),
+                                             "normal or low-latency")(
+      "tokens", po::value(&tokens),
+      "tokens per GPU (default 4096 in normal mode, 128 in low-latency mode)")(
+      "chunks", po::value(&chunks)->default_value(8), "normal mode: pipeline chunks per transfer")(
+      "ll-over-network",
+      "low-latency mode: send pairs inside a node through the NIC too, not over NVLink")(
+      "routing", po::value(&routing)->default_value("iid"),
+      "iid (independent random logits, as DeepEP's tests) or clustered (the router's token "
+      "model)")("seed", po::value(&seed)->default_value(1), "routing seed")(
+      "format", po::value(&format)->default_value("table"), "table or json");
+  po::variables_map vm;
+  po::store(po::parse_command_line(argc, argv, opts), vm);
+  if (vm.count("help")) {
+    std::cout << opts << "\n";
+    return 0;
+  }
+  po::notify(vm);
+
+  MoePhaseOptions options;
+  if (op == "moe-dispatch") {
+    options.phase = MoePhase::kDispatch;
+  } else if (op == "moe-combine") {
+    options.phase = MoePhase::kCombine;
+  } else {
+    throw std::invalid_argument("--op must be moe-dispatch or moe-combine, not '" + op + "'");
+  }
+  if (mode == "normal") {
+    options.mode = MoeCommMode::kNormal;
+  } else if (mode == "low-latency") {
+    options.mode = MoeCommMode::kLowLatency;
+  } else {
+    throw std::invalid_argument("--mode must be normal or low-latency, not '" + mode + "'");
+  }
+  if (routing == "iid") {
+    options.routing = MoePhaseRouting::kIidLogits;
+  } else if (routing == "clustered") {
+    options.routing = MoePhaseRouting::kClusteredTokens;
+  } else {
+    throw std::invalid_argument("--routing must be iid or clustered, not '" + routing + "'");
+  }
+  if (format != "table" && format != "json") {
+    throw std::invalid_argument("--format must be table or json, not '" + format + "'");
+  }
+  if (vm.count("ll-over-network") && options.mode != MoeCommMode::kLowLatency) {
+    throw std::invalid_argument("--ll-over-network applies to --mode low-latency only");
+  }
+  options.low_latency_over_network = vm.count("ll-over-network") > 0;
+  options.tokens_per_gpu =
+      vm.count("tokens") ? tokens : (options.mode == MoeCommMode::kNormal ? 4096 : 128);
+  options.pipeline_chunks = chunks;
+  options.seed = seed;
+  const ModelSpec* model = find_model_preset(model_name);
+  if (model == nullptr) {
+    std::string known;
+    for (const ModelSpec& m : model_presets()) known += (known.empty() ? "" : ", ") + m.name;
+    throw std::invalid_argument("--model: unknown model preset '" + model_name +
+                                "'; known presets: " + known);
+  }
+  const Topology cluster =
+      cluster_from(topology, nodes,
+                   vm.count("nic-gbps") ? std::optional<double>(nic_gbps) : std::nullopt, spines);
+  const MoePhaseResult result = run_moe_phase(cluster, *model, options);
+  if (format == "json") {
+    write_json(std::cout, op, mode, options.tokens_per_gpu, result);
+  } else {
+    write_table(std::cout, op, mode, options.tokens_per_gpu, result);
+  }
+  return 0;
+}
+
+}  // namespace moesim::cli

@@ -1,0 +1,360 @@
+#include "sim/moe_phase.h"
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "models/moe/parallel_plan.h"
+#include "models/moe/placement.h"
+#include "models/network/network_model.h"
+#include "models/router/router.h"
+#include "sim/engine/engine.h"
+#include "sim/moe_traffic.h"
+
+namespace moesim {
+namespace {
+
+RouterSpec phase_router_spec(const ModelSpec& model, const MoePhaseOptions& options) {
+  RouterSpec r;
+  r.experts = model.routed_experts;
+  r.top_k = model.top_k;
+  r.layers = 1;
+  r.groups = model.expert_groups;
+  r.topk_group = model.topk_groups;
+  r.scoring =
+      model.scoring == Scoring::kSigmoid ? RouterScoring::kSigmoid : RouterScoring::kSoftmax;
+  r.selection =
+      model.expert_groups > 1 ? RouterSelection::kGroupLimitedTopK : RouterSelection::kTopK;
+  r.renormalize = model.normalize_topk;
+  r.routed_scaling = model.routed_scaling_factor;
+  r.source = TokenSourceKind::kLogitSpace;
+  r.tokens.hidden = model.hidden_size;
+  if (options.routing == MoePhaseRouting::kIidLogits) {
+    // One cluster with no centre and no offsets leaves only the isotropic part: logits
+    // N(0, W^T W), and W^T W is close to I for a random N(0, 1/H) gate with E << H.
+    r.tokens.clusters = 1;
+    r.tokens.centre_scale = 0.0;
+    r.tokens.offset_scale = 0.0;
+    r.tokens.isotropic_scale = 1.0;
+  }
+  r.seed = options.seed;
+  return r;
+}
+
+std::vector<RoutingDecision> route_all(const ModelSpec& model, const MoePhaseOptions& options,
+                                       int32_t ranks) {
+  Router router(phase_router_spec(model, options));
+  std::vector<RoutingDecision> decisions(static_cast<size_t>(ranks));
+  const int32_t threads = std::clamp(options.routing_threads, 1, ranks);
+  auto work = [&](int32_t first) {
+    for (int32_t rank = first; rank < ranks; rank += threads) {
+      RoutingRequest request;
+      request.layer = 0;
+      request.micro_batch = 0;
+      request.rank = rank;
+      request.ranks = ranks;
+      request.tokens = options.tokens_per_gpu;
+      router.route(request, decisions[static_cast<size_t>(rank)]);
+    }
+  };
+  std::vector<std::thread> pool;
+  for (int32_t t = 1; t < threads; ++t) pool.emplace_back(work, t);
+  work(0);
+  for (std::thread& t : pool) t.join();
+  return decisions;
+}
+
+struct Transfer {
+  int32_t src = 0;
+  int32_t dst = 0;
+  int64_t bytes = 0;
+  // A first-stage transfer whose bytes its destination forwards in the second stage.
+  bool feeds_relay = false;
+};
+
+// Plays first-stage transfers that feed a relay as `chunks` flows one after another (the next
+// leaves when the previous has arrived, as a sender reuses a bounded buffer), other first-stage
+// transfers whole, and second-stage transfers from a relay chunk by chunk: chunk c leaves once
+// chunk c of every feeding transfer into the relay has arrived. The last delivery ends it.
+class ChunkedExchange final : public FlowObserver {
+ public:
+  ChunkedExchange(NetworkModel& network, std::vector<Transfer> first, std::vector<Transfer> second,
+                  int32_t chunks)
+      : network_(network),
+        first_(std::move(first)),
+        second_(std::move(second)),
+        chunks_(chunks),
+        second_by_relay_(static_cast<size_t>(network.topology().gpu_count())),
+        due_(static_cast<size_t>(network.topology().gpu_count()) * chunks, 0) {
+    for (uint32_t i = 0; i < second_.size(); ++i) {
+      second_by_relay_[static_cast<size_t>(second_[i].src)].push_back(i);
+    }
+    for (const Transfer& t : first_) {
+      if (!t.feeds_relay || second_by_relay_[static_cast<size_t>(t.dst)].empty()) continue;
+      for (int32_t c = 0; c < chunks_; ++c) ++due_[static_cast<size_t>(t.dst) * chunks_ + c];
+    }
+  }
+
+  void start() {
+    for (uint32_t i = 0; i < first_.size(); ++i) launch(false, i, 0);
+    for (size_t relay = 0; relay < second_by_relay_.size(); ++relay) {
+      for (int32_t c = 0; c < chunks_; ++c) {
+        if (due_[relay * chunks_ + c] == 0) launch_relay_chunk(relay, c);
+      }
+    }
+  }
+
+  void on_flow_done(FlowId, uint64_t tag) override {
+    last_delivery_ = network_.engine().now();
+    const bool second = (tag >> kStageShift) != 0;
+    const auto index = static_cast<uint32_t>((tag >> kChunkBits) & kIndexMask);
+    const auto chunk = static_cast<int32_t>(tag & ((uint64_t{1} << kChunkBits) - 1));
+    if (second) return;
+    const Transfer& t = first_[index];
+    if (!t.feeds_relay) return;
+    if (chunk + 1 < chunks_) launch(false, index, chunk + 1);
+    const auto relay = static_cast<size_t>(t.dst);
+    if (second_by_relay_[relay].empty()) return;
+    if (--due_[relay * chunks_ + chunk] == 0) launch_relay_chunk(relay, chunk);
+  }
+
+  Time last_delivery() const { return last_delivery_; }
+  int64_t flows() const { return flows_; }
+
+ private:
+  static constexpr int kChunkBits = 16;
+  static constexpr int kStageShift = 63;
+  static constexpr uint64_t kIndexMask = (uint64_t{1} << (kStageShift - kChunkBits)) - 1;
+
+  void launch_relay_chunk(size_t relay, int32_t chunk) {
+    for (uint32_t i : second_by_relay_[relay]) launch(true, i, chunk);
+  }
+  void launch(bool second, uint32_t index, int32_t chunk) {
+    const Transfer& t = second ? second_[index] : first_[index];
+    // Equal chunks, the rounding spread so that they sum to the transfer. A first-stage
+    // transfer that feeds no relay goes whole.
+    const int64_t pieces = second || t.feeds_relay ? chunks_ : 1;
+    const int64_t begin = t.bytes * chunk / pieces;
+    const int64_t end = t.bytes * (chunk + 1) / pieces;
+    const uint64_t tag = (uint64_t{second} << kStageShift) | (uint64_t{index} << kChunkBits) |
+                         static_cast<uint64_t>(chunk);
+    network_.start_flow(t.src, t.dst, Bytes(end - begin), this, tag);
+    ++flows_;
+  }
+
+  NetworkModel& network_;
+  std::vector<Transfer> first_;
+  std::vector<Transfer> second_;
+  int32_t chunks_;
+  std::vector<std::vector<uint32_t>> second_by_relay_;
+  std::vector<int32_t> due_;  // per (relay, chunk): feeding chunks still to arrive
+  Time last_delivery_ = Time::zero();
+  int64_t flows_ = 0;
+};
+
+void check_options(const Topology& topology, const ModelSpec& model,
+                   const MoePhaseOptions& options) {
+  const int32_t gpus = topology.gpu_count();
+  if (gpus < 1) throw std::invalid_argument("moe phase: the topology has no GPUs");
+  if (options.tokens_per_gpu < 1) {
+    throw std::invalid_argument("moe phase: tokens per GPU must be at least 1, got " +
+                                std::to_string(options.tokens_per_gpu));
+  }
+  if (options.pipeline_chunks < 1 || options.pipeline_chunks > 4096) {
+    throw std::invalid_argument("moe phase: pipeline chunks must be in [1, 4096], got " +
+                                std::to_string(options.pipeline_chunks));
+  }
+  if (model.routed_experts < 1 || model.routed_experts % gpus != 0) {
+    throw std::invalid_argument("moe phase: model '" + model.name + "' has " +
+                                std::to_string(model.routed_experts) +
+                                " routed experts, not divisible by the " + std::to_string(gpus) +
+                                " GPUs of the expert-parallel group");
+  }
+}
+
+}  // namespace
+
+Topology without_nvlink(const Topology& topology) {
+  Topology out;
+  for (uint32_t v = 0; v < topology.vertex_count(); ++v) {
+    out.add_vertex(topology.vertex_kind(VertexId{v}), topology.vertex_name(VertexId{v}));
+  }
+  const std::span<const Link> links = topology.links();
+  // Links come in (a->b, b->a) pairs at even and odd ids.
+  for (size_t i = 0; i < links.size(); i += 2) {
+    const Link& l = links[i];
+    if (l.kind == LinkKind::kNvLink) continue;
+    out.add_duplex_link(l.from, l.to, l.capacity, l.latency, l.kind);
+  }
+  for (int k = 0; k < kLinkKinds; ++k) {
+    const auto kind = static_cast<LinkKind>(k);
+    out.set_efficiency(kind, topology.efficiency(kind));
+  }
+  out.set_gpus_per_node(topology.gpus_per_node());
+  out.set_gpu_forwarding(topology.gpu_forwarding());
+  try {
+    out.validate();
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(
+        std::string("without NVLink the GPUs are not all connected (a single node has no "
+                    "network; use two or more nodes): ") +
+        e.what());
+  }
+  return out;
+}
+
+MoePhaseResult run_moe_phase(const Topology& cluster, const ModelSpec& model,
+                             const MoePhaseOptions& options) {
+  check_options(cluster, model, options);
+  const std::vector<RoutingDecision> decisions = route_all(model, options, cluster.gpu_count());
+  return run_moe_phase(cluster, model, decisions, options);
+}
+
+MoePhaseResult run_moe_phase(const Topology& cluster, const ModelSpec& model,
+                             std::span<const RoutingDecision> decisions,
+                             const MoePhaseOptions& options) {
+  check_options(cluster, model, options);
+  if (decisions.size() != static_cast<size_t>(cluster.gpu_count())) {
+    throw std::invalid_argument("moe phase: expected one routing decision per GPU (" +
+                                std::to_string(cluster.gpu_count()) + "), got " +
+                                std::to_string(decisions.size()));
+  }
+  for (const RoutingDecision& d : decisions) {
+    if (d.experts != model.routed_experts || d.counts_only) {
+      throw std::invalid_argument("moe phase: a routing decision has " + std::to_string(d.experts) +
+                                  " experts (the model " + std::to_string(model.routed_experts) +
+                                  ") or only per-expert counts; per-token decisions are needed");
+    }
+  }
+  const bool low_latency = options.mode == MoeCommMode::kLowLatency;
+  Topology network_only;
+  if (low_latency && options.low_latency_over_network) network_only = without_nvlink(cluster);
+  const Topology& topology =
+      low_latency && options.low_latency_over_network ? network_only : cluster;
+  const bool combine = options.phase == MoePhase::kCombine;
+  const int32_t gpus = topology.gpu_count();
+  const int32_t nodes = topology.node_count();
+
+  ParallelPlan plan;
+  plan.ep = gpus;
+  const Placement placement(plan, model, plan.ep_ranks_per_node(topology.gpus_per_node()));
+  const int64_t bytes_per_token =
+      (combine ? model.combine_bytes_per_token() : model.dispatch_bytes_per_token()).count();
+
+  MoePhaseResult result;
+  result.gpus = gpus;
+  result.nodes = nodes;
+
+  // DeepEP's byte counts, from the decisions (tests/validation/README.md).
+  int64_t received_tokens = 0;  // (token, destination GPU) pairs
+  int64_t node_pairs = 0;       // (token, destination node) pairs
+  int64_t kept_pairs = 0;       // (token, expert) pairs
+  std::vector<int64_t> direct_pairs(low_latency ? static_cast<size_t>(gpus) * gpus : 0);
+  std::vector<int64_t> gpu_stamp(static_cast<size_t>(gpus), -1);
+  std::vector<int64_t> node_stamp(static_cast<size_t>(nodes), -1);
+  int64_t stamp = 0;
+  for (int32_t src = 0; src < gpus; ++src) {
+    const RoutingDecision& d = decisions[static_cast<size_t>(src)];
+    result.tokens += d.tokens;
+    for (int32_t t = 0; t < d.tokens; ++t, ++stamp) {
+      const auto row = static_cast<size_t>(t) * d.slots_per_token;
+      for (int32_t j = 0; j < d.slots_per_token; ++j) {
+        const int32_t e = d.expert_ids[row + j];
+        if (e == kNoExpert) continue;
+        ++result.routed_pairs;
+        if (d.dropped[row + j]) continue;
+        ++kept_pairs;
+        const int32_t dst = placement.home_rank(e);
+        if (low_latency) ++direct_pairs[static_cast<size_t>(src) * gpus + dst];
+        if (gpu_stamp[static_cast<size_t>(dst)] != stamp) {
+          gpu_stamp[static_cast<size_t>(dst)] = stamp;
+          ++received_tokens;
+        }
+        const int32_t node = topology.node_of(dst);
+        if (node_stamp[static_cast<size_t>(node)] != stamp) {
+          node_stamp[static_cast<size_t>(node)] = stamp;
+          ++node_pairs;
+        }
+      }
+    }
+  }
+  if (low_latency) {
+    result.deepep_rdma_bytes_per_gpu =
+        static_cast<double>(kept_pairs) * static_cast<double>(bytes_per_token) / gpus;
+  } else {
+    result.deepep_nvlink_bytes_per_gpu =
+        static_cast<double>(received_tokens) * static_cast<double>(bytes_per_token) / gpus;
+    if (nodes > 1) {
+      result.deepep_rdma_bytes_per_gpu =
+          static_cast<double>(node_pairs) * static_cast<double>(bytes_per_token) / gpus;
+    }
+  }
+
+  std::vector<Transfer> first;
+  std::vector<Transfer> second;
+  int32_t chunks = 1;
+  if (low_latency) {
+    // Every pair at once; a GPU's pairs for its own experts stay local (no flow).
+    for (int32_t s = 0; s < gpus; ++s) {
+      for (int32_t d = 0; d < gpus; ++d) {
+        const int64_t n = direct_pairs[static_cast<size_t>(s) * gpus + d];
+        if (n == 0 || s == d) continue;
+        const Transfer t{s, d, n * bytes_per_token, false};
+        first.push_back(combine ? Transfer{d, s, t.bytes, false} : t);
+      }
+    }
+  } else {
+    chunks = options.pipeline_chunks;
+    ReplicaLayout layout;
+    layout.plan = &plan;
+    layout.placement = &placement;
+    layout.topology = &topology;
+    const MoeLayerTraffic traffic =
+        build_layer_traffic(layout, decisions, DispatchAlgorithm::kHierarchical);
+    auto cross_node = [&topology](int32_t a, int32_t b) {
+      return topology.node_of(a) != topology.node_of(b);
+    };
+    if (!combine) {
+      for (const TokenTransfer& t : traffic.stage1) {
+        first.push_back(
+            {t.src_gpu, t.dst_gpu, t.tokens * bytes_per_token, cross_node(t.src_gpu, t.dst_gpu)});
+      }
+      for (const TokenTransfer& t : traffic.stage2) {
+        second.push_back({t.src_gpu, t.dst_gpu, t.tokens * bytes_per_token, false});
+      }
+    } else {
+      // Experts' outputs go back to the relay over NVLink first; the relay reduces a token's
+      // outputs and sends one result per (token, node) back over the network.
+      for (const TokenTransfer& t : traffic.stage2) {
+        first.push_back({t.dst_gpu, t.src_gpu, t.tokens * bytes_per_token, true});
+      }
+      for (const TokenTransfer& t : traffic.stage1) {
+        const Transfer back{t.dst_gpu, t.src_gpu, t.tokens * bytes_per_token, false};
+        (cross_node(t.src_gpu, t.dst_gpu) ? second : first).push_back(back);
+      }
+    }
+  }
+
+  Engine engine(options.seed);
+  NetworkModel network(engine, topology);
+  ChunkedExchange exchange(network, std::move(first), std::move(second), chunks);
+  exchange.start();
+  engine.run();
+  result.phase_time = exchange.last_delivery();
+  result.flows = exchange.flows();
+  double nvlink_bytes = 0.0;
+  double network_bytes = 0.0;
+  for (int32_t g = 0; g < gpus; ++g) {
+    const GpuTraffic& traffic = network.gpu_traffic(g);
+    nvlink_bytes += static_cast<double>(traffic.sent_bytes[static_cast<size_t>(LinkKind::kNvLink)]);
+    network_bytes +=
+        static_cast<double>(traffic.sent_bytes[static_cast<size_t>(LinkKind::kNetwork)]);
+  }
+  result.wire_nvlink_bytes_per_gpu = nvlink_bytes / gpus;
+  result.wire_network_bytes_per_gpu = network_bytes / gpus;
+  return result;
+}
+
+}  // namespace moesim
