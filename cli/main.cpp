@@ -1,5 +1,7 @@
 // Entry point of the `moesim` command: dispatches to a sub-command and turns exceptions into
 // a one-line error and a non-zero exit.
+#include <cblas.h>
+
 #include <cstring>
 #include <exception>
 #include <iostream>
@@ -45,6 +47,9 @@ int main(int argc, char** argv) {
     return argc < 2 ? 2 : 0;
   }
   const std::string_view name = argv[1];
+  // moesim runs routing tasks on its own threads; BLAS threads on top of them would only
+  // contend for the same cores (and spin), so each gate GEMM runs on its caller's thread.
+  openblas_set_num_threads(1);
   for (const Command& c : kCommands) {
     if (c.name == name) {
       try {
