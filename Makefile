@@ -7,6 +7,8 @@ CMAKE_FLAGS ?=
 SCENARIO ?=
 FUZZ_DIR ?= build/fuzz
 FUZZ_SECONDS ?= 15
+# BROWSER_TESTS=ON installs Debian's chromium and opens a rendered report in it headless.
+BROWSER_TESTS ?= OFF
 MOESIM := $(BUILD_DIR)/cli/moesim
 
 .PHONY: all deps configure build run test fuzz bench format clean
@@ -14,10 +16,12 @@ MOESIM := $(BUILD_DIR)/cli/moesim
 all: build
 
 deps:
-	@tools/install-deps.sh
+	@MOESIM_EXTRA_PACKAGES="$(MOESIM_EXTRA_PACKAGES) $(if $(filter ON,$(BROWSER_TESTS)),chromium)" \
+	  tools/install-deps.sh
 
 configure: deps
-	@cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DMOESIM_WERROR=ON $(CMAKE_FLAGS) >/dev/null
+	@cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DMOESIM_WERROR=ON \
+	  -DMOESIM_BROWSER_TESTS=$(BROWSER_TESTS) $(CMAKE_FLAGS) >/dev/null
 
 build: configure
 	@cmake --build $(BUILD_DIR) -j $(JOBS)
