@@ -34,7 +34,18 @@ Bytes size_option(const po::variables_map& vm, const char* name) {
 
 }  // namespace
 
+// The MoE phases take other options (model, tokens, mode), so they have their own parser.
+bool is_moe_phase(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    if (arg == "--op" && i + 1 < argc) return std::string_view(argv[i + 1]).starts_with("moe-");
+    if (arg.starts_with("--op=")) return arg.substr(5).starts_with("moe-");
+  }
+  return false;
+}
+
 int collective_command(int argc, char** argv) {
+  if (is_moe_phase(argc, argv)) return moe_collective_command(argc, argv);
   po::options_description desc(
       "usage: moesim collective --topology PRESET|FILE --op OP [options]\n\n"
       "Times one collective over a range of sizes, like nccl-tests. size is the per-GPU buffer\n"
@@ -47,7 +58,9 @@ int collective_command(int argc, char** argv) {
       "nodes", po::value<int>(), "nodes of a preset (default 1)")(
       "nic-gbps", po::value<double>(), "override a preset's NIC speed, Gb/s per GPU")(
       "oversubscription", po::value<double>(), "leaf down/up capacity ratio of a preset's fabric")(
-      "op", po::value<std::string>(), "alltoall | allreduce | allgather | reducescatter")(
+      "op", po::value<std::string>(),
+      "alltoall | allreduce | allgather | reducescatter; moe-dispatch | moe-combine run one "
+      "DeepEP-style phase (see moesim moe-collective --help)")(
       "algo", po::value<std::string>(),
       "direct | pairwise | hierarchical (all-to-all), ring | tree (all-reduce); default direct "
       "or ring")("chunks", po::value<int>()->default_value(4),
