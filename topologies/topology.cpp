@@ -1,12 +1,11 @@
-// Topology: the vertex and link tables, the Boost.Graph adjacency list, BFS shortest paths with
-// ECMP among equal-cost paths, the per-pair path cache and the reachability check.
+// Topology: the vertex and link tables, the Boost.Graph adjacency list, shortest paths with ECMP
+// from one reverse BFS per destination, the compact per-pair path cache and reachability check.
 #include "topologies/topology.h"
 
-#include <boost/graph/breadth_first_search.hpp>
-#include <boost/graph/filtered_graph.hpp>
 #include <boost/pending/disjoint_sets.hpp>
 
 #include <algorithm>
+#include <array>
 #include <limits>
 #include <set>
 #include <stdexcept>
@@ -44,12 +43,15 @@ const char* to_string(LinkKind kind) {
 namespace {
 
 constexpr uint32_t kUnreached = std::numeric_limits<uint32_t>::max();
+// An arena position or relay index that names nothing (a path slot not chosen yet, the root).
+constexpr uint32_t kNone = std::numeric_limits<uint32_t>::max();
 // Path counts saturate here; decoding stays valid (each vertex's count is at most the sum of its
 // successors'), only the sampling of astronomically many paths is slightly uneven.
 constexpr uint64_t kCountLimit = uint64_t{1} << 62;
-constexpr size_t kChunkLinks = size_t{1} << 16;
-// Bound on cached BFS distances (entries of vertex_count each) before the cache is dropped.
-constexpr size_t kMaxCachedDistances = size_t{1} << 24;
+// Bound on the bytes of per-destination DAGs kept at once before they are all dropped (they are
+// rebuilt on demand; a 1024-GPU rail cluster needs about 30 MB for all of them).
+constexpr size_t kMaxDagBytes = size_t{64} << 20;
+constexpr uint32_t kMaxHops = (uint32_t{1} << 24) - 1;
 
 // SplitMix64's finaliser: callers may pass sequential or structured hashes.
 uint64_t mix64(uint64_t x) {
@@ -59,41 +61,79 @@ uint64_t mix64(uint64_t x) {
   return x ^ (x >> 31);
 }
 
+// Fixed chunks so that handed-out pointers never move; a position is 16 bits of chunk and 16 of
+// offset, so that a cache entry holds it in 4 bytes.
+template <typename T>
+class Arena {
+ public:
+  static constexpr uint32_t kChunkBits = 16;
+  static constexpr size_t kChunkSize = size_t{1} << kChunkBits;
+
+  // n consecutive elements; a request larger than a chunk gets a chunk of its own.
+  uint32_t allocate(size_t n) {
+    if (chunks_.empty() || used_ + n > size_) {
+      if (chunks_.size() + 1 >= (size_t{1} << (32 - kChunkBits))) {
+        throw std::length_error("topology: the path cache outgrew 2^32 stored links");
+      }
+      size_ = std::max(kChunkSize, n);
+      chunks_.push_back(std::make_unique<T[]>(size_));
+      used_ = 0;
+    }
+    const auto position =
+        static_cast<uint32_t>(((chunks_.size() - 1) << kChunkBits) | static_cast<uint32_t>(used_));
+    used_ += n;
+    return position;
+  }
+  T* at(uint32_t position) const {
+    return chunks_[position >> kChunkBits].get() + (position & (kChunkSize - 1));
+  }
+
+ private:
+  std::vector<std::unique_ptr<T[]>> chunks_;
+  size_t used_ = 0;
+  size_t size_ = 0;
+};
+
 }  // namespace
+
+// Shortest-path structure toward one destination GPU, over the relay vertices (those that may
+// carry other GPUs' traffic: every non-GPU, and GPUs when they forward), indexed by relay index.
+// A source GPU that does not relay is resolved from its own few out-links at query time.
+struct Topology::DestinationDag {
+  struct NextHop {
+    LinkId link;
+    uint32_t to;  // relay index, or kNone for the destination GPU when it does not relay
+  };
+  uint32_t root = 0;                // the destination GPU's vertex
+  std::vector<uint32_t> hop_count;  // to the destination; kUnreached
+  std::vector<uint64_t> paths;      // equal-cost shortest paths to the destination (saturating)
+  std::vector<uint32_t> hop_begin;  // next hops of relay r: hops[hop_begin[r], hop_begin[r + 1])
+  std::vector<NextHop> hops;
+
+  size_t bytes() const {
+    return hop_count.capacity() * sizeof(uint32_t) + paths.capacity() * sizeof(uint64_t) +
+           hop_begin.capacity() * sizeof(uint32_t) + hops.capacity() * sizeof(NextHop) +
+           sizeof(DestinationDag);
+  }
+  uint64_t paths_through(uint32_t to) const { return to == kNone ? 1 : paths[to]; }
+};
 
 struct Topology::PathCache {
   bool used = false;
+  // Out-links of every vertex in insertion order (the graph's out-edge order), as CSR.
+  std::vector<uint32_t> out_begin;
+  std::vector<LinkId> out_links;
+  std::vector<uint32_t> relay_of_vertex;  // kNone for a GPU that does not relay
+  std::vector<uint32_t> relay_vertex;
   // Per source GPU, gpu_count entries, allocated when the source is first queried.
-  std::vector<std::unique_ptr<PairPaths[]>> rows;
-  // Path storage in fixed chunks so that spans never move.
-  std::vector<std::unique_ptr<LinkId[]>> chunks;
-  size_t chunk_used = 0;
-  size_t chunk_size = 0;
-  // Hop distance of every vertex to a destination GPU, per destination vertex.
-  std::unordered_map<uint32_t, std::vector<uint32_t>> distances;
-  size_t distance_entries = 0;
-  // Scratch for one pair: path counts (0 = not counted yet) and each DAG vertex's next hops
-  // [hop_begin[v], hop_end[v]) in `next_hops`, so decoding does not rescan wide switches.
-  struct NextHop {
-    LinkId link;
-    uint32_t to;
-  };
-  std::vector<uint64_t> counts;
-  std::vector<uint32_t> hop_begin;
-  std::vector<uint32_t> hop_end;
-  std::vector<NextHop> next_hops;
-  std::vector<uint32_t> counted;
-
-  LinkId* allocate(size_t n) {
-    if (chunks.empty() || chunk_used + n > chunk_size) {
-      chunk_size = std::max(kChunkLinks, n);
-      chunks.push_back(std::make_unique<LinkId[]>(chunk_size));
-      chunk_used = 0;
-    }
-    LinkId* out = chunks.back().get() + chunk_used;
-    chunk_used += n;
-    return out;
-  }
+  std::vector<std::unique_ptr<PairEntry[]>> rows;
+  std::vector<std::unique_ptr<DestinationDag>> dags;  // per destination GPU, while cached
+  size_t dag_bytes = 0;
+  Arena<LinkId> links;
+  Arena<uint32_t> slots;
+  // BFS scratch, kUnreached between uses.
+  std::vector<uint32_t> distance;
+  std::vector<uint32_t> order;
 };
 
 Topology::Topology() : graph_(std::make_unique<Graph>()) {}
@@ -264,132 +304,245 @@ void Topology::check_gpu_index(int gpu, const char* what) const {
   }
 }
 
+Topology::PathCache& Topology::path_cache() const {
+  if (cache_) return *cache_;
+  auto cache = std::make_unique<PathCache>();
+  const size_t n = kinds_.size();
+  cache->out_begin.assign(n + 1, 0);
+  for (const Link& l : links_) ++cache->out_begin[l.from.value + 1];
+  for (size_t v = 0; v < n; ++v) cache->out_begin[v + 1] += cache->out_begin[v];
+  cache->out_links.resize(links_.size());
+  std::vector<uint32_t> fill(cache->out_begin.begin(), cache->out_begin.end() - 1);
+  for (size_t i = 0; i < links_.size(); ++i) {
+    cache->out_links[fill[links_[i].from.value]++] = LinkId{static_cast<uint32_t>(i)};
+  }
+  cache->relay_of_vertex.assign(n, kNone);
+  for (size_t v = 0; v < n; ++v) {
+    if (gpu_forwarding_ || kinds_[v] != VertexKind::kGpu) {
+      cache->relay_of_vertex[v] = static_cast<uint32_t>(cache->relay_vertex.size());
+      cache->relay_vertex.push_back(static_cast<uint32_t>(v));
+    }
+  }
+  cache->rows.resize(gpus_.size());
+  cache->dags.resize(gpus_.size());
+  cache->distance.assign(n, kUnreached);
+  cache_ = std::move(cache);
+  return *cache_;
+}
+
+// One BFS from the destination over forward links (every link is duplex, so a distance from it
+// is the distance to it), expanding only the root and relays; then every relay's next hops and
+// path count in BFS order, so each count is a sum of counts already known.
+const Topology::DestinationDag& Topology::destination_dag(int dst_gpu) const {
+  PathCache& cache = *cache_;
+  auto& slot = cache.dags[static_cast<size_t>(dst_gpu)];
+  if (slot) return *slot;
+  if (cache.dag_bytes > kMaxDagBytes) {
+    for (auto& dag : cache.dags) dag.reset();
+    cache.dag_bytes = 0;
+  }
+  const uint32_t root = gpus_[static_cast<size_t>(dst_gpu)].value;
+  std::vector<uint32_t>& distance = cache.distance;
+  std::vector<uint32_t>& order = cache.order;
+  order.clear();
+  distance[root] = 0;
+  order.push_back(root);
+  for (size_t head = 0; head < order.size(); ++head) {
+    const uint32_t v = order[head];
+    if (v != root && cache.relay_of_vertex[v] == kNone) continue;
+    for (uint32_t i = cache.out_begin[v]; i < cache.out_begin[v + 1]; ++i) {
+      const uint32_t w = links_[cache.out_links[i].value].to.value;
+      if (distance[w] == kUnreached) {
+        distance[w] = distance[v] + 1;
+        order.push_back(w);
+      }
+    }
+  }
+
+  auto dag = std::make_unique<DestinationDag>();
+  dag->root = root;
+  const size_t relays = cache.relay_vertex.size();
+  dag->hop_count.assign(relays, kUnreached);
+  dag->paths.assign(relays, 0);
+  dag->hop_begin.assign(relays + 1, 0);
+  for (size_t r = 0; r < relays; ++r) {
+    const uint32_t v = cache.relay_vertex[r];
+    dag->hop_begin[r] = static_cast<uint32_t>(dag->hops.size());
+    dag->hop_count[r] = distance[v];
+    if (v == root || distance[v] == kUnreached) continue;
+    for (uint32_t i = cache.out_begin[v]; i < cache.out_begin[v + 1]; ++i) {
+      const LinkId l = cache.out_links[i];
+      const uint32_t w = links_[l.value].to.value;
+      const uint32_t relay = cache.relay_of_vertex[w];
+      if (distance[w] != kUnreached && distance[w] + 1 == distance[v] &&
+          (w == root || relay != kNone)) {
+        dag->hops.push_back({l, relay});
+      }
+    }
+  }
+  dag->hop_begin[relays] = static_cast<uint32_t>(dag->hops.size());
+  for (const uint32_t v : order) {
+    const uint32_t r = cache.relay_of_vertex[v];
+    if (r == kNone) continue;
+    if (v == root) {
+      dag->paths[r] = 1;
+      continue;
+    }
+    uint64_t total = 0;
+    for (uint32_t i = dag->hop_begin[r]; i < dag->hop_begin[r + 1]; ++i) {
+      total = std::min(kCountLimit, total + dag->paths_through(dag->hops[i].to));
+    }
+    dag->paths[r] = total;
+  }
+  for (const uint32_t v : order) distance[v] = kUnreached;
+  dag->hops.shrink_to_fit();
+  cache.dag_bytes += dag->bytes();
+  slot = std::move(dag);
+  return *slot;
+}
+
 namespace {
 
-// Keeps edges out of a GPU only for the BFS root or when GPUs forward. The BFS runs from the
-// destination over forward edges; every link is duplex, so a distance from the destination is
-// the distance to it, and an expanded vertex is an intermediate hop of the reverse path.
-template <typename Graph>
-struct ForwardingFilter {
-  const Graph* graph = nullptr;
-  const std::vector<VertexKind>* kinds = nullptr;
-  uint32_t root = 0;
-  bool gpus_forward = false;
-  template <typename Edge>
-  bool operator()(const Edge& e) const {
-    const auto s = static_cast<uint32_t>(boost::source(e, *graph));
-    return gpus_forward || s == root || (*kinds)[s] != VertexKind::kGpu;
-  }
+struct SourcePaths {
+  uint32_t hops = kUnreached;
+  uint64_t count = 0;
 };
 
 }  // namespace
 
-const Topology::PairPaths& Topology::pair_paths(int src_gpu, int dst_gpu) const {
+const Topology::PairEntry& Topology::pair_entry(int src_gpu, int dst_gpu) const {
   check_gpu_index(src_gpu, "source");
   check_gpu_index(dst_gpu, "destination");
-  if (!cache_) cache_ = std::make_unique<PathCache>();
-  PathCache& cache = *cache_;
+  PathCache& cache = path_cache();
+  // The read-only fast path: after precompute_paths() no query reaches a write below.
+  const auto& known_row = cache.rows[static_cast<size_t>(src_gpu)];
+  if (known_row) {
+    const PairEntry& known = known_row[static_cast<size_t>(dst_gpu)];
+    if (known.hops_and_count != 0 || src_gpu == dst_gpu) return known;
+  }
   cache.used = true;
-  if (cache.rows.empty()) cache.rows.resize(gpus_.size());
   auto& row = cache.rows[static_cast<size_t>(src_gpu)];
-  if (!row) row = std::make_unique<PairPaths[]>(gpus_.size());
-  PairPaths& entry = row[static_cast<size_t>(dst_gpu)];
-  if (entry.path_count != 0 || src_gpu == dst_gpu) return entry;
+  if (!row) row = std::make_unique<PairEntry[]>(gpus_.size());
+  PairEntry& entry = row[static_cast<size_t>(dst_gpu)];
+  if (src_gpu == dst_gpu) return entry;
 
+  const DestinationDag& dag = destination_dag(dst_gpu);
   const uint32_t src = gpus_[static_cast<size_t>(src_gpu)].value;
-  const uint32_t dst = gpus_[static_cast<size_t>(dst_gpu)].value;
-  auto found = cache.distances.find(dst);
-  if (found == cache.distances.end()) {
-    if (cache.distance_entries + kinds_.size() > kMaxCachedDistances) {
-      cache.distances.clear();
-      cache.distance_entries = 0;
-    }
-    std::vector<uint32_t> dist(kinds_.size(), kUnreached);
-    dist[dst] = 0;
-    ForwardingFilter<Graph> filter{graph_.get(), &kinds_, dst, gpu_forwarding_};
-    boost::filtered_graph<Graph, ForwardingFilter<Graph>> fabric(*graph_, filter);
-    boost::breadth_first_search(fabric, dst,
-                                boost::visitor(boost::make_bfs_visitor(
-                                    boost::record_distances(dist.data(), boost::on_tree_edge()))));
-    cache.distance_entries += dist.size();
-    found = cache.distances.emplace(dst, std::move(dist)).first;
-  }
-  const std::vector<uint32_t>& dist = found->second;
-  if (dist[src] == kUnreached) {
-    throw std::invalid_argument("topology: GPU '" + names_[src] + "' cannot reach GPU '" +
-                                names_[dst] + "'");
-  }
-
-  auto is_next_hop = [&](uint32_t v, uint32_t w) {
-    return dist[w] != kUnreached && dist[w] + 1 == dist[v] &&
-           (w == dst || gpu_forwarding_ || kinds_[w] != VertexKind::kGpu);
-  };
-  // Number of shortest paths from each DAG vertex to dst, memoised (0 = not yet counted).
-  if (cache.counts.size() < kinds_.size()) {
-    cache.counts.assign(kinds_.size(), 0);
-    cache.hop_begin.assign(kinds_.size(), 0);
-    cache.hop_end.assign(kinds_.size(), 0);
-  }
-  cache.next_hops.clear();
-  auto count_paths = [&](auto&& self, uint32_t v) -> uint64_t {
-    if (v == dst) return 1;
-    if (cache.counts[v] != 0) return cache.counts[v];
-    const auto begin = static_cast<uint32_t>(cache.next_hops.size());
-    for (auto [e, end] = boost::out_edges(v, *graph_); e != end; ++e) {
-      const auto w = static_cast<uint32_t>(boost::target(*e, *graph_));
-      if (is_next_hop(v, w)) cache.next_hops.push_back({(*graph_)[*e], w});
-    }
-    const auto end = static_cast<uint32_t>(cache.next_hops.size());
-    uint64_t total = 0;
-    for (uint32_t i = begin; i < end; ++i) {
-      total = std::min(kCountLimit, total + self(self, cache.next_hops[i].to));
-    }
-    cache.counts[v] = total;
-    cache.hop_begin[v] = begin;
-    cache.hop_end[v] = end;
-    cache.counted.push_back(v);
-    return total;
-  };
-  const uint64_t total_paths = count_paths(count_paths, src);
-  const uint32_t hops = dist[src];
-  const uint32_t kept = static_cast<uint32_t>(std::min<uint64_t>(total_paths, kMaxEcmpPaths));
-  // Sampled paths are spread evenly over the path index space, rotated per pair.
-  const uint64_t rotation =
-      total_paths > kept ? mix64((uint64_t{src} << 32) | dst) % total_paths : 0;
-
-  LinkId* out = cache.allocate(size_t{kept} * hops);
-  for (uint32_t j = 0; j < kept; ++j) {
-    const auto offset =
-        static_cast<uint64_t>(static_cast<unsigned __int128>(j) * total_paths / kept);
-    uint64_t index = (rotation + offset) % total_paths;
-    uint32_t v = src;
-    LinkId* step = out + size_t{j} * hops;
-    while (v != dst) {
-      for (uint32_t i = cache.hop_begin[v]; i < cache.hop_end[v]; ++i) {
-        const PathCache::NextHop& next = cache.next_hops[i];
-        const uint64_t through = next.to == dst ? 1 : cache.counts[next.to];
-        if (index < through) {
-          *step++ = next.link;
-          v = next.to;
-          break;
-        }
-        index -= through;
+  SourcePaths source;
+  const uint32_t src_relay = cache.relay_of_vertex[src];
+  if (src_relay != kNone) {
+    source = {dag.hop_count[src_relay], dag.paths[src_relay]};
+  } else {
+    // A GPU that does not relay: its next hops are among its own out-links.
+    for (uint32_t i = cache.out_begin[src]; i < cache.out_begin[src + 1]; ++i) {
+      const uint32_t w = links_[cache.out_links[i].value].to.value;
+      const uint32_t relay = cache.relay_of_vertex[w];
+      if (w != dag.root && (relay == kNone || dag.hop_count[relay] == kUnreached)) continue;
+      const uint32_t hops = w == dag.root ? 1 : dag.hop_count[relay] + 1;
+      if (hops < source.hops) source = {hops, 0};
+      if (hops == source.hops) {
+        source.count =
+            std::min(kCountLimit, source.count + dag.paths_through(w == dag.root ? kNone : relay));
       }
     }
   }
-  for (uint32_t v : cache.counted) cache.counts[v] = 0;
-  cache.counted.clear();
-  entry.first = out;
-  entry.hops = hops;
-  entry.path_count = kept;
+  if (source.hops == kUnreached) {
+    throw std::invalid_argument("topology: GPU '" + names_[src] + "' cannot reach GPU '" +
+                                names_[dag.root] + "'");
+  }
+  if (source.hops > kMaxHops) {
+    throw std::length_error("topology: a path of " + std::to_string(source.hops) +
+                            " hops is longer than the path cache holds");
+  }
+  const auto kept = static_cast<uint32_t>(std::min<uint64_t>(source.count, kMaxEcmpPaths));
+  entry.hops_and_count = source.hops << 8 | kept;
+  if (kept == 1) {
+    entry.ref = materialise_path(src_gpu, dst_gpu, 0);
+  } else {
+    entry.ref = cache.slots.allocate(kept);
+    std::fill_n(cache.slots.at(entry.ref), kept, kNone);
+  }
   return entry;
 }
 
+// Writes the `choice`th kept path of a pair into the link arena. Kept paths are spread evenly
+// over the pair's path index space, rotated per pair; index i is decoded by walking next hops,
+// each covering as many indices as it has paths to the destination.
+uint32_t Topology::materialise_path(int src_gpu, int dst_gpu, uint32_t choice) const {
+  PathCache& cache = *cache_;
+  const PairEntry& entry = cache.rows[static_cast<size_t>(src_gpu)][static_cast<size_t>(dst_gpu)];
+  const DestinationDag& dag = destination_dag(dst_gpu);
+  const uint32_t src = gpus_[static_cast<size_t>(src_gpu)].value;
+  const uint32_t hops = entry.hops_and_count >> 8;
+  const uint32_t src_relay = cache.relay_of_vertex[src];
+
+  // The source's next hops, as the relays' are stored.
+  std::array<DestinationDag::NextHop, 64> local_hops;
+  std::vector<DestinationDag::NextHop> many_hops;
+  std::span<const DestinationDag::NextHop> first_hops;
+  if (src_relay != kNone) {
+    first_hops = {dag.hops.data() + dag.hop_begin[src_relay],
+                  dag.hops.data() + dag.hop_begin[src_relay + 1]};
+  } else {
+    size_t n = 0;
+    for (uint32_t i = cache.out_begin[src]; i < cache.out_begin[src + 1]; ++i) {
+      const LinkId l = cache.out_links[i];
+      const uint32_t w = links_[l.value].to.value;
+      const uint32_t relay = cache.relay_of_vertex[w];
+      const bool next = w == dag.root ? hops == 1
+                                      : relay != kNone && dag.hop_count[relay] != kUnreached &&
+                                            dag.hop_count[relay] + 1 == hops;
+      if (!next) continue;
+      const DestinationDag::NextHop hop{l, w == dag.root ? kNone : relay};
+      if (n < local_hops.size()) {
+        local_hops[n] = hop;
+      } else {
+        if (many_hops.empty()) many_hops.assign(local_hops.begin(), local_hops.end());
+        many_hops.push_back(hop);
+      }
+      ++n;
+    }
+    first_hops = many_hops.empty() ? std::span<const DestinationDag::NextHop>(local_hops.data(), n)
+                                   : std::span<const DestinationDag::NextHop>(many_hops);
+  }
+  uint64_t total = 0;
+  for (const auto& hop : first_hops)
+    total = std::min(kCountLimit, total + dag.paths_through(hop.to));
+  const uint32_t kept = entry.hops_and_count & 0xffu;
+  const uint64_t rotation = total > kept ? mix64((uint64_t{src} << 32) | dag.root) % total : 0;
+  const auto offset = static_cast<uint64_t>(static_cast<unsigned __int128>(choice) * total / kept);
+  uint64_t index = (rotation + offset) % total;
+
+  const uint32_t position = cache.links.allocate(hops);
+  LinkId* step = cache.links.at(position);
+  std::span<const DestinationDag::NextHop> next = first_hops;
+  for (uint32_t h = 0; h < hops; ++h) {
+    for (const auto& hop : next) {
+      const uint64_t through = dag.paths_through(hop.to);
+      if (index < through) {
+        *step++ = hop.link;
+        if (hop.to != kNone) {
+          next = {dag.hops.data() + dag.hop_begin[hop.to],
+                  dag.hops.data() + dag.hop_begin[hop.to + 1]};
+        }
+        break;
+      }
+      index -= through;
+    }
+  }
+  return position;
+}
+
 std::span<const LinkId> Topology::path(int src_gpu, int dst_gpu, uint64_t flow_hash) const {
-  const PairPaths& p = pair_paths(src_gpu, dst_gpu);
-  if (p.path_count <= 1) return {p.first, p.hops};
-  const uint64_t choice = mix64(flow_hash) % p.path_count;
-  return {p.first + choice * p.hops, p.hops};
+  const PairEntry& entry = pair_entry(src_gpu, dst_gpu);
+  const uint32_t count = entry.hops_and_count & 0xffu;
+  const uint32_t hops = entry.hops_and_count >> 8;
+  if (count == 0) return {};
+  if (count == 1) return {cache_->links.at(entry.ref), hops};
+  const auto choice = static_cast<uint32_t>(mix64(flow_hash) % count);
+  uint32_t* slot = cache_->slots.at(entry.ref + choice);
+  if (*slot == kNone) *slot = materialise_path(src_gpu, dst_gpu, choice);
+  return {cache_->links.at(*slot), hops};
 }
 
 Time Topology::path_latency(std::span<const LinkId> path) const {
@@ -399,12 +552,26 @@ Time Topology::path_latency(std::span<const LinkId> path) const {
 }
 
 uint32_t Topology::ecmp_width(int src_gpu, int dst_gpu) const {
-  return pair_paths(src_gpu, dst_gpu).path_count;
+  return pair_entry(src_gpu, dst_gpu).hops_and_count & 0xffu;
 }
 
+// Destination by destination, so that each DAG is built once and dropped when its column is
+// done; every kept path of every pair is written, so later queries only read.
 void Topology::precompute_paths() const {
   for (int dst = 0; dst < gpu_count(); ++dst) {
-    for (int src = 0; src < gpu_count(); ++src) pair_paths(src, dst);
+    for (int src = 0; src < gpu_count(); ++src) {
+      const PairEntry& entry = pair_entry(src, dst);
+      const uint32_t count = entry.hops_and_count & 0xffu;
+      if (count <= 1) continue;
+      uint32_t* slots = cache_->slots.at(entry.ref);
+      for (uint32_t choice = 0; choice < count; ++choice) {
+        if (slots[choice] == kNone) slots[choice] = materialise_path(src, dst, choice);
+      }
+    }
+    if (cache_ && cache_->dags[static_cast<size_t>(dst)]) {
+      cache_->dag_bytes -= cache_->dags[static_cast<size_t>(dst)]->bytes();
+      cache_->dags[static_cast<size_t>(dst)].reset();
+    }
   }
 }
 

@@ -117,14 +117,19 @@ class Topology {
  private:
   using Graph =
       boost::adjacency_list<boost::vecS, boost::vecS, boost::directedS, boost::no_property, LinkId>;
-  struct PairPaths {
-    const LinkId* first = nullptr;  // path_count paths of `hops` links each, back to back
-    uint32_t path_count = 0;
-    uint32_t hops = 0;
+  // 8 bytes per GPU pair: `ref` is an arena position of the pair's only path (path_count 1) or
+  // of its block of path_count slots, each the arena position of one path once it was chosen.
+  struct PairEntry {
+    uint32_t ref = 0;
+    uint32_t hops_and_count = 0;  // hops << 8 | path_count; 0: not computed yet
   };
+  struct DestinationDag;
   struct PathCache;
 
-  const PairPaths& pair_paths(int src_gpu, int dst_gpu) const;
+  PathCache& path_cache() const;
+  const PairEntry& pair_entry(int src_gpu, int dst_gpu) const;
+  const DestinationDag& destination_dag(int dst_gpu) const;
+  uint32_t materialise_path(int src_gpu, int dst_gpu, uint32_t choice) const;
   void check_gpu_index(int gpu, const char* what) const;
   void check_mutable() const;
 
