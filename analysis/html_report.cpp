@@ -52,18 +52,6 @@ std::string plan_text(const ParallelPlan& p) {
          std::to_string(p.dp) + " x PP" + std::to_string(p.pp);
 }
 
-const char* workload_text(WorkloadKind kind) {
-  switch (kind) {
-    case WorkloadKind::kTraining:
-      return "training";
-    case WorkloadKind::kPrefill:
-      return "prefill";
-    case WorkloadKind::kDecode:
-      return "decode";
-  }
-  return "?";
-}
-
 // One colour per phase, Okabe-Ito; the two that repeat a hue are hatched.
 struct PhaseStyle {
   const char* color;
@@ -317,8 +305,8 @@ ReportOutput write_run_report(const std::filesystem::path& dir, const Scenario& 
   const std::string steps =
       std::to_string(r.measured_steps) + " measured step" + (r.measured_steps == 1 ? "" : "s");
   html << "<p>" << html_escape(scenario.description) << "</p>\n<p>Model "
-       << html_escape(scenario.model.name) << ", " << workload_text(scenario.workload.kind) << ", "
-       << r.gpus << " GPUs (" << html_escape(scenario.cluster.gpu.name) << "), "
+       << html_escape(scenario.model.name) << ", " << workload_kind_name(scenario.workload.kind)
+       << ", " << r.gpus << " GPUs (" << html_escape(scenario.cluster.gpu.name) << "), "
        << plan_text(scenario.parallel) << ", " << scenario.workload.tokens_per_gpu
        << " tokens/GPU x " << scenario.workload.micro_batches << " micro-batches, "
        << html_escape(steps) << ", "
@@ -542,7 +530,7 @@ ReportOutput write_sweep_report(const std::filesystem::path& dir, const Scenario
        << " points over ";
   for (size_t a = 0; a < axes; ++a) html << (a ? ", " : "") << html_escape(t.axis_names[a]);
   html << "; model " << html_escape(scenario.model.name) << ", "
-       << workload_text(scenario.workload.kind) << ".</p>\n";
+       << workload_kind_name(scenario.workload.kind) << ".</p>\n";
 
   page.section("Every point");
   CsvTable all{{"point"}, {}};
@@ -617,7 +605,7 @@ ReportOutput write_compare_report(const std::filesystem::path& dir, const Scenar
   auto& html = page.html();
   html << "<p>" << html_escape(scenario.description) << "</p>\n<p>" << plans.size()
        << " plans of model " << html_escape(scenario.model.name) << ", "
-       << workload_text(scenario.workload.kind) << ", in the order given.</p>\n";
+       << workload_kind_name(scenario.workload.kind) << ", in the order given.</p>\n";
 
   const bool several_clusters =
       std::any_of(plans.begin(), plans.end(),

@@ -64,18 +64,6 @@ std::string array_json(const std::vector<T>& values) {
   return out + "]";
 }
 
-const char* workload_name(WorkloadKind k) {
-  switch (k) {
-    case WorkloadKind::kTraining:
-      return "training";
-    case WorkloadKind::kPrefill:
-      return "prefill";
-    case WorkloadKind::kDecode:
-      return "decode";
-  }
-  return "?";
-}
-
 std::string plan_text(const ParallelPlan& p) {
   std::ostringstream o;
   o << "TP" << p.tp << " x EP" << p.ep << " x DP" << p.dp << " x PP" << p.pp;
@@ -99,7 +87,7 @@ void write_run_json(std::ostream& out, const Scenario& scenario, const Simulatio
   out << "{\n";
   out << "  \"scenario\": " << quoted(scenario.name) << ",\n";
   out << "  \"model\": " << quoted(scenario.model.name) << ",\n";
-  out << "  \"workload\": " << quoted(workload_name(scenario.workload.kind)) << ",\n";
+  out << "  \"workload\": " << quoted(workload_kind_name(scenario.workload.kind)) << ",\n";
   out << "  \"gpus\": " << r.gpus << ",\n";
   out << "  \"parallelism\": {\"tp\": " << scenario.parallel.tp
       << ", \"ep\": " << scenario.parallel.ep << ", \"dp\": " << scenario.parallel.dp
@@ -140,7 +128,7 @@ void write_run_json(std::ostream& out, const Scenario& scenario, const Simulatio
 void print_run_table(std::ostream& out, const Scenario& scenario, const SimulationResult& r) {
   out << "moesim run: " << scenario.name;
   if (!scenario.description.empty()) out << " (" << scenario.description << ")";
-  out << "\n  model " << scenario.model.name << ", " << workload_name(scenario.workload.kind)
+  out << "\n  model " << scenario.model.name << ", " << workload_kind_name(scenario.workload.kind)
       << ", " << r.gpus << " GPUs (" << scenario.cluster.gpu.name << "), "
       << plan_text(scenario.parallel) << ", " << scenario.workload.tokens_per_gpu
       << " tokens/GPU x " << scenario.workload.micro_batches << " micro-batches, "

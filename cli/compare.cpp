@@ -7,6 +7,7 @@
 
 #include "analysis/html_report.h"
 #include "cli/commands.h"
+#include "cli/options.h"
 #include "cli/progress.h"
 #include "scenarios/scenario.h"
 #include "sim/compare.h"
@@ -34,19 +35,8 @@ int compare_command(int argc, char** argv) {
       "threads", po::value(&threads)->default_value(2), "plans simulated at once")(
       "report", po::value(&report_dir), "write an HTML report of the plans into this folder")(
       "no-progress", "do not print progress on stderr");
-  po::options_description hidden;
-  hidden.add_options()("scenario", po::value(&scenario_path));
-  po::positional_options_description positional;
-  positional.add("scenario", 1);
-  po::options_description all;
-  all.add(opts).add(hidden);
   po::variables_map vm;
-  po::store(po::command_line_parser(argc, argv).options(all).positional(positional).run(), vm);
-  if (vm.count("help")) {
-    std::cout << opts << "\n";
-    return 0;
-  }
-  po::notify(vm);
+  if (!parse_with_scenario(argc, argv, opts, scenario_path, vm)) return 0;
   if (scenario_path.empty()) throw std::invalid_argument("a scenario file is required");
   if (format != "table" && format != "json" && format != "csv") {
     throw std::invalid_argument("--format must be table, json or csv, not '" + format + "'");

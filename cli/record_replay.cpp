@@ -10,6 +10,7 @@
 #include "analysis/html_report.h"
 #include "analysis/run_report.h"
 #include "cli/commands.h"
+#include "cli/options.h"
 #include "cli/progress.h"
 #include "models/trace/import_csv.h"
 #include "models/trace/import_jsonl.h"
@@ -21,16 +22,6 @@ namespace moesim::cli {
 namespace {
 
 namespace po = boost::program_options;
-
-po::variables_map parse(int argc, char** argv, const po::options_description& opts,
-                        const po::options_description& hidden,
-                        const po::positional_options_description& positional) {
-  po::options_description all;
-  all.add(opts).add(hidden);
-  po::variables_map vm;
-  po::store(po::command_line_parser(argc, argv).options(all).positional(positional).run(), vm);
-  return vm;
-}
 
 }  // namespace
 
@@ -50,12 +41,8 @@ int record_command(int argc, char** argv) {
   hidden.add_options()("scenario", po::value(&scenario_path));
   po::positional_options_description positional;
   positional.add("scenario", 1);
-  po::variables_map vm = parse(argc, argv, opts, hidden, positional);
-  if (vm.count("help")) {
-    std::cout << opts << "\n";
-    return 0;
-  }
-  po::notify(vm);
+  po::variables_map vm;
+  if (!parse_command_line(argc, argv, opts, hidden, positional, vm)) return 0;
   if (scenario_path.empty()) throw std::invalid_argument("a scenario file is required");
   if (trace_path.empty()) throw std::invalid_argument("--trace FILE is required");
   if (threads < 1) throw std::invalid_argument("--threads must be at least 1");
@@ -87,12 +74,8 @@ int replay_command(int argc, char** argv) {
   hidden.add_options()("trace", po::value(&trace_path))("scenario", po::value(&scenario_path));
   po::positional_options_description positional;
   positional.add("trace", 1).add("scenario", 1);
-  po::variables_map vm = parse(argc, argv, opts, hidden, positional);
-  if (vm.count("help")) {
-    std::cout << opts << "\n";
-    return 0;
-  }
-  po::notify(vm);
+  po::variables_map vm;
+  if (!parse_command_line(argc, argv, opts, hidden, positional, vm)) return 0;
   if (trace_path.empty() || scenario_path.empty()) {
     throw std::invalid_argument("usage: moesim replay TRACE SCENARIO [--format table|json]");
   }
@@ -143,12 +126,8 @@ int import_command(int argc, char** argv) {
   hidden.add_options()("kind", po::value(&kind))("input", po::value(&inputs));
   po::positional_options_description positional;
   positional.add("kind", 1).add("input", -1);
-  po::variables_map vm = parse(argc, argv, opts, hidden, positional);
-  if (vm.count("help")) {
-    std::cout << opts << "\n";
-    return 0;
-  }
-  po::notify(vm);
+  po::variables_map vm;
+  if (!parse_command_line(argc, argv, opts, hidden, positional, vm)) return 0;
   if (kind != "csv" && kind != "jsonl" && kind != "npy") {
     throw std::invalid_argument("the input kind must be csv, jsonl or npy, not '" + kind + "'");
   }

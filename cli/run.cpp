@@ -9,6 +9,7 @@
 #include "analysis/html_report.h"
 #include "analysis/run_report.h"
 #include "cli/commands.h"
+#include "cli/options.h"
 #include "cli/progress.h"
 #include "scenarios/scenario.h"
 #include "sim/simulation.h"
@@ -31,19 +32,8 @@ int run_command(int argc, char** argv) {
       "report", po::value(&report_dir), "write an HTML report with figures into this folder")(
       "threads", po::value(&threads)->default_value(2), "routing threads (results do not change)")(
       "no-progress", "do not print progress on stderr");
-  po::options_description hidden;
-  hidden.add_options()("scenario", po::value(&scenario_path));
-  po::positional_options_description positional;
-  positional.add("scenario", 1);
-  po::options_description all;
-  all.add(opts).add(hidden);
   po::variables_map vm;
-  po::store(po::command_line_parser(argc, argv).options(all).positional(positional).run(), vm);
-  if (vm.count("help")) {
-    std::cout << opts << "\n";
-    return 0;
-  }
-  po::notify(vm);
+  if (!parse_with_scenario(argc, argv, opts, scenario_path, vm)) return 0;
   if (format != "table" && format != "json") {
     throw std::invalid_argument("--format must be table or json, not '" + format + "'");
   }

@@ -917,4 +917,16 @@ Scenario load_scenario(const std::filesystem::path& file) {
   return parse_scenario(text.str(), file.string());
 }
 
+std::string_view workload_kind_name(WorkloadKind kind) {
+  switch (kind) {
+    case WorkloadKind::kTraining:
+      return "training";
+    case WorkloadKind::kPrefill:
+      return "prefill";
+    case WorkloadKind::kDecode:
+      return "decode";
+  }
+  return "?";
+}
+
 }  // namespace moesim

@@ -44,6 +44,8 @@ struct ClusterSpec {
 };
 
 enum class WorkloadKind : uint8_t { kTraining, kPrefill, kDecode };
+// "training", "prefill" or "decode", for reports.
+std::string_view workload_kind_name(WorkloadKind kind);
 
 struct Workload {
   WorkloadKind kind = WorkloadKind::kTraining;

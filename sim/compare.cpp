@@ -442,10 +442,7 @@ std::string compare_verdict(std::span<const ClusterComparison> comparisons) {
 void print_compare_table(std::ostream& out, const Scenario& scenario,
                          std::span<const ClusterComparison> comparisons) {
   out << "moesim compare: " << scenario.name << " (" << scenario.model.name << ", "
-      << (scenario.workload.kind == WorkloadKind::kTraining  ? "training"
-          : scenario.workload.kind == WorkloadKind::kPrefill ? "prefill"
-                                                             : "decode")
-      << ")\n";
+      << workload_kind_name(scenario.workload.kind) << ")\n";
   const std::vector<std::string> head = {"#",          "cluster",  "plan",    "p50 ms",
                                          "p99 ms",     "a2a ms",   "TP ms",   "compute ms",
                                          "grad/pp ms", "idle ms",  "mem GiB", "w/g/opt/act/kv GiB",
