@@ -73,6 +73,8 @@ void BM_ZipfAllToAll(benchmark::State& state) {
       static_cast<double>(stats.region_flows) / static_cast<double>(stats.recomputations);
   state.counters["scanned/recomp"] =
       static_cast<double>(stats.scanned_entries) / static_cast<double>(stats.recomputations);
+  state.counters["rate_changes/recomp"] =
+      static_cast<double>(stats.rate_changes) / static_cast<double>(stats.recomputations);
   state.counters["simulated_us"] = finish.to_us();
 }
 BENCHMARK(BM_ZipfAllToAll)->Arg(8)->Arg(32)->Arg(128)->Unit(benchmark::kMillisecond)->UseRealTime();

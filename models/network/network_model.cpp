@@ -41,6 +41,8 @@ NetworkModel::NetworkModel(Engine& engine, const Topology& topology)
   csr_begin_.assign(links.size(), 0);
   csr_fill_.assign(links.size(), 0);
   heap_pos_.assign(links.size(), kNotInHeap);
+  touched_mark_.assign(links.size(), 0);
+  level_now_.assign(links.size(), 0.0);
   traffic_.resize(static_cast<size_t>(topology.gpu_count()));
   threshold_ = std::numeric_limits<double>::infinity();
 }
@@ -61,7 +63,7 @@ uint32_t NetworkModel::allocate_flow(uint32_t hops) {
     remaining_.push_back(0.0);
     rate_.push_back(0.0);
     last_update_ps_.push_back(0);
-    drain_event_.push_back(EventId{});
+    drain_pos_.push_back(kNotInHeap);
     observer_.push_back(nullptr);
     tag_.push_back(0);
     kind_.push_back(LinkKind::kNvLink);
@@ -112,7 +114,7 @@ FlowId NetworkModel::start_flow(int src_gpu, int dst_gpu, Bytes bytes, FlowObser
   remaining_[f] = static_cast<double>(bytes.count());
   rate_[f] = 0.0;
   last_update_ps_[f] = engine_.now().count_ps();
-  drain_event_[f] = EventId{};
+  drain_pos_[f] = kNotInHeap;
   observer_[f] = observer;
   tag_[f] = tag;
   LinkKind kind = LinkKind::kNvLink;
@@ -155,7 +157,7 @@ void NetworkModel::on_event(uint64_t tag) {
   const auto flow = static_cast<uint32_t>(tag & ((uint64_t{1} << kKindShift) - 1));
   switch (kind) {
     case EventKind::kDrain:
-      drain(flow);
+      drain_due();
       break;
     case EventKind::kDeliver:
       deliver(flow);
@@ -166,8 +168,42 @@ void NetworkModel::on_event(uint64_t tag) {
   }
 }
 
+// Takes every flow whose last byte leaves now, in (time, flow id) order; the recomputation they
+// request runs after this event, at the same time.
+void NetworkModel::drain_due() {
+  drain_timer_ = EventId{};
+  drain_timer_ps_ = -1;
+  const int64_t now_ps = engine_.now().count_ps();
+  bool drained = false;
+  while (!drain_heap_.empty() && drain_heap_.front().at_ps <= now_ps) {
+    drained = true;
+    const uint32_t f = drain_heap_.front().flow;
+    drain_pos_[f] = kNotInHeap;
+    const DrainEntry last = drain_heap_.back();
+    drain_heap_.pop_back();
+    if (!drain_heap_.empty()) {
+      drain_heap_.front() = last;
+      drain_pos_[last.flow] = 0;
+      drain_heap_sift_down(0);
+    }
+    drain(f);
+  }
+  // Otherwise the recomputation the drains requested re-arms the timer.
+  if (!drained) arm_drain_timer();
+}
+
+void NetworkModel::arm_drain_timer() {
+  const int64_t head_ps = drain_heap_.empty() ? -1 : drain_heap_.front().at_ps;
+  if (head_ps == drain_timer_ps_) return;
+  if (drain_timer_ != EventId{}) engine_.cancel(drain_timer_);
+  drain_timer_ = EventId{};
+  drain_timer_ps_ = head_ps;
+  if (head_ps >= 0) {
+    drain_timer_ = engine_.schedule_at(Time::ps(head_ps), *this, make_tag(EventKind::kDrain, 0));
+  }
+}
+
 void NetworkModel::drain(uint32_t f) {
-  drain_event_[f] = EventId{};
   const LinkId* path = path_[f];
   const uint32_t hops = hops_[f];
   const uint32_t off = pos_offset_[f];
@@ -215,7 +251,6 @@ void NetworkModel::deliver(uint32_t f) {
 }
 
 void NetworkModel::schedule_drain(uint32_t f, Time now) {
-  if (drain_event_[f] != EventId{}) engine_.cancel(drain_event_[f]);
   const double rate = rate_[f];
   if (!(rate > 0.0)) {
     throw std::logic_error("network model: flow " + std::to_string(src_[f]) + " -> " +
@@ -229,8 +264,63 @@ void NetworkModel::schedule_drain(uint32_t f, Time now) {
     dt_ps = exact >= limit ? static_cast<int64_t>(limit) : static_cast<int64_t>(exact);
     if (dt_ps < 1) dt_ps = 1;
   }
-  drain_event_[f] =
-      engine_.schedule_at(now + Time::ps(dt_ps), *this, make_tag(EventKind::kDrain, f));
+  drain_heap_set(f, now.count_ps() + dt_ps);
+}
+
+namespace {
+inline bool drains_before(int64_t a_ps, uint32_t a_flow, int64_t b_ps, uint32_t b_flow) {
+  return a_ps < b_ps || (a_ps == b_ps && a_flow < b_flow);
+}
+}  // namespace
+
+void NetworkModel::drain_heap_set(uint32_t flow, int64_t at_ps) {
+  uint32_t i = drain_pos_[flow];
+  if (i == kNotInHeap) {
+    i = static_cast<uint32_t>(drain_heap_.size());
+    drain_heap_.push_back({at_ps, flow});
+    drain_pos_[flow] = i;
+    drain_heap_sift_up(i);
+    return;
+  }
+  const int64_t old = drain_heap_[i].at_ps;
+  drain_heap_[i].at_ps = at_ps;
+  if (at_ps < old) {
+    drain_heap_sift_up(i);
+  } else {
+    drain_heap_sift_down(i);
+  }
+}
+
+void NetworkModel::drain_heap_sift_up(size_t i) {
+  const DrainEntry e = drain_heap_[i];
+  while (i > 0) {
+    const size_t parent = (i - 1) / 2;
+    if (!drains_before(e.at_ps, e.flow, drain_heap_[parent].at_ps, drain_heap_[parent].flow)) break;
+    drain_heap_[i] = drain_heap_[parent];
+    drain_pos_[drain_heap_[i].flow] = static_cast<uint32_t>(i);
+    i = parent;
+  }
+  drain_heap_[i] = e;
+  drain_pos_[e.flow] = static_cast<uint32_t>(i);
+}
+
+void NetworkModel::drain_heap_sift_down(size_t i) {
+  const DrainEntry e = drain_heap_[i];
+  const size_t n = drain_heap_.size();
+  while (true) {
+    size_t child = 2 * i + 1;
+    if (child >= n) break;
+    if (child + 1 < n && drains_before(drain_heap_[child + 1].at_ps, drain_heap_[child + 1].flow,
+                                       drain_heap_[child].at_ps, drain_heap_[child].flow)) {
+      ++child;
+    }
+    if (!drains_before(drain_heap_[child].at_ps, drain_heap_[child].flow, e.at_ps, e.flow)) break;
+    drain_heap_[i] = drain_heap_[child];
+    drain_pos_[drain_heap_[i].flow] = static_cast<uint32_t>(i);
+    i = child;
+  }
+  drain_heap_[i] = e;
+  drain_pos_[e.flow] = static_cast<uint32_t>(i);
 }
 
 // Max-min fairness by progressive filling, restricted to what the batch of changes can reach.
@@ -344,13 +434,30 @@ void NetworkModel::recompute() {
       for (uint32_t k = 0; k < hops_[g]; ++k) csr_flows_[csr_fill_[path[k].value]++] = g;
     }
 
+    // Lazy keys: a link's level (residual over unfrozen flows) only rises as other links freeze
+    // (the freezing level is the minimum, at most its share), so a heap entry may hold a stale,
+    // lower key and is re-keyed only when it reaches the top; a key that fell by rounding is
+    // lowered at once. Every entry stays at or below its link's level, so the order in which
+    // links freeze, (level, link id), is exactly that of an eagerly updated heap.
     heap_.clear();
     for (const uint32_t l : region_links_) {
-      if (unfrozen_[l] > 0) heap_push_or_update(l, std::max(residual_[l], 0.0) / unfrozen_[l]);
+      if (unfrozen_[l] > 0) {
+        level_now_[l] = std::max(residual_[l], 0.0) / unfrozen_[l];
+        heap_push_or_update(l, level_now_[l]);
+      }
     }
     bool grew = false;
     while (!heap_.empty()) {
       const HeapEntry top = heap_.front();
+      if (unfrozen_[top.link] == 0) {
+        heap_remove(top.link);
+        continue;
+      }
+      if (top.level != level_now_[top.link]) {
+        heap_[0].level = level_now_[top.link];
+        heap_sift_down(0);
+        continue;
+      }
       heap_remove(top.link);
       const double level = top.level;
       if (expanded_[top.link] == 0) {
@@ -359,6 +466,9 @@ void NetworkModel::recompute() {
         queue_.push_back(top.link);
         grew = true;
       }
+      // The links this freeze touches are re-keyed once each, after all its flows are frozen:
+      // many of them share their other links (the sender's PCIe, the spine uplinks).
+      touched_.clear();
       for (uint32_t i = csr_begin_[top.link]; i < csr_fill_[top.link]; ++i) {
         const uint32_t g = csr_flows_[i];
         if (frozen_[g] != 0) continue;
@@ -369,12 +479,19 @@ void NetworkModel::recompute() {
           const uint32_t m = path[k].value;
           if (m == top.link) continue;
           residual_[m] -= level;
-          if (--unfrozen_[m] == 0) {
-            heap_remove(m);
-          } else {
-            heap_push_or_update(m, std::max(residual_[m], 0.0) / unfrozen_[m]);
+          --unfrozen_[m];
+          if (touched_mark_[m] == 0) {
+            touched_mark_[m] = 1;
+            touched_.push_back(m);
           }
         }
+      }
+      for (const uint32_t m : touched_) {
+        touched_mark_[m] = 0;
+        if (unfrozen_[m] == 0) continue;  // removed when it surfaces
+        const double now_level = std::max(residual_[m], 0.0) / unfrozen_[m];
+        level_now_[m] = now_level;
+        if (now_level < heap_[heap_pos_[m]].level) heap_push_or_update(m, now_level);
       }
     }
     if (!grew) break;
@@ -386,7 +503,7 @@ void NetworkModel::recompute() {
   for (const uint32_t g : region_flows_) {
     const double old_rate = rate_[g];
     const double level = new_rate_[g];
-    if (old_rate == level && drain_event_[g] != EventId{}) continue;
+    if (old_rate == level && drain_pos_[g] != kNotInHeap) continue;
     if (old_rate > 0.0) {
       remaining_[g] -= old_rate * static_cast<double>(now.count_ps() - last_update_ps_[g]) * 1e-12;
       if (remaining_[g] < 0.0) remaining_[g] = 0.0;
@@ -401,6 +518,7 @@ void NetworkModel::recompute() {
   seed_links_.clear();
   added_flows_.clear();
   threshold_ = std::numeric_limits<double>::infinity();
+  arm_drain_timer();
 }
 
 // The fill's priority queue: a binary min-heap of links by (level, link id), the id breaking

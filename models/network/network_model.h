@@ -93,6 +93,11 @@ class NetworkModel final : public EventHandler {
   void deliver(uint32_t flow);
   void recompute();
   void schedule_drain(uint32_t flow, Time now);
+  void drain_due();
+  void arm_drain_timer();
+  void drain_heap_set(uint32_t flow, int64_t at_ps);
+  void drain_heap_sift_up(size_t i);
+  void drain_heap_sift_down(size_t i);
   void heap_push_or_update(uint32_t link, double level);
   void heap_remove(uint32_t link);
   void heap_sift_up(size_t i);
@@ -110,7 +115,7 @@ class NetworkModel final : public EventHandler {
   std::vector<double> remaining_;     // bytes still to leave the source, as of last_update_ps_
   std::vector<double> rate_;          // bytes per second
   std::vector<int64_t> last_update_ps_;
-  std::vector<EventId> drain_event_;
+  std::vector<uint32_t> drain_pos_;  // position in drain_heap_, or none before the first rate
   std::vector<FlowObserver*> observer_;
   std::vector<uint64_t> tag_;
   std::vector<LinkKind> kind_;
@@ -138,6 +143,9 @@ class NetworkModel final : public EventHandler {
     uint32_t link;
   };
   std::vector<HeapEntry> heap_;
+  std::vector<uint32_t> touched_;  // during a fill step: links whose residual changed
+  std::vector<uint8_t> touched_mark_;
+  std::vector<double> level_now_;  // during a fill: residual over unfrozen flows, per link
 
   // The batch of changes awaiting the recomputation scheduled at now().
   std::vector<uint32_t> seed_links_;
@@ -146,6 +154,17 @@ class NetworkModel final : public EventHandler {
   bool recompute_pending_ = false;
   uint32_t epoch_ = 0;
   std::vector<uint32_t> region_flows_, region_links_, queue_;
+
+  // When each flow's last byte leaves, as a min-heap by (time, flow id) owned by the model, with
+  // one engine event for its head: a rate change re-keys a heap entry instead of cancelling and
+  // scheduling an engine event, and simultaneous drains are taken in one event.
+  struct DrainEntry {
+    int64_t at_ps;
+    uint32_t flow;
+  };
+  std::vector<DrainEntry> drain_heap_;
+  EventId drain_timer_;
+  int64_t drain_timer_ps_ = -1;  // when drain_timer_ fires; -1 when none is pending
 
   std::vector<GpuTraffic> traffic_;
   size_t active_count_ = 0;
