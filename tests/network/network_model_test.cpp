@@ -86,6 +86,33 @@ TEST_CASE("max-min: a flow limited elsewhere leaves more to the others (hand-wor
   CHECK(rec.done.at(2).to_us() == Approx(1502.0).epsilon(1e-7));
 }
 
+TEST_CASE("staggered sizes on one bottleneck finish at the water-filling times", "[network]") {
+  // Flow k (k = 1..n) carries k MB into a 40 GB/s link shared by the flows still running: between
+  // the (k-1)-th and k-th finish, n-k+1 flows split it, so t_k = t_(k-1) + 1 MB (n-k+1) / C.
+  // Every finish re-rates every remaining flow.
+  const int n = 6;
+  const double capacity = 40e9;
+  std::vector<Bandwidth> caps(n + 1, Bandwidth::gigabytes_per_s(100));
+  caps[n] = Bandwidth::bytes_per_s(capacity);
+  const Topology topo = test::star(caps, Time::zero());
+  Engine engine;
+  NetworkModel net(engine, topo);
+  Recorder rec(engine);
+  // Started largest first, so that flow ids and finishing order differ.
+  for (int k = n; k >= 1; --k) net.start_flow(k - 1, n, Bytes(k * 1'000'000), &rec, k);
+  engine.run();
+  double expected_s = 0.0;
+  for (int k = 1; k <= n; ++k) {
+    expected_s += 1e6 * (n - k + 1) / capacity;
+    // Each drain time is rounded up to a whole picosecond: at most k ps late by the k-th.
+    const double late_ps =
+        static_cast<double>(rec.done.at(static_cast<uint64_t>(k)).count_ps()) - expected_s * 1e12;
+    CHECK(late_ps > -1e-3);
+    CHECK(late_ps <= k + 1e-3);
+  }
+  CHECK(net.stats().recomputations == static_cast<uint64_t>(n + 1));
+}
+
 TEST_CASE("uniform all-to-all on one switch takes S(n-1)/(nB)", "[network]") {
   const int n = 8;
   const double b = 450e9;
