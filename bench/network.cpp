@@ -77,7 +77,7 @@ void BM_ZipfAllToAll(benchmark::State& state) {
       static_cast<double>(stats.rate_changes) / static_cast<double>(stats.recomputations);
   state.counters["simulated_us"] = finish.to_us();
 }
-BENCHMARK(BM_ZipfAllToAll)->Arg(8)->Arg(32)->Arg(128)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_ZipfAllToAll)->Arg(8)->Arg(16)->Arg(32)->Arg(128)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 }  // namespace moesim
