@@ -1,8 +1,9 @@
 // Benchmarks of topology path selection: the warm cached path() lookup the network model makes
-// per flow, the first (cold) query of each pair, and building plus validating clusters.
+// per flow, the first (cold) query of each pair or of an all-to-all, building plus validating.
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
+#include <string>
 
 #include "topologies/builders.h"
 #include "topologies/presets.h"
@@ -17,9 +18,22 @@ Topology rail_cluster(int nodes) {
   return build_cluster(options);
 }
 
-// Every (src, dst, hash) of an all-to-all after the cache is warm: the per-flow cost.
+// 1024 GPUs on one switch, as in the ASTRA-sim comparison (bench/README.md, network section).
+Topology flat_switch(int gpus) {
+  Topology t;
+  const VertexId sw = t.add_vertex(VertexKind::kSwitch, "switch");
+  for (int i = 0; i < gpus; ++i) {
+    const VertexId g = t.add_vertex(VertexKind::kGpu, "gpu" + std::to_string(i));
+    t.add_duplex_link(g, sw, Bandwidth::gigabytes_per_s(50), Time::ns(500), LinkKind::kNetwork);
+  }
+  return t;
+}
+
+// Every (src, dst, hash) of an all-to-all after the cache is warm: the per-flow cost. Arg: 0 =
+// flat switch of 1024 GPUs, else a rail cluster of that many nodes.
 void BM_PathWarm(benchmark::State& state) {
-  const Topology t = rail_cluster(static_cast<int>(state.range(0)));
+  const Topology t =
+      state.range(0) == 0 ? flat_switch(1024) : rail_cluster(static_cast<int>(state.range(0)));
   t.precompute_paths();
   const int g = t.gpu_count();
   uint64_t flow = 0;
@@ -39,7 +53,7 @@ void BM_PathWarm(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
   state.counters["gpus"] = g;
 }
-BENCHMARK(BM_PathWarm)->Arg(16)->Arg(128);
+BENCHMARK(BM_PathWarm)->Arg(0)->Arg(16)->Arg(128);
 
 // All pairs from an empty cache: BFS per destination plus path enumeration per pair.
 void BM_PathCold(benchmark::State& state) {
@@ -56,6 +70,30 @@ void BM_PathCold(benchmark::State& state) {
   state.counters["gpus"] = g;
 }
 BENCHMARK(BM_PathCold)->Arg(16)->Arg(128)->Unit(benchmark::kMillisecond);
+
+// What an all-to-all asks of an empty cache: one path() per ordered pair, source by source, each
+// with its own flow hash (only the chosen ECMP path of a pair is written). Arg: 0 = flat switch
+// of 1024 GPUs, else a rail cluster of that many nodes.
+void BM_AllToAllCold(benchmark::State& state) {
+  const Topology base =
+      state.range(0) == 0 ? flat_switch(1024) : rail_cluster(static_cast<int>(state.range(0)));
+  const int g = base.gpu_count();
+  for (auto _ : state) {
+    state.PauseTiming();
+    Topology t(base);
+    state.ResumeTiming();
+    uint64_t flow = 0;
+    for (int src = 0; src < g; ++src) {
+      for (int dst = 0; dst < g; ++dst) {
+        if (src != dst) benchmark::DoNotOptimize(t.path(src, dst, flow++).data());
+      }
+    }
+    benchmark::ClobberMemory();
+  }
+  state.SetItemsProcessed(state.iterations() * int64_t{g} * (g - 1));
+  state.counters["gpus"] = g;
+}
+BENCHMARK(BM_AllToAllCold)->Arg(0)->Arg(16)->Arg(128)->Unit(benchmark::kMillisecond);
 
 void BM_BuildAndValidate(benchmark::State& state) {
   for (auto _ : state) {

@@ -100,9 +100,11 @@ class Arena {
 // carry other GPUs' traffic: every non-GPU, and GPUs when they forward), indexed by relay index.
 // A source GPU that does not relay is resolved from its own few out-links at query time.
 struct Topology::DestinationDag {
+  // `through` is the path count of `to`, held here so that decoding reads one array.
   struct NextHop {
     LinkId link;
     uint32_t to;  // relay index, or kNone for the destination GPU when it does not relay
+    uint64_t through;
   };
   uint32_t root = 0;                // the destination GPU's vertex
   std::vector<uint32_t> hop_count;  // to the destination; kUnreached
@@ -376,7 +378,7 @@ const Topology::DestinationDag& Topology::destination_dag(int dst_gpu) const {
       const uint32_t relay = cache.relay_of_vertex[w];
       if (distance[w] != kUnreached && distance[w] + 1 == distance[v] &&
           (w == root || relay != kNone)) {
-        dag->hops.push_back({l, relay});
+        dag->hops.push_back({l, relay, 0});
       }
     }
   }
@@ -390,7 +392,9 @@ const Topology::DestinationDag& Topology::destination_dag(int dst_gpu) const {
     }
     uint64_t total = 0;
     for (uint32_t i = dag->hop_begin[r]; i < dag->hop_begin[r + 1]; ++i) {
-      total = std::min(kCountLimit, total + dag->paths_through(dag->hops[i].to));
+      DestinationDag::NextHop& hop = dag->hops[i];
+      hop.through = dag->paths_through(hop.to);
+      total = std::min(kCountLimit, total + hop.through);
     }
     dag->paths[r] = total;
   }
@@ -493,7 +497,8 @@ uint32_t Topology::materialise_path(int src_gpu, int dst_gpu, uint32_t choice) c
                                       : relay != kNone && dag.hop_count[relay] != kUnreached &&
                                             dag.hop_count[relay] + 1 == hops;
       if (!next) continue;
-      const DestinationDag::NextHop hop{l, w == dag.root ? kNone : relay};
+      const uint32_t to = w == dag.root ? kNone : relay;
+      const DestinationDag::NextHop hop{l, to, dag.paths_through(to)};
       if (n < local_hops.size()) {
         local_hops[n] = hop;
       } else {
@@ -506,8 +511,7 @@ uint32_t Topology::materialise_path(int src_gpu, int dst_gpu, uint32_t choice) c
                                    : std::span<const DestinationDag::NextHop>(many_hops);
   }
   uint64_t total = 0;
-  for (const auto& hop : first_hops)
-    total = std::min(kCountLimit, total + dag.paths_through(hop.to));
+  for (const auto& hop : first_hops) total = std::min(kCountLimit, total + hop.through);
   const uint32_t kept = entry.hops_and_count & 0xffu;
   const uint64_t rotation = total > kept ? mix64((uint64_t{src} << 32) | dag.root) % total : 0;
   const auto offset = static_cast<uint64_t>(static_cast<unsigned __int128>(choice) * total / kept);
@@ -518,8 +522,7 @@ uint32_t Topology::materialise_path(int src_gpu, int dst_gpu, uint32_t choice) c
   std::span<const DestinationDag::NextHop> next = first_hops;
   for (uint32_t h = 0; h < hops; ++h) {
     for (const auto& hop : next) {
-      const uint64_t through = dag.paths_through(hop.to);
-      if (index < through) {
+      if (index < hop.through) {
         *step++ = hop.link;
         if (hop.to != kNone) {
           next = {dag.hops.data() + dag.hop_begin[hop.to],
@@ -527,14 +530,22 @@ uint32_t Topology::materialise_path(int src_gpu, int dst_gpu, uint32_t choice) c
         }
         break;
       }
-      index -= through;
+      index -= hop.through;
     }
   }
   return position;
 }
 
 std::span<const LinkId> Topology::path(int src_gpu, int dst_gpu, uint64_t flow_hash) const {
-  const PairEntry& entry = pair_entry(src_gpu, dst_gpu);
+  const PairEntry* known = nullptr;
+  const auto gpus = static_cast<uint32_t>(gpus_.size());
+  if (cache_ && static_cast<uint32_t>(src_gpu) < gpus && static_cast<uint32_t>(dst_gpu) < gpus) {
+    const auto& row = cache_->rows[static_cast<size_t>(src_gpu)];
+    if (row && row[static_cast<size_t>(dst_gpu)].hops_and_count != 0) {
+      known = &row[static_cast<size_t>(dst_gpu)];
+    }
+  }
+  const PairEntry& entry = known != nullptr ? *known : pair_entry(src_gpu, dst_gpu);
   const uint32_t count = entry.hops_and_count & 0xffu;
   const uint32_t hops = entry.hops_and_count >> 8;
   if (count == 0) return {};
