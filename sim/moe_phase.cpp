@@ -8,6 +8,7 @@
 
 #include "models/moe/parallel_plan.h"
 #include "models/moe/placement.h"
+#include "models/network/collectives.h"
 #include "models/network/network_model.h"
 #include "models/router/router.h"
 #include "sim/engine/engine.h"
@@ -66,92 +67,13 @@ std::vector<RoutingDecision> route_all(const ModelSpec& model, const MoePhaseOpt
   return decisions;
 }
 
-struct Transfer {
-  int32_t src = 0;
-  int32_t dst = 0;
-  int64_t bytes = 0;
-  // A first-stage transfer whose bytes its destination forwards in the second stage.
-  bool feeds_relay = false;
-};
-
-// Plays first-stage transfers that feed a relay as `chunks` flows one after another (the next
-// leaves when the previous has arrived, as a sender reuses a bounded buffer), other first-stage
-// transfers whole, and second-stage transfers from a relay chunk by chunk: chunk c leaves once
-// chunk c of every feeding transfer into the relay has arrived. The last delivery ends it.
-class ChunkedExchange final : public FlowObserver {
+// Keeps the one result of the collective a phase runs.
+class PhaseObserver final : public CollectiveObserver {
  public:
-  ChunkedExchange(NetworkModel& network, std::vector<Transfer> first, std::vector<Transfer> second,
-                  int32_t chunks)
-      : network_(network),
-        first_(std::move(first)),
-        second_(std::move(second)),
-        chunks_(chunks),
-        second_by_relay_(static_cast<size_t>(network.topology().gpu_count())),
-        due_(static_cast<size_t>(network.topology().gpu_count()) * chunks, 0) {
-    for (uint32_t i = 0; i < second_.size(); ++i) {
-      second_by_relay_[static_cast<size_t>(second_[i].src)].push_back(i);
-    }
-    for (const Transfer& t : first_) {
-      if (!t.feeds_relay || second_by_relay_[static_cast<size_t>(t.dst)].empty()) continue;
-      for (int32_t c = 0; c < chunks_; ++c) ++due_[static_cast<size_t>(t.dst) * chunks_ + c];
-    }
+  void on_collective_done(CollectiveId, uint64_t, const CollectiveResult& result) override {
+    kept = result;
   }
-
-  void start() {
-    for (uint32_t i = 0; i < first_.size(); ++i) launch(false, i, 0);
-    for (size_t relay = 0; relay < second_by_relay_.size(); ++relay) {
-      for (int32_t c = 0; c < chunks_; ++c) {
-        if (due_[relay * chunks_ + c] == 0) launch_relay_chunk(relay, c);
-      }
-    }
-  }
-
-  void on_flow_done(FlowId, uint64_t tag) override {
-    last_delivery_ = network_.engine().now();
-    const bool second = (tag >> kStageShift) != 0;
-    const auto index = static_cast<uint32_t>((tag >> kChunkBits) & kIndexMask);
-    const auto chunk = static_cast<int32_t>(tag & ((uint64_t{1} << kChunkBits) - 1));
-    if (second) return;
-    const Transfer& t = first_[index];
-    if (!t.feeds_relay) return;
-    if (chunk + 1 < chunks_) launch(false, index, chunk + 1);
-    const auto relay = static_cast<size_t>(t.dst);
-    if (second_by_relay_[relay].empty()) return;
-    if (--due_[relay * chunks_ + chunk] == 0) launch_relay_chunk(relay, chunk);
-  }
-
-  Time last_delivery() const { return last_delivery_; }
-  int64_t flows() const { return flows_; }
-
- private:
-  static constexpr int kChunkBits = 16;
-  static constexpr int kStageShift = 63;
-  static constexpr uint64_t kIndexMask = (uint64_t{1} << (kStageShift - kChunkBits)) - 1;
-
-  void launch_relay_chunk(size_t relay, int32_t chunk) {
-    for (uint32_t i : second_by_relay_[relay]) launch(true, i, chunk);
-  }
-  void launch(bool second, uint32_t index, int32_t chunk) {
-    const Transfer& t = second ? second_[index] : first_[index];
-    // Equal chunks, the rounding spread so that they sum to the transfer. A first-stage
-    // transfer that feeds no relay goes whole.
-    const int64_t pieces = second || t.feeds_relay ? chunks_ : 1;
-    const int64_t begin = t.bytes * chunk / pieces;
-    const int64_t end = t.bytes * (chunk + 1) / pieces;
-    const uint64_t tag = (uint64_t{second} << kStageShift) | (uint64_t{index} << kChunkBits) |
-                         static_cast<uint64_t>(chunk);
-    network_.start_flow(t.src, t.dst, Bytes(end - begin), this, tag);
-    ++flows_;
-  }
-
-  NetworkModel& network_;
-  std::vector<Transfer> first_;
-  std::vector<Transfer> second_;
-  int32_t chunks_;
-  std::vector<std::vector<uint32_t>> second_by_relay_;
-  std::vector<int32_t> due_;  // per (relay, chunk): feeding chunks still to arrive
-  Time last_delivery_ = Time::zero();
-  int64_t flows_ = 0;
+  CollectiveResult kept;
 };
 
 void check_options(const Topology& topology, const ModelSpec& model,
@@ -292,58 +214,44 @@ MoePhaseResult run_moe_phase(const Topology& cluster, const ModelSpec& model,
     }
   }
 
-  std::vector<Transfer> first;
-  std::vector<Transfer> second;
-  int32_t chunks = 1;
+  // The phase plays through the same collectives as a step's exchanges (sim/step_driver.cpp).
+  Engine engine(options.seed);
+  NetworkModel network(engine, topology);
+  Collectives collectives(network);
+  PhaseObserver observer;
+  std::vector<int32_t> members(static_cast<size_t>(gpus));
+  for (int32_t g = 0; g < gpus; ++g) members[static_cast<size_t>(g)] = g;
   if (low_latency) {
     // Every pair at once; a GPU's pairs for its own experts stay local (no flow).
+    ByteMatrix pairs(gpus);
     for (int32_t s = 0; s < gpus; ++s) {
       for (int32_t d = 0; d < gpus; ++d) {
         const int64_t n = direct_pairs[static_cast<size_t>(s) * gpus + d];
         if (n == 0 || s == d) continue;
-        const Transfer t{s, d, n * bytes_per_token, false};
-        first.push_back(combine ? Transfer{d, s, t.bytes, false} : t);
+        (combine ? pairs.at(d, s) : pairs.at(s, d)) += n * bytes_per_token;
       }
     }
+    collectives.all_to_all(members, pairs, CollectiveAlgo::kDirect, &observer);
   } else {
-    chunks = options.pipeline_chunks;
     ReplicaLayout layout;
     layout.plan = &plan;
     layout.placement = &placement;
     layout.topology = &topology;
     const MoeLayerTraffic traffic =
         build_layer_traffic(layout, decisions, DispatchAlgorithm::kHierarchical);
-    auto cross_node = [&topology](int32_t a, int32_t b) {
-      return topology.node_of(a) != topology.node_of(b);
-    };
-    if (!combine) {
-      for (const TokenTransfer& t : traffic.stage1) {
-        first.push_back(
-            {t.src_gpu, t.dst_gpu, t.tokens * bytes_per_token, cross_node(t.src_gpu, t.dst_gpu)});
-      }
-      for (const TokenTransfer& t : traffic.stage2) {
-        second.push_back({t.src_gpu, t.dst_gpu, t.tokens * bytes_per_token, false});
-      }
+    const ExchangeMatrices x =
+        exchange_matrices(traffic, members, topology, Bytes(bytes_per_token), combine);
+    CollectiveOptions chunked;
+    chunked.chunks = options.pipeline_chunks;
+    if (x.staged) {
+      collectives.two_stage(members, x.first, x.second, x.direct, &observer, 0, chunked);
     } else {
-      // Experts' outputs go back to the relay over NVLink first; the relay reduces a token's
-      // outputs and sends one result per (token, node) back over the network.
-      for (const TokenTransfer& t : traffic.stage2) {
-        first.push_back({t.dst_gpu, t.src_gpu, t.tokens * bytes_per_token, true});
-      }
-      for (const TokenTransfer& t : traffic.stage1) {
-        const Transfer back{t.dst_gpu, t.src_gpu, t.tokens * bytes_per_token, false};
-        (cross_node(t.src_gpu, t.dst_gpu) ? second : first).push_back(back);
-      }
+      collectives.all_to_all(members, x.direct, CollectiveAlgo::kDirect, &observer);
     }
   }
-
-  Engine engine(options.seed);
-  NetworkModel network(engine, topology);
-  ChunkedExchange exchange(network, std::move(first), std::move(second), chunks);
-  exchange.start();
   engine.run();
-  result.phase_time = exchange.last_delivery();
-  result.flows = exchange.flows();
+  result.phase_time = observer.kept.end - observer.kept.start;
+  result.flows = static_cast<int64_t>(observer.kept.flows);
   double nvlink_bytes = 0.0;
   double network_bytes = 0.0;
   for (int32_t g = 0; g < gpus; ++g) {

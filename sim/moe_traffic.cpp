@@ -167,4 +167,32 @@ MoeLayerTraffic build_layer_traffic(const ReplicaLayout& layout,
   return traffic;
 }
 
+ExchangeMatrices exchange_matrices(const MoeLayerTraffic& traffic, std::span<const int32_t> members,
+                                   const Topology& topology, Bytes bytes_per_token, bool combine) {
+  const int n = static_cast<int>(members.size());
+  std::vector<int32_t> member(static_cast<size_t>(topology.gpu_count()), -1);
+  for (int i = 0; i < n; ++i) member[members[i]] = i;
+  auto index_of = [&member](int32_t gpu) {
+    if (member[gpu] < 0) {
+      throw std::invalid_argument("exchange_matrices: GPU " + std::to_string(gpu) +
+                                  " has traffic but is not a member");
+    }
+    return member[gpu];
+  };
+  const int gpn = topology.gpus_per_node();
+  const int64_t per_token = bytes_per_token.count();
+  ExchangeMatrices m{ByteMatrix(n), ByteMatrix(n), ByteMatrix(n), !traffic.stage2.empty()};
+  for (const TokenTransfer& x : traffic.stage1) {
+    const int s = index_of(x.src_gpu), d = index_of(x.dst_gpu);
+    const bool crosses = x.src_gpu / gpn != x.dst_gpu / gpn;
+    ByteMatrix& target = !m.staged || !crosses ? m.direct : (combine ? m.second : m.first);
+    (combine ? target.at(d, s) : target.at(s, d)) += x.tokens * per_token;
+  }
+  for (const TokenTransfer& x : traffic.stage2) {
+    const int s = index_of(x.src_gpu), d = index_of(x.dst_gpu);
+    (combine ? m.first.at(d, s) : m.second.at(s, d)) += x.tokens * per_token;
+  }
+  return m;
+}
+
 }  // namespace moesim

@@ -8,6 +8,7 @@
 
 #include "models/moe/parallel_plan.h"
 #include "models/moe/placement.h"
+#include "models/network/collectives.h"
 #include "models/router/routing_decision.h"
 #include "topologies/topology.h"
 
@@ -62,5 +63,18 @@ struct ReplicaLayout {
 MoeLayerTraffic build_layer_traffic(const ReplicaLayout& layout,
                                     std::span<const RoutingDecision> decisions,
                                     DispatchAlgorithm algorithm);
+
+// A layer's exchange as byte matrices over `members` (global GPU ids; matrix indices are
+// positions in it) for the network model's two-stage collective: transfers that cross nodes
+// go to their relay (first), relays forward (second), same-node transfers go at once (direct).
+// A combine reverses every transfer and the order of the stages: outputs go to the relays over
+// NVLink first, the relays' reductions then cross the network. `staged` is false when the plan
+// has no relays, so every byte is in `direct`.
+struct ExchangeMatrices {
+  ByteMatrix first, second, direct;
+  bool staged = false;
+};
+ExchangeMatrices exchange_matrices(const MoeLayerTraffic& traffic, std::span<const int32_t> members,
+                                   const Topology& topology, Bytes bytes_per_token, bool combine);
 
 }  // namespace moesim

@@ -460,35 +460,14 @@ struct StepDriver::Impl {
     }
   }
 
-  // A MoE exchange as the network model's two-stage plan: transfers that cross nodes go to
-  // the relay (stage 1) and are forwarded (stage 2) piece by piece; same-node transfers go at
-  // once. Combine runs the plan backwards: outputs to the relays first, then over the network.
   void launch_exchange(const Collective& c, uint32_t index) {
-    const MoeLayerTraffic& t = *c.traffic;
-    const int n = static_cast<int>(c.members.size());
-    std::vector<int32_t> member(static_cast<size_t>(world), -1);
-    for (int i = 0; i < n; ++i) member[c.members[i]] = i;
-    const int gpn = network.topology().gpus_per_node();
-    const int64_t per_token = c.per_token.count();
-    ByteMatrix first(n), second(n), direct(n);
-    const bool combine = c.reverse_pattern;
-    for (const TokenTransfer& x : t.stage1) {
-      const int s = member[x.src_gpu], d = member[x.dst_gpu];
-      const bool crosses = x.src_gpu / gpn != x.dst_gpu / gpn;
-      ByteMatrix& target = !crosses ? direct : (combine ? second : first);
-      (combine ? target.at(d, s) : target.at(s, d)) += x.tokens * per_token;
-    }
-    for (const TokenTransfer& x : t.stage2) {
-      const int s = member[x.src_gpu], d = member[x.dst_gpu];
-      (combine ? first.at(d, s) : second.at(s, d)) += x.tokens * per_token;
-    }
-    if (t.stage2.empty()) {
-      for (size_t i = 0; i < first.bytes.size(); ++i)
-        direct.bytes[i] += first.bytes[i] + second.bytes[i];
-      network_collectives.all_to_all(c.members, direct, CollectiveAlgo::kDirect, owner, index);
+    const ExchangeMatrices x = exchange_matrices(*c.traffic, c.members, network.topology(),
+                                                 c.per_token, c.reverse_pattern);
+    if (!x.staged) {
+      network_collectives.all_to_all(c.members, x.direct, CollectiveAlgo::kDirect, owner, index);
       return;
     }
-    network_collectives.two_stage(c.members, first, second, direct, owner, index);
+    network_collectives.two_stage(c.members, x.first, x.second, x.direct, owner, index);
   }
 
   void collective_done(uint32_t index, const CollectiveResult& result) {

@@ -367,12 +367,11 @@ CollectiveId Collectives::two_stage(const std::vector<int>& group, const ByteMat
     for (int j = 0; j < n; ++j) {
       const int64_t b = second.at(k, j);
       if (b == 0) continue;
-      uint32_t previous = 0;
+      // A relay forwards each piece as soon as it holds it: forwarded pieces do not wait for
+      // one another (only a sender's first-stage pieces share one bounded buffer).
       for (int c = 0; c < chunks; ++c) {
         const uint32_t t = run->add(k, j, piece(b, chunks, c));
-        if (c > 0) run->depend(previous, t);
         run->depend(barrier[static_cast<size_t>(k) * chunks + c], t);
-        previous = t;
       }
     }
   }
