@@ -80,6 +80,9 @@ struct Collective {
   int32_t done = 0;
   Time launch;
   Time finish;
+  // Send/receive only: the sender posts and goes on; the receiver waits for the data.
+  bool delivered = false;
+  bool receiver_waiting = false;
 };
 
 // The order of (micro-batch, backward) work on pipeline stage `stage` of `stages` in 1F1B:
@@ -402,6 +405,21 @@ struct StepDriver::Impl {
       }
       arrival[gpu] = engine.now();
       Collective& c = collectives[op.collective];
+      if (c.kind == CollectiveKind::kSendRecv) {
+        // Pipeline sends are posted asynchronously (as 1F1B needs: a stage sending its next
+        // activation must not wait for a peer that is itself sending a gradient back).
+        if (gpu == c.members[0]) {
+          post_send(op.collective);
+          ++pc[gpu];
+          continue;
+        }
+        if (c.delivered) {
+          ++pc[gpu];
+          continue;
+        }
+        c.receiver_waiting = true;
+        return;
+      }
       if (++c.arrived == static_cast<int32_t>(c.members.size())) launch(op.collective);
       return;
     }
@@ -451,13 +469,32 @@ struct StepDriver::Impl {
       case CollectiveKind::kAllReduce:
         network_collectives.all_reduce(group, c.bytes, CollectiveAlgo::kRing, owner, index);
         return;
-      case CollectiveKind::kSendRecv: {
-        ByteMatrix one(2);
-        one.at(0, 1) = c.bytes.count();
-        network_collectives.all_to_all(group, one, CollectiveAlgo::kDirect, owner, index);
-        return;
-      }
+      case CollectiveKind::kSendRecv:
+        throw std::logic_error("StepDriver: a send/receive is posted, not launched");
     }
+  }
+
+  void post_send(uint32_t index) {
+    Collective& c = collectives[index];
+    c.launch = engine.now();
+    ByteMatrix one(2);
+    one.at(0, 1) = c.bytes.count();
+    network_collectives.all_to_all(c.members, one, CollectiveAlgo::kDirect, owner, index);
+  }
+
+  // The data is in: a receiver already waiting idled until the send was posted and then waited
+  // on the transfer.
+  void delivered(uint32_t index) {
+    Collective& c = collectives[index];
+    c.finish = engine.now();
+    c.delivered = true;
+    if (!c.receiver_waiting) return;
+    const int32_t receiver = c.members[1];
+    const Time waited_from = std::max(arrival[receiver], c.launch);
+    m.gpu_phase_time[receiver][static_cast<int>(Phase::kIdle)] += waited_from - arrival[receiver];
+    m.gpu_phase_time[receiver][static_cast<int>(Phase::kPipeline)] += c.finish - waited_from;
+    ++pc[receiver];
+    advance(receiver);
   }
 
   void launch_exchange(const Collective& c, uint32_t index) {
@@ -472,6 +509,10 @@ struct StepDriver::Impl {
 
   void collective_done(uint32_t index, const CollectiveResult& result) {
     const Collective& c = collectives[index];
+    if (c.kind == CollectiveKind::kSendRecv) {
+      delivered(index);
+      return;
+    }
     if (c.kind == CollectiveKind::kMoeDispatch || c.kind == CollectiveKind::kMoeCombine) {
       for (const auto& sent : result.sent_bytes) {
         exchange_bytes.nvlink +=

@@ -210,6 +210,41 @@ TEST_CASE("a run is bit-identical for a seed whatever the thread count", "[step]
   CHECK(r1.tokens_per_expert != r2.tokens_per_expert);
 }
 
+TEST_CASE("pipeline stages run 1F1B: the step follows (M + P - 1) x (forward + backward)",
+          "[step]") {
+  // Two GPUs as two pipeline stages (EP 1: every GPU holds all four experts), a fast link so
+  // activations cost next to nothing. Per micro-batch stage s computes a slot f + b = 3f. A
+  // pipeline's makespan: one micro-batch through every stage (fill and drain) plus M - 1 slots
+  // of the slowest stage, (M + P - 1) slots for equal stages; then the optimizer. The last
+  // stage also runs the LM head, so the stages differ a little.
+  const auto topo = switch_topology(2, 10000, 1);
+  for (int micro_batches : {1, 2, 8}) {
+    std::string text = scenario_text(topo, 4, 1, 16, "TRAINING");
+    text.replace(text.find("layers: 1 "), 10, "layers: 2 ");
+    text.replace(text.find("parallelism { ep: 1 }"), 21, "parallelism { pp: 2 }");
+    text.replace(text.find("steps: 1"), 8,
+                 "steps: 1 micro_batches: " + std::to_string(micro_batches));
+    const Scenario scenario = parse_scenario(text, "pp.pbtxt");
+    std::vector<std::vector<int32_t>> ids(1, std::vector<int32_t>(16));
+    for (int t = 0; t < 16; ++t) ids[0][t] = t % 4;
+    FixedSource source(4, ids);
+    const SimulationResult r = simulate(scenario, source);
+    REQUIRE(r.step_time_us.size() == 1);
+    double slowest = 0.0, fill = 0.0, optimizer = 0.0;
+    for (int g = 0; g < 2; ++g) {
+      const double compute = phase_us(r, g, Phase::kAttention) + phase_us(r, g, Phase::kDenseFfn) +
+                             phase_us(r, g, Phase::kExpertCompute);
+      slowest = std::max(slowest, compute / micro_batches);
+      fill += compute / micro_batches;
+      optimizer = std::max(optimizer, phase_us(r, g, Phase::kOptimizer));
+    }
+    const double closed_form = fill + (micro_batches - 1) * slowest + optimizer;
+    INFO("micro-batches " << micro_batches);
+    CHECK(r.step_time_us[0] >= closed_form * 0.98);
+    CHECK(r.step_time_us[0] <= closed_form * 1.02);
+  }
+}
+
 TEST_CASE("a routing source with another expert count is refused", "[step]") {
   const auto topo = switch_topology(2, 100, 1000);
   const Scenario scenario = parse_scenario(scenario_text(topo, 4, 2, 8, "PREFILL"), "bad.pbtxt");
