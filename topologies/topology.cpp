@@ -52,6 +52,10 @@ constexpr uint64_t kCountLimit = uint64_t{1} << 62;
 // rebuilt on demand; a 1024-GPU rail cluster needs about 30 MB for all of them).
 constexpr size_t kMaxDagBytes = size_t{64} << 20;
 constexpr uint32_t kMaxHops = (uint32_t{1} << 24) - 1;
+// Low byte of a pair entry: the kept path count, and this flag when the kept paths lie back to
+// back in one block (written together by precompute_paths) rather than behind slots.
+constexpr uint32_t kCountMask = 0x7f;
+constexpr uint32_t kContiguous = 0x80;
 
 // SplitMix64's finaliser: callers may pass sequential or structured hashes.
 uint64_t mix64(uint64_t x) {
@@ -108,16 +112,22 @@ struct Topology::DestinationDag {
   };
   uint32_t root = 0;                // the destination GPU's vertex
   std::vector<uint32_t> hop_count;  // to the destination; kUnreached
-  std::vector<uint64_t> paths;      // equal-cost shortest paths to the destination (saturating)
   std::vector<uint32_t> hop_begin;  // next hops of relay r: hops[hop_begin[r], hop_begin[r + 1])
   std::vector<NextHop> hops;
 
   size_t bytes() const {
-    return hop_count.capacity() * sizeof(uint32_t) + paths.capacity() * sizeof(uint64_t) +
-           hop_begin.capacity() * sizeof(uint32_t) + hops.capacity() * sizeof(NextHop) +
-           sizeof(DestinationDag);
+    return hop_count.capacity() * sizeof(uint32_t) + hop_begin.capacity() * sizeof(uint32_t) +
+           hops.capacity() * sizeof(NextHop) + sizeof(DestinationDag);
   }
-  uint64_t paths_through(uint32_t to) const { return to == kNone ? 1 : paths[to]; }
+  // Equal-cost shortest paths from relay `to` (kNone: the destination) to the destination.
+  uint64_t paths_from(uint32_t to) const {
+    if (to == kNone || hop_count[to] == 0) return 1;
+    uint64_t total = 0;
+    for (uint32_t i = hop_begin[to]; i < hop_begin[to + 1]; ++i) {
+      total = std::min(kCountLimit, total + hops[i].through);
+    }
+    return total;
+  }
 };
 
 struct Topology::PathCache {
@@ -133,9 +143,12 @@ struct Topology::PathCache {
   size_t dag_bytes = 0;
   Arena<LinkId> links;
   Arena<uint32_t> slots;
-  // BFS scratch, kUnreached between uses.
+  // BFS scratch, kUnreached between uses; path counts per relay while a DAG is built; the next
+  // hops of a source GPU while its paths are written.
   std::vector<uint32_t> distance;
   std::vector<uint32_t> order;
+  std::vector<uint64_t> relay_paths;
+  std::vector<DestinationDag::NextHop> first_hops;
 };
 
 Topology::Topology() : graph_(std::make_unique<Graph>()) {}
@@ -365,7 +378,8 @@ const Topology::DestinationDag& Topology::destination_dag(int dst_gpu) const {
   dag->root = root;
   const size_t relays = cache.relay_vertex.size();
   dag->hop_count.assign(relays, kUnreached);
-  dag->paths.assign(relays, 0);
+  std::vector<uint64_t>& relay_paths = cache.relay_paths;
+  relay_paths.assign(relays, 0);
   dag->hop_begin.assign(relays + 1, 0);
   for (size_t r = 0; r < relays; ++r) {
     const uint32_t v = cache.relay_vertex[r];
@@ -387,16 +401,16 @@ const Topology::DestinationDag& Topology::destination_dag(int dst_gpu) const {
     const uint32_t r = cache.relay_of_vertex[v];
     if (r == kNone) continue;
     if (v == root) {
-      dag->paths[r] = 1;
+      relay_paths[r] = 1;
       continue;
     }
     uint64_t total = 0;
     for (uint32_t i = dag->hop_begin[r]; i < dag->hop_begin[r + 1]; ++i) {
       DestinationDag::NextHop& hop = dag->hops[i];
-      hop.through = dag->paths_through(hop.to);
+      hop.through = hop.to == kNone ? 1 : relay_paths[hop.to];
       total = std::min(kCountLimit, total + hop.through);
     }
-    dag->paths[r] = total;
+    relay_paths[r] = total;
   }
   for (const uint32_t v : order) distance[v] = kUnreached;
   dag->hops.shrink_to_fit();
@@ -414,7 +428,7 @@ struct SourcePaths {
 
 }  // namespace
 
-const Topology::PairEntry& Topology::pair_entry(int src_gpu, int dst_gpu) const {
+const Topology::PairEntry& Topology::pair_entry(int src_gpu, int dst_gpu, bool contiguous) const {
   check_gpu_index(src_gpu, "source");
   check_gpu_index(dst_gpu, "destination");
   PathCache& cache = path_cache();
@@ -435,7 +449,7 @@ const Topology::PairEntry& Topology::pair_entry(int src_gpu, int dst_gpu) const 
   SourcePaths source;
   const uint32_t src_relay = cache.relay_of_vertex[src];
   if (src_relay != kNone) {
-    source = {dag.hop_count[src_relay], dag.paths[src_relay]};
+    source = {dag.hop_count[src_relay], dag.paths_from(src_relay)};
   } else {
     // A GPU that does not relay: its next hops are among its own out-links.
     for (uint32_t i = cache.out_begin[src]; i < cache.out_begin[src + 1]; ++i) {
@@ -446,7 +460,7 @@ const Topology::PairEntry& Topology::pair_entry(int src_gpu, int dst_gpu) const 
       if (hops < source.hops) source = {hops, 0};
       if (hops == source.hops) {
         source.count =
-            std::min(kCountLimit, source.count + dag.paths_through(w == dag.root ? kNone : relay));
+            std::min(kCountLimit, source.count + dag.paths_from(w == dag.root ? kNone : relay));
       }
     }
   }
@@ -460,8 +474,10 @@ const Topology::PairEntry& Topology::pair_entry(int src_gpu, int dst_gpu) const 
   }
   const auto kept = static_cast<uint32_t>(std::min<uint64_t>(source.count, kMaxEcmpPaths));
   entry.hops_and_count = source.hops << 8 | kept;
-  if (kept == 1) {
-    entry.ref = materialise_path(src_gpu, dst_gpu, 0);
+  if (kept == 1 || contiguous) {
+    if (kept > 1) entry.hops_and_count |= kContiguous;
+    entry.ref = kNone;
+    materialise_paths(src_gpu, dst_gpu, &entry.ref, 0, kept);
   } else {
     entry.ref = cache.slots.allocate(kept);
     std::fill_n(cache.slots.at(entry.ref), kept, kNone);
@@ -469,26 +485,28 @@ const Topology::PairEntry& Topology::pair_entry(int src_gpu, int dst_gpu) const 
   return entry;
 }
 
-// Writes the `choice`th kept path of a pair into the link arena. Kept paths are spread evenly
-// over the pair's path index space, rotated per pair; index i is decoded by walking next hops,
-// each covering as many indices as it has paths to the destination.
-uint32_t Topology::materialise_path(int src_gpu, int dst_gpu, uint32_t choice) const {
+// Writes the kept paths [begin, end) of a pair whose positions are still kNone into the link
+// arena, or all of them into one block at positions[0] for a contiguous entry. Kept paths are
+// spread evenly over the pair's path index space, rotated per pair; an index is decoded by walking
+// next hops, each covering as many indices as it has paths.
+void Topology::materialise_paths(int src_gpu, int dst_gpu, uint32_t* positions, uint32_t begin,
+                                 uint32_t end) const {
   PathCache& cache = *cache_;
   const PairEntry& entry = cache.rows[static_cast<size_t>(src_gpu)][static_cast<size_t>(dst_gpu)];
   const DestinationDag& dag = destination_dag(dst_gpu);
   const uint32_t src = gpus_[static_cast<size_t>(src_gpu)].value;
   const uint32_t hops = entry.hops_and_count >> 8;
+  const uint32_t kept = entry.hops_and_count & kCountMask;
+  const bool contiguous = (entry.hops_and_count & kContiguous) != 0;
   const uint32_t src_relay = cache.relay_of_vertex[src];
 
   // The source's next hops, as the relays' are stored.
-  std::array<DestinationDag::NextHop, 64> local_hops;
-  std::vector<DestinationDag::NextHop> many_hops;
   std::span<const DestinationDag::NextHop> first_hops;
   if (src_relay != kNone) {
     first_hops = {dag.hops.data() + dag.hop_begin[src_relay],
                   dag.hops.data() + dag.hop_begin[src_relay + 1]};
   } else {
-    size_t n = 0;
+    cache.first_hops.clear();
     for (uint32_t i = cache.out_begin[src]; i < cache.out_begin[src + 1]; ++i) {
       const LinkId l = cache.out_links[i];
       const uint32_t w = links_[l.value].to.value;
@@ -498,42 +516,39 @@ uint32_t Topology::materialise_path(int src_gpu, int dst_gpu, uint32_t choice) c
                                             dag.hop_count[relay] + 1 == hops;
       if (!next) continue;
       const uint32_t to = w == dag.root ? kNone : relay;
-      const DestinationDag::NextHop hop{l, to, dag.paths_through(to)};
-      if (n < local_hops.size()) {
-        local_hops[n] = hop;
-      } else {
-        if (many_hops.empty()) many_hops.assign(local_hops.begin(), local_hops.end());
-        many_hops.push_back(hop);
-      }
-      ++n;
+      cache.first_hops.push_back({l, to, dag.paths_from(to)});
     }
-    first_hops = many_hops.empty() ? std::span<const DestinationDag::NextHop>(local_hops.data(), n)
-                                   : std::span<const DestinationDag::NextHop>(many_hops);
+    first_hops = cache.first_hops;
   }
   uint64_t total = 0;
   for (const auto& hop : first_hops) total = std::min(kCountLimit, total + hop.through);
-  const uint32_t kept = entry.hops_and_count & 0xffu;
   const uint64_t rotation = total > kept ? mix64((uint64_t{src} << 32) | dag.root) % total : 0;
-  const auto offset = static_cast<uint64_t>(static_cast<unsigned __int128>(choice) * total / kept);
-  uint64_t index = (rotation + offset) % total;
 
-  const uint32_t position = cache.links.allocate(hops);
-  LinkId* step = cache.links.at(position);
-  std::span<const DestinationDag::NextHop> next = first_hops;
-  for (uint32_t h = 0; h < hops; ++h) {
-    for (const auto& hop : next) {
-      if (index < hop.through) {
-        *step++ = hop.link;
-        if (hop.to != kNone) {
-          next = {dag.hops.data() + dag.hop_begin[hop.to],
-                  dag.hops.data() + dag.hop_begin[hop.to + 1]};
+  const uint32_t block = contiguous ? cache.links.allocate(size_t{kept} * hops) : kNone;
+  for (uint32_t choice = begin; choice < end; ++choice) {
+    if (!contiguous && positions[choice] != kNone) continue;
+    const auto offset =
+        static_cast<uint64_t>(static_cast<unsigned __int128>(choice) * total / kept);
+    uint64_t index = (rotation + offset) % total;
+    const uint32_t position = contiguous ? block : cache.links.allocate(hops);
+    LinkId* step = cache.links.at(position) + (contiguous ? size_t{choice} * hops : 0);
+    std::span<const DestinationDag::NextHop> next = first_hops;
+    for (uint32_t h = 0; h < hops; ++h) {
+      for (const auto& hop : next) {
+        if (index < hop.through) {
+          *step++ = hop.link;
+          if (hop.to != kNone) {
+            next = {dag.hops.data() + dag.hop_begin[hop.to],
+                    dag.hops.data() + dag.hop_begin[hop.to + 1]};
+          }
+          break;
         }
-        break;
+        index -= hop.through;
       }
-      index -= hop.through;
     }
+    if (!contiguous) positions[choice] = position;
   }
-  return position;
+  if (contiguous) positions[0] = block;
 }
 
 std::span<const LinkId> Topology::path(int src_gpu, int dst_gpu, uint64_t flow_hash) const {
@@ -546,13 +561,16 @@ std::span<const LinkId> Topology::path(int src_gpu, int dst_gpu, uint64_t flow_h
     }
   }
   const PairEntry& entry = known != nullptr ? *known : pair_entry(src_gpu, dst_gpu);
-  const uint32_t count = entry.hops_and_count & 0xffu;
+  const uint32_t count = entry.hops_and_count & kCountMask;
   const uint32_t hops = entry.hops_and_count >> 8;
   if (count == 0) return {};
   if (count == 1) return {cache_->links.at(entry.ref), hops};
   const auto choice = static_cast<uint32_t>(mix64(flow_hash) % count);
+  if ((entry.hops_and_count & kContiguous) != 0) {
+    return {cache_->links.at(entry.ref) + size_t{choice} * hops, hops};
+  }
   uint32_t* slot = cache_->slots.at(entry.ref + choice);
-  if (*slot == kNone) *slot = materialise_path(src_gpu, dst_gpu, choice);
+  if (*slot == kNone) materialise_paths(src_gpu, dst_gpu, slot - choice, choice, choice + 1);
   return {cache_->links.at(*slot), hops};
 }
 
@@ -563,21 +581,19 @@ Time Topology::path_latency(std::span<const LinkId> path) const {
 }
 
 uint32_t Topology::ecmp_width(int src_gpu, int dst_gpu) const {
-  return pair_entry(src_gpu, dst_gpu).hops_and_count & 0xffu;
+  return pair_entry(src_gpu, dst_gpu).hops_and_count & kCountMask;
 }
 
 // Destination by destination, so that each DAG is built once and dropped when its column is
-// done; every kept path of every pair is written, so later queries only read.
+// done; every kept path of every pair is written (back to back for pairs not queried before, as
+// no slots are needed then), so later queries only read.
 void Topology::precompute_paths() const {
   for (int dst = 0; dst < gpu_count(); ++dst) {
     for (int src = 0; src < gpu_count(); ++src) {
-      const PairEntry& entry = pair_entry(src, dst);
-      const uint32_t count = entry.hops_and_count & 0xffu;
-      if (count <= 1) continue;
-      uint32_t* slots = cache_->slots.at(entry.ref);
-      for (uint32_t choice = 0; choice < count; ++choice) {
-        if (slots[choice] == kNone) slots[choice] = materialise_path(src, dst, choice);
-      }
+      const PairEntry& entry = pair_entry(src, dst, true);
+      const uint32_t count = entry.hops_and_count & kCountMask;
+      if (count <= 1 || (entry.hops_and_count & kContiguous) != 0) continue;
+      materialise_paths(src, dst, cache_->slots.at(entry.ref), 0, count);
     }
     if (cache_ && cache_->dags[static_cast<size_t>(dst)]) {
       cache_->dag_bytes -= cache_->dags[static_cast<size_t>(dst)]->bytes();

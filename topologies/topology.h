@@ -117,19 +117,23 @@ class Topology {
  private:
   using Graph =
       boost::adjacency_list<boost::vecS, boost::vecS, boost::directedS, boost::no_property, LinkId>;
-  // 8 bytes per GPU pair: `ref` is an arena position of the pair's only path (path_count 1) or
-  // of its block of path_count slots, each the arena position of one path once it was chosen.
+  // 8 bytes per GPU pair: `ref` is an arena position of the pair's only path (path_count 1), of
+  // its kept paths back to back (contiguous), or of its block of path_count slots, each the
+  // arena position of one path once it was chosen.
   struct PairEntry {
     uint32_t ref = 0;
-    uint32_t hops_and_count = 0;  // hops << 8 | path_count; 0: not computed yet
+    uint32_t hops_and_count = 0;  // hops << 8 | contiguous flag | path_count; 0: not computed
   };
   struct DestinationDag;
   struct PathCache;
 
   PathCache& path_cache() const;
-  const PairEntry& pair_entry(int src_gpu, int dst_gpu) const;
+  // A new entry with several paths gets slots (paths written when chosen), or with `contiguous`
+  // all its paths at once in one block.
+  const PairEntry& pair_entry(int src_gpu, int dst_gpu, bool contiguous = false) const;
   const DestinationDag& destination_dag(int dst_gpu) const;
-  uint32_t materialise_path(int src_gpu, int dst_gpu, uint32_t choice) const;
+  void materialise_paths(int src_gpu, int dst_gpu, uint32_t* positions, uint32_t begin,
+                         uint32_t end) const;
   void check_gpu_index(int gpu, const char* what) const;
   void check_mutable() const;
 

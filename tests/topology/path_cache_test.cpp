@@ -111,7 +111,11 @@ TEST_CASE("paths chosen lazily equal the precomputed ones", "[topology][paths]")
   // 9 x 9 mesh: corner to (4, 4) has C(8, 4) = 70 shortest paths, 64 kept; (8, 8) has 12870.
   const Topology lazy = build_torus({{9, 9}, Bandwidth::gbps(400), Time::ns(100), false});
   const Topology eager(lazy);
+  // Two pairs chosen before precompute_paths keep their per-path slots, which it then fills.
+  const auto early = eager.path(0, 4 + 9 * 4, 1);
+  eager.path(0, 80, 2);
   eager.precompute_paths();
+  CHECK(eager.path(0, 4 + 9 * 4, 1).data() == early.data());
   const int g = lazy.gpu_count();
   for (int src = 0; src < g; src += 4) {
     for (int dst = 0; dst < g; ++dst) {
