@@ -44,8 +44,10 @@ struct Link {
   LinkKind kind;
 };
 
-// Not safe to query path() from several threads at once: the first query of a (src, dst) pair
-// fills a cache. After precompute_paths() every query is a read and concurrent queries are safe.
+// Not safe to query path() from several threads at once: the first query of a (src, dst) pair,
+// and the first choice of each of its ECMP paths, fill a cache (per destination, one reverse
+// BFS finds every vertex's next hops; a pair's paths are written into a flat arena of LinkIds).
+// After precompute_paths() every query is a read and concurrent queries are safe.
 // Spans returned by path() stay valid for the Topology's lifetime, also across a move; a copy
 // starts with an empty cache of its own.
 class Topology {
