@@ -148,6 +148,7 @@ struct Topology::PathCache {
   std::vector<uint32_t> distance;
   std::vector<uint32_t> order;
   std::vector<uint64_t> relay_paths;
+  std::vector<DestinationDag::NextHop> next_hops;
   std::vector<DestinationDag::NextHop> first_hops;
 };
 
@@ -379,11 +380,13 @@ const Topology::DestinationDag& Topology::destination_dag(int dst_gpu) const {
   const size_t relays = cache.relay_vertex.size();
   dag->hop_count.assign(relays, kUnreached);
   std::vector<uint64_t>& relay_paths = cache.relay_paths;
+  std::vector<DestinationDag::NextHop>& next_hops = cache.next_hops;
+  next_hops.clear();
   relay_paths.assign(relays, 0);
   dag->hop_begin.assign(relays + 1, 0);
   for (size_t r = 0; r < relays; ++r) {
     const uint32_t v = cache.relay_vertex[r];
-    dag->hop_begin[r] = static_cast<uint32_t>(dag->hops.size());
+    dag->hop_begin[r] = static_cast<uint32_t>(next_hops.size());
     dag->hop_count[r] = distance[v];
     if (v == root || distance[v] == kUnreached) continue;
     for (uint32_t i = cache.out_begin[v]; i < cache.out_begin[v + 1]; ++i) {
@@ -392,11 +395,13 @@ const Topology::DestinationDag& Topology::destination_dag(int dst_gpu) const {
       const uint32_t relay = cache.relay_of_vertex[w];
       if (distance[w] != kUnreached && distance[w] + 1 == distance[v] &&
           (w == root || relay != kNone)) {
-        dag->hops.push_back({l, relay, 0});
+        next_hops.push_back({l, relay, 0});
       }
     }
   }
-  dag->hop_begin[relays] = static_cast<uint32_t>(dag->hops.size());
+  dag->hop_begin[relays] = static_cast<uint32_t>(next_hops.size());
+  // Built in scratch and copied once, so that the DAG holds exactly its next hops.
+  dag->hops.assign(next_hops.begin(), next_hops.end());
   for (const uint32_t v : order) {
     const uint32_t r = cache.relay_of_vertex[v];
     if (r == kNone) continue;
@@ -413,7 +418,6 @@ const Topology::DestinationDag& Topology::destination_dag(int dst_gpu) const {
     relay_paths[r] = total;
   }
   for (const uint32_t v : order) distance[v] = kUnreached;
-  dag->hops.shrink_to_fit();
   cache.dag_bytes += dag->bytes();
   slot = std::move(dag);
   return *slot;
