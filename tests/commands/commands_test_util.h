@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <string>
 
+#include "tests/scratch_dir.h"
+
 namespace moesim::test {
 
 // A 2-layer model of 8 experts (hidden 256, 4 heads) on one 8-GPU DGX H100 node.
@@ -25,24 +27,5 @@ inline std::string tiny_scenario(
          gpu + " } }\nparallelism { " + parallelism + " }\nworkload { " + workload + " }\n" +
          extra + "\nseed: 7\n";
 }
-
-// A fresh folder under the system temp folder, removed when the test ends.
-class ScratchDir {
- public:
-  explicit ScratchDir(const std::string& tag)
-      : path_(std::filesystem::temp_directory_path() /
-              ("moesim_commands_" + tag + "_" + std::to_string(::getpid()))) {
-    std::filesystem::remove_all(path_);
-    std::filesystem::create_directories(path_);
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  std::filesystem::path operator/(const std::string& file) const { return path_ / file; }
-
- private:
-  std::filesystem::path path_;
-};
 
 }  // namespace moesim::test
