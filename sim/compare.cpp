@@ -14,6 +14,7 @@
 
 #include "analysis/statistics.h"
 #include "models/router/router.h"
+#include "sim/parallel.h"
 #include "sim/sweep.h"
 #include "topologies/presets.h"
 
@@ -338,58 +339,45 @@ std::vector<ClusterComparison> compare_plans(const Scenario& scenario,
     }
   }
 
-  std::atomic<size_t> next{0};
   std::atomic<int64_t> done{0};
   std::mutex progress_mutex;
-  std::vector<std::exception_ptr> errors(jobs.size());
-  auto worker = [&] {
-    for (size_t j = next++; j < jobs.size(); j = next++) {
-      ClusterComparison& cc = out[jobs[j].cluster];
-      PlanOutcome& o = cc.plans[jobs[j].plan];
-      try {
-        Scenario s = scenario;
-        s.name = scenario.name + " " + cc.label + " " + plan_label(o.plan);
-        s.cluster = cc.cluster;
-        s.parallel = o.plan;
-        s.workload.tokens_per_gpu = cc.tokens_per_gpu;
-        SimulationOptions sim;
-        sim.threads = 1;
-        Router router(s.router);
-        if (cc.cluster.gpu_count / pp == base_ranks) {
-          o.result = simulate(s, router, sim);
-        } else {
-          GlobalBatchSource global(router, base_ranks, shard_tokens);
-          o.result = simulate(s, global, sim);
-        }
-        const SampleSet steps(o.result.step_time_us);
-        o.step_p50_us = steps.p50();
-        o.step_p99_us = steps.p99();
-        o.alltoall_us = mean_over_gpus(o.result, {Phase::kDispatch, Phase::kCombine});
-        o.tp_collective_us = mean_over_gpus(o.result, {Phase::kTpCollective});
-        o.compute_us = mean_over_gpus(o.result, {Phase::kAttention, Phase::kDenseFfn,
-                                                 Phase::kExpertCompute, Phase::kOptimizer});
-        o.other_us = mean_over_gpus(o.result, {Phase::kPipeline, Phase::kGradientSync});
-        o.idle_us = mean_over_gpus(o.result, {Phase::kIdle});
-        o.memory = memory_per_gpu(s);
-      } catch (const std::exception& e) {
-        errors[j] = std::make_exception_ptr(std::runtime_error(
-            "cluster " + cc.label + ", plan " + plan_label(o.plan) + ": " + e.what()));
+  parallel_for(static_cast<int64_t>(jobs.size()), options.threads, [&](int64_t j, int32_t) {
+    ClusterComparison& cc = out[jobs[j].cluster];
+    PlanOutcome& o = cc.plans[jobs[j].plan];
+    try {
+      Scenario s = scenario;
+      s.name = scenario.name + " " + cc.label + " " + plan_label(o.plan);
+      s.cluster = cc.cluster;
+      s.parallel = o.plan;
+      s.workload.tokens_per_gpu = cc.tokens_per_gpu;
+      SimulationOptions sim;
+      sim.threads = 1;
+      Router router(s.router);
+      if (cc.cluster.gpu_count / pp == base_ranks) {
+        o.result = simulate(s, router, sim);
+      } else {
+        GlobalBatchSource global(router, base_ranks, shard_tokens);
+        o.result = simulate(s, global, sim);
       }
-      if (options.progress) {
-        const std::lock_guard lock(progress_mutex);
-        options.progress(++done, static_cast<int64_t>(jobs.size()));
-      }
+      const SampleSet steps(o.result.step_time_us);
+      o.step_p50_us = steps.p50();
+      o.step_p99_us = steps.p99();
+      o.alltoall_us = mean_over_gpus(o.result, {Phase::kDispatch, Phase::kCombine});
+      o.tp_collective_us = mean_over_gpus(o.result, {Phase::kTpCollective});
+      o.compute_us = mean_over_gpus(o.result, {Phase::kAttention, Phase::kDenseFfn,
+                                               Phase::kExpertCompute, Phase::kOptimizer});
+      o.other_us = mean_over_gpus(o.result, {Phase::kPipeline, Phase::kGradientSync});
+      o.idle_us = mean_over_gpus(o.result, {Phase::kIdle});
+      o.memory = memory_per_gpu(s);
+    } catch (const std::exception& e) {
+      throw std::runtime_error("cluster " + cc.label + ", plan " + plan_label(o.plan) + ": " +
+                               e.what());
     }
-  };
-  const int32_t threads =
-      std::max<int32_t>(1, std::min<int32_t>(options.threads, static_cast<int32_t>(jobs.size())));
-  std::vector<std::thread> pool;
-  for (int32_t t = 1; t < threads; ++t) pool.emplace_back(worker);
-  worker();
-  for (auto& t : pool) t.join();
-  for (auto& e : errors) {
-    if (e) std::rethrow_exception(e);
-  }
+    if (options.progress) {
+      const std::lock_guard lock(progress_mutex);
+      options.progress(++done, static_cast<int64_t>(jobs.size()));
+    }
+  });
   for (ClusterComparison& cc : out) {
     std::stable_sort(
         cc.plans.begin(), cc.plans.end(),

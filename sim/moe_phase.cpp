@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <stdexcept>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "models/moe/parallel_plan.h"
@@ -13,6 +12,7 @@
 #include "models/router/router.h"
 #include "sim/engine/engine.h"
 #include "sim/moe_traffic.h"
+#include "sim/parallel.h"
 
 namespace moesim {
 namespace {
@@ -48,22 +48,15 @@ std::vector<RoutingDecision> route_all(const ModelSpec& model, const MoePhaseOpt
                                        int32_t ranks) {
   Router router(phase_router_spec(model, options));
   std::vector<RoutingDecision> decisions(static_cast<size_t>(ranks));
-  const int32_t threads = std::clamp(options.routing_threads, 1, ranks);
-  auto work = [&](int32_t first) {
-    for (int32_t rank = first; rank < ranks; rank += threads) {
-      RoutingRequest request;
-      request.layer = 0;
-      request.micro_batch = 0;
-      request.rank = rank;
-      request.ranks = ranks;
-      request.tokens = options.tokens_per_gpu;
-      router.route(request, decisions[static_cast<size_t>(rank)]);
-    }
-  };
-  std::vector<std::thread> pool;
-  for (int32_t t = 1; t < threads; ++t) pool.emplace_back(work, t);
-  work(0);
-  for (std::thread& t : pool) t.join();
+  parallel_for(ranks, options.routing_threads, [&](int64_t rank, int32_t) {
+    RoutingRequest request;
+    request.layer = 0;
+    request.micro_batch = 0;
+    request.rank = static_cast<int32_t>(rank);
+    request.ranks = ranks;
+    request.tokens = options.tokens_per_gpu;
+    router.route(request, decisions[static_cast<size_t>(rank)]);
+  });
   return decisions;
 }
 

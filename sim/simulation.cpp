@@ -4,11 +4,11 @@
 #include <chrono>
 #include <numeric>
 #include <stdexcept>
-#include <thread>
 
 #include "models/network/network_model.h"
 #include "models/router/router.h"
 #include "scenarios/topology_file.h"
+#include "sim/parallel.h"
 #include "topologies/presets.h"
 
 namespace moesim {
@@ -69,46 +69,27 @@ class StepRouter {
       for (auto& per_layer : per_mb) per_layer.resize(static_cast<size_t>(plan.dp));
     }
     const int64_t tasks = int64_t{mbs} * moe_layers * plan.dp;
-    auto run_tasks = [&](int32_t worker) {
-      std::vector<RoutingDecision> decisions(static_cast<size_t>(plan.tp) * plan.ep);
-      for (int64_t t = worker; t < tasks; t += threads_) {
-        const auto mb = static_cast<int32_t>(t / (int64_t{moe_layers} * plan.dp));
-        const auto layer = static_cast<int32_t>((t / plan.dp) % moe_layers);
-        const auto d = static_cast<int32_t>(t % plan.dp);
-        for (int32_t b = 0; b < plan.ep; ++b) {
-          for (int32_t a = 0; a < plan.tp; ++a) {
-            RoutingRequest request;
-            request.layer = layer;
-            request.micro_batch = int64_t{step} * mbs + mb;
-            request.rank = a + plan.tp * (b + plan.ep * d);
-            request.ranks = plan.tp * plan.ep * plan.dp;
-            request.tokens = scenario_.workload.tokens_per_gpu;
-            source_.route(request, decisions[static_cast<size_t>(b) * plan.tp + a]);
-          }
+    std::vector<std::vector<RoutingDecision>> scratch(
+        static_cast<size_t>(threads_), std::vector<RoutingDecision>(size_t(plan.tp) * plan.ep));
+    parallel_for(tasks, threads_, [&](int64_t t, int32_t worker) {
+      std::vector<RoutingDecision>& decisions = scratch[static_cast<size_t>(worker)];
+      const auto mb = static_cast<int32_t>(t / (int64_t{moe_layers} * plan.dp));
+      const auto layer = static_cast<int32_t>((t / plan.dp) % moe_layers);
+      const auto d = static_cast<int32_t>(t % plan.dp);
+      for (int32_t b = 0; b < plan.ep; ++b) {
+        for (int32_t a = 0; a < plan.tp; ++a) {
+          RoutingRequest request;
+          request.layer = layer;
+          request.micro_batch = int64_t{step} * mbs + mb;
+          request.rank = a + plan.tp * (b + plan.ep * d);
+          request.ranks = plan.tp * plan.ep * plan.dp;
+          request.tokens = scenario_.workload.tokens_per_gpu;
+          source_.route(request, decisions[static_cast<size_t>(b) * plan.tp + a]);
         }
-        const ReplicaLayout layout{&plan, &placement_, &topology_, d, moe_layer_stage_[layer]};
-        traffic[mb][layer][d] = build_layer_traffic(layout, decisions, algorithm_);
       }
-    };
-    if (threads_ == 1) {
-      run_tasks(0);
-    } else {
-      std::vector<std::thread> pool;
-      std::vector<std::exception_ptr> errors(static_cast<size_t>(threads_));
-      for (int32_t w = 0; w < threads_; ++w) {
-        pool.emplace_back([&, w] {
-          try {
-            run_tasks(w);
-          } catch (...) {
-            errors[w] = std::current_exception();
-          }
-        });
-      }
-      for (auto& th : pool) th.join();
-      for (auto& e : errors) {
-        if (e) std::rethrow_exception(e);
-      }
-    }
+      const ReplicaLayout layout{&plan, &placement_, &topology_, d, moe_layer_stage_[layer]};
+      traffic[mb][layer][d] = build_layer_traffic(layout, decisions, algorithm_);
+    });
     return traffic;
   }
 

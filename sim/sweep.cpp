@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "analysis/statistics.h"
+#include "sim/parallel.h"
 
 namespace moesim {
 namespace {
@@ -161,43 +162,27 @@ std::vector<SweepRow> run_sweep(std::string_view scenario_text, std::string_view
     if (options.shard.holds(p.index)) mine.push_back(std::move(p));
   }
   std::vector<SweepRow> rows(mine.size());
-  std::vector<std::exception_ptr> errors(mine.size());
-  std::atomic<size_t> next{0};
   std::atomic<int64_t> done{0};
   std::mutex progress_mutex;
-  auto worker = [&] {
-    for (size_t i = next++; i < mine.size(); i = next++) {
-      try {
-        const Scenario s = parse_scenario_at(scenario_text, file_name, mine[i].axis_values);
-        SimulationOptions sim;
-        sim.threads = 1;
-        rows[i] = sweep_row(mine[i], simulate(s, sim));
-      } catch (const std::exception& e) {
-        std::string where = "sweep point " + std::to_string(mine[i].index) + " (";
-        for (size_t a = 0; a < mine[i].axis_values.size(); ++a) {
-          where +=
-              (a ? ", " : "") + mine[i].axis_values[a].first + "=" + mine[i].axis_values[a].second;
-        }
-        errors[i] = std::make_exception_ptr(SweepError(where + "): " + e.what()));
+  parallel_for(static_cast<int64_t>(mine.size()), options.threads, [&](int64_t i, int32_t) {
+    try {
+      const Scenario s = parse_scenario_at(scenario_text, file_name, mine[i].axis_values);
+      SimulationOptions sim;
+      sim.threads = 1;
+      rows[i] = sweep_row(mine[i], simulate(s, sim));
+    } catch (const std::exception& e) {
+      std::string where = "sweep point " + std::to_string(mine[i].index) + " (";
+      for (size_t a = 0; a < mine[i].axis_values.size(); ++a) {
+        where +=
+            (a ? ", " : "") + mine[i].axis_values[a].first + "=" + mine[i].axis_values[a].second;
       }
-      if (options.progress) {
-        const std::lock_guard lock(progress_mutex);
-        options.progress(++done, static_cast<int64_t>(mine.size()));
-      }
+      throw SweepError(where + "): " + e.what());
     }
-  };
-  const int32_t threads =
-      std::max<int32_t>(1, std::min<int32_t>(options.threads, static_cast<int32_t>(mine.size())));
-  if (threads == 1) {
-    worker();
-  } else {
-    std::vector<std::thread> pool;
-    for (int32_t t = 0; t < threads; ++t) pool.emplace_back(worker);
-    for (auto& t : pool) t.join();
-  }
-  for (auto& e : errors) {
-    if (e) std::rethrow_exception(e);
-  }
+    if (options.progress) {
+      const std::lock_guard lock(progress_mutex);
+      options.progress(++done, static_cast<int64_t>(mine.size()));
+    }
+  });
   return rows;
 }
 

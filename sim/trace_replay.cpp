@@ -1,15 +1,14 @@
 #include "sim/trace_replay.h"
 
 #include <algorithm>
-#include <exception>
 #include <stdexcept>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "models/router/router.h"
 #include "models/trace/trace_routing_source.h"
 #include "models/trace/trace_writer.h"
+#include "sim/parallel.h"
 
 namespace moesim {
 
@@ -40,7 +39,6 @@ RecordSummary record_trace(const Scenario& scenario, const std::filesystem::path
                           " ranks x " + std::to_string(tokens) + " tokens per batch";
   TraceWriter writer(trace, summary.header);
 
-  threads = std::max(1, std::min(threads, ranks));
   std::vector<RoutingDecision> decisions(static_cast<size_t>(ranks));
   TraceRecord record;
   for (int32_t step = 0; step < workload.steps; ++step) {
@@ -50,36 +48,15 @@ RecordSummary record_trace(const Scenario& scenario, const std::filesystem::path
       const int64_t batch = int64_t{step} * workload.micro_batches + mb;
       for (int32_t layer = 0; layer < layers; ++layer) {
         // The requests simulate's step router makes: rank a + tp * (b + ep * d) of tp*ep*dp.
-        auto route_ranks = [&](int32_t worker) {
-          for (int32_t r = worker; r < ranks; r += threads) {
-            RoutingRequest request;
-            request.layer = layer;
-            request.micro_batch = batch;
-            request.rank = r;
-            request.ranks = ranks;
-            request.tokens = tokens;
-            router.route(request, decisions[r]);
-          }
-        };
-        if (threads == 1) {
-          route_ranks(0);
-        } else {
-          std::vector<std::thread> pool;
-          std::vector<std::exception_ptr> errors(static_cast<size_t>(threads));
-          for (int32_t w = 0; w < threads; ++w) {
-            pool.emplace_back([&, w] {
-              try {
-                route_ranks(w);
-              } catch (...) {
-                errors[w] = std::current_exception();
-              }
-            });
-          }
-          for (auto& t : pool) t.join();
-          for (auto& e : errors) {
-            if (e) std::rethrow_exception(e);
-          }
-        }
+        parallel_for(ranks, threads, [&](int64_t r, int32_t) {
+          RoutingRequest request;
+          request.layer = layer;
+          request.micro_batch = batch;
+          request.rank = static_cast<int32_t>(r);
+          request.ranks = ranks;
+          request.tokens = tokens;
+          router.route(request, decisions[static_cast<size_t>(r)]);
+        });
         record.batch = batch;
         record.layer = layer;
         record.tokens = ranks * tokens;
