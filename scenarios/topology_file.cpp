@@ -176,8 +176,8 @@ class Reader {
     for (int i = 0; i < file_.flat_switch_size(); ++i) {
       const Element e{"flat_switch", i};
       const proto::FlatSwitch& fs = file_.flat_switch(i);
-      if (!fs.has_gpus() || fs.gpus() < 1) {
-        fail(e, "gpus", "gpus is required and must be at least 1");
+      if (!fs.has_gpus() || fs.gpus() < 1 || fs.gpus() > kMaxClusterGpus) {
+        fail(e, "gpus", "gpus is required and must be 1 to " + std::to_string(kMaxClusterGpus));
       }
       const Bandwidth bw = bandwidth(e, "bandwidth", fs.has_bandwidth(), fs.bandwidth());
       const Time lat = latency(e, "latency", fs.has_latency(), fs.latency());
@@ -192,6 +192,11 @@ class Reader {
         } else if (fs.switch_kind() != proto::TopologyNode::SWITCH) {
           fail(e, "switch_kind", "switch_kind must be SWITCH or NVSWITCH");
         }
+      }
+      if (topology_.gpu_count() + fs.gpus() > kMaxClusterGpus) {
+        fail(e, "gpus",
+             "the file's GPUs would exceed the " + std::to_string(kMaxClusterGpus) +
+                 " GPUs moesim simulates");
       }
       add_name(e, "name", fs.name(), switch_kind);
       const VertexId hub{static_cast<uint32_t>(topology_.vertex_count() - 1)};

@@ -106,6 +106,12 @@ Topology build_cluster(const ClusterOptions& options) {
   if (options.spines < 0) {
     throw std::invalid_argument("cluster '" + options.preset + "': spines must not be negative");
   }
+  if (static_cast<int64_t>(options.nodes) * preset.gpus > kMaxClusterGpus) {
+    throw std::invalid_argument("cluster '" + options.preset +
+                                "': " + std::to_string(options.nodes) + " nodes of " +
+                                std::to_string(preset.gpus) + " GPUs exceed the " +
+                                std::to_string(kMaxClusterGpus) + " GPUs moesim simulates");
+  }
   const NvSwitchNodeParams node{preset.gpus, preset.nvlink_per_gpu, kNvLinkLinkLatency};
   if (options.nodes == 1) return with_link_efficiencies(build_nvswitch_node(node));
   RailFatTreeParams params;

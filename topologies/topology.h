@@ -18,6 +18,10 @@
 
 namespace moesim {
 
+// The largest cluster moesim builds: beyond this, per-destination path tables and all-to-all
+// flow counts outgrow a workstation, and a size this large in an input is almost surely a typo.
+inline constexpr int kMaxClusterGpus = 65536;
+
 enum class VertexKind : uint8_t { kGpu, kNvSwitch, kNic, kSwitch };
 // kNetwork is the scale-out fabric (InfiniBand or RoCE RDMA); kNvLink the scale-up domain.
 enum class LinkKind : uint8_t { kNvLink, kPcie, kNetwork };

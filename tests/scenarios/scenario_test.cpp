@@ -233,6 +233,13 @@ TEST_CASE("Semantic errors name the field, its line and what was expected", "[sc
     CHECK(error_of(with_workload("kind: TRAINING tokens_per_gpu: 0")) ==
           "t.pbtxt:4:27: workload.tokens_per_gpu: must be positive, got 0");
   }
+  SECTION("a cluster beyond the largest moesim simulates (found by the scenario fuzzer)") {
+    // 1,666,666 nodes of 8 GPUs: refused before anything is built.
+    CHECK_THAT(
+        error_of(with_cluster(R"(topology: "dgx-h100" nodes: 1666666 gpu { preset: "h100-sxm" })")),
+        Catch::Contains("cluster.topology: ") &&
+            Catch::Contains("1666666 nodes of 8 GPUs exceed the 65536 GPUs"));
+  }
   SECTION("capacity factor at least 0") {
     CHECK_THAT(error_of(with_rest("router { capacity_factor: -1 }\n")),
                Catch::StartsWith("t.pbtxt:5:10: router.capacity_factor: must be >= 0"));

@@ -79,6 +79,20 @@ TEST_CASE("a flat switch of 1024 GPUs takes one entry", "[topology_file]") {
   CHECK(t.path_latency(p) == Time::us(1));
 }
 
+TEST_CASE("a flat switch beyond the largest cluster is refused before it is built",
+          "[topology_file]") {
+  CHECK_THROWS_WITH(
+      parse_topology_text(
+          R"(flat_switch { name: "sw" gpus: 100000 bandwidth: "50GB/s" latency: "500ns" })", "big"),
+      Catch::Contains("flat_switch[0]") && Catch::Contains("1 to 65536"));
+  // Two switches that each fit but together do not.
+  CHECK_THROWS_WITH(
+      parse_topology_text(R"(flat_switch { name: "a" gpus: 40000 bandwidth: "1GB/s" latency: "1ns" }
+flat_switch { name: "b" gpus: 40000 bandwidth: "1GB/s" latency: "1ns" })",
+                          "two"),
+      Catch::Contains("flat_switch[1]") && Catch::Contains("exceed the 65536 GPUs"));
+}
+
 TEST_CASE("syntax errors report file:line:column", "[topology_file]") {
   // Line 3; the parser knows the name is unknown at the ':' after it, column 12.
   const char* text = "node { name: \"a\" kind: GPU }\n\nnode { nmae: \"b\" kind: GPU }\n";
