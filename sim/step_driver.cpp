@@ -70,7 +70,6 @@ struct Collective {
   Phase phase;
   bool backward;
   int32_t micro_batch;
-  int32_t moe_layer;
   std::vector<int32_t> members;
   Bytes bytes;  // per member (ring collectives) or the message (send/recv)
   const MoeLayerTraffic* traffic = nullptr;
@@ -119,7 +118,6 @@ struct StepDriver::Impl {
   int32_t world = 0;
   std::vector<int32_t> stage_first_layer;  // per stage, plus the end
   std::vector<int32_t> moe_index_of_layer;
-  std::vector<int32_t> moe_layer_list;
 
   // Per-step state.
   const StepTraffic* traffic = nullptr;
@@ -172,7 +170,6 @@ struct StepDriver::Impl {
     c.phase = Phase::kTpCollective;
     c.backward = backward;
     c.micro_batch = mb;
-    c.moe_layer = -1;
     c.members = tp_group(b, d, s);
     c.bytes = Bytes(int64_t{setup.tokens_per_gpu} * setup.model->hidden_size * 2);
     const auto key = std::make_tuple(static_cast<int>(kind), mb, layer * 4 + sub, backward ? 1 : 0,
@@ -180,9 +177,8 @@ struct StepDriver::Impl {
     add_collective(gpu, find_collective(key, std::move(c)));
   }
 
-  void add_exchange(int32_t gpu, bool dispatch_pattern, Phase phase, int32_t b, int32_t d,
-                    int32_t s, int32_t mb, int32_t layer, bool backward) {
-    (void)b;
+  void add_exchange(int32_t gpu, bool dispatch_pattern, Phase phase, int32_t d, int32_t s,
+                    int32_t mb, int32_t layer, bool backward) {
     if (setup.plan->ep == 1) return;
     const int32_t moe = moe_index_of_layer[layer];
     Collective c{};
@@ -190,7 +186,6 @@ struct StepDriver::Impl {
     c.phase = phase;
     c.backward = backward;
     c.micro_batch = mb;
-    c.moe_layer = moe;
     c.traffic = &(*traffic)[mb][moe][d];
     c.reverse_pattern = !dispatch_pattern;
     // Forward dispatch sends activations in the dispatch format; everything else (combine and
@@ -210,7 +205,6 @@ struct StepDriver::Impl {
     c.phase = Phase::kPipeline;
     c.backward = backward;
     c.micro_batch = mb;
-    c.moe_layer = -1;
     c.members = {from, to};
     c.bytes = Bytes(int64_t{setup.tokens_per_gpu} * setup.model->hidden_size * 2);
     const auto key = std::make_tuple(static_cast<int>(c.kind), mb, 0, backward ? 1 : 0, from, to);
@@ -295,10 +289,10 @@ struct StepDriver::Impl {
                   add_tp_collective(gpu, CollectiveKind::kAllGather, b, d, s, mb, l, false, 2);
                   if (setup.model->is_moe_layer(l)) {
                     add_compute(gpu, Phase::kDenseFfn, false, mb, l, gate);
-                    add_exchange(gpu, true, Phase::kDispatch, b, d, s, mb, l, false);
+                    add_exchange(gpu, true, Phase::kDispatch, d, s, mb, l, false);
                     add_compute(gpu, Phase::kExpertCompute, false, mb, l,
                                 expert_time(gpu, mb, l, d));
-                    add_exchange(gpu, false, Phase::kCombine, b, d, s, mb, l, false);
+                    add_exchange(gpu, false, Phase::kCombine, d, s, mb, l, false);
                   } else {
                     add_compute(gpu, Phase::kDenseFfn, false, mb, l, dense);
                   }
@@ -314,10 +308,10 @@ struct StepDriver::Impl {
                 for (int32_t l = last - 1; l >= first; --l) {
                   add_tp_collective(gpu, CollectiveKind::kAllGather, b, d, s, mb, l, true, 3);
                   if (setup.model->is_moe_layer(l)) {
-                    add_exchange(gpu, true, Phase::kCombine, b, d, s, mb, l, true);
+                    add_exchange(gpu, true, Phase::kCombine, d, s, mb, l, true);
                     add_compute(gpu, Phase::kExpertCompute, true, mb, l,
                                 expert_time(gpu, mb, l, d) * scale);
-                    add_exchange(gpu, false, Phase::kDispatch, b, d, s, mb, l, true);
+                    add_exchange(gpu, false, Phase::kDispatch, d, s, mb, l, true);
                     add_compute(gpu, Phase::kDenseFfn, true, mb, l, gate * scale);
                   } else {
                     add_compute(gpu, Phase::kDenseFfn, true, mb, l, dense * scale);
@@ -330,7 +324,7 @@ struct StepDriver::Impl {
                 if (s > 0) add_send_recv(gpu, gpu, plan.gpu_of(a, b, d, s - 1), mb, true);
               }
             }
-            if (training) add_gradient_sync_and_optimizer(gpu, a, b, d, s);
+            if (training) add_gradient_sync_and_optimizer(gpu, a, b, s);
           }
         }
       }
@@ -359,7 +353,7 @@ struct StepDriver::Impl {
            setup.model->expert_params();
   }
 
-  void add_gradient_sync_and_optimizer(int32_t gpu, int32_t a, int32_t b, int32_t d, int32_t s) {
+  void add_gradient_sync_and_optimizer(int32_t gpu, int32_t a, int32_t b, int32_t s) {
     const ParallelPlan& plan = *setup.plan;
     const int64_t dense_params = non_expert_params(s) / tp();
     const int64_t expert_params = local_expert_params(b, s) / tp();
@@ -369,7 +363,6 @@ struct StepDriver::Impl {
       c.kind = CollectiveKind::kAllReduce;
       c.phase = Phase::kGradientSync;
       c.micro_batch = -1;
-      c.moe_layer = -1;
       for (int32_t dd = 0; dd < plan.dp; ++dd) {
         for (int32_t bb = 0; bb < plan.ep; ++bb) c.members.push_back(plan.gpu_of(a, bb, dd, s));
       }
@@ -381,12 +374,10 @@ struct StepDriver::Impl {
       c.kind = CollectiveKind::kAllReduce;
       c.phase = Phase::kGradientSync;
       c.micro_batch = -1;
-      c.moe_layer = -1;
       for (int32_t dd = 0; dd < plan.dp; ++dd) c.members.push_back(plan.gpu_of(a, b, dd, s));
       c.bytes = Bytes(expert_params * 2);
       add_collective(gpu, find_collective(std::make_tuple(101, a, s, b, 0, 0), std::move(c)));
     }
-    (void)d;
     // Adam with FP32 master weights and moments: read and write about 16 bytes per parameter
     // (weight, gradient, two moments) plus the BF16 copy.
     add_compute(gpu, Phase::kOptimizer, false, -1, -1,
