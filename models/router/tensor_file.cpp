@@ -391,35 +391,45 @@ float bfloat16_to_float(uint16_t bits) {
   return std::bit_cast<float>(static_cast<uint32_t>(bits) << 16);
 }
 
-FloatTensor load_npy(const std::string& path) {
-  std::ifstream in = open_binary(path);
-  const uint64_t size = file_size(in);
+NpyHeader read_npy_header(std::istream& in, const std::string& name) {
   unsigned char preamble[12];
-  if (size < 10 || !in.read(reinterpret_cast<char*>(preamble), 8)) {
-    fail(path, "too short for a .npy file");
-  }
-  if (std::memcmp(preamble, "\x93NUMPY", 6) != 0) fail(path, "bad magic (not a .npy file)");
+  if (!in.read(reinterpret_cast<char*>(preamble), 8)) fail(name, "too short for a .npy file");
+  if (std::memcmp(preamble, "\x93NUMPY", 6) != 0) fail(name, "bad magic (not a .npy file)");
   const int major = preamble[6];
   const int minor = preamble[7];
   if (!((major == 1 || major == 2 || major == 3) && minor == 0)) {
-    fail(path, "unsupported .npy version " + std::to_string(major) + "." + std::to_string(minor));
+    fail(name, "unsupported .npy version " + std::to_string(major) + "." + std::to_string(minor));
   }
   const int length_bytes = major == 1 ? 2 : 4;
   if (!in.read(reinterpret_cast<char*>(preamble + 8), length_bytes)) {
-    fail(path, "truncated header length");
+    fail(name, "truncated header length");
   }
   const uint64_t header_length = little_endian(preamble + 8, length_bytes);
-  const uint64_t data_start = 8 + length_bytes + header_length;
-  if (data_start > size) fail(path, "truncated header");
+  // NumPy pads headers to 64 bytes; anything near this bound is not a .npy header.
+  if (header_length > (uint64_t{1} << 20)) {
+    fail(name, "npy header of " + std::to_string(header_length) + " bytes is implausible");
+  }
   std::string header(header_length, '\0');
-  in.read(header.data(), static_cast<std::streamsize>(header_length));
-  if (header.empty() || header.back() != '\n') fail(path, "npy header does not end in a newline");
+  if (!in.read(header.data(), static_cast<std::streamsize>(header_length))) {
+    fail(name, "truncated header");
+  }
+  if (header.empty() || header.back() != '\n') fail(name, "npy header does not end in a newline");
+  NpyHeader h;
+  PyDictParser(name, std::string_view(header).substr(0, header.size() - 1))
+      .parse(h.descr, h.fortran_order, h.shape);
+  return h;
+}
 
-  std::string descr;
-  bool fortran_order = false;
+FloatTensor load_npy(const std::string& path) {
+  std::ifstream in = open_binary(path);
+  const uint64_t size = file_size(in);
+  if (size < 10) fail(path, "too short for a .npy file");
+  const NpyHeader header = read_npy_header(in, path);
+  const auto data_start = static_cast<uint64_t>(in.tellg());
+  const std::string& descr = header.descr;
+  const bool fortran_order = header.fortran_order;
   FloatTensor tensor;
-  PyDictParser(path, std::string_view(header).substr(0, header.size() - 1))
-      .parse(descr, fortran_order, tensor.shape);
+  tensor.shape = header.shape;
   DType dtype;
   if (descr == "<f4") {
     dtype = DType::kF32;

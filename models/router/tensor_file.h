@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <istream>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,17 @@ struct FloatTensor {
   std::vector<int64_t> shape;
   std::vector<float> values;
 };
+
+// The header of a .npy stream (format versions 1.0, 2.0 and 3.0): the dtype string as NumPy
+// writes it ("<f4", "<i8", ...), the order and the shape. Leaves `in` at the first data byte.
+// Throws std::runtime_error "<name>: <problem>" (bad magic, unsupported version, truncated or
+// malformed header). Every .npy reader in moesim goes through it.
+struct NpyHeader {
+  std::string descr;
+  bool fortran_order = false;
+  std::vector<int64_t> shape;
+};
+NpyHeader read_npy_header(std::istream& in, const std::string& name);
 
 // Reads a .npy file (format versions 1.0, 2.0 and 3.0) holding little-endian float32 ('<f4') or
 // float16 ('<f2') in C order. Throws std::runtime_error naming the file and the problem (bad

@@ -8,85 +8,42 @@
 #include <map>
 #include <regex>
 
+#include "models/router/tensor_file.h"
+
 namespace moesim {
 
-namespace {
-
-// The value of `key` in the header's Python dict literal, up to the next top-level ',' or '}'.
-std::string dict_value(const std::string& header, const std::string& key, const std::string& name) {
-  const std::string quoted = "'" + key + "'";
-  const size_t k = header.find(quoted);
-  if (k == std::string::npos) throw TraceError(name + ": npy header has no '" + key + "'");
-  size_t p = header.find(':', k + quoted.size());
-  if (p == std::string::npos) throw TraceError(name + ": npy header: no value for '" + key + "'");
-  ++p;
-  while (p < header.size() && header[p] == ' ') ++p;
-  size_t end = p;
-  int depth = 0;
-  while (end < header.size()) {
-    const char c = header[end];
-    if (c == '(') ++depth;
-    if (c == ')') --depth;
-    if (depth == 0 && (c == ',' || c == '}')) break;
-    ++end;
-  }
-  std::string v = header.substr(p, end - p);
-  while (!v.empty() && v.back() == ' ') v.pop_back();
-  return v;
-}
-
-}  // namespace
-
 NpyIndexArray read_npy_indices(std::istream& in, const std::string& name) {
-  char magic[8];
-  if (!in.read(magic, 8) || std::memcmp(magic, "\x93NUMPY", 6) != 0) {
-    throw TraceError(name + ": not a .npy file (no \\x93NUMPY magic)");
+  NpyHeader header;
+  try {
+    header = read_npy_header(in, name);
+  } catch (const std::runtime_error& e) {
+    throw TraceError(e.what());
   }
-  const int major = static_cast<unsigned char>(magic[6]);
-  uint32_t header_len = 0;
-  unsigned char len_bytes[4] = {0, 0, 0, 0};
-  if (major == 1) {
-    if (!in.read(reinterpret_cast<char*>(len_bytes), 2))
-      throw TraceError(name + ": truncated npy header");
-    header_len = len_bytes[0] | (len_bytes[1] << 8);
-  } else if (major == 2 || major == 3) {
-    if (!in.read(reinterpret_cast<char*>(len_bytes), 4))
-      throw TraceError(name + ": truncated npy header");
-    header_len = len_bytes[0] | (len_bytes[1] << 8) | (len_bytes[2] << 16) |
-                 (static_cast<uint32_t>(len_bytes[3]) << 24);
-  } else {
-    throw TraceError(name + ": npy format version " + std::to_string(major) +
-                     " (this reader reads 1, 2 and 3)");
-  }
-  if (header_len > (1u << 20))
-    throw TraceError(name + ": npy header of " + std::to_string(header_len) +
-                     " bytes is implausible");
-  std::string header(header_len, '\0');
-  if (!in.read(header.data(), header_len)) throw TraceError(name + ": truncated npy header");
-
-  const std::string descr = dict_value(header, "descr", name);
   size_t item_bytes = 0;
-  if (descr == "'<i4'") {
+  if (header.descr == "<i4") {
     item_bytes = 4;
-  } else if (descr == "'<i8'") {
+  } else if (header.descr == "<i8") {
     item_bytes = 8;
   } else {
-    throw TraceError(name + ": npy dtype " + descr +
-                     " (expected '<i4' or '<i8': little-endian int32 or int64)");
+    throw TraceError(name + ": npy dtype '" + header.descr +
+                     "' (expected '<i4' or '<i8': little-endian int32 or int64)");
   }
-  const std::string order = dict_value(header, "fortran_order", name);
-  if (order != "False") throw TraceError(name + ": npy array in Fortran order (expected C order)");
-  const std::string shape = dict_value(header, "shape", name);
+  if (header.fortran_order) {
+    throw TraceError(name + ": npy array in Fortran order (expected C order)");
+  }
+  std::string shape = "(";
+  for (size_t i = 0; i < header.shape.size(); ++i) {
+    shape += (i ? ", " : "") + std::to_string(header.shape[i]);
+  }
+  shape += header.shape.size() == 1 ? ",)" : ")";
+  if (header.shape.size() != 2) {
+    throw TraceError(name + ": npy shape " + shape + " (expected 2-D: tokens x top_k)");
+  }
   NpyIndexArray out;
-  {
-    // "(rows, cols)" exactly: two non-negative integers.
-    const std::regex two_d(R"(\(\s*(\d{1,15})\s*,\s*(\d{1,15})\s*\))");
-    std::smatch m;
-    if (!std::regex_match(shape, m, two_d)) {
-      throw TraceError(name + ": npy shape " + shape + " (expected 2-D: tokens x top_k)");
-    }
-    out.rows = std::stoll(m[1].str());
-    out.cols = std::stoll(m[2].str());
+  out.rows = header.shape[0];
+  out.cols = header.shape[1];
+  if (out.rows < 0 || out.cols < 0 || (out.cols > 0 && out.rows > (int64_t{1} << 48) / out.cols)) {
+    throw TraceError(name + ": npy shape " + shape + " is implausibly large");
   }
   if (std::endian::native != std::endian::little) {
     throw TraceError(name + ": reading .npy needs a little-endian machine");
