@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "analysis/json_text.h"
 #include "analysis/statistics.h"
 
 namespace moesim {
@@ -19,23 +20,6 @@ std::string number(double v) {
   char buf[64];
   std::snprintf(buf, sizeof buf, "%.9g", v);
   return buf;
-}
-
-std::string quoted(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      out += buf;
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
 }
 
 // {count, mean, p50, p99, stddev, min, max}; stddev is the sample standard deviation, 0 for a
@@ -85,9 +69,9 @@ std::vector<double> mean_phase_us(const SimulationResult& r) {
 void write_run_json(std::ostream& out, const Scenario& scenario, const SimulationResult& r) {
   const std::vector<double> phases = mean_phase_us(r);
   out << "{\n";
-  out << "  \"scenario\": " << quoted(scenario.name) << ",\n";
-  out << "  \"model\": " << quoted(scenario.model.name) << ",\n";
-  out << "  \"workload\": " << quoted(workload_kind_name(scenario.workload.kind)) << ",\n";
+  out << "  \"scenario\": " << json_string(scenario.name) << ",\n";
+  out << "  \"model\": " << json_string(scenario.model.name) << ",\n";
+  out << "  \"workload\": " << json_string(workload_kind_name(scenario.workload.kind)) << ",\n";
   out << "  \"gpus\": " << r.gpus << ",\n";
   out << "  \"parallelism\": {\"tp\": " << scenario.parallel.tp
       << ", \"ep\": " << scenario.parallel.ep << ", \"dp\": " << scenario.parallel.dp
@@ -116,7 +100,7 @@ void write_run_json(std::ostream& out, const Scenario& scenario, const Simulatio
   out << "  \"tokens_per_s_per_gpu\": " << number(r.tokens_per_s_per_gpu) << ",\n";
   out << "  \"phase_us_per_gpu\": {";
   for (int p = 0; p < kPhaseCount; ++p) {
-    out << (p ? ", " : "") << quoted(phase_name(static_cast<Phase>(p))) << ": "
+    out << (p ? ", " : "") << json_string(phase_name(static_cast<Phase>(p))) << ": "
         << number(phases[p]);
   }
   out << "},\n";

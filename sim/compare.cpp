@@ -1,4 +1,6 @@
 #include "sim/compare.h"
+#include "analysis/json_text.h"
+#include "analysis/json_text.h"
 
 #include <algorithm>
 #include <atomic>
@@ -57,15 +59,6 @@ std::string fixed(double v, int digits) {
 
 double gib(Bytes b) {
   return static_cast<double>(b.count()) / double(1LL << 30);
-}
-
-std::string json_string(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += c;
-  }
-  return out + "\"";
 }
 
 }  // namespace
