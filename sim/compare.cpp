@@ -1,6 +1,4 @@
 #include "sim/compare.h"
-#include "analysis/json_text.h"
-#include "analysis/json_text.h"
 
 #include <algorithm>
 #include <atomic>
@@ -14,6 +12,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "analysis/json_text.h"
 #include "analysis/statistics.h"
 #include "models/router/router.h"
 #include "sim/parallel.h"
