@@ -4,6 +4,8 @@
 #include <benchmark/benchmark.h>
 #include <cblas.h>
 
+#include <cmath>
+#include <span>
 #include <vector>
 
 #include "models/router/normal.h"
@@ -125,8 +127,30 @@ void BM_RouteLogitSpace(benchmark::State& state) {
   set_rates(state);
 }
 
+// DeepSeek-V3's selection alone (8 groups of 32, top-4 groups, k 8) on rows of sigmoid-like
+// scores plus a small bias: group scores, kept groups and the k best, per token.
+void BM_GroupLimitedRow(benchmark::State& state) {
+  constexpr int32_t E = 256;
+  std::vector<float> scores(static_cast<size_t>(kTokens) * E);
+  RandomStream rng(5, "bench");
+  fill_standard_normal(rng, scores);
+  for (size_t i = 0; i < scores.size(); ++i) {
+    scores[i] = 1.0f / (1.0f + std::exp(-scores[i])) + 0.001f * static_cast<float>(i % E % 7);
+  }
+  std::vector<int32_t> ids(static_cast<size_t>(kTokens) * 8);
+  for (auto _ : state) {
+    for (int32_t t = 0; t < kTokens; ++t) {
+      group_limited_top_k_row(std::span<const float>(scores).subspan(static_cast<size_t>(t) * E, E),
+                              8, 4, std::span<int32_t>(ids).subspan(static_cast<size_t>(t) * 8, 8));
+    }
+    benchmark::DoNotOptimize(ids.data());
+  }
+  set_rates(state);
+}
+
 BENCHMARK(BM_BareSgemm)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_RouteHiddenStates)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_GroupLimitedRow)->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(BM_RouteLogitSpace)
     ->Args({0, 0})
     ->Args({0, 1})

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <stdexcept>
 #include <string>
@@ -121,6 +122,218 @@ MOESIM_INLINE void group_limited_impl(const float* scores, int32_t n, int32_t gr
   }
 }
 
+// ---- Group-limited top-k for groups of whole vectors (DeepSeek-V3: 8 groups of 32) ----
+// The same selection as group_limited_impl, without its serial parts: the groups' top two are
+// merged across lanes for all groups at once, the kept groups and the final k are chosen by
+// counting how many beat each one (rank), and only scores at or above the threshold are looked
+// at. Ties break as in group_limited_impl: the lower group, then the lower expert, first.
+
+constexpr int32_t kFastMaxGroups = simd::kLanes;
+constexpr int32_t kFastMaxExperts = 1024;
+
+// Whether group_limited_fast applies to this shape.
+bool group_limited_fast_applies(int32_t n, int32_t groups, int32_t topk_group, int32_t k) {
+  return groups <= kFastMaxGroups && n <= kFastMaxExperts && n % groups == 0 &&
+         (n / groups) % simd::kLanes == 0 && k <= 2 * topk_group;
+}
+
+// Comparison results are only used as conditions of ?: with varying arms, and lane masks come
+// from sign bits: GCC otherwise turns a mask into an integer vector by going lane by lane when
+// the kernel is inlined into an AVX-512F function.
+
+// The sign bits of `v`'s lanes as bits (lane i -> bit i): arithmetic shift to -1 / 0, narrowed to
+// bytes, then each 8-byte half's top bits gathered by one multiplication. For floats, the sign of
+// x - t is set exactly when x < t (x - t is never -0 for finite x, t).
+MOESIM_INLINE uint32_t lane_bits(const simd::vint& v) {
+  typedef int8_t vbyte __attribute__((vector_size(simd::kLanes)));
+  const vbyte bytes = __builtin_convertvector(v >> 31, vbyte);
+  uint64_t half[2];
+  std::memcpy(half, &bytes, sizeof(half));
+  constexpr uint64_t kTopBits = 0x8080808080808080ull;
+  constexpr uint64_t kGather = 0x0002040810204081ull;
+  const auto lo = static_cast<uint32_t>(((half[0] & kTopBits) * kGather) >> 56);
+  const auto hi = static_cast<uint32_t>(((half[1] & kTopBits) * kGather) >> 56);
+  return lo | (hi << 8);
+}
+MOESIM_INLINE uint32_t lane_bits(const simd::vfloat& v) {
+  simd::vint bits;
+  std::memcpy(&bits, &v, sizeof(bits));
+  return lane_bits(bits);
+}
+
+// -1 in the lanes whose `value` is beaten by `other`, the value of entry `index`: a higher value,
+// or an equal one at a lower index (lane > index). Sign bits of differences again: other > value
+// exactly when value - other is negative, other >= value when other - value is not.
+MOESIM_INLINE simd::vint beats(const simd::vfloat& other, const simd::vfloat& value, int32_t index,
+                               const simd::vint& lane) {
+  const simd::vfloat below = value - other;
+  const simd::vfloat above = other - value;
+  simd::vint greater, not_less;
+  std::memcpy(&greater, &below, sizeof(greater));
+  std::memcpy(&not_less, &above, sizeof(not_less));
+  greater >>= 31;
+  not_less = ~(not_less >> 31);
+  const simd::vint after_index = (index - lane) >> 31;
+  return (after_index & not_less) | (~after_index & greater);
+}
+
+// Shuffle masks of the merge levels, for groups in blocks of 16, 8, 4 and 2 lanes: x takes the
+// first half of every block of a (lanes 0-15) then of b (16-31), y the second halves.
+struct MergeMasks {
+  simd::vint x, y;
+};
+const MergeMasks kMergeMasks[4] = {
+    {{0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23},
+     {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31}},
+    {{0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27},
+     {4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31}},
+    {{0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29},
+     {2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31}},
+    {{0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30},
+     {1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31}},
+};
+
+// (first, second) of a and b per lane merged into the top two of the four.
+MOESIM_INLINE void merge_top_two(simd::vfloat& f, simd::vfloat& s, const simd::vfloat& f2,
+                                 const simd::vfloat& s2) {
+  const simd::vfloat smaller = f2 < f ? f2 : f;
+  const simd::vfloat seconds = s2 > s ? s2 : s;
+  f = f2 > f ? f2 : f;
+  s = smaller > seconds ? smaller : seconds;
+}
+
+// One level: the pair (a, b) of vectors with groups in blocks of `width` lanes becomes one vector
+// with blocks of width / 2: a's groups, then b's, in order.
+// Inputs by value: the result may overwrite a.
+MOESIM_INLINE void merge_level(const MergeMasks& m, simd::vfloat fa, simd::vfloat sa,
+                               simd::vfloat fb, simd::vfloat sb, simd::vfloat& f, simd::vfloat& s) {
+  f = __builtin_shuffle(fa, fb, m.x);
+  s = __builtin_shuffle(sa, sb, m.x);
+  merge_top_two(f, s, __builtin_shuffle(fa, fb, m.y), __builtin_shuffle(sa, sb, m.y));
+}
+
+MOESIM_INLINE void group_limited_fast(const float* scores, int32_t n, int32_t groups,
+                                      int32_t topk_group, int32_t k, int32_t* ids) {
+  using simd::kLanes;
+  using simd::vfloat;
+  using simd::vint;
+  constexpr float kLowest = -std::numeric_limits<float>::infinity();
+  const int32_t group_size = n / groups;
+  const int32_t vectors_per_group = group_size / kLanes;
+  // Per group, per lane, the best and second best of that lane's column.
+  int32_t padded = 1;
+  while (padded < groups) padded *= 2;
+  vfloat f[kFastMaxGroups], s[kFastMaxGroups];
+  for (int32_t g = 0; g < padded; ++g) {
+    if (g >= groups) {
+      f[g] = simd::splat(kLowest);
+      s[g] = f[g];
+      continue;
+    }
+    const float* x = scores + static_cast<ptrdiff_t>(g) * group_size;
+    f[g] = simd::load(x);
+    s[g] = simd::splat(kLowest);
+    for (int32_t j = 1; j < vectors_per_group; ++j) {
+      const vfloat v = simd::load(x + j * kLanes);
+      const vfloat lower = v < f[g] ? v : f[g];
+      f[g] = v > f[g] ? v : f[g];
+      s[g] = lower > s[g] ? lower : s[g];
+    }
+  }
+  // Pairs of vectors merge until one holds every group (16 / padded lanes each), then the lanes
+  // of each group merge within that vector.
+  int32_t level = 0;
+  for (int32_t count = padded; count > 1; count /= 2, ++level) {
+    for (int32_t i = 0; i < count / 2; ++i) {
+      merge_level(kMergeMasks[level], f[2 * i], s[2 * i], f[2 * i + 1], s[2 * i + 1], f[i], s[i]);
+    }
+  }
+  for (int32_t width = kLanes >> level; width > 1; width /= 2, ++level) {
+    merge_level(kMergeMasks[level], f[0], s[0], f[0], s[0], f[0], s[0]);
+  }
+  // Lane g of f[0] and s[0] now holds group g's best and second best. Group g's rank: how many
+  // groups beat it (a higher score, or an equal one with a lower index).
+  const vint lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+  const vfloat group_score = f[0] + s[0];
+  float scores_of_groups[kLanes];
+  simd::store(scores_of_groups, group_score);
+  vint rank{};
+  for (int32_t h = 0; h < groups; ++h) {
+    const vfloat other = simd::splat(scores_of_groups[h]);
+    rank -= beats(other, group_score, h, lane);
+  }
+  // Lanes past the groups rank below topk_group only when no real group does.
+  const uint32_t kept = lane_bits(rank - topk_group) & ((1u << groups) - 1u);
+  // Each kept group holds two scores >= its second best, and k <= 2 topk_group: the k-th best
+  // is at least the least of those seconds.
+  float kept_seconds[kLanes];
+  simd::store(kept_seconds, s[0]);
+  for (int32_t g = 0; g < kLanes; ++g) {
+    if (!(kept >> g & 1u)) kept_seconds[g] = std::numeric_limits<float>::max();
+  }
+  float threshold = kept_seconds[0];
+  for (int32_t j = 1; j < kLanes; ++j) threshold = std::min(threshold, kept_seconds[j]);
+  const vfloat t = simd::splat(threshold);
+  // Candidates in increasing expert order.
+  float candidate_values[kFastMaxExperts + simd::kLanes];
+  int32_t candidate_ids[kFastMaxExperts];
+  int32_t candidates = 0;
+  for (uint32_t groups_left = kept; groups_left != 0; groups_left &= groups_left - 1) {
+    const int32_t base = __builtin_ctz(groups_left) * group_size;
+    for (int32_t j = 0; j < vectors_per_group; ++j) {
+      const float* x = scores + base + j * kLanes;
+      for (uint32_t bits = ~lane_bits(simd::load(x) - t) & 0xffffu; bits != 0; bits &= bits - 1) {
+        const int32_t i = __builtin_ctz(bits);
+        candidate_values[candidates] = x[i];
+        candidate_ids[candidates] = base + j * kLanes + i;
+        ++candidates;
+      }
+    }
+  }
+  if (candidates < k) {
+    // Only when scores are NaN: the threshold argument needs ordered values.
+    group_limited_impl(scores, n, groups, topk_group, k, ids);
+    return;
+  }
+  if (candidates > kLanes) {
+    float best[kMaxTopK];
+    int32_t filled = 0;
+    for (int32_t c = 0; c < candidates; ++c) {
+      insert_best(candidate_values[c], candidate_ids[c], k, best, ids, filled);
+    }
+    return;
+  }
+  // Rank among at most 16 candidates; padding lanes never count against a real one.
+  for (int32_t c = candidates; c < kLanes; ++c) candidate_values[c] = kLowest;
+  const vfloat values = simd::load(candidate_values);
+  vint candidate_rank{};
+  for (int32_t c = 0; c < candidates; ++c) {
+    const vfloat other = simd::splat(candidate_values[c]);
+    candidate_rank -= beats(other, values, c, lane);
+  }
+  int32_t ranks[kLanes];
+  std::memcpy(ranks, &candidate_rank, sizeof(ranks));
+  int32_t placed[kMaxTopK + 1];
+  for (int32_t c = 0; c < candidates; ++c) placed[std::min(ranks[c], k)] = candidate_ids[c];
+  std::copy_n(placed, k, ids);
+}
+
+struct GroupLimitedArgs {
+  const float* scores;
+  int32_t n, groups, topk_group, k;
+  int32_t* ids;
+};
+
+MOESIM_INLINE void group_limited_row_body(const GroupLimitedArgs& a) {
+  if (group_limited_fast_applies(a.n, a.groups, a.topk_group, a.k)) {
+    group_limited_fast(a.scores, a.n, a.groups, a.topk_group, a.k, a.ids);
+  } else {
+    group_limited_impl(a.scores, a.n, a.groups, a.topk_group, a.k, a.ids);
+  }
+}
+
+MOESIM_DISPATCH(group_limited_row, GroupLimitedArgs)
+
 inline float softplus(float x) {
   return x > 20.0f ? x : std::log1p(std::exp(x));
 }
@@ -132,15 +345,31 @@ struct BatchOutputs {
   double* lse_square_sum;  // or null
 };
 
+struct ScoreAndSelectArgs {
+  const RouterSpec& spec;
+  const LogitRows& logits;
+  std::span<const float> noise;
+  std::span<const float> bias;
+  GatingScratch& scratch;
+  RoutingDecision& out;
+  BatchOutputs outputs;
+};
+
 // The per-token loop for top-k routing: scores, selection and weights, written at each row's
-// token. Compiled for several instruction sets; the widest the CPU has is picked at load time.
-MOESIM_MULTIVERSION
-void score_and_select(const RouterSpec& spec, const LogitRows& logits, std::span<const float> noise,
-                      std::span<const float> bias, GatingScratch& scratch, RoutingDecision& out,
-                      BatchOutputs outputs) {
+// token. Compiled for several instruction sets (MOESIM_DISPATCH).
+MOESIM_INLINE void score_and_select_body(const ScoreAndSelectArgs& args) {
+  const RouterSpec& spec = args.spec;
+  const LogitRows& logits = args.logits;
+  const std::span<const float> noise = args.noise;
+  const std::span<const float> bias = args.bias;
+  GatingScratch& scratch = args.scratch;
+  RoutingDecision& out = args.out;
+  const BatchOutputs outputs = args.outputs;
   const int32_t E = spec.experts;
   const int32_t k = spec.top_k;
   const bool expert_choice = spec.selection == RouterSelection::kExpertChoice;
+  const bool fast_groups = spec.selection == RouterSelection::kGroupLimitedTopK &&
+                           group_limited_fast_applies(E, spec.groups, spec.topk_group, k);
   float* row = scratch.row.data();
   float* choice = scratch.choice.data();
   float* probs = nullptr;
@@ -178,7 +407,9 @@ void score_and_select(const RouterSpec& spec, const LogitRows& logits, std::span
       selection_scores = biased;
     }
     int32_t* ids = out.expert_ids.data() + static_cast<ptrdiff_t>(t) * k;
-    if (spec.selection == RouterSelection::kGroupLimitedTopK) {
+    if (fast_groups) {
+      group_limited_fast(selection_scores, E, spec.groups, spec.topk_group, k, ids);
+    } else if (spec.selection == RouterSelection::kGroupLimitedTopK) {
       group_limited_impl(selection_scores, E, spec.groups, spec.topk_group, k, ids);
     } else {
       top_k_impl(selection_scores, E, k, ids);
@@ -198,6 +429,8 @@ void score_and_select(const RouterSpec& spec, const LogitRows& logits, std::span
   }
   if (outputs.lse_square_sum) *outputs.lse_square_sum = lse_square_sum;
 }
+
+MOESIM_DISPATCH(score_and_select, ScoreAndSelectArgs)
 
 void route_expert_choice(const RouterSpec& spec, int32_t tokens, GatingScratch& scratch,
                          RoutingDecision& out) {
@@ -281,7 +514,7 @@ void group_limited_top_k_row(std::span<const float> scores, int32_t groups, int3
         "group_limited_top_k_row: need groups dividing the experts, 1 <= topk_group <= groups "
         "and 1 <= k <= topk_group * group size");
   }
-  group_limited_impl(scores.data(), n, groups, topk_group, k, ids.data());
+  group_limited_row(GroupLimitedArgs{scores.data(), n, groups, topk_group, k, ids.data()});
 }
 
 void apply_capacity(int32_t capacity, DropPolicy policy, std::span<const float> pair_scores,
@@ -365,11 +598,11 @@ void route_from_logits(const RouterSpec& spec, const LogitRows& logits,
   if (stats) scratch.probability_sum.assign(E, 0.0f);
   double lse_square_sum = 0.0;
   if (!expert_choice) out.reset(T, E, k);
-  score_and_select(spec, logits, noise, bias, scratch, out,
-                   BatchOutputs{by_score ? scratch.pair_scores.data() : nullptr,
-                                expert_choice ? scratch.scores.data() : nullptr,
-                                stats ? scratch.probability_sum.data() : nullptr,
-                                stats ? &lse_square_sum : nullptr});
+  score_and_select(ScoreAndSelectArgs{spec, logits, noise, bias, scratch, out,
+                                      BatchOutputs{by_score ? scratch.pair_scores.data() : nullptr,
+                                                   expert_choice ? scratch.scores.data() : nullptr,
+                                                   stats ? scratch.probability_sum.data() : nullptr,
+                                                   stats ? &lse_square_sum : nullptr}});
   if (expert_choice) {
     route_expert_choice(spec, T, scratch, out);
   } else {

@@ -1,5 +1,5 @@
 // Row kernels of the router (exp, softmax, sigmoid, sums) on GCC vector extensions, inlined into
-// callers compiled for several instruction sets (MOESIM_MULTIVERSION). Private to models/router.
+// callers compiled for several instruction sets (MOESIM_DISPATCH). Private to models/router.
 #pragma once
 
 #include <cmath>
@@ -7,13 +7,38 @@
 #include <cstring>
 #include <limits>
 
-// Functions marked with this are compiled for AVX-512, AVX2 and the baseline; the loader picks
-// the widest the CPU supports. Only IEEE add/mul/div are used (no contraction in ISO C++ mode),
-// so every variant gives bit-identical results.
+// MOESIM_DISPATCH(name, Args) defines `void name(const Args&)` running `name##_body` (an
+// always-inlined function of the same argument) compiled for AVX-512F, AVX2 or the baseline,
+// the widest the CPU supports. Explicit target functions rather than target_clones: GCC 12
+// lowers the vector code of a target_clones function for the baseline before cloning, so mask
+// arithmetic came out lane by lane even in the AVX-512 clone. The kernels use IEEE
+// add/mul/div/compare only; where the compiler contracts a * b + c (AVX-512 implies FMA), the
+// AVX-512 variant may differ from the others in the last bit, never between runs or threads.
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define MOESIM_MULTIVERSION __attribute__((target_clones("avx512f", "avx2", "default")))
+#define MOESIM_DISPATCH(name, Args)                                         \
+  __attribute__((target("avx512f"))) void name##_avx512(const Args& args) { \
+    name##_body(args);                                                      \
+  }                                                                         \
+  __attribute__((target("avx2"))) void name##_avx2(const Args& args) {      \
+    name##_body(args);                                                      \
+  }                                                                         \
+  void name##_baseline(const Args& args) {                                  \
+    name##_body(args);                                                      \
+  }                                                                         \
+  void name(const Args& args) {                                             \
+    if (__builtin_cpu_supports("avx512f")) {                                \
+      name##_avx512(args);                                                  \
+    } else if (__builtin_cpu_supports("avx2")) {                            \
+      name##_avx2(args);                                                    \
+    } else {                                                                \
+      name##_baseline(args);                                                \
+    }                                                                       \
+  }
 #else
-#define MOESIM_MULTIVERSION
+#define MOESIM_DISPATCH(name, Args) \
+  void name(const Args& args) {     \
+    name##_body(args);              \
+  }
 #endif
 #define MOESIM_INLINE inline __attribute__((always_inline))
 
