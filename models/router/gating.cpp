@@ -131,6 +131,11 @@ MOESIM_INLINE void group_limited_impl(const float* scores, int32_t n, int32_t gr
 constexpr int32_t kFastMaxGroups = simd::kLanes;
 constexpr int32_t kFastMaxExperts = 1024;
 
+[[gnu::noinline]] void group_limited_out_of_line(const float* scores, int32_t n, int32_t groups,
+                                                 int32_t topk_group, int32_t k, int32_t* ids) {
+  group_limited_impl(scores, n, groups, topk_group, k, ids);
+}
+
 // Whether group_limited_fast applies to this shape.
 bool group_limited_fast_applies(int32_t n, int32_t groups, int32_t topk_group, int32_t k) {
   return groups <= kFastMaxGroups && n <= kFastMaxExperts && n % groups == 0 &&
@@ -212,6 +217,21 @@ MOESIM_INLINE void merge_level(const MergeMasks& m, simd::vfloat fa, simd::vfloa
   merge_top_two(f, s, __builtin_shuffle(fa, fb, m.y), __builtin_shuffle(sa, sb, m.y));
 }
 
+// The smallest lane of v.
+MOESIM_INLINE float horizontal_min(simd::vfloat v) {
+  const simd::vint swaps[4] = {simd::vint{8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7},
+                               simd::vint{4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11},
+                               simd::vint{2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13},
+                               simd::vint{1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14}};
+  for (const simd::vint& swap : swaps) {
+    const simd::vfloat other = __builtin_shuffle(v, swap);
+    v = other < v ? other : v;
+  }
+  return v[0];
+}
+
+// kPadded: the group count rounded up to a power of two, so the merges unroll into registers.
+template <int32_t kPadded>
 MOESIM_INLINE void group_limited_fast(const float* scores, int32_t n, int32_t groups,
                                       int32_t topk_group, int32_t k, int32_t* ids) {
   using simd::kLanes;
@@ -221,18 +241,14 @@ MOESIM_INLINE void group_limited_fast(const float* scores, int32_t n, int32_t gr
   const int32_t group_size = n / groups;
   const int32_t vectors_per_group = group_size / kLanes;
   // Per group, per lane, the best and second best of that lane's column.
-  int32_t padded = 1;
-  while (padded < groups) padded *= 2;
-  vfloat f[kFastMaxGroups], s[kFastMaxGroups];
-  for (int32_t g = 0; g < padded; ++g) {
-    if (g >= groups) {
-      f[g] = simd::splat(kLowest);
-      s[g] = f[g];
-      continue;
-    }
+  vfloat f[kPadded], s[kPadded];
+#pragma GCC unroll 16
+  for (int32_t g = 0; g < kPadded; ++g) {
+    f[g] = simd::splat(kLowest);
+    s[g] = f[g];
+    if (g >= groups) continue;
     const float* x = scores + static_cast<ptrdiff_t>(g) * group_size;
     f[g] = simd::load(x);
-    s[g] = simd::splat(kLowest);
     for (int32_t j = 1; j < vectors_per_group; ++j) {
       const vfloat v = simd::load(x + j * kLanes);
       const vfloat lower = v < f[g] ? v : f[g];
@@ -240,14 +256,17 @@ MOESIM_INLINE void group_limited_fast(const float* scores, int32_t n, int32_t gr
       s[g] = lower > s[g] ? lower : s[g];
     }
   }
-  // Pairs of vectors merge until one holds every group (16 / padded lanes each), then the lanes
+  // Pairs of vectors merge until one holds every group (16 / kPadded lanes each), then the lanes
   // of each group merge within that vector.
   int32_t level = 0;
-  for (int32_t count = padded; count > 1; count /= 2, ++level) {
+#pragma GCC unroll 4
+  for (int32_t count = kPadded; count > 1; count /= 2, ++level) {
+#pragma GCC unroll 8
     for (int32_t i = 0; i < count / 2; ++i) {
       merge_level(kMergeMasks[level], f[2 * i], s[2 * i], f[2 * i + 1], s[2 * i + 1], f[i], s[i]);
     }
   }
+#pragma GCC unroll 4
   for (int32_t width = kLanes >> level; width > 1; width /= 2, ++level) {
     merge_level(kMergeMasks[level], f[0], s[0], f[0], s[0], f[0], s[0]);
   }
@@ -257,42 +276,54 @@ MOESIM_INLINE void group_limited_fast(const float* scores, int32_t n, int32_t gr
   const vfloat group_score = f[0] + s[0];
   float scores_of_groups[kLanes];
   simd::store(scores_of_groups, group_score);
+  // Padding groups score -inf and come after the real ones: they never beat a real group.
   vint rank{};
-  for (int32_t h = 0; h < groups; ++h) {
-    const vfloat other = simd::splat(scores_of_groups[h]);
-    rank -= beats(other, group_score, h, lane);
+#pragma GCC unroll 16
+  for (int32_t h = 0; h < kPadded; ++h) {
+    rank -= beats(simd::splat(scores_of_groups[h]), group_score, h, lane);
   }
-  // Lanes past the groups rank below topk_group only when no real group does.
-  const uint32_t kept = lane_bits(rank - topk_group) & ((1u << groups) - 1u);
+  // -1 in kept lanes: rank below topk_group and a real group.
+  const vint kept_lanes = ((rank - topk_group) >> 31) & ((lane - groups) >> 31);
+  const uint32_t kept = lane_bits(kept_lanes);
   // Each kept group holds two scores >= its second best, and k <= 2 topk_group: the k-th best
   // is at least the least of those seconds.
-  float kept_seconds[kLanes];
-  simd::store(kept_seconds, s[0]);
-  for (int32_t g = 0; g < kLanes; ++g) {
-    if (!(kept >> g & 1u)) kept_seconds[g] = std::numeric_limits<float>::max();
-  }
-  float threshold = kept_seconds[0];
-  for (int32_t j = 1; j < kLanes; ++j) threshold = std::min(threshold, kept_seconds[j]);
-  const vfloat t = simd::splat(threshold);
-  // Candidates in increasing expert order.
-  float candidate_values[kFastMaxExperts + simd::kLanes];
-  int32_t candidate_ids[kFastMaxExperts];
-  int32_t candidates = 0;
+  vint second_bits, max_bits;
+  const vfloat largest = simd::splat(std::numeric_limits<float>::max());
+  std::memcpy(&second_bits, &s[0], sizeof(second_bits));
+  std::memcpy(&max_bits, &largest, sizeof(max_bits));
+  const vint kept_second_bits = (second_bits & kept_lanes) | (max_bits & ~kept_lanes);
+  vfloat kept_seconds;
+  std::memcpy(&kept_seconds, &kept_second_bits, sizeof(kept_seconds));
+  const vfloat t = simd::splat(horizontal_min(kept_seconds));
+  // Lanes at or above the threshold, kept groups in increasing order, 16 bits per vector; the
+  // expert of bit p is chunk_first[p / 16] + p % 16.
+  constexpr int32_t kWords = kFastMaxExperts / 64;
+  uint64_t words[kWords] = {};
+  int32_t chunk_first[kFastMaxExperts / kLanes];
+  int32_t chunks = 0;
   for (uint32_t groups_left = kept; groups_left != 0; groups_left &= groups_left - 1) {
     const int32_t base = __builtin_ctz(groups_left) * group_size;
-    for (int32_t j = 0; j < vectors_per_group; ++j) {
-      const float* x = scores + base + j * kLanes;
-      for (uint32_t bits = ~lane_bits(simd::load(x) - t) & 0xffffu; bits != 0; bits &= bits - 1) {
-        const int32_t i = __builtin_ctz(bits);
-        candidate_values[candidates] = x[i];
-        candidate_ids[candidates] = base + j * kLanes + i;
-        ++candidates;
-      }
+    for (int32_t j = 0; j < vectors_per_group; ++j, ++chunks) {
+      chunk_first[chunks] = base + j * kLanes;
+      const uint64_t bits = ~lane_bits(simd::load(scores + base + j * kLanes) - t) & 0xffffu;
+      words[chunks / 4] |= bits << (16 * (chunks % 4));
+    }
+  }
+  float candidate_values[kFastMaxExperts + kLanes];
+  int32_t candidate_ids[kFastMaxExperts + kLanes];
+  int32_t candidates = 0;
+  for (int32_t w = 0; w < (chunks + 3) / 4; ++w) {
+    for (uint64_t bits = words[w]; bits != 0; bits &= bits - 1) {
+      const int32_t p = 64 * w + __builtin_ctzll(bits);
+      const int32_t id = chunk_first[p / kLanes] + p % kLanes;
+      candidate_values[candidates] = scores[id];
+      candidate_ids[candidates] = id;
+      ++candidates;
     }
   }
   if (candidates < k) {
     // Only when scores are NaN: the threshold argument needs ordered values.
-    group_limited_impl(scores, n, groups, topk_group, k, ids);
+    group_limited_out_of_line(scores, n, groups, topk_group, k, ids);
     return;
   }
   if (candidates > kLanes) {
@@ -303,19 +334,37 @@ MOESIM_INLINE void group_limited_fast(const float* scores, int32_t n, int32_t gr
     }
     return;
   }
-  // Rank among at most 16 candidates; padding lanes never count against a real one.
+  // Rank among at most 16 candidates. Padding lanes (-inf, after the real ones) never beat a
+  // real candidate, and rank at or past `candidates` >= k themselves.
   for (int32_t c = candidates; c < kLanes; ++c) candidate_values[c] = kLowest;
   const vfloat values = simd::load(candidate_values);
   vint candidate_rank{};
   for (int32_t c = 0; c < candidates; ++c) {
-    const vfloat other = simd::splat(candidate_values[c]);
-    candidate_rank -= beats(other, values, c, lane);
+    candidate_rank -= beats(simd::splat(candidate_values[c]), values, c, lane);
   }
   int32_t ranks[kLanes];
   std::memcpy(ranks, &candidate_rank, sizeof(ranks));
   int32_t placed[kMaxTopK + 1];
-  for (int32_t c = 0; c < candidates; ++c) placed[std::min(ranks[c], k)] = candidate_ids[c];
+  for (int32_t c = 0; c < kLanes; ++c) {
+    placed[std::min(c < candidates ? ranks[c] : k, k)] = candidate_ids[c];
+  }
   std::copy_n(placed, k, ids);
+}
+
+// group_limited_fast for the shape's padded group count.
+MOESIM_INLINE void group_limited_select(const float* scores, int32_t n, int32_t groups,
+                                        int32_t topk_group, int32_t k, int32_t* ids) {
+  if (groups > 8) {
+    group_limited_fast<16>(scores, n, groups, topk_group, k, ids);
+  } else if (groups > 4) {
+    group_limited_fast<8>(scores, n, groups, topk_group, k, ids);
+  } else if (groups > 2) {
+    group_limited_fast<4>(scores, n, groups, topk_group, k, ids);
+  } else if (groups > 1) {
+    group_limited_fast<2>(scores, n, groups, topk_group, k, ids);
+  } else {
+    group_limited_fast<1>(scores, n, groups, topk_group, k, ids);
+  }
 }
 
 struct GroupLimitedArgs {
@@ -326,7 +375,7 @@ struct GroupLimitedArgs {
 
 MOESIM_INLINE void group_limited_row_body(const GroupLimitedArgs& a) {
   if (group_limited_fast_applies(a.n, a.groups, a.topk_group, a.k)) {
-    group_limited_fast(a.scores, a.n, a.groups, a.topk_group, a.k, a.ids);
+    group_limited_select(a.scores, a.n, a.groups, a.topk_group, a.k, a.ids);
   } else {
     group_limited_impl(a.scores, a.n, a.groups, a.topk_group, a.k, a.ids);
   }
@@ -408,7 +457,7 @@ MOESIM_INLINE void score_and_select_body(const ScoreAndSelectArgs& args) {
     }
     int32_t* ids = out.expert_ids.data() + static_cast<ptrdiff_t>(t) * k;
     if (fast_groups) {
-      group_limited_fast(selection_scores, E, spec.groups, spec.topk_group, k, ids);
+      group_limited_select(selection_scores, E, spec.groups, spec.topk_group, k, ids);
     } else if (spec.selection == RouterSelection::kGroupLimitedTopK) {
       group_limited_impl(selection_scores, E, spec.groups, spec.topk_group, k, ids);
     } else {
