@@ -437,6 +437,14 @@ MOESIM_INLINE void score_and_select_body(const ScoreAndSelectArgs& args) {
     if (spec.scoring == RouterScoring::kSoftmax) {
       lse = simd::softmax(l, probs, E);
       if (outputs.probability_sum) simd::accumulate(probs, 1.0f, outputs.probability_sum, E);
+    } else if (!expert_choice && !bias.empty()) {
+      // With noisy gating l is `row`, which the biased scores overwrite: logsumexp first.
+      if (outputs.probability_sum) lse = simd::logsumexp(l, E);
+      simd::sigmoid_and_add(l, bias.data(), probs, row, E);
+      if (outputs.probability_sum) {
+        const float total = simd::sum(probs, E);
+        simd::accumulate(probs, total > 0.0f ? 1.0f / total : 0.0f, outputs.probability_sum, E);
+      }
     } else {
       simd::sigmoid(l, probs, E);
       if (outputs.probability_sum) {
@@ -451,9 +459,9 @@ MOESIM_INLINE void score_and_select_body(const ScoreAndSelectArgs& args) {
     // Selection sees score + bias; the weights use the unbiased scores.
     const float* selection_scores = probs;
     if (!bias.empty()) {
-      float* biased = row;
-      simd::add(probs, bias.data(), biased, E);
-      selection_scores = biased;
+      // Sigmoid scores came with their biased copy in `row`.
+      if (spec.scoring == RouterScoring::kSoftmax) simd::add(probs, bias.data(), row, E);
+      selection_scores = row;
     }
     int32_t* ids = out.expert_ids.data() + static_cast<ptrdiff_t>(t) * k;
     if (fast_groups) {

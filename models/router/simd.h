@@ -194,6 +194,22 @@ MOESIM_INLINE void sigmoid(const float* x, float* p, int32_t n) {
   for (; i < n; ++i) p[i] = 1.0f / (exp_scalar(-x[i]) + 1.0f);
 }
 
+// p = sigmoid(x) and q = p + b in one pass: the same values as sigmoid() then add().
+MOESIM_INLINE void sigmoid_and_add(const float* x, const float* b, float* p, float* q, int32_t n) {
+  int32_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    vfloat e;
+    exp_vector(-load(x + i), e);
+    const vfloat s = 1.0f / (e + 1.0f);
+    store(p + i, s);
+    store(q + i, s + load(b + i));
+  }
+  for (; i < n; ++i) {
+    p[i] = 1.0f / (exp_scalar(-x[i]) + 1.0f);
+    q[i] = p[i] + b[i];
+  }
+}
+
 // acc[i] += x[i] * scale
 MOESIM_INLINE void accumulate(const float* x, float scale, float* acc, int32_t n) {
   int32_t i = 0;
