@@ -131,7 +131,9 @@ void BM_RouteLogitSpace(benchmark::State& state) {
 // scores plus a small bias: group scores, kept groups and the k best, per token.
 void BM_GroupLimitedRow(benchmark::State& state) {
   constexpr int32_t E = 256;
-  std::vector<float> scores(static_cast<size_t>(kTokens) * E);
+  // range(0) rows, cycled: 4096 rows (4 MB) stream from memory, 256 rows stay in L2.
+  const auto rows = static_cast<int32_t>(state.range(0));
+  std::vector<float> scores(static_cast<size_t>(rows) * E);
   RandomStream rng(5, "bench");
   fill_standard_normal(rng, scores);
   for (size_t i = 0; i < scores.size(); ++i) {
@@ -140,8 +142,9 @@ void BM_GroupLimitedRow(benchmark::State& state) {
   std::vector<int32_t> ids(static_cast<size_t>(kTokens) * 8);
   for (auto _ : state) {
     for (int32_t t = 0; t < kTokens; ++t) {
-      group_limited_top_k_row(std::span<const float>(scores).subspan(static_cast<size_t>(t) * E, E),
-                              8, 4, std::span<int32_t>(ids).subspan(static_cast<size_t>(t) * 8, 8));
+      const auto row = static_cast<size_t>(t % rows);
+      group_limited_top_k_row(std::span<const float>(scores).subspan(row * E, E), 8, 4,
+                              std::span<int32_t>(ids).subspan(static_cast<size_t>(t) * 8, 8));
     }
     benchmark::DoNotOptimize(ids.data());
   }
@@ -150,7 +153,7 @@ void BM_GroupLimitedRow(benchmark::State& state) {
 
 BENCHMARK(BM_BareSgemm)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_RouteHiddenStates)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_GroupLimitedRow)->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(BM_GroupLimitedRow)->Arg(4096)->Arg(256)->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(BM_RouteLogitSpace)
     ->Args({0, 0})
     ->Args({0, 1})

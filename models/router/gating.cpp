@@ -581,17 +581,20 @@ void apply_capacity(int32_t capacity, DropPolicy policy, std::span<const float> 
   out.dropped_pairs = 0;
   const size_t pairs = out.expert_ids.size();
   if (capacity <= 0 || policy == DropPolicy::kByArrival) {
-    // Pairs are stored in token order, so this is arrival order.
+    // Pairs are stored in token order, so this is arrival order. Without branches on the
+    // capacity test: under skewed load it goes either way unpredictably.
+    const int32_t limit = capacity <= 0 ? std::numeric_limits<int32_t>::max() : capacity;
+    int64_t dropped_pairs = 0;
     for (size_t p = 0; p < pairs; ++p) {
       const int32_t e = out.expert_ids[p];
       if (e == kNoExpert || out.dropped[p]) continue;
-      if (capacity <= 0 || kept[e] < capacity) {
-        ++kept[e];
-      } else {
-        out.dropped[p] = 1;
-        ++out.dropped_pairs;
-      }
+      const int32_t count = kept[e];
+      const bool over = count >= limit;
+      kept[e] = count + !over;
+      out.dropped[p] = over;
+      dropped_pairs += over;
     }
+    out.dropped_pairs = dropped_pairs;
     return;
   }
   if (pair_scores.size() != pairs) {
