@@ -69,7 +69,10 @@ int collective_command(int argc, char** argv) {
       "max-bytes", po::value<std::string>()->default_value("1G"), "largest size")(
       "step-factor", po::value<int>()->default_value(2), "size multiplier between rows (>= 2)")(
       "gpus", po::value<int>(), "use GPUs 0..N-1 (default: all)")(
-      "format", po::value<std::string>()->default_value("table"), "table | json");
+      "completion-tolerance", po::value<double>()->default_value(0.0),
+      "finish together flows that drain within this fraction of their duration of the first "
+      "(0: exact max-min)")("format", po::value<std::string>()->default_value("table"),
+                            "table | json");
   po::variables_map vm;
   po::store(po::parse_command_line(argc, argv, desc), vm);
   po::notify(vm);
@@ -122,6 +125,7 @@ int collective_command(int argc, char** argv) {
   spec.op = op;
   spec.algo = algo;
   spec.options.chunks = vm["chunks"].as<int>();
+  spec.network.completion_tolerance = vm["completion-tolerance"].as<double>();
   int n = topo.gpu_count();
   if (vm.count("gpus")) {
     n = vm["gpus"].as<int>();

@@ -84,6 +84,7 @@ int moe_collective_command(int argc, char** argv) {
   int32_t tokens = 0;
   int32_t chunks = 8;
   uint64_t seed = 1;
+  double completion_tolerance = 0.0;
   po::options_description opts(
       "moesim moe-collective --op moe-dispatch|moe-combine [options]\n\nRuns one DeepEP-style "
       "MoE dispatch or combine phase (EP = every GPU) and reports its time and DeepEP's\n"
@@ -107,7 +108,9 @@ int moe_collective_command(int argc, char** argv) {
       "routing", po::value(&routing)->default_value("iid"),
       "iid (independent random logits, as DeepEP's tests) or clustered (the router's token "
       "model)")("seed", po::value(&seed)->default_value(1), "routing seed")(
-      "format", po::value(&format)->default_value("table"), "table or json");
+      "completion-tolerance", po::value(&completion_tolerance)->default_value(0.0),
+      "finish together flows that drain within this fraction of their duration of the first "
+      "(0: exact max-min)")("format", po::value(&format)->default_value("table"), "table or json");
   po::variables_map vm;
   po::store(po::parse_command_line(argc, argv, opts), vm);
   if (vm.count("help")) {
@@ -149,6 +152,7 @@ int moe_collective_command(int argc, char** argv) {
       vm.count("tokens") ? tokens : (options.mode == MoeCommMode::kNormal ? 4096 : 128);
   options.pipeline_chunks = chunks;
   options.seed = seed;
+  options.network.completion_tolerance = completion_tolerance;
   const ModelSpec* model = find_model_preset(model_name);
   if (model == nullptr) {
     std::string known;

@@ -394,6 +394,12 @@ ClusterSpec Resolver::cluster(const Node& n) const {
   }
   if (!in.has_gpu()) fail(n, "", "gpu is required (a preset or explicit figures)");
   c.gpu = gpu(child(n, "gpu"));
+  if (in.has_completion_tolerance()) {
+    if (!(in.completion_tolerance() >= 0.0 && in.completion_tolerance() < 1.0)) {
+      fail(n, "completion_tolerance", "expected a fraction in [0, 1) (0 is exact max-min)");
+    }
+    c.completion_tolerance = in.completion_tolerance();
+  }
 
   if (in.has_topology_file()) {
     for (std::string_view f : {"nodes", "nic_bandwidth", "oversubscription"}) {

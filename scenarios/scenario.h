@@ -39,6 +39,8 @@ struct ClusterSpec {
   int32_t gpu_count = 0;
   int32_t gpus_per_node = 0;
   GpuSpec gpu;
+  // The network model's NetworkOptions::completion_tolerance: 0 is exact max-min.
+  double completion_tolerance = 0.0;
 
   bool from_file() const { return !topology_file.empty(); }
 };

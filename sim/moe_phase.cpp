@@ -209,7 +209,7 @@ MoePhaseResult run_moe_phase(const Topology& cluster, const ModelSpec& model,
 
   // The phase plays through the same collectives as a step's exchanges (sim/step_driver.cpp).
   Engine engine(options.seed);
-  NetworkModel network(engine, topology);
+  NetworkModel network(engine, topology, options.network);
   Collectives collectives(network);
   PhaseObserver observer;
   std::vector<int32_t> members(static_cast<size_t>(gpus));

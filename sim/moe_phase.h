@@ -6,6 +6,7 @@
 #include <span>
 
 #include "models/moe/model_spec.h"
+#include "models/network/network_model.h"
 #include "models/router/routing_decision.h"
 #include "sim/engine/units.h"
 #include "topologies/topology.h"
@@ -39,6 +40,7 @@ struct MoePhaseOptions {
   MoePhaseRouting routing = MoePhaseRouting::kIidLogits;
   uint64_t seed = 1;
   int32_t routing_threads = 2;  // results do not depend on it
+  NetworkOptions network;
 };
 
 struct MoePhaseResult {

@@ -141,7 +141,9 @@ SimulationResult simulate(const Scenario& scenario, RoutingSource& source,
                                           : DispatchAlgorithm::kDirect;
 
   Engine engine(scenario.seed);
-  NetworkModel network(engine, topology);
+  NetworkOptions network_options;
+  network_options.completion_tolerance = scenario.cluster.completion_tolerance;
+  NetworkModel network(engine, topology, network_options);
   const GpuModel gpu(scenario.cluster.gpu);
   StepSetup setup;
   setup.model = &model;

@@ -71,7 +71,7 @@ class Collectives::Run final : public FlowObserver {
       : owner_(owner), group_(std::move(group)), observer_(observer), tag_(tag) {}
 
   uint32_t add(int src, int dst, int64_t bytes) {
-    transfers_.push_back({src, dst, bytes, 0, 0, 0});
+    transfers_.push_back({src, dst, bytes, 0});
     return static_cast<uint32_t>(transfers_.size() - 1);
   }
   // `after` waits for `before` to arrive.
@@ -86,22 +86,21 @@ class Collectives::Run final : public FlowObserver {
     result_.gpu_finish.assign(n, result_.start);
     result_.sent_bytes.assign(n, {});
     result_.received_bytes.assign(n, {});
-    // Dependencies into CSR form.
-    std::vector<uint32_t> count(transfers_.size() + 1, 0);
-    for (const auto& [before, after] : edges_) {
-      ++count[before];
-      ++transfers_[after].waiting;
+    // Dependencies into CSR form: transfer t's dependents are dependents_[dep_begin_[t]] up to
+    // dep_begin_[t + 1]. Without any (a direct all-to-all) dep_begin_ stays empty.
+    if (!edges_.empty()) {
+      dep_begin_.assign(transfers_.size() + 1, 0);
+      for (const auto& [before, after] : edges_) {
+        ++dep_begin_[before + 1];
+        ++transfers_[after].waiting;
+      }
+      for (size_t t = 0; t < transfers_.size(); ++t) dep_begin_[t + 1] += dep_begin_[t];
+      dependents_.resize(edges_.size());
+      std::vector<uint32_t> fill(dep_begin_.begin(), dep_begin_.end() - 1);
+      for (const auto& [before, after] : edges_) dependents_[fill[before]++] = after;
+      edges_.clear();
+      edges_.shrink_to_fit();
     }
-    uint32_t offset = 0;
-    for (size_t t = 0; t < transfers_.size(); ++t) {
-      transfers_[t].dep_begin = offset;
-      offset += count[t];
-      transfers_[t].dep_end = transfers_[t].dep_begin;
-    }
-    dependents_.resize(offset);
-    for (const auto& [before, after] : edges_) dependents_[transfers_[before].dep_end++] = after;
-    edges_.clear();
-    edges_.shrink_to_fit();
 
     starting_ = true;
     for (uint32_t t = 0; t < transfers_.size(); ++t) {
@@ -116,9 +115,9 @@ class Collectives::Run final : public FlowObserver {
     }
   }
 
-  void on_flow_done(FlowId id, uint64_t tag) override {
+  void on_flow_done(FlowId id, uint32_t tag) override {
     NetworkModel& net = owner_.network_;
-    const auto t = static_cast<uint32_t>(tag);
+    const uint32_t t = tag;
     const auto kind = static_cast<size_t>(net.flow_kind(id));
     const int64_t bytes = net.flow_bytes(id).count();
     result_.sent_bytes[static_cast<size_t>(transfers_[t].src)][kind] += bytes;
@@ -134,12 +133,13 @@ class Collectives::Run final : public FlowObserver {
   const CollectiveResult& result() const { return result_; }
 
  private:
-  struct Transfer {
+  // 20 bytes, not 24: a large all-to-all has a million.
+  struct __attribute__((packed, aligned(4))) Transfer {
     int32_t src, dst;  // group positions
     int64_t bytes;
-    uint32_t waiting;
-    uint32_t dep_begin, dep_end;
+    uint32_t waiting;  // transfers it still waits for
   };
+  static_assert(sizeof(Transfer) == 20);
 
   void launch(uint32_t t) {
     const Transfer& tr = transfers_[t];
@@ -160,7 +160,8 @@ class Collectives::Run final : public FlowObserver {
       finish = std::max(finish, now);
       result_.end = std::max(result_.end, now);
     }
-    for (uint32_t i = tr.dep_begin; i < tr.dep_end; ++i) {
+    if (dep_begin_.empty()) return;
+    for (uint32_t i = dep_begin_[t]; i < dep_begin_[t + 1]; ++i) {
       const uint32_t next = dependents_[i];
       if (--transfers_[next].waiting == 0) launch(next);
     }
@@ -183,6 +184,7 @@ class Collectives::Run final : public FlowObserver {
   std::vector<Transfer> transfers_;
   std::vector<std::pair<uint32_t, uint32_t>> edges_;
   std::vector<uint32_t> dependents_;
+  std::vector<uint32_t> dep_begin_;
   std::vector<uint32_t> instant_;
   size_t done_ = 0;
   bool starting_ = false;
@@ -473,7 +475,7 @@ void add_ring(Collectives::Run& run, int n, int steps, int64_t bytes) {
 
 CollectiveResult run_collective(const Topology& topology, const CollectiveSpec& spec) {
   Engine engine;
-  NetworkModel net(engine, topology);
+  NetworkModel net(engine, topology, spec.network);
   Collectives collectives(net);
   struct Keep final : CollectiveObserver {
     void on_collective_done(CollectiveId, uint64_t, const CollectiveResult& r) override {

@@ -132,6 +132,7 @@ struct CollectiveSpec {
   Bytes bytes;             // per-GPU buffer (nccl-tests' size); all-to-all sends bytes/n per pair
   ByteMatrix matrix;       // all-to-all only: overrides bytes when non-empty
   CollectiveOptions options;
+  NetworkOptions network;
 };
 CollectiveResult run_collective(const Topology& topology, const CollectiveSpec& spec);
 

@@ -25,21 +25,26 @@ uint64_t mix64(uint64_t x) {
 
 }  // namespace
 
-NetworkModel::NetworkModel(Engine& engine, const Topology& topology)
-    : engine_(engine), topology_(topology) {
+NetworkModel::NetworkModel(Engine& engine, const Topology& topology, NetworkOptions options)
+    : engine_(engine), topology_(topology), options_(options) {
+  if (!(options_.completion_tolerance >= 0.0 && options_.completion_tolerance < 1.0)) {
+    throw std::invalid_argument("network model: completion tolerance " +
+                                std::to_string(options_.completion_tolerance) +
+                                " is outside [0, 1)");
+  }
   const auto links = topology.links();
   capacity_.resize(links.size());
   for (size_t i = 0; i < links.size(); ++i) {
     capacity_[i] = topology.effective_capacity(LinkId{static_cast<uint32_t>(i)}).bytes_per_second();
   }
+  mark_constraining_links();
   link_flows_.resize(links.size());
   link_mark_.assign(links.size(), 0);
   residual_.assign(links.size(), 0.0);
   unfrozen_.assign(links.size(), 0);
   load_.assign(links.size(), 0.0);
   expanded_.assign(links.size(), 0);
-  csr_begin_.assign(links.size(), 0);
-  csr_fill_.assign(links.size(), 0);
+  seeded_.assign(links.size(), 0);
   heap_pos_.assign(links.size(), kNotInHeap);
   touched_mark_.assign(links.size(), 0);
   level_now_.assign(links.size(), 0.0);
@@ -47,51 +52,99 @@ NetworkModel::NetworkModel(Engine& engine, const Topology& topology)
   threshold_ = std::numeric_limits<double>::infinity();
 }
 
+// A link can never be a bottleneck if every flow through it must also cross another link of no
+// more capacity: the next link when its head is a switch or NIC with one way onward, or the
+// previous one when its tail has one way in (paths are shortest, so they never turn straight
+// back). Leaving such links out of the fill is exact and shortens the paths it walks (a GPU's
+// PCIe link to its NIC sits behind the NIC's slower network link). Ties in capacity are broken
+// by link id, so that of two such links exactly one stays and every chain ends at a kept link.
+void NetworkModel::mark_constraining_links() {
+  const auto links = topology_.links();
+  const size_t vertices = topology_.vertex_count();
+  std::vector<uint32_t> out_count(vertices, 0), in_count(vertices, 0);
+  std::vector<uint32_t> some_out(vertices, 0), some_in(vertices, 0);
+  for (uint32_t i = 0; i < links.size(); ++i) {
+    const size_t from = links[i].from.value, to = links[i].to.value;
+    ++out_count[from];
+    ++in_count[to];
+    // Any one other than a given link's reverse: with two links, the one that is not it.
+    some_out[from] ^= i;
+    some_in[to] ^= i;
+  }
+  auto tighter = [&](uint32_t m, uint32_t l) {
+    return capacity_[m] < capacity_[l] || (capacity_[m] == capacity_[l] && m < l);
+  };
+  constraining_.assign(links.size(), 1);
+  for (uint32_t l = 0; l < links.size(); ++l) {
+    const uint32_t back = topology_.reverse(LinkId{l}).value;
+    const VertexId head = links[l].to, tail = links[l].from;
+    const bool head_relays = topology_.gpu_index(head) < 0;
+    const bool tail_relays = topology_.gpu_index(tail) < 0;
+    const bool back_exists = back < links.size() && links[back].from.value == head.value &&
+                             links[back].to.value == tail.value;
+    if (!back_exists) continue;
+    // The one link onward from the head other than the way back: some_out xor back.
+    if (head_relays && out_count[head.value] == 2) {
+      const uint32_t next = some_out[head.value] ^ back;
+      if (tighter(next, l)) constraining_[l] = 0;
+    }
+    if (tail_relays && in_count[tail.value] == 2) {
+      const uint32_t previous = some_in[tail.value] ^ back;
+      if (tighter(previous, l)) constraining_[l] = 0;
+    }
+  }
+}
+
+// Free flow slots and free positions_ blocks are kept in lists threaded through the slots
+// themselves (a free slot's drain_pos_, a free block's first entry), so that a million finished
+// flows cost no memory beyond their slots.
 uint32_t NetworkModel::allocate_flow(uint32_t hops) {
   uint32_t f;
-  if (!free_flows_.empty()) {
-    f = free_flows_.back();
-    free_flows_.pop_back();
+  if (free_flow_head_ != kNone) {
+    f = free_flow_head_;
+    free_flow_head_ = drain_pos_[f];
   } else {
     f = static_cast<uint32_t>(src_.size());
+    if (f == kNone) throw std::length_error("network model: more than 2^32 - 1 flows at once");
     src_.push_back(0);
     dst_.push_back(0);
     bytes_.push_back(0);
-    path_.push_back(nullptr);
+    wire_.push_back(0);
     hops_.push_back(0);
     pos_offset_.push_back(0);
     remaining_.push_back(0.0);
     rate_.push_back(0.0);
     last_update_ps_.push_back(0);
+    if (options_.completion_tolerance > 0.0) start_ps_.push_back(0);
     drain_pos_.push_back(kNotInHeap);
     observer_.push_back(nullptr);
     tag_.push_back(0);
     kind_.push_back(LinkKind::kNvLink);
     flow_mark_.push_back(0);
-    frozen_.push_back(0);
     new_rate_.push_back(0.0);
     state_.push_back(kFree);
   }
-  if (free_positions_.size() <= hops) free_positions_.resize(hops + 1);
-  auto& blocks = free_positions_[hops];
-  if (!blocks.empty()) {
-    pos_offset_[f] = blocks.back();
-    blocks.pop_back();
+  hops_[f] = static_cast<uint8_t>(hops);
+  if (hops == 0) return f;
+  if (free_blocks_.size() <= hops) free_blocks_.resize(hops + 1, kNone);
+  if (free_blocks_[hops] != kNone) {
+    pos_offset_[f] = free_blocks_[hops];
+    free_blocks_[hops] = positions_[pos_offset_[f]];
   } else {
     pos_offset_[f] = static_cast<uint32_t>(positions_.size());
     positions_.resize(positions_.size() + hops);
+    links_.resize(links_.size() + hops);
   }
-  hops_[f] = hops;
   return f;
 }
 
 FlowId NetworkModel::start_flow(int src_gpu, int dst_gpu, Bytes bytes, FlowObserver* observer,
-                                uint64_t tag) {
+                                uint32_t tag) {
   return start_flow(src_gpu, dst_gpu, bytes, observer, tag, mix64(flow_counter_));
 }
 
 FlowId NetworkModel::start_flow(int src_gpu, int dst_gpu, Bytes bytes, FlowObserver* observer,
-                                uint64_t tag, uint64_t flow_hash) {
+                                uint32_t tag, uint64_t flow_hash) {
   const int gpus = topology_.gpu_count();
   if (src_gpu < 0 || src_gpu >= gpus || dst_gpu < 0 || dst_gpu >= gpus) {
     throw std::out_of_range("network model: flow " + std::to_string(src_gpu) + " -> " +
@@ -105,15 +158,29 @@ FlowId NetworkModel::start_flow(int src_gpu, int dst_gpu, Bytes bytes, FlowObser
   ++flow_counter_;
   const std::span<const LinkId> path =
       src_gpu == dst_gpu ? std::span<const LinkId>() : topology_.path(src_gpu, dst_gpu, flow_hash);
-  const auto hops = static_cast<uint32_t>(path.size());
-  const uint32_t f = allocate_flow(hops);
+  uint32_t hops = 0;
+  for (const LinkId l : path) hops += constraining_[l.value];
+  if (hops > kMaxHops) {
+    throw std::invalid_argument("network model: the path " + std::to_string(src_gpu) + " -> " +
+                                std::to_string(dst_gpu) + " has " + std::to_string(hops) +
+                                " links that can constrain it; at most " +
+                                std::to_string(kMaxHops) + " are supported");
+  }
+  const bool drains = bytes.count() > 0 && !path.empty();
+  const uint32_t f = allocate_flow(drains ? hops : 0);
   src_[f] = src_gpu;
   dst_[f] = dst_gpu;
   bytes_[f] = bytes.count();
-  path_[f] = path.data();
+  {
+    const int64_t latency = topology_.path_latency(path).count_ps();
+    auto [it, added] = wire_of_latency_.try_emplace(latency, static_cast<uint32_t>(wires_.size()));
+    if (added) wires_.push_back(Wire{latency, {}, {}, -1});
+    wire_[f] = it->second;
+  }
   remaining_[f] = static_cast<double>(bytes.count());
   rate_[f] = 0.0;
   last_update_ps_[f] = engine_.now().count_ps();
+  if (options_.completion_tolerance > 0.0) start_ps_[f] = engine_.now().count_ps();
   drain_pos_[f] = kNotInHeap;
   observer_[f] = observer;
   tag_[f] = tag;
@@ -125,20 +192,26 @@ FlowId NetworkModel::start_flow(int src_gpu, int dst_gpu, Bytes bytes, FlowObser
   kind_[f] = kind;
   ++stats_.flows_started;
 
-  if (bytes.count() == 0 || hops == 0) {
+  if (!drains) {
     traffic_[static_cast<size_t>(src_gpu)].sent_bytes[static_cast<size_t>(kind)] += bytes.count();
     state_[f] = kInFlight;
-    engine_.schedule_at(engine_.now() + topology_.path_latency(path), *this,
-                        make_tag(EventKind::kDeliver, f));
+    send_on_wire(f);
     return FlowId{f};
+  }
+  if (hops == 0) {
+    throw std::logic_error("network model: no link of the path " + std::to_string(src_gpu) +
+                           " -> " + std::to_string(dst_gpu) + " constrains it");
   }
   state_[f] = kOnLinks;
   const uint32_t off = pos_offset_[f];
-  for (uint32_t k = 0; k < hops; ++k) {
-    const uint32_t l = path[k].value;
+  uint32_t k = 0;
+  for (const LinkId id : path) {
+    const uint32_t l = id.value;
+    if (constraining_[l] == 0) continue;
+    links_[off + k] = l;
     positions_[off + k] = static_cast<uint32_t>(link_flows_[l].size());
+    ++k;
     link_flows_[l].push_back(f);
-    seed_links_.push_back(l);
   }
   added_flows_.push_back(f);
   ++active_count_;
@@ -160,7 +233,7 @@ void NetworkModel::on_event(uint64_t tag) {
       drain_due();
       break;
     case EventKind::kDeliver:
-      deliver(flow);
+      deliver_due(flow);
       break;
     case EventKind::kRecompute:
       recompute();
@@ -175,7 +248,13 @@ void NetworkModel::drain_due() {
   drain_timer_ps_ = -1;
   const int64_t now_ps = engine_.now().count_ps();
   bool drained = false;
-  while (!drain_heap_.empty() && drain_heap_.front().at_ps <= now_ps) {
+  const double tolerance = options_.completion_tolerance;
+  auto due = [&](const DrainEntry& e) {
+    if (e.at_ps <= now_ps) return true;
+    return tolerance > 0.0 && static_cast<double>(e.at_ps - now_ps) <=
+                                  tolerance * static_cast<double>(e.at_ps - start_ps_[e.flow]);
+  };
+  while (!drain_heap_.empty() && due(drain_heap_.front())) {
     drained = true;
     const uint32_t f = drain_heap_.front().flow;
     drain_pos_[f] = kNotInHeap;
@@ -204,26 +283,28 @@ void NetworkModel::arm_drain_timer() {
 }
 
 void NetworkModel::drain(uint32_t f) {
-  const LinkId* path = path_[f];
   const uint32_t hops = hops_[f];
   const uint32_t off = pos_offset_[f];
   for (uint32_t k = 0; k < hops; ++k) {
-    const uint32_t l = path[k].value;
+    const uint32_t l = links_[off + k];
     auto& list = link_flows_[l];
     const uint32_t p = positions_[off + k];
     const uint32_t moved = list.back();
     list[p] = moved;
     list.pop_back();
     if (moved != f) {
-      const LinkId* moved_path = path_[moved];
+      const uint32_t moved_off = pos_offset_[moved];
       for (uint32_t j = 0; j < hops_[moved]; ++j) {
-        if (moved_path[j].value == l) {
+        if (links_[moved_off + j] == l) {
           positions_[pos_offset_[moved] + j] = p;
           break;
         }
       }
     }
-    seed_links_.push_back(l);
+    if (seeded_[l] == 0) {
+      seeded_[l] = 1;
+      seed_links_.push_back(l);
+    }
     // An empty link's load is exactly zero: this also clears accumulated rounding.
     load_[l] = list.empty() ? 0.0 : load_[l] - rate_[f];
   }
@@ -234,9 +315,42 @@ void NetworkModel::drain(uint32_t f) {
   state_[f] = kInFlight;
   --active_count_;
   traffic_[static_cast<size_t>(src_[f])].sent_bytes[static_cast<size_t>(kind_[f])] += bytes_[f];
-  engine_.schedule_at(engine_.now() + topology_.path_latency({path, hops}), *this,
-                      make_tag(EventKind::kDeliver, f));
+  send_on_wire(f);
   request_recompute();
+}
+
+// A flow whose last byte has left arrives after its path latency. Flows with the same latency
+// arrive in the order they left, so one FIFO per distinct latency, with one engine event for its
+// head, replaces an engine event per flow; the time a flow left is kept in last_update_ps_.
+void NetworkModel::send_on_wire(uint32_t f) {
+  last_update_ps_[f] = engine_.now().count_ps();
+  Wire& wire = wires_[wire_[f]];
+  wire.flows.push_back(f);
+  if (wire.flows.size() == 1) arm_wire(wire_[f]);
+}
+
+void NetworkModel::arm_wire(uint32_t w) {
+  Wire& wire = wires_[w];
+  if (wire.flows.empty()) return;
+  const int64_t at_ps = last_update_ps_[wire.flows.front()] + wire.latency_ps;
+  if (wire.timer_ps == at_ps) return;
+  if (wire.timer != EventId{}) engine_.cancel(wire.timer);
+  wire.timer_ps = at_ps;
+  wire.timer = engine_.schedule_at(Time::ps(at_ps), *this, make_tag(EventKind::kDeliver, w));
+}
+
+void NetworkModel::deliver_due(uint32_t w) {
+  wires_[w].timer = EventId{};
+  wires_[w].timer_ps = -1;
+  const int64_t now_ps = engine_.now().count_ps();
+  // Observers may start flows, which may join this very FIFO: index afresh every time.
+  while (!wires_[w].flows.empty() &&
+         last_update_ps_[wires_[w].flows.front()] + wires_[w].latency_ps <= now_ps) {
+    const uint32_t f = wires_[w].flows.front();
+    wires_[w].flows.pop_front();
+    deliver(f);
+  }
+  arm_wire(w);
 }
 
 void NetworkModel::deliver(uint32_t f) {
@@ -245,9 +359,13 @@ void NetworkModel::deliver(uint32_t f) {
   if (observer_[f] != nullptr) observer_[f]->on_flow_done(FlowId{f}, tag_[f]);
   // Freed only after the observer returns, so that flows it starts take other slots.
   state_[f] = kFree;
-  if (free_positions_.size() <= hops_[f]) free_positions_.resize(hops_[f] + 1);
-  free_positions_[hops_[f]].push_back(pos_offset_[f]);
-  free_flows_.push_back(f);
+  const uint32_t hops = hops_[f];
+  if (hops > 0) {
+    positions_[pos_offset_[f]] = free_blocks_[hops];
+    free_blocks_[hops] = pos_offset_[f];
+  }
+  drain_pos_[f] = free_flow_head_;
+  free_flow_head_ = f;
 }
 
 void NetworkModel::schedule_drain(uint32_t f, Time now) {
@@ -352,9 +470,9 @@ void NetworkModel::recompute() {
   queue_.clear();
   for (const uint32_t f : added_flows_) {
     if (state_[f] != kOnLinks) continue;
-    const LinkId* path = path_[f];
+    const uint32_t* links = &links_[pos_offset_[f]];
     for (uint32_t k = 0; k < hops_[f]; ++k) {
-      const uint32_t l = path[k].value;
+      const uint32_t l = links[k];
       threshold = std::min(threshold, capacity_[l] / static_cast<double>(link_flows_[l].size()));
     }
   }
@@ -370,9 +488,9 @@ void NetworkModel::recompute() {
   auto add_flow = [&](uint32_t g) {
     flow_mark_[g] = epoch;
     region_flows_.push_back(g);
-    const LinkId* path = path_[g];
+    const uint32_t* links = &links_[pos_offset_[g]];
     for (uint32_t k = 0; k < hops_[g]; ++k) {
-      const uint32_t m = path[k].value;
+      const uint32_t m = links[k];
       visit(m);
       if (expanded_[m] == 0 && load_[m] >= capacity_[m] * (1.0 - 1e-9)) {
         expanded_[m] = 1;
@@ -398,6 +516,7 @@ void NetworkModel::recompute() {
     if (state_[f] == kOnLinks && flow_mark_[f] != epoch) add_flow(f);
   }
   for (const uint32_t l : seed_links_) {
+    seeded_[l] = 0;
     visit(l);
     if (expanded_[l] == 0) {
       expanded_[l] = 1;
@@ -408,30 +527,20 @@ void NetworkModel::recompute() {
 
   // Fill, and grow the region through any edge link the fill saturates, until none is.
   while (true) {
+    ++stats_.fill_passes;
     // Per region link: residual capacity, unfrozen count and its region flows (CSR).
     for (const uint32_t l : region_links_) {
       residual_[l] = capacity_[l] - load_[l];
       unfrozen_[l] = 0;
     }
     for (const uint32_t g : region_flows_) {
-      const LinkId* path = path_[g];
+      const uint32_t* links = &links_[pos_offset_[g]];
       for (uint32_t k = 0; k < hops_[g]; ++k) {
-        const uint32_t m = path[k].value;
+        const uint32_t m = links[k];
         residual_[m] += rate_[g];
         ++unfrozen_[m];
       }
-      frozen_[g] = 0;
-    }
-    uint32_t offset = 0;
-    for (const uint32_t l : region_links_) {
-      csr_begin_[l] = offset;
-      csr_fill_[l] = offset;
-      offset += unfrozen_[l];
-    }
-    csr_flows_.resize(offset);
-    for (const uint32_t g : region_flows_) {
-      const LinkId* path = path_[g];
-      for (uint32_t k = 0; k < hops_[g]; ++k) csr_flows_[csr_fill_[path[k].value]++] = g;
+      new_rate_[g] = -1.0;  // not frozen yet
     }
 
     // Lazy keys: a link's level (residual over unfrozen flows) only rises as other links freeze
@@ -469,14 +578,12 @@ void NetworkModel::recompute() {
       // The links this freeze touches are re-keyed once each, after all its flows are frozen:
       // many of them share their other links (the sender's PCIe, the spine uplinks).
       touched_.clear();
-      for (uint32_t i = csr_begin_[top.link]; i < csr_fill_[top.link]; ++i) {
-        const uint32_t g = csr_flows_[i];
-        if (frozen_[g] != 0) continue;
-        frozen_[g] = 1;
+      for (const uint32_t g : link_flows_[top.link]) {
+        if (flow_mark_[g] != epoch || new_rate_[g] >= 0.0) continue;  // fixed, or frozen already
         new_rate_[g] = level;
-        const LinkId* path = path_[g];
+        const uint32_t* links = &links_[pos_offset_[g]];
         for (uint32_t k = 0; k < hops_[g]; ++k) {
-          const uint32_t m = path[k].value;
+          const uint32_t m = links[k];
           if (m == top.link) continue;
           residual_[m] -= level;
           --unfrozen_[m];
@@ -498,6 +605,7 @@ void NetworkModel::recompute() {
     drain_queue();
   }
   stats_.region_flows += region_flows_.size();
+  stats_.active_flows += active_count_;
   stats_.region_links += region_links_.size();
 
   for (const uint32_t g : region_flows_) {
@@ -510,8 +618,8 @@ void NetworkModel::recompute() {
     }
     last_update_ps_[g] = now.count_ps();
     rate_[g] = level;
-    const LinkId* path = path_[g];
-    for (uint32_t k = 0; k < hops_[g]; ++k) load_[path[k].value] += level - old_rate;
+    const uint32_t* links = &links_[pos_offset_[g]];
+    for (uint32_t k = 0; k < hops_[g]; ++k) load_[links[k]] += level - old_rate;
     ++stats_.rate_changes;
     schedule_drain(g, now);
   }

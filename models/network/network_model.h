@@ -4,7 +4,9 @@
 
 #include <array>
 #include <cstdint>
+#include <deque>
 #include <span>
+#include <unordered_map>
 #include <vector>
 
 #include "sim/engine/engine.h"
@@ -22,7 +24,7 @@ struct FlowId {
 // the path latency). During the call the flow's accessors are still valid.
 class FlowObserver {
  public:
-  virtual void on_flow_done(FlowId id, uint64_t tag) = 0;
+  virtual void on_flow_done(FlowId id, uint32_t tag) = 0;
 
  protected:
   ~FlowObserver() = default;
@@ -35,6 +37,16 @@ struct GpuTraffic {
   std::array<int64_t, kLinkKinds> received_bytes{};
 };
 
+// How closely the model follows max-min fairness in time. With completion_tolerance = 0 the
+// model is exact: rates are re-derived at every instant a flow's last byte leaves. With a
+// tolerance e > 0, when the first flow drains, every flow that would drain within e of its own
+// duration after it (finish - now <= e * (finish - start)) drains with it, so nearly
+// simultaneous completions cost one recomputation; those flows finish early by at most that
+// fraction of their duration, and their freed bandwidth is handed out that much earlier.
+struct NetworkOptions {
+  double completion_tolerance = 0.0;
+};
+
 class NetworkModel final : public EventHandler {
  public:
   struct Stats {
@@ -44,13 +56,16 @@ class NetworkModel final : public EventHandler {
     // Summed over recomputations: flows and links whose rates were re-derived (the region),
     // and per-link flow entries scanned to find the region.
     uint64_t region_flows = 0;
+    uint64_t active_flows = 0;
+    uint64_t fill_passes = 0;  // a recomputation redoes its fill when its region grows  // flows on
+                               // links, summed over recomputations
     uint64_t region_links = 0;
     uint64_t scanned_entries = 0;
     uint64_t rate_changes = 0;
   };
 
   // Both must outlive the model. The topology's paths are queried lazily (and cached by it).
-  NetworkModel(Engine& engine, const Topology& topology);
+  NetworkModel(Engine& engine, const Topology& topology, NetworkOptions options = {});
   NetworkModel(const NetworkModel&) = delete;
   NetworkModel& operator=(const NetworkModel&) = delete;
 
@@ -59,8 +74,8 @@ class NetworkModel final : public EventHandler {
   // model draws it from a per-model counter, so results are deterministic. A flow to itself or
   // of zero bytes takes only the path latency.
   FlowId start_flow(int src_gpu, int dst_gpu, Bytes bytes, FlowObserver* observer,
-                    uint64_t tag = 0);
-  FlowId start_flow(int src_gpu, int dst_gpu, Bytes bytes, FlowObserver* observer, uint64_t tag,
+                    uint32_t tag = 0);
+  FlowId start_flow(int src_gpu, int dst_gpu, Bytes bytes, FlowObserver* observer, uint32_t tag,
                     uint64_t flow_hash);
 
   // Valid from start until on_flow_done returns.
@@ -87,7 +102,14 @@ class NetworkModel final : public EventHandler {
     return (static_cast<uint64_t>(kind) << kKindShift) | flow;
   }
 
+  void mark_constraining_links();
+  static constexpr uint32_t kNone = 0xffffffffu;
+  static constexpr uint32_t kMaxHops = 255;
+
   uint32_t allocate_flow(uint32_t hops);
+  void send_on_wire(uint32_t flow);
+  void arm_wire(uint32_t wire);
+  void deliver_due(uint32_t wire);
   void request_recompute();
   void drain(uint32_t flow);
   void deliver(uint32_t flow);
@@ -105,37 +127,41 @@ class NetworkModel final : public EventHandler {
 
   Engine& engine_;
   const Topology& topology_;
+  NetworkOptions options_;
 
-  // Flows: struct of arrays over flow slots; freed slots are reused through free_flows_.
+  // Flows: struct of arrays over flow slots; freed slots are reused (see allocate_flow).
   std::vector<int32_t> src_, dst_;
   std::vector<int64_t> bytes_;
-  std::vector<const LinkId*> path_;
-  std::vector<uint32_t> hops_;
-  std::vector<uint32_t> pos_offset_;  // into positions_: the flow's index in each link's list
-  std::vector<double> remaining_;     // bytes still to leave the source, as of last_update_ps_
-  std::vector<double> rate_;          // bytes per second
-  std::vector<int64_t> last_update_ps_;
-  std::vector<uint32_t> drain_pos_;  // position in drain_heap_, or none before the first rate
+  std::vector<uint32_t> wire_;  // the wires_ FIFO of its path's latency
+  // The path's links that can constrain it (see mark_constraining_links), at pos_offset_ in
+  // links_, and the flow's index in each such link's list at the same offset in positions_.
+  std::vector<uint8_t> hops_;
+  std::vector<uint32_t> pos_offset_;
+  std::vector<double> remaining_;        // bytes still to leave the source, as of last_update_ps_
+  std::vector<double> rate_;             // bytes per second
+  std::vector<int64_t> last_update_ps_;  // in flight: when its last byte left
+  std::vector<int64_t> start_ps_;        // only with a completion tolerance
+  std::vector<uint32_t> drain_pos_;      // position in drain_heap_, or none before the first rate
   std::vector<FlowObserver*> observer_;
-  std::vector<uint64_t> tag_;
+  std::vector<uint32_t> tag_;
   std::vector<LinkKind> kind_;
   std::vector<uint32_t> flow_mark_;  // == epoch_: in this recomputation's region
-  std::vector<uint8_t> frozen_;
-  std::vector<double> new_rate_;  // during a recomputation
-  std::vector<uint8_t> state_;    // free, on its links, or in flight after its last byte
-  std::vector<uint32_t> free_flows_;
+  std::vector<double> new_rate_;     // during a recomputation; negative until frozen
+  std::vector<uint8_t> state_;       // free, on its links, or in flight after its last byte
+  uint32_t free_flow_head_ = kNone;
   // positions_ blocks of each length are recycled by length (paths are short).
   std::vector<uint32_t> positions_;
-  std::vector<std::vector<uint32_t>> free_positions_;
+  std::vector<uint32_t> links_;
+  std::vector<uint32_t> free_blocks_;  // head of the free list of blocks of each length
 
   // Links, indexed by LinkId.
   std::vector<double> capacity_;  // effective, bytes per second
+  std::vector<uint8_t> constraining_;
   std::vector<std::vector<uint32_t>> link_flows_;
   std::vector<uint32_t> link_mark_;
-  std::vector<double> load_;       // sum of the rates of the link's flows
-  std::vector<double> residual_;   // during a recomputation
-  std::vector<uint8_t> expanded_;  // during a recomputation: all its fast flows are in
-  std::vector<uint32_t> csr_begin_, csr_fill_, csr_flows_;  // region flows per region link
+  std::vector<double> load_;        // sum of the rates of the link's flows
+  std::vector<double> residual_;    // during a recomputation
+  std::vector<uint8_t> expanded_;   // during a recomputation: all its fast flows are in
   std::vector<uint32_t> unfrozen_;  // during a recomputation: region flows not yet frozen
   std::vector<uint32_t> heap_pos_;  // position in heap_, or kNotInHeap
   struct HeapEntry {
@@ -147,8 +173,10 @@ class NetworkModel final : public EventHandler {
   std::vector<uint8_t> touched_mark_;
   std::vector<double> level_now_;  // during a fill: residual over unfrozen flows, per link
 
-  // The batch of changes awaiting the recomputation scheduled at now().
+  // The batch of changes awaiting the recomputation scheduled at now(): the links flows left
+  // (an added flow's links are reached through the flow).
   std::vector<uint32_t> seed_links_;
+  std::vector<uint8_t> seeded_;
   std::vector<uint32_t> added_flows_;
   double threshold_ = 0.0;
   bool recompute_pending_ = false;
@@ -158,13 +186,25 @@ class NetworkModel final : public EventHandler {
   // When each flow's last byte leaves, as a min-heap by (time, flow id) owned by the model, with
   // one engine event for its head: a rate change re-keys a heap entry instead of cancelling and
   // scheduling an engine event, and simultaneous drains are taken in one event.
-  struct DrainEntry {
+  // 12 bytes, not 16: there is one per draining flow, a million in a large all-to-all.
+  struct __attribute__((packed, aligned(4))) DrainEntry {
     int64_t at_ps;
     uint32_t flow;
   };
+  static_assert(sizeof(DrainEntry) == 12);
   std::vector<DrainEntry> drain_heap_;
   EventId drain_timer_;
   int64_t drain_timer_ps_ = -1;  // when drain_timer_ fires; -1 when none is pending
+
+  // Flows in flight after their last byte left, one FIFO per distinct path latency.
+  struct Wire {
+    int64_t latency_ps;
+    std::deque<uint32_t> flows;
+    EventId timer;
+    int64_t timer_ps;
+  };
+  std::vector<Wire> wires_;
+  std::unordered_map<int64_t, uint32_t> wire_of_latency_;
 
   std::vector<GpuTraffic> traffic_;
   size_t active_count_ = 0;

@@ -233,6 +233,13 @@ TEST_CASE("Semantic errors name the field, its line and what was expected", "[sc
     CHECK(error_of(with_workload("kind: TRAINING tokens_per_gpu: 0")) ==
           "t.pbtxt:4:27: workload.tokens_per_gpu: must be positive, got 0");
   }
+  SECTION("the network's completion tolerance is a fraction below 1") {
+    CHECK_THAT(
+        error_of(with_cluster(
+            R"(topology: "dgx-h100" completion_tolerance: 1.5 gpu { preset: "h100-sxm" })")),
+        Catch::StartsWith("t.pbtxt:2:32: cluster.completion_tolerance: expected a fraction in "
+                          "[0, 1)"));
+  }
   SECTION("a cluster beyond the largest moesim simulates (found by the scenario fuzzer)") {
     // 1,666,666 nodes of 8 GPUs: refused before anything is built.
     CHECK_THAT(
