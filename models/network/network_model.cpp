@@ -104,34 +104,27 @@ uint32_t NetworkModel::allocate_flow(uint32_t hops) {
     f = free_flow_head_;
     free_flow_head_ = drain_pos_[f];
   } else {
-    f = static_cast<uint32_t>(src_.size());
+    f = static_cast<uint32_t>(flows_.size());
     if (f == kNone) throw std::length_error("network model: more than 2^32 - 1 flows at once");
     src_.push_back(0);
     dst_.push_back(0);
     bytes_.push_back(0);
-    wire_.push_back(0);
-    hops_.push_back(0);
-    pos_offset_.push_back(0);
+    flows_.push_back(FlowState{});
     remaining_.push_back(0.0);
-    rate_.push_back(0.0);
     last_update_ps_.push_back(0);
     if (options_.completion_tolerance > 0.0) start_ps_.push_back(0);
     drain_pos_.push_back(kNotInHeap);
     observer_.push_back(nullptr);
     tag_.push_back(0);
-    kind_.push_back(LinkKind::kNvLink);
-    flow_mark_.push_back(0);
-    new_rate_.push_back(0.0);
-    state_.push_back(kFree);
   }
-  hops_[f] = static_cast<uint8_t>(hops);
+  flows_[f].hops = static_cast<uint8_t>(hops);
   if (hops == 0) return f;
   if (free_blocks_.size() <= hops) free_blocks_.resize(hops + 1, kNone);
   if (free_blocks_[hops] != kNone) {
-    pos_offset_[f] = free_blocks_[hops];
-    free_blocks_[hops] = positions_[pos_offset_[f]];
+    flows_[f].pos_offset = free_blocks_[hops];
+    free_blocks_[hops] = positions_[flows_[f].pos_offset];
   } else {
-    pos_offset_[f] = static_cast<uint32_t>(positions_.size());
+    flows_[f].pos_offset = static_cast<uint32_t>(positions_.size());
     positions_.resize(positions_.size() + hops);
     links_.resize(links_.size() + hops);
   }
@@ -175,10 +168,10 @@ FlowId NetworkModel::start_flow(int src_gpu, int dst_gpu, Bytes bytes, FlowObser
     const int64_t latency = topology_.path_latency(path).count_ps();
     auto [it, added] = wire_of_latency_.try_emplace(latency, static_cast<uint32_t>(wires_.size()));
     if (added) wires_.push_back(Wire{latency, {}, {}, -1});
-    wire_[f] = it->second;
+    flows_[f].wire = it->second;
   }
   remaining_[f] = static_cast<double>(bytes.count());
-  rate_[f] = 0.0;
+  flows_[f].rate = 0.0;
   last_update_ps_[f] = engine_.now().count_ps();
   if (options_.completion_tolerance > 0.0) start_ps_[f] = engine_.now().count_ps();
   drain_pos_[f] = kNotInHeap;
@@ -189,12 +182,12 @@ FlowId NetworkModel::start_flow(int src_gpu, int dst_gpu, Bytes bytes, FlowObser
     const LinkKind k = topology_.link(l).kind;
     if (k == LinkKind::kNetwork || (k == LinkKind::kPcie && kind == LinkKind::kNvLink)) kind = k;
   }
-  kind_[f] = kind;
+  flows_[f].kind = kind;
   ++stats_.flows_started;
 
   if (!drains) {
     traffic_[static_cast<size_t>(src_gpu)].sent_bytes[static_cast<size_t>(kind)] += bytes.count();
-    state_[f] = kInFlight;
+    flows_[f].state = kInFlight;
     send_on_wire(f);
     return FlowId{f};
   }
@@ -202,8 +195,8 @@ FlowId NetworkModel::start_flow(int src_gpu, int dst_gpu, Bytes bytes, FlowObser
     throw std::logic_error("network model: no link of the path " + std::to_string(src_gpu) +
                            " -> " + std::to_string(dst_gpu) + " constrains it");
   }
-  state_[f] = kOnLinks;
-  const uint32_t off = pos_offset_[f];
+  flows_[f].state = kOnLinks;
+  const uint32_t off = flows_[f].pos_offset;
   uint32_t k = 0;
   for (const LinkId id : path) {
     const uint32_t l = id.value;
@@ -283,8 +276,8 @@ void NetworkModel::arm_drain_timer() {
 }
 
 void NetworkModel::drain(uint32_t f) {
-  const uint32_t hops = hops_[f];
-  const uint32_t off = pos_offset_[f];
+  const uint32_t hops = flows_[f].hops;
+  const uint32_t off = flows_[f].pos_offset;
   for (uint32_t k = 0; k < hops; ++k) {
     const uint32_t l = links_[off + k];
     auto& list = link_flows_[l];
@@ -293,10 +286,10 @@ void NetworkModel::drain(uint32_t f) {
     list[p] = moved;
     list.pop_back();
     if (moved != f) {
-      const uint32_t moved_off = pos_offset_[moved];
-      for (uint32_t j = 0; j < hops_[moved]; ++j) {
+      const uint32_t moved_off = flows_[moved].pos_offset;
+      for (uint32_t j = 0; j < flows_[moved].hops; ++j) {
         if (links_[moved_off + j] == l) {
-          positions_[pos_offset_[moved] + j] = p;
+          positions_[flows_[moved].pos_offset + j] = p;
           break;
         }
       }
@@ -306,15 +299,15 @@ void NetworkModel::drain(uint32_t f) {
       seed_links_.push_back(l);
     }
     // An empty link's load is exactly zero: this also clears accumulated rounding.
-    load_[l] = list.empty() ? 0.0 : load_[l] - rate_[f];
+    load_[l] = list.empty() ? 0.0 : load_[l] - flows_[f].rate;
   }
   // Flows slower than the one that left keep their rates (see recompute()).
-  threshold_ = std::min(threshold_, rate_[f]);
-  rate_[f] = 0.0;
+  threshold_ = std::min(threshold_, flows_[f].rate);
+  flows_[f].rate = 0.0;
   remaining_[f] = 0.0;
-  state_[f] = kInFlight;
+  flows_[f].state = kInFlight;
   --active_count_;
-  traffic_[static_cast<size_t>(src_[f])].sent_bytes[static_cast<size_t>(kind_[f])] += bytes_[f];
+  traffic_[static_cast<size_t>(src_[f])].sent_bytes[static_cast<size_t>(flows_[f].kind)] += bytes_[f];
   send_on_wire(f);
   request_recompute();
 }
@@ -324,9 +317,9 @@ void NetworkModel::drain(uint32_t f) {
 // head, replaces an engine event per flow; the time a flow left is kept in last_update_ps_.
 void NetworkModel::send_on_wire(uint32_t f) {
   last_update_ps_[f] = engine_.now().count_ps();
-  Wire& wire = wires_[wire_[f]];
+  Wire& wire = wires_[flows_[f].wire];
   wire.flows.push_back(f);
-  if (wire.flows.size() == 1) arm_wire(wire_[f]);
+  if (wire.flows.size() == 1) arm_wire(flows_[f].wire);
 }
 
 void NetworkModel::arm_wire(uint32_t w) {
@@ -354,22 +347,22 @@ void NetworkModel::deliver_due(uint32_t w) {
 }
 
 void NetworkModel::deliver(uint32_t f) {
-  traffic_[static_cast<size_t>(dst_[f])].received_bytes[static_cast<size_t>(kind_[f])] += bytes_[f];
+  traffic_[static_cast<size_t>(dst_[f])].received_bytes[static_cast<size_t>(flows_[f].kind)] += bytes_[f];
   ++stats_.flows_delivered;
   if (observer_[f] != nullptr) observer_[f]->on_flow_done(FlowId{f}, tag_[f]);
   // Freed only after the observer returns, so that flows it starts take other slots.
-  state_[f] = kFree;
-  const uint32_t hops = hops_[f];
+  flows_[f].state = kFree;
+  const uint32_t hops = flows_[f].hops;
   if (hops > 0) {
-    positions_[pos_offset_[f]] = free_blocks_[hops];
-    free_blocks_[hops] = pos_offset_[f];
+    positions_[flows_[f].pos_offset] = free_blocks_[hops];
+    free_blocks_[hops] = flows_[f].pos_offset;
   }
   drain_pos_[f] = free_flow_head_;
   free_flow_head_ = f;
 }
 
 void NetworkModel::schedule_drain(uint32_t f, Time now) {
-  const double rate = rate_[f];
+  const double rate = flows_[f].rate;
   if (!(rate > 0.0)) {
     throw std::logic_error("network model: flow " + std::to_string(src_[f]) + " -> " +
                            std::to_string(dst_[f]) + " was given no bandwidth");
@@ -458,7 +451,7 @@ void NetworkModel::recompute() {
   ++stats_.recomputations;
   const Time now = engine_.now();
   if (++epoch_ == 0) {
-    std::fill(flow_mark_.begin(), flow_mark_.end(), 0);
+    for (FlowState& state : flows_) state.mark = 0;
     std::fill(link_mark_.begin(), link_mark_.end(), 0);
     epoch_ = 1;
   }
@@ -469,9 +462,9 @@ void NetworkModel::recompute() {
   region_links_.clear();
   queue_.clear();
   for (const uint32_t f : added_flows_) {
-    if (state_[f] != kOnLinks) continue;
-    const uint32_t* links = &links_[pos_offset_[f]];
-    for (uint32_t k = 0; k < hops_[f]; ++k) {
+    if (flows_[f].state != kOnLinks) continue;
+    const uint32_t* links = &links_[flows_[f].pos_offset];
+    for (uint32_t k = 0; k < flows_[f].hops; ++k) {
       const uint32_t l = links[k];
       threshold = std::min(threshold, capacity_[l] / static_cast<double>(link_flows_[l].size()));
     }
@@ -486,10 +479,10 @@ void NetworkModel::recompute() {
     region_links_.push_back(l);
   };
   auto add_flow = [&](uint32_t g) {
-    flow_mark_[g] = epoch;
+    flows_[g].mark = epoch;
     region_flows_.push_back(g);
-    const uint32_t* links = &links_[pos_offset_[g]];
-    for (uint32_t k = 0; k < hops_[g]; ++k) {
+    const uint32_t* links = &links_[flows_[g].pos_offset];
+    for (uint32_t k = 0; k < flows_[g].hops; ++k) {
       const uint32_t m = links[k];
       visit(m);
       if (expanded_[m] == 0 && load_[m] >= capacity_[m] * (1.0 - 1e-9)) {
@@ -502,7 +495,7 @@ void NetworkModel::recompute() {
     const auto& list = link_flows_[l];
     stats_.scanned_entries += list.size();
     for (const uint32_t g : list) {
-      if (flow_mark_[g] != epoch && rate_[g] >= cut) add_flow(g);
+      if (flows_[g].mark != epoch && flows_[g].rate >= cut) add_flow(g);
     }
   };
   auto drain_queue = [&]() {
@@ -513,7 +506,7 @@ void NetworkModel::recompute() {
     }
   };
   for (const uint32_t f : added_flows_) {
-    if (state_[f] == kOnLinks && flow_mark_[f] != epoch) add_flow(f);
+    if (flows_[f].state == kOnLinks && flows_[f].mark != epoch) add_flow(f);
   }
   for (const uint32_t l : seed_links_) {
     seeded_[l] = 0;
@@ -534,13 +527,13 @@ void NetworkModel::recompute() {
       unfrozen_[l] = 0;
     }
     for (const uint32_t g : region_flows_) {
-      const uint32_t* links = &links_[pos_offset_[g]];
-      for (uint32_t k = 0; k < hops_[g]; ++k) {
+      const uint32_t* links = &links_[flows_[g].pos_offset];
+      for (uint32_t k = 0; k < flows_[g].hops; ++k) {
         const uint32_t m = links[k];
-        residual_[m] += rate_[g];
+        residual_[m] += flows_[g].rate;
         ++unfrozen_[m];
       }
-      new_rate_[g] = -1.0;  // not frozen yet
+      flows_[g].new_rate = -1.0;  // not frozen yet
     }
 
     // Lazy keys: a link's level (residual over unfrozen flows) only rises as other links freeze
@@ -579,10 +572,10 @@ void NetworkModel::recompute() {
       // many of them share their other links (the sender's PCIe, the spine uplinks).
       touched_.clear();
       for (const uint32_t g : link_flows_[top.link]) {
-        if (flow_mark_[g] != epoch || new_rate_[g] >= 0.0) continue;  // fixed, or frozen already
-        new_rate_[g] = level;
-        const uint32_t* links = &links_[pos_offset_[g]];
-        for (uint32_t k = 0; k < hops_[g]; ++k) {
+        if (flows_[g].mark != epoch || flows_[g].new_rate >= 0.0) continue;  // fixed, or frozen already
+        flows_[g].new_rate = level;
+        const uint32_t* links = &links_[flows_[g].pos_offset];
+        for (uint32_t k = 0; k < flows_[g].hops; ++k) {
           const uint32_t m = links[k];
           if (m == top.link) continue;
           residual_[m] -= level;
@@ -609,17 +602,17 @@ void NetworkModel::recompute() {
   stats_.region_links += region_links_.size();
 
   for (const uint32_t g : region_flows_) {
-    const double old_rate = rate_[g];
-    const double level = new_rate_[g];
+    const double old_rate = flows_[g].rate;
+    const double level = flows_[g].new_rate;
     if (old_rate == level && drain_pos_[g] != kNotInHeap) continue;
     if (old_rate > 0.0) {
       remaining_[g] -= old_rate * static_cast<double>(now.count_ps() - last_update_ps_[g]) * 1e-12;
       if (remaining_[g] < 0.0) remaining_[g] = 0.0;
     }
     last_update_ps_[g] = now.count_ps();
-    rate_[g] = level;
-    const uint32_t* links = &links_[pos_offset_[g]];
-    for (uint32_t k = 0; k < hops_[g]; ++k) load_[links[k]] += level - old_rate;
+    flows_[g].rate = level;
+    const uint32_t* links = &links_[flows_[g].pos_offset];
+    for (uint32_t k = 0; k < flows_[g].hops; ++k) load_[links[k]] += level - old_rate;
     ++stats_.rate_changes;
     schedule_drain(g, now);
   }
