@@ -1,6 +1,7 @@
 #include "models/network/collectives.h"
 
 #include <algorithm>
+#include <numeric>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -387,9 +388,24 @@ CollectiveId Collectives::two_stage(const std::vector<int>& group, const ByteMat
 
 namespace {
 
-// A ring of `steps` steps: in step s member i sends piece (i - s) mod n to i + 1, once it has
-// received step s - 1 from i - 1.
-void add_ring(Collectives::Run& run, int n, int steps, int64_t bytes);
+// The rings a ring collective runs on. Within one node, or across nodes with one member each,
+// a single ring in group order. Across nodes with k >= 2 members each, k rings ("channels", as
+// NCCL builds them, one per NIC on a rail-optimised node) each carry 1/k of the buffer: channel
+// c visits every node's members starting from its c-th, so that each node's k members enter k
+// different rings and all k NICs work. The hop from a node's last member to the next node
+// goes as NCCL's PXN does: over NVLink to the channel's first member of that node, then over
+// its NIC to the next node's c-th member, on the same rail. Without it a hop would leave on
+// one rail and arrive on another, through a spine.
+struct RingPlan {
+  // order[c][i]: group position of the i-th member of ring c. relay[c][i]: the group position
+  // that forwards the hop into ring position i over the network, or -1 for a direct hop.
+  std::vector<std::vector<int>> order, relay;
+};
+RingPlan plan_rings(const Topology& topology, const std::vector<int>& group);
+
+// A ring of `steps` steps on each channel: in step s, ring position i sends its channel's piece
+// (i - s) mod n to position i + 1, once it has received step s - 1 from i - 1.
+void add_ring(Collectives::Run& run, const RingPlan& plan, int steps, int64_t bytes);
 
 }  // namespace
 
@@ -401,7 +417,7 @@ CollectiveId Collectives::all_reduce(const std::vector<int>& group, Bytes bytes,
   const int n = static_cast<int>(group.size());
   auto run = std::make_unique<Run>(*this, group, observer, tag);
   if (algo == CollectiveAlgo::kRing) {
-    add_ring(*run, n, 2 * (n - 1), bytes.count());
+    add_ring(*run, plan_rings(network_.topology(), group), 2 * (n - 1), bytes.count());
   } else if (algo == CollectiveAlgo::kTree) {
     check_chunks(options.chunks);
     const int chunks = options.chunks;
@@ -450,7 +466,7 @@ CollectiveId Collectives::all_gather(const std::vector<int>& group, Bytes bytes,
   if (bytes.count() < 0) throw std::invalid_argument("collective: negative size");
   auto run = std::make_unique<Run>(*this, group, observer, tag);
   const int n = static_cast<int>(group.size());
-  add_ring(*run, n, n - 1, bytes.count());
+  add_ring(*run, plan_rings(network_.topology(), group), n - 1, bytes.count());
   return launch(std::move(run));
 }
 
@@ -461,12 +477,73 @@ CollectiveId Collectives::reduce_scatter(const std::vector<int>& group, Bytes by
 
 namespace {
 
-void add_ring(Collectives::Run& run, int n, int steps, int64_t bytes) {
-  for (int s = 0; s < steps; ++s) {
-    for (int i = 0; i < n; ++i) {
-      const int chunk = ((i - s) % n + n) % n;
-      const uint32_t t = run.add(i, (i + 1) % n, piece(bytes, n, chunk));
-      if (s > 0) run.depend(static_cast<uint32_t>((s - 1) * n + (i - 1 + n) % n), t);
+RingPlan plan_rings(const Topology& topology, const std::vector<int>& group) {
+  const int n = static_cast<int>(group.size());
+  // Members by node, nodes in order of first appearance, members in group order.
+  std::vector<int> node_index(static_cast<size_t>(topology.node_of(topology.gpu_count() - 1)) + 1,
+                              -1);
+  std::vector<std::vector<int>> nodes;
+  for (int p = 0; p < n; ++p) {
+    int& index = node_index[static_cast<size_t>(topology.node_of(group[static_cast<size_t>(p)]))];
+    if (index < 0) {
+      index = static_cast<int>(nodes.size());
+      nodes.emplace_back();
+    }
+    nodes[static_cast<size_t>(index)].push_back(p);
+  }
+  const size_t k = nodes.front().size();
+  const bool channels = nodes.size() > 1 && k > 1 &&
+                        std::all_of(nodes.begin(), nodes.end(),
+                                    [&](const std::vector<int>& m) { return m.size() == k; });
+  RingPlan plan;
+  if (!channels) {
+    plan.order.emplace_back(static_cast<size_t>(n));
+    std::iota(plan.order[0].begin(), plan.order[0].end(), 0);
+    plan.relay.emplace_back(static_cast<size_t>(n), -1);
+    return plan;
+  }
+  for (size_t c = 0; c < k; ++c) {
+    std::vector<int> order, relay;
+    for (size_t a = 0; a < nodes.size(); ++a) {
+      for (size_t j = 0; j < k; ++j) {
+        order.push_back(nodes[a][(c + j) % k]);
+        // The hop into a node's first member comes from the previous node (the last node's
+        // from the first): relayed by the previous node's own first member of this ring.
+        const size_t previous = (a + nodes.size() - 1) % nodes.size();
+        relay.push_back(j == 0 ? nodes[previous][c] : -1);
+      }
+    }
+    plan.order.push_back(std::move(order));
+    plan.relay.push_back(std::move(relay));
+  }
+  return plan;
+}
+
+void add_ring(Collectives::Run& run, const RingPlan& plan, int steps, int64_t bytes) {
+  const int channels = static_cast<int>(plan.order.size());
+  for (int c = 0; c < channels; ++c) {
+    const std::vector<int>& order = plan.order[static_cast<size_t>(c)];
+    const std::vector<int>& relay = plan.relay[static_cast<size_t>(c)];
+    const int n = static_cast<int>(order.size());
+    const int64_t share = piece(bytes, channels, c);
+    // The transfer that brought ring position i its piece of the previous step, and this step's.
+    std::vector<uint32_t> arrived(static_cast<size_t>(n)), arriving(static_cast<size_t>(n));
+    for (int s = 0; s < steps; ++s) {
+      for (int i = 0; i < n; ++i) {
+        const int next = (i + 1) % n;
+        const int64_t size = piece(share, n, ((i - s) % n + n) % n);
+        const int from = order[static_cast<size_t>(i)], to = order[static_cast<size_t>(next)];
+        const int via = relay[static_cast<size_t>(next)];
+        const uint32_t first = run.add(from, via >= 0 ? via : to, size);
+        uint32_t last = first;
+        if (via >= 0) {
+          last = run.add(via, to, size);
+          run.depend(first, last);
+        }
+        if (s > 0) run.depend(arrived[static_cast<size_t>(i)], first);
+        arriving[static_cast<size_t>(next)] = last;
+      }
+      arrived.swap(arriving);
     }
   }
 }

@@ -1,5 +1,6 @@
 // Tests of the collectives against closed forms: uniform all-to-all, pairwise rounds, ring
 // all-reduce, oversubscription, and the byte accounting of the hierarchical all-to-all.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <numeric>
 #include <vector>
@@ -7,6 +8,7 @@
 #include "models/network/collectives.h"
 #include "tests/network/test_topologies.h"
 #include "topologies/builders.h"
+#include "topologies/presets.h"
 
 namespace moesim {
 
@@ -61,6 +63,38 @@ TEST_CASE("ring all-reduce takes 2(n-1)/n S/B plus 2(n-1) latency steps", "[coll
   CHECK(r.duration().to_us() == Approx(expected_us).epsilon(0.01));
   // Each member sends 2(n-1) pieces of S/n.
   CHECK(r.sent_bytes[0][kNvl] == int64_t{2} * 7 * (int64_t{256} << 20) / 8);
+}
+
+TEST_CASE("ring all-reduce across nodes runs one rail-aligned ring per NIC", "[collectives]") {
+  // Two DGX H100 nodes: 16 GPUs, 8 rings (one per rail), each with 1/8 of the buffer. Every GPU
+  // sends 2(n-1)/n S over NVLink in all (its piece of each ring, or the NVLink leg of a hop
+  // relayed to the next node); each rail's NIC carries its ring's 2(n-1) pieces of S/(8n) each
+  // way. The bound is the slower of the two, and the pieces pipeline close to it. A single ring
+  // would push everything through one NIC per node, 8x slower (and across rails, via a spine).
+  ClusterOptions options;
+  options.preset = "dgx-h100";
+  options.nodes = 2;
+  const Topology topo = build_cluster(options);
+  CollectiveSpec spec;
+  spec.op = CollectiveOp::kAllReduce;
+  spec.algo = CollectiveAlgo::kRing;
+  spec.bytes = Bytes::mib(256);
+  const CollectiveResult r = run_collective(topo, spec);
+  const double n = 16, k = 8, s = 256.0 * (1 << 20);
+  const double nvlink = 450e9 * topo.efficiency(LinkKind::kNvLink);
+  const double nic = 400e9 / 8 * topo.efficiency(LinkKind::kNetwork);
+  const double bound_us =
+      std::max(2 * (n - 1) / n * s / nvlink, 2 * (n - 1) / n * s / k / nic) * 1e6;
+  CHECK(r.duration().to_us() >= bound_us);
+  CHECK(r.duration().to_us() <= 1.1 * bound_us);
+  const int64_t piece = (int64_t{256} << 20) / (8 * 16);
+  for (int g = 0; g < 16; ++g) {
+    CHECK(r.sent_bytes[static_cast<size_t>(g)][kNet] == 2 * 15 * piece);
+    CHECK(r.received_bytes[static_cast<size_t>(g)][kNet] == 2 * 15 * piece);
+    // Its piece of the 7 other rings over NVLink, and the NVLink leg into its own ring's relay
+    // (sent by the member before it, received by it).
+    CHECK(r.sent_bytes[static_cast<size_t>(g)][kNvl] == 2 * 15 * 8 * piece);
+  }
 }
 
 TEST_CASE("tree all-reduce: pipelined reduce and broadcast on a binary tree", "[collectives]") {
