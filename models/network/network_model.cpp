@@ -11,6 +11,7 @@ namespace moesim {
 namespace {
 
 constexpr uint32_t kNotInHeap = std::numeric_limits<uint32_t>::max();
+constexpr size_t kPrefetch = 8;  // flows ahead
 constexpr uint8_t kFree = 0;
 constexpr uint8_t kOnLinks = 1;
 constexpr uint8_t kInFlight = 2;  // last byte left; arriving after the path latency
@@ -307,7 +308,8 @@ void NetworkModel::drain(uint32_t f) {
   remaining_[f] = 0.0;
   flows_[f].state = kInFlight;
   --active_count_;
-  traffic_[static_cast<size_t>(src_[f])].sent_bytes[static_cast<size_t>(flows_[f].kind)] += bytes_[f];
+  traffic_[static_cast<size_t>(src_[f])].sent_bytes[static_cast<size_t>(flows_[f].kind)] +=
+      bytes_[f];
   send_on_wire(f);
   request_recompute();
 }
@@ -347,7 +349,8 @@ void NetworkModel::deliver_due(uint32_t w) {
 }
 
 void NetworkModel::deliver(uint32_t f) {
-  traffic_[static_cast<size_t>(dst_[f])].received_bytes[static_cast<size_t>(flows_[f].kind)] += bytes_[f];
+  traffic_[static_cast<size_t>(dst_[f])].received_bytes[static_cast<size_t>(flows_[f].kind)] +=
+      bytes_[f];
   ++stats_.flows_delivered;
   if (observer_[f] != nullptr) observer_[f]->on_flow_done(FlowId{f}, tag_[f]);
   // Freed only after the observer returns, so that flows it starts take other slots.
@@ -494,7 +497,11 @@ void NetworkModel::recompute() {
   auto expand = [&](uint32_t l) {
     const auto& list = link_flows_[l];
     stats_.scanned_entries += list.size();
-    for (const uint32_t g : list) {
+    const size_t n = list.size();
+    for (size_t i = 0; i < n; ++i) {
+      // A link's flows are scattered over the flow table: fetch ahead to hide the misses.
+      if (i + kPrefetch < n) __builtin_prefetch(&flows_[list[i + kPrefetch]]);
+      const uint32_t g = list[i];
       if (flows_[g].mark != epoch && flows_[g].rate >= cut) add_flow(g);
     }
   };
@@ -571,8 +578,12 @@ void NetworkModel::recompute() {
       // The links this freeze touches are re-keyed once each, after all its flows are frozen:
       // many of them share their other links (the sender's PCIe, the spine uplinks).
       touched_.clear();
-      for (const uint32_t g : link_flows_[top.link]) {
-        if (flows_[g].mark != epoch || flows_[g].new_rate >= 0.0) continue;  // fixed, or frozen already
+      const auto& list = link_flows_[top.link];
+      const size_t n = list.size();
+      for (size_t i = 0; i < n; ++i) {
+        if (i + kPrefetch < n) __builtin_prefetch(&flows_[list[i + kPrefetch]]);
+        const uint32_t g = list[i];
+        if (flows_[g].mark != epoch || flows_[g].new_rate >= 0.0) continue;  // fixed, or frozen
         flows_[g].new_rate = level;
         const uint32_t* links = &links_[flows_[g].pos_offset];
         for (uint32_t k = 0; k < flows_[g].hops; ++k) {
