@@ -75,8 +75,21 @@ class Collectives::Run final : public FlowObserver {
     transfers_.push_back({src, dst, bytes, 0});
     return static_cast<uint32_t>(transfers_.size() - 1);
   }
+  // A later piece of the transfer added just before (or of that one's rider): it travels in the
+  // same flow, streamed right behind, and arrives as that flow's next piece. Only the first
+  // piece may wait for others; the pieces may be waited for like any transfer.
+  uint32_t add_rider(int64_t bytes) {
+    const Transfer& first = transfers_.back();
+    transfers_.push_back({first.src, first.dst, bytes, kRider});
+    return static_cast<uint32_t>(transfers_.size() - 1);
+  }
   // `after` waits for `before` to arrive.
-  void depend(uint32_t before, uint32_t after) { edges_.emplace_back(before, after); }
+  void depend(uint32_t before, uint32_t after) {
+    if (transfers_[after].waiting == kRider) {
+      throw std::logic_error("collective: a piece riding in another's flow cannot wait");
+    }
+    edges_.emplace_back(before, after);
+  }
 
   void start(uint32_t slot) {
     slot_ = slot;
@@ -116,9 +129,14 @@ class Collectives::Run final : public FlowObserver {
     }
   }
 
+  void on_flow_piece(FlowId, uint32_t tag, uint32_t piece) override {
+    arrived(tag + piece);
+    settle();
+  }
+
   void on_flow_done(FlowId id, uint32_t tag) override {
     NetworkModel& net = owner_.network_;
-    const uint32_t t = tag;
+    const uint32_t t = tag + riders(tag);
     const auto kind = static_cast<size_t>(net.flow_kind(id));
     const int64_t bytes = net.flow_bytes(id).count();
     result_.sent_bytes[static_cast<size_t>(transfers_[t].src)][kind] += bytes;
@@ -142,14 +160,30 @@ class Collectives::Run final : public FlowObserver {
   };
   static_assert(sizeof(Transfer) == 20);
 
+  static constexpr uint32_t kRider = 0xffffffffu;  // Transfer::waiting of a rider
+
+  uint32_t riders(uint32_t t) const {
+    uint32_t r = 0;
+    while (t + r + 1 < transfers_.size() && transfers_[t + r + 1].waiting == kRider) ++r;
+    return r;
+  }
+
   void launch(uint32_t t) {
     const Transfer& tr = transfers_[t];
-    if (tr.bytes == 0 || tr.src == tr.dst) {
-      instant_.push_back(t);
+    const uint32_t r = riders(t);
+    int64_t bytes = tr.bytes;
+    for (uint32_t i = 1; i <= r; ++i) bytes += transfers_[t + i].bytes;
+    if (bytes == 0 || tr.src == tr.dst) {
+      for (uint32_t i = 0; i <= r; ++i) instant_.push_back(t + i);
       return;
     }
-    owner_.network_.start_flow(group_[static_cast<size_t>(tr.src)],
-                               group_[static_cast<size_t>(tr.dst)], Bytes(tr.bytes), this, t);
+    NetworkModel& net = owner_.network_;
+    const int src = group_[static_cast<size_t>(tr.src)], dst = group_[static_cast<size_t>(tr.dst)];
+    if (r == 0) {
+      net.start_flow(src, dst, Bytes(bytes), this, t);
+    } else {
+      net.start_flow_in_pieces(src, dst, Bytes(bytes), r + 1, this, t);
+    }
   }
 
   void arrived(uint32_t t) {
@@ -357,12 +391,11 @@ CollectiveId Collectives::two_stage(const std::vector<int>& group, const ByteMat
     for (int k = 0; k < n; ++k) {
       const int64_t b = first.at(i, k);
       if (b == 0) continue;
-      uint32_t previous = 0;
+      // A sender streams its pieces to a relay one after another, in one flow.
       for (int c = 0; c < chunks; ++c) {
-        const uint32_t t = run->add(i, k, piece(b, chunks, c));
-        if (c > 0) run->depend(previous, t);  // pieces of one transfer go one after another
+        const uint32_t t =
+            c == 0 ? run->add(i, k, piece(b, chunks, c)) : run->add_rider(piece(b, chunks, c));
         run->depend(t, barrier[static_cast<size_t>(k) * chunks + c]);
-        previous = t;
       }
     }
   }

@@ -91,9 +91,9 @@ class Collectives {
                           const CollectiveOptions& options = {});
   // Two stages: first[i][k] bytes from member i to relay k, then second[k][j] from relay k to
   // member j; relay k starts piece c of all its second-stage sends once piece c of every
-  // first-stage transfer into it has arrived (a sender's first-stage pieces go one after
-  // another; a relay's forwards do not wait for one another). direct (may be empty) goes at once,
-  // unstaged.
+  // first-stage transfer into it has arrived (a sender streams its first-stage pieces to a
+  // relay back to back, as one flow; a relay's forwards do not wait for one another). direct (may
+  // be empty) goes at once, unstaged.
   CollectiveId two_stage(const std::vector<int>& group, const ByteMatrix& first,
                          const ByteMatrix& second, const ByteMatrix& direct,
                          CollectiveObserver* observer, uint64_t tag = 0,

@@ -106,7 +106,8 @@ uint32_t NetworkModel::allocate_flow(uint32_t hops) {
     free_flow_head_ = drain_pos_[f];
   } else {
     f = static_cast<uint32_t>(flows_.size());
-    if (f == kNone) throw std::length_error("network model: more than 2^32 - 1 flows at once");
+    if (f >= kPieceEntry) throw std::length_error("network model: more than 2^31 flows at once");
+    if (!piece_state_.empty()) piece_state_.emplace_back();
     src_.push_back(0);
     dst_.push_back(0);
     bytes_.push_back(0);
@@ -139,6 +140,20 @@ FlowId NetworkModel::start_flow(int src_gpu, int dst_gpu, Bytes bytes, FlowObser
 
 FlowId NetworkModel::start_flow(int src_gpu, int dst_gpu, Bytes bytes, FlowObserver* observer,
                                 uint32_t tag, uint64_t flow_hash) {
+  return start(src_gpu, dst_gpu, bytes, observer, tag, flow_hash, 1);
+}
+
+FlowId NetworkModel::start_flow_in_pieces(int src_gpu, int dst_gpu, Bytes bytes, uint32_t pieces,
+                                          FlowObserver* observer, uint32_t tag) {
+  if (pieces < 1 || pieces > 0xffff) {
+    throw std::invalid_argument("network model: a flow takes 1 to 65535 pieces, not " +
+                                std::to_string(pieces));
+  }
+  return start(src_gpu, dst_gpu, bytes, observer, tag, mix64(flow_counter_), pieces);
+}
+
+FlowId NetworkModel::start(int src_gpu, int dst_gpu, Bytes bytes, FlowObserver* observer,
+                           uint32_t tag, uint64_t flow_hash, uint32_t pieces) {
   const int gpus = topology_.gpu_count();
   if (src_gpu < 0 || src_gpu >= gpus || dst_gpu < 0 || dst_gpu >= gpus) {
     throw std::out_of_range("network model: flow " + std::to_string(src_gpu) + " -> " +
@@ -162,13 +177,18 @@ FlowId NetworkModel::start_flow(int src_gpu, int dst_gpu, Bytes bytes, FlowObser
   }
   const bool drains = bytes.count() > 0 && !path.empty();
   const uint32_t f = allocate_flow(drains ? hops : 0);
+  if (pieces > 1 && piece_state_.empty()) piece_state_.assign(flows_.size(), PieceState{});
+  if (!piece_state_.empty()) {
+    piece_state_[f] = PieceState{};
+    piece_state_[f].pieces = static_cast<uint16_t>(pieces);
+  }
   src_[f] = src_gpu;
   dst_[f] = dst_gpu;
   bytes_[f] = bytes.count();
   {
     const int64_t latency = topology_.path_latency(path).count_ps();
     auto [it, added] = wire_of_latency_.try_emplace(latency, static_cast<uint32_t>(wires_.size()));
-    if (added) wires_.push_back(Wire{latency, {}, {}, -1});
+    if (added) wires_.push_back(Wire{latency, {}, {}, -1, {}});
     flows_[f].wire = it->second;
   }
   remaining_[f] = static_cast<double>(bytes.count());
@@ -249,7 +269,6 @@ void NetworkModel::drain_due() {
                                   tolerance * static_cast<double>(e.at_ps - start_ps_[e.flow]);
   };
   while (!drain_heap_.empty() && due(drain_heap_.front())) {
-    drained = true;
     const uint32_t f = drain_heap_.front().flow;
     drain_pos_[f] = kNotInHeap;
     const DrainEntry last = drain_heap_.back();
@@ -259,6 +278,13 @@ void NetworkModel::drain_due() {
       drain_pos_[last.flow] = 0;
       drain_heap_sift_down(0);
     }
+    if (has_pieces(f) && piece_state_[f].fired + 1 < piece_state_[f].pieces) {
+      // A piece ended: the flow goes on at the same rate towards the next.
+      fire_piece(f, now_ps);
+      schedule_drain(f, engine_.now());
+      continue;
+    }
+    drained = true;
     drain(f);
   }
   // Otherwise the recomputation the drains requested re-arms the timer.
@@ -310,6 +336,11 @@ void NetworkModel::drain(uint32_t f) {
   --active_count_;
   traffic_[static_cast<size_t>(src_[f])].sent_bytes[static_cast<size_t>(flows_[f].kind)] +=
       bytes_[f];
+  // Pieces not yet ended (empty ones at the end, or drained early under a tolerance) leave now.
+  while (has_pieces(f) && piece_state_[f].fired + 1 < piece_state_[f].pieces) {
+    fire_piece(f, engine_.now().count_ps());
+  }
+  remaining_[f] = 0.0;
   send_on_wire(f);
   request_recompute();
 }
@@ -324,10 +355,31 @@ void NetworkModel::send_on_wire(uint32_t f) {
   if (wire.flows.size() == 1) arm_wire(flows_[f].wire);
 }
 
+int64_t NetworkModel::bytes_after_piece(uint32_t f, uint32_t c) const {
+  const int64_t b = bytes_[f];
+  const int64_t n = piece_state_[f].pieces;
+  const int64_t later = n - 1 - static_cast<int64_t>(c);
+  return later * (b / n) + std::max<int64_t>(0, b % n - (static_cast<int64_t>(c) + 1));
+}
+
+void NetworkModel::fire_piece(uint32_t f, int64_t now_ps) {
+  PieceState& state = piece_state_[f];
+  remaining_[f] = static_cast<double>(bytes_after_piece(f, state.fired));
+  last_update_ps_[f] = now_ps;
+  ++state.fired;
+  Wire& wire = wires_[flows_[f].wire];
+  wire.flows.push_back(f | kPieceEntry);
+  wire.piece_left_ps.push_back(now_ps);
+  if (wire.flows.size() == 1) arm_wire(flows_[f].wire);
+}
+
 void NetworkModel::arm_wire(uint32_t w) {
   Wire& wire = wires_[w];
   if (wire.flows.empty()) return;
-  const int64_t at_ps = last_update_ps_[wire.flows.front()] + wire.latency_ps;
+  const uint32_t head = wire.flows.front();
+  const int64_t left_ps =
+      (head & kPieceEntry) != 0 ? wire.piece_left_ps.front() : last_update_ps_[head];
+  const int64_t at_ps = left_ps + wire.latency_ps;
   if (wire.timer_ps == at_ps) return;
   if (wire.timer != EventId{}) engine_.cancel(wire.timer);
   wire.timer_ps = at_ps;
@@ -339,11 +391,20 @@ void NetworkModel::deliver_due(uint32_t w) {
   wires_[w].timer_ps = -1;
   const int64_t now_ps = engine_.now().count_ps();
   // Observers may start flows, which may join this very FIFO: index afresh every time.
-  while (!wires_[w].flows.empty() &&
-         last_update_ps_[wires_[w].flows.front()] + wires_[w].latency_ps <= now_ps) {
-    const uint32_t f = wires_[w].flows.front();
+  while (!wires_[w].flows.empty()) {
+    const uint32_t head = wires_[w].flows.front();
+    const bool piece = (head & kPieceEntry) != 0;
+    const int64_t left_ps = piece ? wires_[w].piece_left_ps.front() : last_update_ps_[head];
+    if (left_ps + wires_[w].latency_ps > now_ps) break;
     wires_[w].flows.pop_front();
-    deliver(f);
+    if (!piece) {
+      deliver(head);
+      continue;
+    }
+    wires_[w].piece_left_ps.pop_front();
+    const uint32_t f = head & ~kPieceEntry;
+    const uint16_t index = piece_state_[f].delivered++;
+    if (observer_[f] != nullptr) observer_[f]->on_flow_piece(FlowId{f}, tag_[f], index);
   }
   arm_wire(w);
 }
@@ -352,6 +413,11 @@ void NetworkModel::deliver(uint32_t f) {
   traffic_[static_cast<size_t>(dst_[f])].received_bytes[static_cast<size_t>(flows_[f].kind)] +=
       bytes_[f];
   ++stats_.flows_delivered;
+  // A flow of no bytes, or with no links, delivers all its pieces at once.
+  while (has_pieces(f) && piece_state_[f].delivered + 1 < piece_state_[f].pieces) {
+    const uint16_t index = piece_state_[f].delivered++;
+    if (observer_[f] != nullptr) observer_[f]->on_flow_piece(FlowId{f}, tag_[f], index);
+  }
   if (observer_[f] != nullptr) observer_[f]->on_flow_done(FlowId{f}, tag_[f]);
   // Freed only after the observer returns, so that flows it starts take other slots.
   flows_[f].state = kFree;
@@ -370,7 +436,10 @@ void NetworkModel::schedule_drain(uint32_t f, Time now) {
     throw std::logic_error("network model: flow " + std::to_string(src_[f]) + " -> " +
                            std::to_string(dst_[f]) + " was given no bandwidth");
   }
-  const double remaining = remaining_[f];
+  double remaining = remaining_[f];
+  if (has_pieces(f) && piece_state_[f].fired + 1 < piece_state_[f].pieces) {
+    remaining -= static_cast<double>(bytes_after_piece(f, piece_state_[f].fired));
+  }
   int64_t dt_ps = 0;
   if (remaining > 0.0) {
     const double exact = std::ceil(remaining / rate * 1e12);

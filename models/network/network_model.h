@@ -25,6 +25,9 @@ struct FlowId {
 class FlowObserver {
  public:
   virtual void on_flow_done(FlowId id, uint32_t tag) = 0;
+  // For a flow started in pieces: piece `piece` (< pieces - 1) has arrived in full; the last
+  // piece is on_flow_done.
+  virtual void on_flow_piece(FlowId /*id*/, uint32_t /*tag*/, uint32_t /*piece*/) {}
 
  protected:
   ~FlowObserver() = default;
@@ -78,6 +81,13 @@ class NetworkModel final : public EventHandler {
   FlowId start_flow(int src_gpu, int dst_gpu, Bytes bytes, FlowObserver* observer, uint32_t tag,
                     uint64_t flow_hash);
 
+  // A flow that streams `pieces` equal pieces (the first ones a byte larger when bytes does not
+  // divide) back to back: the observer hears of each piece's arrival, the last by
+  // on_flow_done. Rates do not change between pieces, so a piece costs no recomputation, where
+  // a flow per piece would cost two (one leaving, the next starting).
+  FlowId start_flow_in_pieces(int src_gpu, int dst_gpu, Bytes bytes, uint32_t pieces,
+                              FlowObserver* observer, uint32_t tag);
+
   // Valid from start until on_flow_done returns.
   int flow_source(FlowId id) const { return src_[id.value]; }
   int flow_destination(FlowId id) const { return dst_[id.value]; }
@@ -97,6 +107,12 @@ class NetworkModel final : public EventHandler {
 
  private:
   enum class EventKind : uint64_t { kDrain = 0, kDeliver = 1, kRecompute = 2 };
+  static constexpr uint32_t kPieceEntry = 0x80000000u;  // a wires_ FIFO entry for a piece
+  struct PieceState {
+    uint16_t pieces = 1;
+    uint16_t fired = 0;      // pieces whose last byte has left
+    uint16_t delivered = 0;  // pieces whose arrival the observer has heard of
+  };
   static constexpr int kKindShift = 62;
   static uint64_t make_tag(EventKind kind, uint32_t flow) {
     return (static_cast<uint64_t>(kind) << kKindShift) | flow;
@@ -107,6 +123,14 @@ class NetworkModel final : public EventHandler {
   static constexpr uint32_t kMaxHops = 255;
 
   uint32_t allocate_flow(uint32_t hops);
+  FlowId start(int src_gpu, int dst_gpu, Bytes bytes, FlowObserver* observer, uint32_t tag,
+               uint64_t flow_hash, uint32_t pieces);
+  bool has_pieces(uint32_t flow) const {
+    return !piece_state_.empty() && piece_state_[flow].pieces > 1;
+  }
+  // Bytes of the flow after its piece c.
+  int64_t bytes_after_piece(uint32_t flow, uint32_t c) const;
+  void fire_piece(uint32_t flow, int64_t now_ps);
   void send_on_wire(uint32_t flow);
   void arm_wire(uint32_t wire);
   void deliver_due(uint32_t wire);
@@ -154,6 +178,8 @@ class NetworkModel final : public EventHandler {
   std::vector<uint32_t> drain_pos_;      // position in drain_heap_, or none before the first rate
   std::vector<FlowObserver*> observer_;
   std::vector<uint32_t> tag_;
+  // Only once a flow in pieces has been started: then one entry per flow slot.
+  std::vector<PieceState> piece_state_;
   uint32_t free_flow_head_ = kNone;
   // positions_ blocks of each length are recycled by length (paths are short).
   std::vector<uint32_t> positions_;
@@ -203,11 +229,14 @@ class NetworkModel final : public EventHandler {
   int64_t drain_timer_ps_ = -1;  // when drain_timer_ fires; -1 when none is pending
 
   // Flows in flight after their last byte left, one FIFO per distinct path latency.
+  // An entry is a flow (its last byte left at its last_update_ps_) or, with kPieceEntry set, a
+  // piece of one, which left at the head of piece_left_ps.
   struct Wire {
     int64_t latency_ps;
     std::deque<uint32_t> flows;
     EventId timer;
     int64_t timer_ps;
+    std::deque<int64_t> piece_left_ps;
   };
   std::vector<Wire> wires_;
   std::unordered_map<int64_t, uint32_t> wire_of_latency_;

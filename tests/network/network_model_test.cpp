@@ -255,6 +255,59 @@ TEST_CASE("incremental recomputation matches progressive filling from scratch", 
   }
 }
 
+TEST_CASE("a flow in pieces reports each piece's arrival without recomputing", "[network]") {
+  // Flow A (2 pieces of S) and flow B (S) share one link of B from t = 0, at B/2 each: A's
+  // first piece and B leave at 2S/B; A, alone, finishes its second piece at 3S/B. Each arrives
+  // 1 us (two links of 500 ns) later. The piece boundary costs no recomputation of its own:
+  // the start, B's drain (with A's piece) and A's drain.
+  const Topology topo =
+      test::star({Bandwidth::gigabytes_per_s(10), Bandwidth::gigabytes_per_s(10)}, Time::ns(500));
+  const double bandwidth = topo.effective_capacity(topo.path(0, 1, 0)[0]).bytes_per_second();
+  struct Pieces final : FlowObserver {
+    explicit Pieces(Engine& e) : engine(e) {}
+    void on_flow_piece(FlowId, uint32_t tag, uint32_t piece) override {
+      arrivals.emplace_back(tag * 10 + piece, engine.now());
+    }
+    void on_flow_done(FlowId, uint32_t tag) override {
+      arrivals.emplace_back(tag * 10 + 9, engine.now());
+    }
+    Engine& engine;
+    std::vector<std::pair<uint32_t, Time>> arrivals;
+  };
+  const int64_t s = 1'000'000;
+  Engine engine;
+  NetworkModel net(engine, topo);
+  Pieces rec(engine);
+  net.start_flow_in_pieces(0, 1, Bytes(2 * s), 2, &rec, 1);
+  net.start_flow(0, 1, Bytes(s), &rec, 2);
+  engine.run();
+  const double unit_us = static_cast<double>(s) / bandwidth * 1e6;
+  REQUIRE(rec.arrivals.size() == 3);
+  CHECK(rec.arrivals[0].first == 10);  // A's first piece, then B, at the same instant
+  CHECK(rec.arrivals[0].second.to_us() == Approx(2 * unit_us + 1.0).epsilon(1e-9));
+  CHECK(rec.arrivals[1].first == 29);
+  CHECK(rec.arrivals[1].second.to_us() == Approx(2 * unit_us + 1.0).epsilon(1e-9));
+  CHECK(rec.arrivals[2].first == 19);
+  CHECK(rec.arrivals[2].second.to_us() == Approx(3 * unit_us + 1.0).epsilon(1e-9));
+  CHECK(net.stats().recomputations == 3);
+
+  // Two bytes in four pieces: pieces 0 and 1 carry a byte each, 2 and 3 nothing; the empty ones
+  // arrive with the last byte, before on_flow_done.
+  Engine engine2;
+  NetworkModel net2(engine2, topo);
+  Pieces rec2(engine2);
+  net2.start_flow_in_pieces(0, 1, Bytes(2), 4, &rec2, 3);
+  engine2.run();
+  REQUIRE(rec2.arrivals.size() == 4);
+  CHECK(rec2.arrivals[0].first == 30);
+  CHECK(rec2.arrivals[1].first == 31);
+  CHECK(rec2.arrivals[2].first == 32);
+  CHECK(rec2.arrivals[3].first == 39);
+  CHECK(rec2.arrivals[0].second < rec2.arrivals[1].second);
+  CHECK(rec2.arrivals[2].second == rec2.arrivals[3].second);
+  CHECK_THROWS_AS(net2.start_flow_in_pieces(0, 1, Bytes(2), 0, &rec2, 4), std::invalid_argument);
+}
+
 TEST_CASE("a completion tolerance drains nearly simultaneous flows together", "[network]") {
   // Two flows of S and S(1 + d) bytes share one bottleneck of B from t = 0. Exactly, the first
   // leaves at 2S/B and the second d S/B later, at full rate. When the first drains, the second

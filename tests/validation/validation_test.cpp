@@ -82,10 +82,10 @@ TEST_CASE("normal dispatch crosses the network once and forwards chunk by chunk"
   // transfer to GPU 2 (GPU 0's rail), which forwards to GPU 3.
   const auto d = one_sender(4, 0, 64, {2, 3});
   const MoePhaseResult r = run_moe_phase(t, tiny_model(), d, o);
-  // Four 32 KiB chunks one after another at 10 GB/s, each + 1 us; then the last chunk's
-  // forward at 100 GB/s + 0.5 us.
+  // Four 32 KiB chunks streamed back to back at 10 GB/s in one flow: the last leaves at
+  // 4 chunk / B and arrives 1 us later; then its forward at 100 GB/s + 0.5 us.
   const double chunk = 32768.0;
-  const double expected_us = 4 * (chunk / 10e9 * 1e6 + 1.0) + chunk / 100e9 * 1e6 + 0.5;
+  const double expected_us = 4 * chunk / 10e9 * 1e6 + 1.0 + chunk / 100e9 * 1e6 + 0.5;
   CHECK(r.time_us() == Approx(expected_us).epsilon(1e-6));
   CHECK(r.wire_network_bytes_per_gpu == 64 * 2048 / 4.0);  // once, not twice
   CHECK(r.wire_nvlink_bytes_per_gpu == 64 * 2048 / 4.0);
