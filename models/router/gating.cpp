@@ -16,6 +16,14 @@
 namespace moesim {
 namespace {
 
+// Lane l meets lane l ^ 8, then ^ 4, ^ 2, ^ 1: four shuffles reduce 16 lanes (top-two merges,
+// horizontal minimum).
+const simd::vint kButterflySwaps[4] = {
+    simd::vint{8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7},
+    simd::vint{4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11},
+    simd::vint{2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13},
+    simd::vint{1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14}};
+
 // Inserts (value, id) into best[0..filled) kept in descending order, at most k long. An equal
 // value goes after those already there, so with ids visited in increasing order ties favour the
 // lower id.
@@ -63,11 +71,7 @@ MOESIM_INLINE void top_two(const float* s, int32_t n, float& first_out, float& s
     }
     // Butterfly merge: lane l meets lane l ^ d; the top two of two (best, second) pairs are the
     // larger best and the largest of the smaller best and both seconds.
-    const simd::vint swaps[4] = {simd::vint{8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7},
-                                 simd::vint{4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11},
-                                 simd::vint{2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13},
-                                 simd::vint{1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14}};
-    for (const simd::vint& swap : swaps) {
+    for (const simd::vint& swap : kButterflySwaps) {
       const simd::vfloat pf = __builtin_shuffle(f, swap);
       const simd::vfloat ps = __builtin_shuffle(sec, swap);
       const simd::vfloat smaller = pf < f ? pf : f;
@@ -219,11 +223,7 @@ MOESIM_INLINE void merge_level(const MergeMasks& m, simd::vfloat fa, simd::vfloa
 
 // The smallest lane of v.
 MOESIM_INLINE float horizontal_min(simd::vfloat v) {
-  const simd::vint swaps[4] = {simd::vint{8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7},
-                               simd::vint{4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11},
-                               simd::vint{2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13},
-                               simd::vint{1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14}};
-  for (const simd::vint& swap : swaps) {
+  for (const simd::vint& swap : kButterflySwaps) {
     const simd::vfloat other = __builtin_shuffle(v, swap);
     v = other < v ? other : v;
   }
