@@ -82,6 +82,13 @@ MoeLayerTraffic build_layer_traffic(const ReplicaLayout& layout,
   std::vector<int64_t> node_stamp(static_cast<size_t>(topology.node_count()), -1);
   std::vector<int32_t> dest_ranks;
   dest_ranks.reserve(static_cast<size_t>(ep));
+  std::vector<int64_t> sole_tokens(static_cast<size_t>(experts), 0);
+  // Divisions hoisted out of the per-pair loop.
+  std::vector<int32_t> node_of(static_cast<size_t>(gpus)), rail_of(static_cast<size_t>(gpus));
+  for (int32_t g = 0; g < gpus; ++g) {
+    node_of[static_cast<size_t>(g)] = g / gpn;
+    rail_of[static_cast<size_t>(g)] = g % gpn;
+  }
   int64_t stamp = 0;
 
   for (int32_t b = 0; b < ep; ++b) {
@@ -124,13 +131,16 @@ MoeLayerTraffic build_layer_traffic(const ReplicaLayout& layout,
           if (d.dropped[row + j]) continue;
           ++traffic.tokens_per_expert[static_cast<size_t>(e)];
           int32_t c = sole_rank[e];
-          int32_t local = sole_local[e];
           if (c < 0) {
+            // A replicated expert: which copy serves the token depends on the token. The
+            // tokens of experts with one copy are added to their GPUs after the loop.
             c = placement.serving_rank(e, b, token_index);
-            local = placement.local_index(c, e);
-          }
-          for (int32_t a = 0; a < tp; ++a) {
-            ++traffic.tokens_per_local_expert[gpu_of(a, c)][static_cast<size_t>(local)];
+            const int32_t local = placement.local_index(c, e);
+            for (int32_t a = 0; a < tp; ++a) {
+              ++traffic.tokens_per_local_expert[gpu_of(a, c)][static_cast<size_t>(local)];
+            }
+          } else {
+            ++sole_tokens[static_cast<size_t>(e)];
           }
           if (rank_stamp[static_cast<size_t>(c)] != stamp) {
             rank_stamp[static_cast<size_t>(c)] = stamp;
@@ -139,18 +149,20 @@ MoeLayerTraffic build_layer_traffic(const ReplicaLayout& layout,
         }
         for (int32_t a = 0; a < tp; ++a) {
           const int32_t src = gpu_of(a, b);
-          const int32_t src_node = src / gpn;
+          const int32_t src_node = node_of[static_cast<size_t>(src)];
           // A fresh stamp space per TP column: node stamps are (token, column) pairs.
           const int64_t node_key = stamp * tp + a;
           for (int32_t c : dest_ranks) {
             const int32_t dst = gpu_of(a, c);
             if (dst == src) continue;
-            const int32_t dst_node = dst / gpn;
+            const int32_t dst_node = node_of[static_cast<size_t>(dst)];
             if (algorithm == DispatchAlgorithm::kDirect || dst_node == src_node) {
               stage1.add(src, dst, 1);
               continue;
             }
-            const int32_t relay = dst_node * gpn + src % gpn;
+            // The GPU of the destination's node on the sender's rail.
+            const int32_t relay =
+                dst - rail_of[static_cast<size_t>(dst)] + rail_of[static_cast<size_t>(src)];
             if (node_stamp[static_cast<size_t>(dst_node)] != node_key) {
               node_stamp[static_cast<size_t>(dst_node)] = node_key;
               stage1.add(src, relay, 1);
@@ -160,6 +172,16 @@ MoeLayerTraffic build_layer_traffic(const ReplicaLayout& layout,
         }
       }
       token_base += d.tokens;
+    }
+  }
+  // Experts with one copy compute every token sent to them (counts-only decisions added theirs
+  // token by token above).
+  for (int32_t e = 0; e < experts; ++e) {
+    if (sole_rank[e] < 0) continue;
+    for (int32_t a = 0; a < tp; ++a) {
+      traffic
+          .tokens_per_local_expert[gpu_of(a, sole_rank[e])][static_cast<size_t>(sole_local[e])] +=
+          sole_tokens[e];
     }
   }
   traffic.stage1 = stage1.transfers();
