@@ -59,9 +59,8 @@ class NetworkModel final : public EventHandler {
     // Summed over recomputations: flows and links whose rates were re-derived (the region),
     // and per-link flow entries scanned to find the region.
     uint64_t region_flows = 0;
-    uint64_t active_flows = 0;
-    uint64_t fill_passes = 0;  // a recomputation redoes its fill when its region grows  // flows on
-                               // links, summed over recomputations
+    uint64_t active_flows = 0;  // flows on links, summed over recomputations
+    uint64_t fill_passes = 0;   // a recomputation redoes its fill when its region grows
     uint64_t region_links = 0;
     uint64_t scanned_entries = 0;
     uint64_t rate_changes = 0;
