@@ -328,6 +328,10 @@ void NetworkModel::drain(uint32_t f) {
     // An empty link's load is exactly zero: this also clears accumulated rounding.
     load_[l] = list.empty() ? 0.0 : load_[l] - flows_[f].rate;
   }
+  // Pieces not yet ended (empty ones at the end, or drained early under a tolerance) leave now.
+  while (has_pieces(f) && piece_state_[f].fired + 1 < piece_state_[f].pieces) {
+    fire_piece(f, engine_.now().count_ps());
+  }
   // Flows slower than the one that left keep their rates (see recompute()).
   threshold_ = std::min(threshold_, flows_[f].rate);
   flows_[f].rate = 0.0;
@@ -336,11 +340,6 @@ void NetworkModel::drain(uint32_t f) {
   --active_count_;
   traffic_[static_cast<size_t>(src_[f])].sent_bytes[static_cast<size_t>(flows_[f].kind)] +=
       bytes_[f];
-  // Pieces not yet ended (empty ones at the end, or drained early under a tolerance) leave now.
-  while (has_pieces(f) && piece_state_[f].fired + 1 < piece_state_[f].pieces) {
-    fire_piece(f, engine_.now().count_ps());
-  }
-  remaining_[f] = 0.0;
   send_on_wire(f);
   request_recompute();
 }
@@ -402,11 +401,14 @@ void NetworkModel::deliver_due(uint32_t w) {
       continue;
     }
     wires_[w].piece_left_ps.pop_front();
-    const uint32_t f = head & ~kPieceEntry;
-    const uint16_t index = piece_state_[f].delivered++;
-    if (observer_[f] != nullptr) observer_[f]->on_flow_piece(FlowId{f}, tag_[f], index);
+    deliver_piece(head & ~kPieceEntry);
   }
   arm_wire(w);
+}
+
+void NetworkModel::deliver_piece(uint32_t f) {
+  const uint16_t index = piece_state_[f].delivered++;
+  if (observer_[f] != nullptr) observer_[f]->on_flow_piece(FlowId{f}, tag_[f], index);
 }
 
 void NetworkModel::deliver(uint32_t f) {
@@ -415,8 +417,7 @@ void NetworkModel::deliver(uint32_t f) {
   ++stats_.flows_delivered;
   // A flow of no bytes, or with no links, delivers all its pieces at once.
   while (has_pieces(f) && piece_state_[f].delivered + 1 < piece_state_[f].pieces) {
-    const uint16_t index = piece_state_[f].delivered++;
-    if (observer_[f] != nullptr) observer_[f]->on_flow_piece(FlowId{f}, tag_[f], index);
+    deliver_piece(f);
   }
   if (observer_[f] != nullptr) observer_[f]->on_flow_done(FlowId{f}, tag_[f]);
   // Freed only after the observer returns, so that flows it starts take other slots.

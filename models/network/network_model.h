@@ -136,6 +136,7 @@ class NetworkModel final : public EventHandler {
   void request_recompute();
   void drain(uint32_t flow);
   void deliver(uint32_t flow);
+  void deliver_piece(uint32_t flow);  // the next piece's arrival, to the observer
   void recompute();
   void schedule_drain(uint32_t flow, Time now);
   void drain_due();
