@@ -369,6 +369,17 @@ GpuSpec Resolver::gpu(const Node& n) const {
       fail(n, "gemm_half_efficiency_rows", "must be >= 0");
     g.gemm_half_efficiency_rows = in.gemm_half_efficiency_rows();
   }
+  if (in.has_attention_efficiency_max()) {
+    if (!(in.attention_efficiency_max() > 0.0 && in.attention_efficiency_max() <= 1.0)) {
+      fail(n, "attention_efficiency_max", "expected a value in (0, 1]");
+    }
+    g.attention_efficiency_max = in.attention_efficiency_max();
+  }
+  if (in.has_attention_half_efficiency_length()) {
+    if (!(in.attention_half_efficiency_length() >= 0.0))
+      fail(n, "attention_half_efficiency_length", "must be >= 0");
+    g.attention_half_efficiency_length = in.attention_half_efficiency_length();
+  }
   if (in.has_memory_efficiency()) {
     if (!(in.memory_efficiency() > 0.0 && in.memory_efficiency() <= 1.0)) {
       fail(n, "memory_efficiency", "expected a value in (0, 1]");

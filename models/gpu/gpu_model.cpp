@@ -52,6 +52,12 @@ double GpuModel::gemm_efficiency(double rows) const {
   return spec_.gemm_efficiency_max * rows / (rows + spec_.gemm_half_efficiency_rows);
 }
 
+double GpuModel::attention_efficiency(double length) const {
+  if (!(length > 0.0)) return 0.0;
+  return spec_.attention_efficiency_max * length /
+         (length + spec_.attention_half_efficiency_length);
+}
+
 Time GpuModel::compute_time(double flops, Dtype dtype, double efficiency) const {
   if (!(flops > 0.0)) return Time::zero();
   if (!(efficiency > 0.0)) {
@@ -113,7 +119,7 @@ Time GpuModel::attention_prefill(int64_t sequences, int64_t sequence_length,
       int64_t{shape.heads} * (shape.qk_head_dim + shape.v_head_dim) + shape.kv_elements_per_token;
   const Bytes bytes(sequences * sequence_length * elements_per_token * dtype_bytes(dtype));
   if (flops == 0.0) return memory_time(bytes) + launch();
-  return roofline(flops, bytes, dtype, gemm_efficiency(length)) + launch();
+  return roofline(flops, bytes, dtype, attention_efficiency(length)) + launch();
 }
 
 Time GpuModel::attention_decode(int64_t sequences, int64_t context_length,
@@ -127,7 +133,7 @@ Time GpuModel::attention_decode(int64_t sequences, int64_t context_length,
                        shape.heads * (shape.qk_head_dim + shape.v_head_dim);
   // The KV cache's dtype is the compute dtype only for FP8 caches; BF16 otherwise.
   const Dtype compute = kv_dtype == Dtype::kFp8 ? Dtype::kFp8 : Dtype::kBf16;
-  return roofline(flops, bytes, compute, spec_.gemm_efficiency_max) + launch();
+  return roofline(flops, bytes, compute, spec_.attention_efficiency_max) + launch();
 }
 
 }  // namespace moesim

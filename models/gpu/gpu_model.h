@@ -34,6 +34,8 @@ class GpuModel {
 
   // eff(m) = gemm_efficiency_max * m / (m + gemm_half_efficiency_rows); 0 for m <= 0.
   double gemm_efficiency(double rows) const;
+  // eff(L) = attention_efficiency_max * L / (L + attention_half_efficiency_length); 0 for L <= 0.
+  double attention_efficiency(double length) const;
   // FLOPs at the `dtype` peak times `efficiency`, rounded up to whole ps (0 for no FLOPs).
   Time compute_time(double flops, Dtype dtype, double efficiency) const;
   // Bytes at the achieved HBM rate (hbm_bandwidth * memory_efficiency), rounded up.
@@ -66,15 +68,15 @@ class GpuModel {
   // Fused (flash) attention of `sequences` sequences of `sequence_length` tokens: FLOPs
   // 2 * L^2 * heads * (qk + v) per sequence (4 * L^2 * head_dim * heads when qk = v), halved
   // when causal (masked tiles are skipped); bytes: Q, the KV of each token, and O once each.
-  // Efficiency eff(L). The QKV and output projections are separate gemm() calls.
+  // Efficiency attention_efficiency(L). The QKV and output projections are separate gemm() calls.
   Time attention_prefill(int64_t sequences, int64_t sequence_length, const AttentionShape& shape,
                          Dtype dtype, bool causal) const;
 
   // One new token for each of `sequences` sequences attending to `context_length` cached
   // tokens: reads every cached KV element once (sequences * context * kv_elements_per_token in
   // kv_dtype; the single query and output row are negligible and not counted); FLOPs
-  // 2 * context * heads * (qk + v) per sequence at gemm_efficiency_max (decode kernels batch all
-  // heads of a KV group into one tile). Usually KV-read-bound.
+  // 2 * context * heads * (qk + v) per sequence at attention_efficiency_max (decode kernels batch
+  // all heads of a KV group into one tile). Usually KV-read-bound.
   Time attention_decode(int64_t sequences, int64_t context_length, const AttentionShape& shape,
                         Dtype kv_dtype) const;
 

@@ -44,12 +44,17 @@ struct GpuSpec {
   // Matrix-product efficiency with m rows (tokens): eff(m) = gemm_efficiency_max * m /
   // (m + gemm_half_efficiency_rows). A skinny product cannot fill the SMs' tiles, so achieved
   // FLOP/s rise with m toward a plateau below peak.
-  double gemm_efficiency_max = 0.72;
-  double gemm_half_efficiency_rows = 256.0;
-  // Achieved over nominal HBM bandwidth for streaming kernels.
-  double memory_efficiency = 0.85;
-  // Fixed cost of each kernel launch (launch plus tail), added to every kernel's roofline time.
-  Time kernel_launch = Time::us(4);
+  double gemm_efficiency_max = 0.70;
+  double gemm_half_efficiency_rows = 32.0;
+  // Fused attention's efficiency with sequence length L, of the same form: eff(L) =
+  // attention_efficiency_max * L / (L + attention_half_efficiency_length). Softmax and causal
+  // masking keep it below the GEMMs' at short sequences.
+  double attention_efficiency_max = 0.66;
+  double attention_half_efficiency_length = 384.0;
+  // Achieved over nominal HBM bandwidth for streaming kernels (and GEMMs' weight reads).
+  double memory_efficiency = 0.80;
+  // Fixed cost of each kernel (launch, pipeline fill, tail), added to every kernel's roofline.
+  Time kernel_launch = Time::us(8);
 
   // Peak FLOP/s for GEMMs in `d`.
   double peak_flops(Dtype d) const;

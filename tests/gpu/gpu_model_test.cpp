@@ -17,6 +17,17 @@ const GpuSpec& h100() {
   return *g;
 }
 
+// H100's peaks with the efficiency figures the hand-worked cases below were computed for
+// (fixed here so that a recalibration of the preset does not move them).
+GpuSpec hand_worked() {
+  GpuSpec g = h100();
+  g.gemm_efficiency_max = 0.72;
+  g.gemm_half_efficiency_rows = 256.0;
+  g.attention_efficiency_max = 0.72;
+  g.memory_efficiency = 0.85;
+  return g;
+}
+
 double seconds(Time t) {
   return t.to_s();
 }
@@ -78,7 +89,7 @@ TEST_CASE("A tiny GEMM costs its kernel launch", "[gpu]") {
 }
 
 TEST_CASE("Decode attention is bound by reading the KV cache", "[gpu]") {
-  const GpuModel gpu(h100());
+  const GpuModel gpu(hand_worked());
   const ModelSpec* mixtral = find_model_preset("mixtral-8x7b");
   REQUIRE(mixtral != nullptr);
   const AttentionShape shape = attention_shape(*mixtral, 1, true);
@@ -99,7 +110,8 @@ TEST_CASE("Prefill attention follows 4 L^2 d h FLOPs, halved when causal", "[gpu
   CHECK(shape.qk_head_dim == 128);
   const double length = 4096;
   const double flops = 4.0 * length * length * 128 * 32;  // one sequence
-  const double eff = h100().gemm_efficiency_max * length / (length + 256.0);
+  const double eff =
+      h100().attention_efficiency_max * length / (length + h100().attention_half_efficiency_length);
   const double expected_s = flops / (h100().peak_flops_bf16 * eff);
   const Time full = gpu.attention_prefill(1, 4096, shape, Dtype::kBf16, false);
   const Time causal = gpu.attention_prefill(1, 4096, shape, Dtype::kBf16, true);
@@ -111,7 +123,7 @@ TEST_CASE("Prefill attention follows 4 L^2 d h FLOPs, halved when causal", "[gpu
 }
 
 TEST_CASE("Grouped expert FFN: all tokens on one expert versus spread evenly", "[gpu]") {
-  const GpuModel gpu(h100());
+  const GpuModel gpu(hand_worked());
   const int32_t hidden = 4096, ffn = 14336;
   // One expert with 4096 rows: 6 * 4096 * 4096 * 14336 = 1.4431e12 FLOPs at
   // eff(4096) = 0.72 * 4096 / 4352 = 0.67765 of 989.4 TFLOPS = 2.1524 ms (its 352 MB of weights
@@ -136,7 +148,7 @@ TEST_CASE("Grouped expert FFN: all tokens on one expert versus spread evenly", "
 TEST_CASE("Grouped expert FFN: few rows are weight-read-bound; TP shards the weights", "[gpu]") {
   // A curve that saturates early (m_half = 16 rows), so that one row's compute, 352M FLOPs at
   // eff(1) = 0.72 / 17, takes 8.4 us against the 124 us weight read.
-  GpuSpec spec = h100();
+  GpuSpec spec = hand_worked();
   spec.gemm_half_efficiency_rows = 16;
   const GpuModel gpu(spec);
   // One row through one Mixtral expert: 3 * 4096 * 14336 * 2 B = 352.3 MB of weights plus
