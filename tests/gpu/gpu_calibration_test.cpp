@@ -102,7 +102,7 @@ TEST_CASE("h100-sxm matches measured grouped expert FFNs with several experts pe
       {"deepseek-v3", {7168, 2048}}, {"qwen3-235b", {4096, 1536}}, {"mixtral-8x7b", {4096, 14336}}};
   std::map<std::string, std::pair<double, Measurement>> ffns;
   for (const Measurement& r : read_measurements()) {
-    if (r.kind != "grouped" || r.groups < 2) continue;
+    if (r.kind != "grouped" || r.dtype != "bf16" || r.groups < 2) continue;
     const std::string key = r.dist.substr(0, r.dist.rfind('-')) + "/" + std::to_string(r.groups);
     auto& [seconds, first] = ffns[key];
     seconds += r.time_s;

@@ -130,6 +130,38 @@ def grouped_gemms():
         print(f"grouped {name} done", flush=True)
 
 
+def grouped_fp8():
+    # FP8 grouped GEMMs with row-wise scales (the DeepSeek-V3 preset's FP8 experts); counts are
+    # multiples of 16 as the kernel requires.
+    gen = torch.Generator().manual_seed(2)
+    for name in ("deepseek-v3", "qwen3-235b"):
+        h, f = SHAPES[name]
+        for g in (1, 8, 32):
+            cases = [(f"uniform{m}", [m] * g) for m in (16, 32, 64, 128, 256, 512, 1024, 2048,
+                                                        4096, 8192)]
+            if g > 1:
+                for mean in (256, 1024):
+                    p = torch.tensor([1.0 / (i + 1) ** 1.2 for i in range(g)])
+                    c = torch.multinomial(p / p.sum(), g * mean, replacement=True, generator=gen)
+                    cases.append((f"zipf{mean}",
+                                  [int(x) // 16 * 16 for x in torch.bincount(c, minlength=g)]))
+            for dist, counts in cases:
+                total = int(sum(counts))
+                offs = torch.tensor(list(itertools_accumulate(counts)), device=dev,
+                                    dtype=torch.int32)
+                for tag, n, k in (("gateup", 2 * f, h), ("down", h, f)):
+                    w = torch.randn(g, n, k, device=dev).to(torch.float8_e4m3fn)
+                    a = torch.randn(max(total, 16), k, device=dev).to(torch.float8_e4m3fn)
+                    sa = torch.ones(max(total, 16), device=dev, dtype=torch.float32)
+                    sb = torch.ones(g, n, device=dev, dtype=torch.float32)
+                    t = bench(lambda: torch._scaled_grouped_mm(
+                        a[:total], w.transpose(-2, -1), sa[:total], sb, offs=offs,
+                        out_dtype=torch.bfloat16))
+                    record("grouped", "fp8", total, n, k, g, f"{name}-{dist}-{tag}", t,
+                           " ".join(str(c) for c in counts) if "zipf" in dist else "")
+        print(f"grouped fp8 {name} done", flush=True)
+
+
 def activation():
     # SiLU(gate) * up on m x 2f, written m x f: the kernel between the two grouped GEMMs when it
     # is not fused into an epilogue.
@@ -213,7 +245,10 @@ def attention():
 
 
 header()
-for part in (memory, launches, dense_gemms, fp8_gemms, grouped_gemms, activation, attention):
+PARTS = (memory, launches, dense_gemms, fp8_gemms, grouped_gemms, grouped_fp8, activation,
+         attention)
+chosen = [p for p in PARTS if len(sys.argv) < 2 or p.__name__ in sys.argv[1:]]
+for part in chosen:
     try:
         part()
     except Exception as e:  # noqa: BLE001
@@ -224,6 +259,7 @@ for part in (memory, launches, dense_gemms, fp8_gemms, grouped_gemms, activation
         wr.writeheader()
         wr.writerows(rows)
     print(f"{part.__name__}: {len(rows)} rows so far", flush=True)
+# Usage: measure_kernels.py [part ...] (default: every part); parts are the functions above.
 for r in rows:
     if r["kind"] in ("copy", "launch") or r["dist"] == "square":
         print(r["kind"], r["dtype"], r["m"], r["dist"], r["time_us"])
