@@ -162,6 +162,46 @@ def grouped_fp8():
         print(f"grouped fp8 {name} done", flush=True)
 
 
+def steady():
+    # The fixed cost per kernel in a stream of kernels, as a step runs them: 20 back-to-back
+    # expert FFNs (gate/up then down grouped GEMMs) replayed from a CUDA graph, against the same
+    # kernels timed one by one. Each time is per FFN (two kernels).
+    h, f = SHAPES["deepseek-v3"]
+    start = torch.cuda.Event(enable_timing=True)
+    end = torch.cuda.Event(enable_timing=True)
+    for g, m in ((8, 16), (8, 128), (8, 1024), (32, 16), (32, 256)):
+        counts = [m] * g
+        offs = torch.tensor(list(itertools_accumulate(counts)), device=dev, dtype=torch.int32)
+        # 4 weight sets rotated so that no kernel finds its weights in L2.
+        w1 = [torch.randn(g, 2 * f, h, device=dev, dtype=torch.bfloat16) for _ in range(4)]
+        w2 = [torch.randn(g, h, f, device=dev, dtype=torch.bfloat16) for _ in range(4)]
+        a = torch.randn(g * m, h, device=dev, dtype=torch.bfloat16)
+        b = torch.randn(g * m, f, device=dev, dtype=torch.bfloat16)
+
+        def ffn(i):
+            torch._grouped_mm(a, w1[i % 4].transpose(-2, -1), offs=offs, out_dtype=torch.bfloat16)
+            torch._grouped_mm(b, w2[i % 4].transpose(-2, -1), offs=offs, out_dtype=torch.bfloat16)
+
+        for i in range(8):
+            ffn(i)
+        torch.cuda.synchronize()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            for i in range(20):
+                ffn(i)
+        graph.replay()
+        torch.cuda.synchronize()
+        per = []
+        for _ in range(7):
+            start.record()
+            graph.replay()
+            end.record()
+            end.synchronize()
+            per.append(start.elapsed_time(end) * 1e3 / 20)
+        record("grouped_stream", "bf16", g * m, 2 * f, h, g, f"deepseek-v3-uniform{m}-ffn-graph",
+               sorted(per)[3], "per FFN (gate/up + down), 20 back to back from a CUDA graph")
+
+
 def activation():
     # SiLU(gate) * up on m x 2f, written m x f: the kernel between the two grouped GEMMs when it
     # is not fused into an epilogue.
@@ -245,8 +285,8 @@ def attention():
 
 
 header()
-PARTS = (memory, launches, dense_gemms, fp8_gemms, grouped_gemms, grouped_fp8, activation,
-         attention)
+PARTS = (memory, launches, dense_gemms, fp8_gemms, grouped_gemms, grouped_fp8, steady,
+         activation, attention)
 chosen = [p for p in PARTS if len(sys.argv) < 2 or p.__name__ in sys.argv[1:]]
 for part in chosen:
     try:
