@@ -43,18 +43,19 @@ double GpuSpec::peak_flops(Dtype d) const {
 namespace {
 
 // Hopper (H100, H800, H200): calibrated on an H100 SXM (models/gpu/calibration/README.md has
-// the method, the 532 measurements and the fit). Dense cuBLAS and grouped (torch._grouped_mm)
-// BF16 and FP8 GEMMs at DeepSeek-V3, Qwen3 and Mixtral expert shapes, 1 to 16384 rows, L2
-// flushed between repetitions: the roofline with eff_max 0.70, m_half 32, memory efficiency
-// 0.80 and 8 us per kernel has a median error of 7% (90th percentile 19%) over all 508 GEMM
-// points (the old uncalibrated 0.72 / 256 / 0.85 / 4 us: 14% and 42%). A 2 GiB copy moved
+// the method, the 673 measurements and the fit). Dense cuBLAS BF16 and FP8 GEMMs and BF16
+// grouped (torch._grouped_mm) GEMMs at DeepSeek-V3, Qwen3 and Mixtral expert shapes, 1 to
+// 16384 rows, L2 flushed between repetitions: the roofline with eff_max 0.70, m_half 32, memory
+// efficiency 0.80 and 8 us per kernel has a median error of 7% (90th percentile 19%) over these
+// 500 GEMM points (the old uncalibrated 0.72 / 256 / 0.85 / 4 us: 14% and 42%). A 2 GiB copy moved
 // 3.02 TB/s (0.90 of 3.35); GEMMs stream weights at 2.5-2.8 TB/s, decode attention reads KV at
 // 2.8-3.1 TB/s: one memory efficiency of 0.80 sits between them. Causal prefill attention
 // (cuDNN, head dim 128) reached 0.36, 0.47, 0.55, 0.56 and 0.64 of peak at L = 512 to 8192:
 // eff_max 0.66, L_half 384. 8 us per kernel is the fitted fixed cost of a kernel timed on its
 // own (launch, pipeline fill, tail); back-to-back tiny kernels cost 1.0 us each from a CUDA
-// graph and 10 us each from eager PyTorch (CPU-bound). H800 and H200 share H100's SMs; the
-// H200's faster HBM is taken at the same efficiency (not measured).
+// graph and 10 us each from eager PyTorch (CPU-bound). FP8 grouped GEMMs (PyTorch's row-wise
+// kernel) run 30-40% slower than this; the plateau is kept for DeepGEMM-class kernels. H800 and
+// H200 share H100's SMs; the H200's faster HBM is taken at the same efficiency (not measured).
 // Not calibrated (no such GPU lent to this project), from public figures:
 // - A100: cuBLAS BF16 reaches about 250-270 of 312 TFLOPS (0.80-0.85) on large GEMMs (NVIDIA's
 //   published MLPerf-era figures); smaller tiles saturate earlier: m_half 128. HBM: 0.85.
