@@ -46,8 +46,8 @@ namespace {
 // the method, the 673 measurements and the fit). Dense cuBLAS BF16 and FP8 GEMMs and BF16
 // grouped (torch._grouped_mm) GEMMs at DeepSeek-V3, Qwen3 and Mixtral expert shapes, 1 to
 // 16384 rows, L2 flushed between repetitions: the roofline with eff_max 0.70, m_half 32, memory
-// efficiency 0.80 and 8 us per kernel has a median error of 7% (90th percentile 19%) over these
-// 500 GEMM points (the old uncalibrated 0.72 / 256 / 0.85 / 4 us: 14% and 42%). A 2 GiB copy moved
+// efficiency 0.80 and 8 us per kernel has a median error of 8% (90th percentile 21%) over these
+// 500 GEMM points (the old uncalibrated 0.72 / 256 / 0.85 / 4 us: 15% and 53%). A 2 GiB copy moved
 // 3.02 TB/s (0.90 of 3.35); GEMMs stream weights at 2.5-2.8 TB/s, decode attention reads KV at
 // 2.8-3.1 TB/s: one memory efficiency of 0.80 sits between them. Causal prefill attention
 // (cuDNN, head dim 128) reached 0.36, 0.47, 0.55, 0.56 and 0.64 of peak at L = 512 to 8192:
