@@ -358,34 +358,27 @@ GpuSpec Resolver::gpu(const Node& n) const {
   }
   if (in.has_hbm_capacity() && g.hbm_capacity.count() <= 0)
     fail(n, "hbm_capacity", "must be positive");
-  if (in.has_gemm_efficiency_max()) {
-    if (!(in.gemm_efficiency_max() > 0.0 && in.gemm_efficiency_max() <= 1.0)) {
-      fail(n, "gemm_efficiency_max", "expected a value in (0, 1]");
-    }
-    g.gemm_efficiency_max = in.gemm_efficiency_max();
-  }
-  if (in.has_gemm_half_efficiency_rows()) {
-    if (!(in.gemm_half_efficiency_rows() >= 0.0))
-      fail(n, "gemm_half_efficiency_rows", "must be >= 0");
-    g.gemm_half_efficiency_rows = in.gemm_half_efficiency_rows();
-  }
-  if (in.has_attention_efficiency_max()) {
-    if (!(in.attention_efficiency_max() > 0.0 && in.attention_efficiency_max() <= 1.0)) {
-      fail(n, "attention_efficiency_max", "expected a value in (0, 1]");
-    }
-    g.attention_efficiency_max = in.attention_efficiency_max();
-  }
-  if (in.has_attention_half_efficiency_length()) {
-    if (!(in.attention_half_efficiency_length() >= 0.0))
-      fail(n, "attention_half_efficiency_length", "must be >= 0");
-    g.attention_half_efficiency_length = in.attention_half_efficiency_length();
-  }
-  if (in.has_memory_efficiency()) {
-    if (!(in.memory_efficiency() > 0.0 && in.memory_efficiency() <= 1.0)) {
-      fail(n, "memory_efficiency", "expected a value in (0, 1]");
-    }
-    g.memory_efficiency = in.memory_efficiency();
-  }
+  // The efficiency model's fields: fractions in (0, 1] and half-efficiency sizes >= 0.
+  const auto fraction = [&](bool has, double value, const char* field, double& out) {
+    if (!has) return;
+    if (!(value > 0.0 && value <= 1.0)) fail(n, field, "expected a value in (0, 1]");
+    out = value;
+  };
+  const auto non_negative = [&](bool has, double value, const char* field, double& out) {
+    if (!has) return;
+    if (!(value >= 0.0)) fail(n, field, "must be >= 0");
+    out = value;
+  };
+  fraction(in.has_gemm_efficiency_max(), in.gemm_efficiency_max(), "gemm_efficiency_max",
+           g.gemm_efficiency_max);
+  non_negative(in.has_gemm_half_efficiency_rows(), in.gemm_half_efficiency_rows(),
+               "gemm_half_efficiency_rows", g.gemm_half_efficiency_rows);
+  fraction(in.has_attention_efficiency_max(), in.attention_efficiency_max(),
+           "attention_efficiency_max", g.attention_efficiency_max);
+  non_negative(in.has_attention_half_efficiency_length(), in.attention_half_efficiency_length(),
+               "attention_half_efficiency_length", g.attention_half_efficiency_length);
+  fraction(in.has_memory_efficiency(), in.memory_efficiency(), "memory_efficiency",
+           g.memory_efficiency);
   if (in.has_kernel_launch()) {
     try {
       g.kernel_launch = parse_time(in.kernel_launch());

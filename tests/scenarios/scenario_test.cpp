@@ -178,6 +178,23 @@ workload { kind: PREFILL tokens_per_gpu: 2048 sequence_length: 1024 }
   CHECK(s.cluster.gpu.peak_flops_fp8 == Approx(100e12));  // no FP8 given: the BF16 rate
   CHECK(s.cluster.gpu.hbm_bandwidth.bytes_per_second() == Approx(2e12));
   CHECK(s.cluster.gpu.hbm_capacity == Bytes(40'000'000'000));
+  // The efficiency model left out: the values measured on an H100 (scenario.proto's comment).
+  CHECK(s.cluster.gpu.gemm_efficiency_max == 0.70);
+  CHECK(s.cluster.gpu.gemm_half_efficiency_rows == 32.0);
+  CHECK(s.cluster.gpu.memory_efficiency == 0.80);
+  CHECK(s.cluster.gpu.kernel_launch == Time::us(8));
+  CHECK(s.cluster.gpu.attention_efficiency_max == 0.66);
+  CHECK(s.cluster.gpu.attention_half_efficiency_length == 384.0);
+}
+
+TEST_CASE("The efficiency fields override a GPU preset's", "[scenarios]") {
+  const Scenario s =
+      parse_scenario(text_of(with_cluster(R"(topology: "dgx-h100" gpu { preset: "h100-sxm"
+        attention_efficiency_max: 0.5 attention_half_efficiency_length: 1000 })")),
+                     "t.pbtxt");
+  CHECK(s.cluster.gpu.attention_efficiency_max == 0.5);
+  CHECK(s.cluster.gpu.attention_half_efficiency_length == 1000.0);
+  CHECK(s.cluster.gpu.gemm_efficiency_max == find_gpu_preset("h100-sxm")->gemm_efficiency_max);
 }
 
 TEST_CASE("A syntax error reports the parser's line and column", "[scenarios]") {
@@ -232,6 +249,21 @@ TEST_CASE("Semantic errors name the field, its line and what was expected", "[sc
                Catch::StartsWith("t.pbtxt:2:32: cluster.nic_bandwidth: "));
     CHECK(error_of(with_workload("kind: TRAINING tokens_per_gpu: 0")) ==
           "t.pbtxt:4:27: workload.tokens_per_gpu: must be positive, got 0");
+  }
+  SECTION("efficiencies are fractions, half-efficiency sizes not negative") {
+    for (const char* field :
+         {"gemm_efficiency_max", "attention_efficiency_max", "memory_efficiency"}) {
+      CHECK_THAT(
+          error_of(with_cluster(std::string(R"(topology: "dgx-h100" gpu { preset: "h100-sxm" )") +
+                                field + ": 1.5 }")),
+          Catch::Contains(std::string("cluster.gpu.") + field + ": expected a value in (0, 1]"));
+    }
+    for (const char* field : {"gemm_half_efficiency_rows", "attention_half_efficiency_length"}) {
+      CHECK_THAT(
+          error_of(with_cluster(std::string(R"(topology: "dgx-h100" gpu { preset: "h100-sxm" )") +
+                                field + ": -1 }")),
+          Catch::Contains(std::string("cluster.gpu.") + field + ": must be >= 0"));
+    }
   }
   SECTION("the network's completion tolerance is a fraction below 1") {
     CHECK_THAT(
