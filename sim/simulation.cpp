@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <memory>
 #include <numeric>
 #include <stdexcept>
 
@@ -38,8 +39,10 @@ double max_over_mean(const std::vector<int64_t>& counts) {
   return static_cast<double>(*std::max_element(counts.begin(), counts.end())) / mean;
 }
 
-// Routes one step: every (micro-batch, MoE layer, replica) task asks the source for each of
-// the replica's data-holding ranks and reduces the decisions to traffic.
+// Routes a step: every (micro-batch, MoE layer, replica) task asks the source for each of the
+// replica's data-holding ranks and reduces the decisions to traffic. Tasks are numbered as the
+// step plays them (micro-batch major, then layer, then replica) and run on a TaskStream, so
+// the step can start on the first layers while later ones route.
 class StepRouter {
  public:
   StepRouter(const Scenario& scenario, RoutingSource& source, const Topology& topology,
@@ -49,7 +52,8 @@ class StepRouter {
         topology_(topology),
         placement_(placement),
         algorithm_(algorithm),
-        threads_(source.thread_safe() ? std::max(1, threads) : 1) {
+        thread_safe_(source.thread_safe()),
+        threads_(std::max(1, threads)) {
     const ModelSpec& model = scenario.model;
     const auto first = stage_first_layers(model.layers, scenario.parallel.pp);
     for (int32_t layer : model.moe_layer_indices()) {
@@ -57,50 +61,70 @@ class StepRouter {
       while (first[stage + 1] <= layer) ++stage;
       moe_layer_stage_.push_back(stage);
     }
+    // A source that is not thread safe is asked by one thread only, in task order: a
+    // background thread when there are two threads (the caller only waits), else the caller.
+    const int32_t workers = thread_safe_ ? threads_ : 1;
+    scratch_.assign(
+        static_cast<size_t>(workers) + 1,
+        std::vector<RoutingDecision>(size_t(scenario.parallel.tp) * scenario.parallel.ep));
   }
 
-  StepTraffic route_step(int32_t step) {
-    const ParallelPlan& plan = scenario_.parallel;
-    const int32_t mbs = scenario_.workload.micro_batches;
-    const auto moe_layers = static_cast<int32_t>(moe_layer_stage_.size());
-    StepTraffic traffic(static_cast<size_t>(mbs));
+  // Every slot of a step, allocated and empty, for start() to fill.
+  StepTraffic empty_traffic() const {
+    const int32_t moe_layers = static_cast<int32_t>(moe_layer_stage_.size());
+    StepTraffic traffic(static_cast<size_t>(scenario_.workload.micro_batches));
     for (auto& per_mb : traffic) {
       per_mb.assign(static_cast<size_t>(moe_layers), {});
-      for (auto& per_layer : per_mb) per_layer.resize(static_cast<size_t>(plan.dp));
+      for (auto& per_layer : per_mb) per_layer.resize(static_cast<size_t>(scenario_.parallel.dp));
     }
-    const int64_t tasks = int64_t{mbs} * moe_layers * plan.dp;
-    std::vector<std::vector<RoutingDecision>> scratch(
-        static_cast<size_t>(threads_), std::vector<RoutingDecision>(size_t(plan.tp) * plan.ep));
-    parallel_for(tasks, threads_, [&](int64_t t, int32_t worker) {
-      std::vector<RoutingDecision>& decisions = scratch[static_cast<size_t>(worker)];
-      const auto mb = static_cast<int32_t>(t / (int64_t{moe_layers} * plan.dp));
-      const auto layer = static_cast<int32_t>((t / plan.dp) % moe_layers);
-      const auto d = static_cast<int32_t>(t % plan.dp);
-      for (int32_t b = 0; b < plan.ep; ++b) {
-        for (int32_t a = 0; a < plan.tp; ++a) {
-          RoutingRequest request;
-          request.layer = layer;
-          request.micro_batch = int64_t{step} * mbs + mb;
-          request.rank = a + plan.tp * (b + plan.ep * d);
-          request.ranks = plan.tp * plan.ep * plan.dp;
-          request.tokens = scenario_.workload.tokens_per_gpu;
-          source_.route(request, decisions[static_cast<size_t>(b) * plan.tp + a]);
-        }
-      }
-      const ReplicaLayout layout{&plan, &placement_, &topology_, d, moe_layer_stage_[layer]};
-      traffic[mb][layer][d] = build_layer_traffic(layout, decisions, algorithm_);
-    });
     return traffic;
   }
 
+  // Starts routing step `step` into `traffic`, which must outlive the stream. `threads`
+  // threads route: threads - 1 in the background and the caller while it waits on a slot.
+  std::unique_ptr<TaskStream> start(int32_t step, StepTraffic& traffic) {
+    const ParallelPlan& plan = scenario_.parallel;
+    const int32_t moe_layers = static_cast<int32_t>(moe_layer_stage_.size());
+    const int64_t tasks = int64_t{scenario_.workload.micro_batches} * moe_layers * plan.dp;
+    const int32_t background = thread_safe_ ? threads_ - 1 : (threads_ > 1 ? 1 : 0);
+    const bool caller_helps = thread_safe_ || background == 0;
+    return std::make_unique<TaskStream>(
+        tasks, background, caller_helps, [this, step, moe_layers, &traffic](int64_t t, int32_t w) {
+          const auto mb = static_cast<int32_t>(t / (int64_t{moe_layers} * scenario_.parallel.dp));
+          const auto layer = static_cast<int32_t>((t / scenario_.parallel.dp) % moe_layers);
+          const auto d = static_cast<int32_t>(t % scenario_.parallel.dp);
+          traffic[mb][layer][d] = route_task(step, mb, layer, d, scratch_[static_cast<size_t>(w)]);
+        });
+  }
+
  private:
+  MoeLayerTraffic route_task(int32_t step, int32_t mb, int32_t layer, int32_t d,
+                             std::vector<RoutingDecision>& decisions) {
+    const ParallelPlan& plan = scenario_.parallel;
+    for (int32_t b = 0; b < plan.ep; ++b) {
+      for (int32_t a = 0; a < plan.tp; ++a) {
+        RoutingRequest request;
+        request.layer = layer;
+        request.micro_batch = int64_t{step} * scenario_.workload.micro_batches + mb;
+        request.rank = a + plan.tp * (b + plan.ep * d);
+        request.ranks = plan.tp * plan.ep * plan.dp;
+        request.tokens = scenario_.workload.tokens_per_gpu;
+        source_.route(request, decisions[static_cast<size_t>(b) * plan.tp + a]);
+      }
+    }
+    const ReplicaLayout layout{&plan, &placement_, &topology_, d, moe_layer_stage_[layer]};
+    return build_layer_traffic(layout, decisions, algorithm_);
+  }
+
   const Scenario& scenario_;
   RoutingSource& source_;
   const Topology& topology_;
   const Placement& placement_;
   DispatchAlgorithm algorithm_;
+  bool thread_safe_;
   int32_t threads_;
   std::vector<int32_t> moe_layer_stage_;
+  std::vector<std::vector<RoutingDecision>> scratch_;  // per worker of the stream
 };
 
 }  // namespace
@@ -179,9 +203,23 @@ SimulationResult simulate(const Scenario& scenario, RoutingSource& source,
   double exchange_ps = 0.0;
   const int64_t dispatch_bytes = model.dispatch_bytes_per_token().count();
   for (int32_t step = 0; step < workload.steps; ++step) {
-    auto t0 = std::chrono::steady_clock::now();
-    const StepTraffic traffic = step_router.route_step(step);
-    r.routing_wall_s += seconds_since(t0);
+    StepTraffic traffic = step_router.empty_traffic();
+    const auto t0 = std::chrono::steady_clock::now();
+    StepMeasurement m;
+    {
+      const std::unique_ptr<TaskStream> routing = step_router.start(step, traffic);
+      if (!options.overlap_routing) routing->wait_all();
+      const int64_t moe_layers = model.moe_layer_count();
+      m = driver.run_step(traffic, [&](int32_t mb, int32_t moe, int32_t d) {
+        routing->wait((mb * moe_layers + moe) * plan.dp + d);
+      });
+      r.simulation_wall_s += seconds_since(t0);
+      // Every slot has been read by now, but the stream may still be finishing its last.
+      routing->wait_all();
+      r.routing_wall_s += std::chrono::duration<double>(routing->last_finish() - t0).count();
+      r.routing_wait_s += routing->waited_s();
+    }
+    // The next step routes with the bias this step's loads give (no routing runs meanwhile).
     if (update_bias) {
       for (size_t layer = 0; layer < r.tokens_per_expert_by_layer.size(); ++layer) {
         std::vector<int32_t> load(static_cast<size_t>(model.routed_experts), 0);
@@ -194,9 +232,6 @@ SimulationResult simulate(const Scenario& scenario, RoutingSource& source,
         router->update_bias(static_cast<int32_t>(layer), load);
       }
     }
-    t0 = std::chrono::steady_clock::now();
-    const StepMeasurement m = driver.run_step(traffic);
-    r.simulation_wall_s += seconds_since(t0);
     if (options.progress) options.progress(step + 1, workload.steps);
     if (step < workload.warmup_steps) continue;
 

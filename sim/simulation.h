@@ -1,5 +1,6 @@
 // A whole run of a scenario: build the cluster, route every step's tokens (in parallel where
-// the source allows), play each step on the engine, and gather what the report needs.
+// the source allows, beside the step's simulation), play each step on the engine, and gather
+// what the report needs.
 #pragma once
 
 #include <array>
@@ -16,7 +17,14 @@
 namespace moesim {
 
 struct SimulationOptions {
-  int32_t threads = 2;  // routing threads (results do not depend on it)
+  // Routing threads, the simulating thread among them: threads - 1 route in the background
+  // while the step plays its first layers, and the simulating thread routes the next layers
+  // itself when it has to wait for one. A source that is not thread safe is asked by one
+  // thread in order (in the background when threads > 1). Results do not depend on it.
+  int32_t threads = 2;
+  // Play a step while its later layers route (false: route the whole step first, as the
+  // program did before; the results are the same).
+  bool overlap_routing = true;
   // Called after each step with (steps done, steps in all); may be empty.
   std::function<void(int32_t, int32_t)> progress;
   // Keep the GPU-to-GPU dispatch bytes of the measured steps' forward layers (GPU^2 numbers).
@@ -53,9 +61,13 @@ struct SimulationResult {
   // Tokens processed per second per GPU (global tokens per step / step time / GPUs).
   double tokens_per_s_per_gpu = 0.0;
   std::vector<int64_t> dispatch_matrix_bytes;  // gpus x gpus when kept
-  // Wall-clock split of the run, seconds.
+  // Wall clock of the run, seconds summed over steps, each from the step's start: until its
+  // last (micro-batch, layer, replica) was routed; until its simulation ended (so it covers
+  // the routing it overlaps); and of that, how long the simulation stood waiting for routing
+  // (asleep, or routing the slot it needed itself).
   double routing_wall_s = 0.0;
   double simulation_wall_s = 0.0;
+  double routing_wait_s = 0.0;
 };
 
 // Runs `scenario`; routing comes from `source` (a Router for the scenario or a trace).

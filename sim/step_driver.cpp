@@ -73,6 +73,8 @@ struct Collective {
   std::vector<int32_t> members;
   Bytes bytes;  // per member (ring collectives) or the message (send/recv)
   const MoeLayerTraffic* traffic = nullptr;
+  int32_t moe_layer = -1;  // which slot `traffic` is (with micro_batch and dp_rank)
+  int32_t dp_rank = -1;
   Bytes per_token;
   bool reverse_pattern = false;  // play the traffic as a combine
   int32_t arrived = 0;
@@ -118,9 +120,12 @@ struct StepDriver::Impl {
   int32_t world = 0;
   std::vector<int32_t> stage_first_layer;  // per stage, plus the end
   std::vector<int32_t> moe_index_of_layer;
+  int32_t moe_layers = 0;
 
   // Per-step state.
   const StepTraffic* traffic = nullptr;
+  const AwaitTrafficSlot* await_slot = nullptr;
+  std::vector<uint8_t> slot_ready;  // [micro_batch][moe_layer][dp_rank], once awaited
   std::vector<std::vector<Op>> programs;
   std::vector<size_t> pc;
   std::vector<Time> arrival;  // when the GPU reached its current collective
@@ -187,6 +192,8 @@ struct StepDriver::Impl {
     c.backward = backward;
     c.micro_batch = mb;
     c.traffic = &(*traffic)[mb][moe][d];
+    c.moe_layer = moe;
+    c.dp_rank = d;
     c.reverse_pattern = !dispatch_pattern;
     // Forward dispatch sends activations in the dispatch format; everything else (combine and
     // both backward exchanges, which carry gradients) in the combine format.
@@ -253,9 +260,20 @@ struct StepDriver::Impl {
     return setup.gpu->gemm(tokens_in_tp_group(), model.vocab_size / tp(), model.hidden_size,
                            model.weights.dtype);
   }
-  Time expert_time(int32_t gpu, int32_t mb, int32_t layer, int32_t d) const {
+  // Blocks until the slot may be read (see run_step).
+  void ensure_slot(int32_t mb, int32_t moe, int32_t d) {
+    const size_t slot = (static_cast<size_t>(mb) * moe_layers + moe) * setup.plan->dp + d;
+    if (slot_ready[slot]) return;
+    if (*await_slot) (*await_slot)(mb, moe, d);
+    slot_ready[slot] = 1;
+  }
+
+  // Read when the GPU reaches the op, as the layer's traffic may still be being routed before.
+  Time expert_time(int32_t gpu, int32_t mb, int32_t layer, int32_t d) {
     const ModelSpec& model = *setup.model;
-    const auto& counts = (*traffic)[mb][moe_index_of_layer[layer]][d].tokens_per_local_expert[gpu];
+    const int32_t moe = moe_index_of_layer[layer];
+    ensure_slot(mb, moe, d);
+    const auto& counts = (*traffic)[mb][moe][d].tokens_per_local_expert[gpu];
     return setup.gpu->grouped_expert_ffn(counts, model.hidden_size, model.expert_ffn_size,
                                          model.weights.dtype, tp(), model.ffn_matrices);
   }
@@ -290,8 +308,7 @@ struct StepDriver::Impl {
                   if (setup.model->is_moe_layer(l)) {
                     add_compute(gpu, Phase::kDenseFfn, false, mb, l, gate);
                     add_exchange(gpu, true, Phase::kDispatch, d, s, mb, l, false);
-                    add_compute(gpu, Phase::kExpertCompute, false, mb, l,
-                                expert_time(gpu, mb, l, d));
+                    add_compute(gpu, Phase::kExpertCompute, false, mb, l, Time::zero());
                     add_exchange(gpu, false, Phase::kCombine, d, s, mb, l, false);
                   } else {
                     add_compute(gpu, Phase::kDenseFfn, false, mb, l, dense);
@@ -309,8 +326,7 @@ struct StepDriver::Impl {
                   add_tp_collective(gpu, CollectiveKind::kAllGather, b, d, s, mb, l, true, 3);
                   if (setup.model->is_moe_layer(l)) {
                     add_exchange(gpu, true, Phase::kCombine, d, s, mb, l, true);
-                    add_compute(gpu, Phase::kExpertCompute, true, mb, l,
-                                expert_time(gpu, mb, l, d) * scale);
+                    add_compute(gpu, Phase::kExpertCompute, true, mb, l, Time::zero());
                     add_exchange(gpu, false, Phase::kDispatch, d, s, mb, l, true);
                     add_compute(gpu, Phase::kDenseFfn, true, mb, l, gate * scale);
                   } else {
@@ -345,11 +361,11 @@ struct StepDriver::Impl {
     return p;
   }
   int64_t local_expert_params(int32_t b, int32_t s) const {
-    int32_t moe_layers = 0;
+    int32_t stage_moe_layers = 0;
     for (int32_t l = stage_first_layer[s]; l < stage_first_layer[s + 1]; ++l) {
-      moe_layers += setup.model->is_moe_layer(l) ? 1 : 0;
+      stage_moe_layers += setup.model->is_moe_layer(l) ? 1 : 0;
     }
-    return int64_t{moe_layers} * static_cast<int64_t>(setup.placement->experts_on(b).size()) *
+    return int64_t{stage_moe_layers} * static_cast<int64_t>(setup.placement->experts_on(b).size()) *
            setup.model->expert_params();
   }
 
@@ -388,8 +404,12 @@ struct StepDriver::Impl {
   void advance(int32_t gpu) {
     auto& program = programs[gpu];
     while (pc[gpu] < program.size()) {
-      const Op& op = program[pc[gpu]];
+      Op& op = program[pc[gpu]];
       if (op.kind == OpKind::kCompute) {
+        if (op.phase == Phase::kExpertCompute) {
+          const Time t = expert_time(gpu, op.micro_batch, op.layer, gpu_dp_rank(gpu));
+          op.duration = op.backward ? t * 2 : t;  // the backward pass does twice the matrix work
+        }
         record_compute(gpu, op);
         engine.schedule_after(op.duration, *owner, static_cast<uint64_t>(gpu));
         return;
@@ -489,6 +509,7 @@ struct StepDriver::Impl {
   }
 
   void launch_exchange(const Collective& c, uint32_t index) {
+    ensure_slot(c.micro_batch, c.moe_layer, c.dp_rank);
     const ExchangeMatrices x = exchange_matrices(*c.traffic, c.members, network.topology(),
                                                  c.per_token, c.reverse_pattern);
     if (!x.staged) {
@@ -556,13 +577,18 @@ StepDriver::StepDriver(Engine& engine, NetworkModel& network, const StepSetup& s
   for (int32_t l = 0; l < layers; ++l) {
     if (setup.model->is_moe_layer(l)) s.moe_index_of_layer[l] = moe++;
   }
+  s.moe_layers = moe;
 }
 
 StepDriver::~StepDriver() = default;
 
-StepMeasurement StepDriver::run_step(const StepTraffic& traffic) {
+StepMeasurement StepDriver::run_step(const StepTraffic& traffic,
+                                     const AwaitTrafficSlot& await_slot) {
   Impl& s = *impl_;
   s.traffic = &traffic;
+  s.await_slot = &await_slot;
+  s.slot_ready.assign(static_cast<size_t>(s.setup.micro_batches) * s.moe_layers * s.setup.plan->dp,
+                      0);
   s.m = StepMeasurement{};
   s.m.gpu_phase_time.assign(static_cast<size_t>(s.world), {});
   s.m.gpu_expert_tokens.assign(static_cast<size_t>(s.world), 0);
@@ -589,6 +615,7 @@ StepMeasurement StepDriver::run_step(const StepTraffic& traffic) {
   s.m.exchange_bytes.nvlink = s.exchange_bytes.nvlink - bytes_before.nvlink;
   s.m.exchange_bytes.network = s.exchange_bytes.network - bytes_before.network;
   s.traffic = nullptr;
+  s.await_slot = nullptr;
   return std::move(s.m);
 }
 

@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <vector>
@@ -63,6 +64,11 @@ std::vector<int32_t> stage_first_layers(int32_t layers, int32_t stages);
 // The routed traffic of one step: [micro_batch][moe_layer][dp_rank].
 using StepTraffic = std::vector<std::vector<std::vector<MoeLayerTraffic>>>;
 
+// For traffic still being routed while its step plays: called with (micro_batch, moe_layer,
+// dp_rank) before the driver first reads that slot; returns once the slot is final, or throws
+// the routing error. The driver calls it on its own thread, from inside the engine's events.
+using AwaitTrafficSlot = std::function<void(int32_t, int32_t, int32_t)>;
+
 // What one step measured.
 struct StepMeasurement {
   Time step_time;
@@ -87,8 +93,11 @@ class StepDriver final : public EventHandler, public CollectiveObserver {
   StepDriver(Engine& engine, NetworkModel& network, const StepSetup& setup);
   ~StepDriver();
 
-  // Plays one step from now() to its end and returns its measurements.
-  StepMeasurement run_step(const StepTraffic& traffic);
+  // Plays one step from now() to its end and returns its measurements. `traffic` must have
+  // every slot allocated; with `await_slot`, a slot is read only after await_slot returned for
+  // it (a GPU reaching a layer's expert compute, or the layer's exchange starting), so routing
+  // may fill later slots meanwhile. Without it every slot must be final.
+  StepMeasurement run_step(const StepTraffic& traffic, const AwaitTrafficSlot& await_slot = {});
 
   void on_event(uint64_t tag) override;
   void on_collective_done(CollectiveId id, uint64_t tag, const CollectiveResult& result) override;
