@@ -103,6 +103,12 @@ class TaskStream {
     std::lock_guard lock(mutex_);
     return waited_s_;
   }
+  // Whether every task has finished and none failed.
+  bool finished() const {
+    std::lock_guard lock(mutex_);
+    return finished_ == count_ && !failed_;
+  }
+  std::chrono::steady_clock::time_point started() const { return started_; }
   // When the last task finished (meaningful once all have).
   std::chrono::steady_clock::time_point last_finish() const {
     std::lock_guard lock(mutex_);
@@ -178,7 +184,8 @@ class TaskStream {
   std::vector<uint8_t> done_;
   std::vector<std::exception_ptr> errors_;
   double waited_s_ = 0.0;
-  std::chrono::steady_clock::time_point last_finish_ = std::chrono::steady_clock::now();
+  const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::time_point last_finish_ = started_;
   std::vector<std::thread> threads_;
 };
 

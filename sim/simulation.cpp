@@ -202,36 +202,54 @@ SimulationResult simulate(const Scenario& scenario, RoutingSource& source,
   double exchange_network = 0.0;
   double exchange_ps = 0.0;
   const int64_t dispatch_bytes = model.dispatch_bytes_per_token().count();
+  // Step s routes into traffic[s % 2] on routing[s % 2]. Once a step is routed, the bias moves
+  // by its loads and the next step starts routing, while this one still plays (with
+  // overlap_routing), so routing always sees the previous step's bias and never overlaps a
+  // bias update. The streams are declared after the traffic they write and go first.
+  std::array<StepTraffic, 2> traffic;
+  std::array<std::unique_ptr<TaskStream>, 2> routing;
+  const int64_t moe_layers = model.moe_layer_count();
+  auto start_routing = [&](int32_t step) {
+    auto& slots = traffic[static_cast<size_t>(step % 2)];
+    slots = step_router.empty_traffic();
+    routing[static_cast<size_t>(step % 2)] = step_router.start(step, slots);
+  };
+  if (workload.steps > 0) start_routing(0);
   for (int32_t step = 0; step < workload.steps; ++step) {
-    StepTraffic traffic = step_router.empty_traffic();
-    const auto t0 = std::chrono::steady_clock::now();
-    StepMeasurement m;
-    {
-      const std::unique_ptr<TaskStream> routing = step_router.start(step, traffic);
-      if (!options.overlap_routing) routing->wait_all();
-      const int64_t moe_layers = model.moe_layer_count();
-      m = driver.run_step(traffic, [&](int32_t mb, int32_t moe, int32_t d) {
-        routing->wait((mb * moe_layers + moe) * plan.dp + d);
-      });
-      r.simulation_wall_s += seconds_since(t0);
-      // Every slot has been read by now, but the stream may still be finishing its last.
-      routing->wait_all();
-      r.routing_wall_s += std::chrono::duration<double>(routing->last_finish() - t0).count();
-      r.routing_wait_s += routing->waited_s();
-    }
-    // The next step routes with the bias this step's loads give (no routing runs meanwhile).
-    if (update_bias) {
-      for (size_t layer = 0; layer < r.tokens_per_expert_by_layer.size(); ++layer) {
-        std::vector<int32_t> load(static_cast<size_t>(model.routed_experts), 0);
-        for (const auto& per_mb : traffic) {
-          for (const MoeLayerTraffic& t : per_mb[layer]) {
-            for (size_t e = 0; e < load.size(); ++e)
-              load[e] += static_cast<int32_t>(t.tokens_per_expert[e]);
+    const StepTraffic& step_traffic = traffic[static_cast<size_t>(step % 2)];
+    TaskStream& step_routing = *routing[static_cast<size_t>(step % 2)];
+    bool routed = false;
+    auto step_routed = [&] {
+      routed = true;
+      if (update_bias) {
+        for (size_t layer = 0; layer < r.tokens_per_expert_by_layer.size(); ++layer) {
+          std::vector<int32_t> load(static_cast<size_t>(model.routed_experts), 0);
+          for (const auto& per_mb : step_traffic) {
+            for (const MoeLayerTraffic& t : per_mb[layer]) {
+              for (size_t e = 0; e < load.size(); ++e)
+                load[e] += static_cast<int32_t>(t.tokens_per_expert[e]);
+            }
           }
+          router->update_bias(static_cast<int32_t>(layer), load);
         }
-        router->update_bias(static_cast<int32_t>(layer), load);
       }
-    }
+      if (step + 1 < workload.steps) start_routing(step + 1);
+    };
+    if (!options.overlap_routing) step_routing.wait_all();
+    const auto t0 = std::chrono::steady_clock::now();
+    const StepMeasurement m =
+        driver.run_step(step_traffic, [&](int32_t mb, int32_t moe, int32_t d) {
+          step_routing.wait((mb * moe_layers + moe) * plan.dp + d);
+          if (!routed && options.overlap_routing && step_routing.finished()) step_routed();
+        });
+    r.simulation_wall_s += seconds_since(t0);
+    // Every slot has been read, so every task has finished, but a failure elsewhere in the
+    // step has not been reported yet.
+    step_routing.wait_all();
+    r.routing_wall_s +=
+        std::chrono::duration<double>(step_routing.last_finish() - step_routing.started()).count();
+    r.routing_wait_s += step_routing.waited_s();
+    if (!routed) step_routed();
     if (options.progress) options.progress(step + 1, workload.steps);
     if (step < workload.warmup_steps) continue;
 
@@ -252,7 +270,7 @@ SimulationResult simulate(const Scenario& scenario, RoutingSource& source,
     exchange_network += static_cast<double>(m.exchange_bytes.network);
     exchange_bytes += static_cast<double>(m.exchange_bytes.nvlink + m.exchange_bytes.network);
     exchange_ps += static_cast<double>(m.exchange_time.count_ps());
-    for (const auto& per_mb : traffic) {
+    for (const auto& per_mb : step_traffic) {
       for (size_t layer = 0; layer < per_mb.size(); ++layer) {
         for (const MoeLayerTraffic& t : per_mb[layer]) {
           r.routed_pairs += t.routed_pairs;

@@ -22,8 +22,9 @@ struct SimulationOptions {
   // itself when it has to wait for one. A source that is not thread safe is asked by one
   // thread in order (in the background when threads > 1). Results do not depend on it.
   int32_t threads = 2;
-  // Play a step while its later layers route (false: route the whole step first, as the
-  // program did before; the results are the same).
+  // Play a step while its later layers route, and route the next step as soon as this one is
+  // routed (false: route each whole step, then play it, as the program did before; the
+  // results are the same).
   bool overlap_routing = true;
   // Called after each step with (steps done, steps in all); may be empty.
   std::function<void(int32_t, int32_t)> progress;
@@ -61,10 +62,11 @@ struct SimulationResult {
   // Tokens processed per second per GPU (global tokens per step / step time / GPUs).
   double tokens_per_s_per_gpu = 0.0;
   std::vector<int64_t> dispatch_matrix_bytes;  // gpus x gpus when kept
-  // Wall clock of the run, seconds summed over steps, each from the step's start: until its
-  // last (micro-batch, layer, replica) was routed; until its simulation ended (so it covers
-  // the routing it overlaps); and of that, how long the simulation stood waiting for routing
-  // (asleep, or routing the slot it needed itself).
+  // Wall clock of the run, seconds summed over steps: from the start of a step's routing (while
+  // the previous step still plays, when routed ahead) until its last (micro-batch, layer,
+  // replica) was routed; the step's simulation, from its start to its end (so it covers the
+  // routing it overlaps); and how long the simulation stood waiting for routing (asleep, or
+  // routing the slot it needed itself).
   double routing_wall_s = 0.0;
   double simulation_wall_s = 0.0;
   double routing_wait_s = 0.0;
