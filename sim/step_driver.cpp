@@ -308,6 +308,7 @@ struct StepDriver::Impl {
                   if (setup.model->is_moe_layer(l)) {
                     add_compute(gpu, Phase::kDenseFfn, false, mb, l, gate);
                     add_exchange(gpu, true, Phase::kDispatch, d, s, mb, l, false);
+                    // Timed when the GPU reaches it (advance): the layer may not be routed yet.
                     add_compute(gpu, Phase::kExpertCompute, false, mb, l, Time::zero());
                     add_exchange(gpu, false, Phase::kCombine, d, s, mb, l, false);
                   } else {
