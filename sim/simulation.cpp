@@ -208,7 +208,7 @@ SimulationResult simulate(const Scenario& scenario, RoutingSource& source,
   // bias update. The streams are declared after the traffic they write and go first.
   std::array<StepTraffic, 2> traffic;
   std::array<std::unique_ptr<TaskStream>, 2> routing;
-  const int64_t moe_layers = model.moe_layer_count();
+  const int32_t moe_layers = model.moe_layer_count();
   auto start_routing = [&](int32_t step) {
     auto& slots = traffic[static_cast<size_t>(step % 2)];
     slots = step_router.empty_traffic();
@@ -239,7 +239,7 @@ SimulationResult simulate(const Scenario& scenario, RoutingSource& source,
     const auto t0 = std::chrono::steady_clock::now();
     const StepMeasurement m =
         driver.run_step(step_traffic, [&](int32_t mb, int32_t moe, int32_t d) {
-          step_routing.wait((mb * moe_layers + moe) * plan.dp + d);
+          step_routing.wait(traffic_slot(mb, moe, d, moe_layers, plan.dp));
           if (!routed && options.overlap_routing && step_routing.finished()) step_routed();
         });
     r.simulation_wall_s += seconds_since(t0);

@@ -262,7 +262,7 @@ struct StepDriver::Impl {
   }
   // Blocks until the slot may be read (see run_step).
   void ensure_slot(int32_t mb, int32_t moe, int32_t d) {
-    const size_t slot = (static_cast<size_t>(mb) * moe_layers + moe) * setup.plan->dp + d;
+    const auto slot = static_cast<size_t>(traffic_slot(mb, moe, d, moe_layers, setup.plan->dp));
     if (slot_ready[slot]) return;
     if (*await_slot) (*await_slot)(mb, moe, d);
     slot_ready[slot] = 1;

@@ -64,6 +64,13 @@ std::vector<int32_t> stage_first_layers(int32_t layers, int32_t stages);
 // The routed traffic of one step: [micro_batch][moe_layer][dp_rank].
 using StepTraffic = std::vector<std::vector<std::vector<MoeLayerTraffic>>>;
 
+// A slot's number in StepTraffic's order (micro-batch major, then MoE layer, then replica):
+// the order a step plays and routes its slots in.
+constexpr int64_t traffic_slot(int32_t micro_batch, int32_t moe_layer, int32_t dp_rank,
+                               int32_t moe_layers, int32_t dp) {
+  return (int64_t{micro_batch} * moe_layers + moe_layer) * dp + dp_rank;
+}
+
 // For traffic still being routed while its step plays: called with (micro_batch, moe_layer,
 // dp_rank) before the driver first reads that slot; returns once the slot is final, or throws
 // the routing error. The driver calls it on its own thread, from inside the engine's events.
