@@ -17,6 +17,12 @@ Time ceil_ps(double seconds) {
   return Time::ps(static_cast<int64_t>(std::ceil(seconds * 1e12)));
 }
 
+// max * size / (size + half): rises with the size toward max, half of it at `half`; 0 for no size.
+double saturating(double max, double half, double size) {
+  if (!(size > 0.0)) return 0.0;
+  return max * size / (size + half);
+}
+
 // GEMM outputs are written in BF16 (FP32 for FP32 GEMMs).
 int32_t output_bytes(Dtype d) {
   return d == Dtype::kFp32 ? 4 : 2;
@@ -48,14 +54,11 @@ AttentionShape attention_shape(const ModelSpec& model, int32_t tp, bool decode) 
 }
 
 double GpuModel::gemm_efficiency(double rows) const {
-  if (!(rows > 0.0)) return 0.0;
-  return spec_.gemm_efficiency_max * rows / (rows + spec_.gemm_half_efficiency_rows);
+  return saturating(spec_.gemm_efficiency_max, spec_.gemm_half_efficiency_rows, rows);
 }
 
 double GpuModel::attention_efficiency(double length) const {
-  if (!(length > 0.0)) return 0.0;
-  return spec_.attention_efficiency_max * length /
-         (length + spec_.attention_half_efficiency_length);
+  return saturating(spec_.attention_efficiency_max, spec_.attention_half_efficiency_length, length);
 }
 
 Time GpuModel::compute_time(double flops, Dtype dtype, double efficiency) const {
