@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 
 namespace moesim::cli {
@@ -16,6 +17,21 @@ void ProgressBar::update(int64_t done, int64_t total) {
   std::fprintf(stderr, "\r%s [%.*s%*s] %lld/%lld", label_.c_str(), filled,
                "##############################", kWidth - filled, "", static_cast<long long>(done),
                static_cast<long long>(total));
+  std::fflush(stderr);
+  drawn_ = true;
+}
+
+void ProgressBar::update_step(int32_t step, int32_t steps, double fraction) {
+  if (!enabled_ || steps <= 0) return;
+  fraction = std::clamp(fraction, 0.0, 1.0);
+  const auto permille = static_cast<int64_t>(1000.0 * (step + fraction) / steps);
+  if (permille == last_permille_) return;
+  last_permille_ = permille;
+  constexpr int kWidth = 30;
+  const int filled = static_cast<int>(kWidth * permille / 1000);
+  std::fprintf(stderr, "\r%s [%.*s%*s] step %d/%d, %3d%%", label_.c_str(), filled,
+               "##############################", kWidth - filled, "", step + 1, steps,
+               static_cast<int>(100.0 * fraction));
   std::fflush(stderr);
   drawn_ = true;
 }

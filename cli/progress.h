@@ -12,12 +12,16 @@ class ProgressBar {
  public:
   ProgressBar(std::string label, bool enabled);
   void update(int64_t done, int64_t total);
+  // Within step `step` (from 0) of `steps`, `fraction` of it done: the bar covers the whole
+  // run, the text names the step and how far into it; redrawn only when a per-mille changes.
+  void update_step(int32_t step, int32_t steps, double fraction);
   void finish();
 
  private:
   std::string label_;
   bool enabled_;
   bool drawn_ = false;
+  int64_t last_permille_ = -1;
 };
 
 // scenarios/examples/default.pbtxt of the source tree this binary was built from.

@@ -85,7 +85,9 @@ int replay_command(int argc, char** argv) {
   const Scenario scenario = load_scenario(scenario_path);
   ProgressBar progress("replaying " + trace_path, !vm.count("no-progress"));
   SimulationOptions options;
-  options.progress = [&progress](int32_t done, int32_t total) { progress.update(done, total); };
+  options.step_progress = [&progress](int32_t step, int32_t steps, double fraction) {
+    progress.update_step(step, steps, fraction);
+  };
   options.keep_traffic_matrix = !report_dir.empty();
   const ReplayResult r = replay_trace(scenario, trace_path, options);
   progress.finish();

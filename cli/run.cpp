@@ -46,7 +46,9 @@ int run_command(int argc, char** argv) {
   options.threads = threads;
   options.keep_traffic_matrix = !report_dir.empty();
   ProgressBar progress("simulating " + scenario.name, !vm.count("no-progress"));
-  options.progress = [&progress](int32_t done, int32_t total) { progress.update(done, total); };
+  options.step_progress = [&progress](int32_t step, int32_t steps, double fraction) {
+    progress.update_step(step, steps, fraction);
+  };
   const SimulationResult result = simulate(scenario, options);
   progress.finish();
 

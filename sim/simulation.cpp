@@ -236,12 +236,20 @@ SimulationResult simulate(const Scenario& scenario, RoutingSource& source,
       if (step + 1 < workload.steps) start_routing(step + 1);
     };
     if (!options.overlap_routing) step_routing.wait_all();
+    StepProgress within_step;
+    if (options.step_progress) {
+      within_step = [&](int32_t finished, int32_t collectives) {
+        options.step_progress(step, workload.steps, static_cast<double>(finished) / collectives);
+      };
+    }
     const auto t0 = std::chrono::steady_clock::now();
-    const StepMeasurement m =
-        driver.run_step(step_traffic, [&](int32_t mb, int32_t moe, int32_t d) {
+    const StepMeasurement m = driver.run_step(
+        step_traffic,
+        [&](int32_t mb, int32_t moe, int32_t d) {
           step_routing.wait(traffic_slot(mb, moe, d, moe_layers, plan.dp));
           if (!routed && options.overlap_routing && step_routing.finished()) step_routed();
-        });
+        },
+        within_step);
     r.simulation_wall_s += seconds_since(t0);
     // Every slot has been read, so every task has finished, but a failure elsewhere in the
     // step has not been reported yet.

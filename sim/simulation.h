@@ -28,6 +28,10 @@ struct SimulationOptions {
   bool overlap_routing = true;
   // Called after each step with (steps done, steps in all); may be empty.
   std::function<void(int32_t, int32_t)> progress;
+  // Called as a step plays, each time one of its collectives ends, with (the step's index,
+  // steps in all, the fraction of the step's collectives ended); may be empty. A run of one
+  // long step shows its progress through this.
+  std::function<void(int32_t, int32_t, double)> step_progress;
   // Keep the GPU-to-GPU dispatch bytes of the measured steps' forward layers (GPU^2 numbers).
   bool keep_traffic_matrix = false;
 };

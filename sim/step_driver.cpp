@@ -125,6 +125,8 @@ struct StepDriver::Impl {
   // Per-step state.
   const StepTraffic* traffic = nullptr;
   const AwaitTrafficSlot* await_slot = nullptr;
+  const StepProgress* progress = nullptr;
+  int32_t collectives_finished = 0;
   std::vector<uint8_t> slot_ready;  // [micro_batch][moe_layer][dp_rank], once awaited
   std::vector<std::vector<Op>> programs;
   std::vector<size_t> pc;
@@ -500,6 +502,7 @@ struct StepDriver::Impl {
     Collective& c = collectives[index];
     c.finish = engine.now();
     c.delivered = true;
+    report_finished();
     if (!c.receiver_waiting) return;
     const int32_t receiver = c.members[1];
     const Time waited_from = std::max(arrival[receiver], c.launch);
@@ -538,6 +541,13 @@ struct StepDriver::Impl {
     for (int32_t g : c.members) member_done(index, g);
   }
 
+  void report_finished() {
+    ++collectives_finished;
+    if (progress != nullptr && *progress) {
+      (*progress)(collectives_finished, static_cast<int32_t>(collectives.size()));
+    }
+  }
+
   void member_done(uint32_t index, int32_t gpu) {
     Collective& c = collectives[index];
     const Time now = engine.now();
@@ -553,6 +563,7 @@ struct StepDriver::Impl {
       if (exchange && !c.backward) {
         (c.kind == CollectiveKind::kMoeDispatch ? m.dispatch : m.combine).push_back(now - c.launch);
       }
+      report_finished();
     }
     ++pc[gpu];
     advance(gpu);
@@ -583,11 +594,13 @@ StepDriver::StepDriver(Engine& engine, NetworkModel& network, const StepSetup& s
 
 StepDriver::~StepDriver() = default;
 
-StepMeasurement StepDriver::run_step(const StepTraffic& traffic,
-                                     const AwaitTrafficSlot& await_slot) {
+StepMeasurement StepDriver::run_step(const StepTraffic& traffic, const AwaitTrafficSlot& await_slot,
+                                     const StepProgress& progress) {
   Impl& s = *impl_;
   s.traffic = &traffic;
   s.await_slot = &await_slot;
+  s.progress = &progress;
+  s.collectives_finished = 0;
   s.slot_ready.assign(static_cast<size_t>(s.setup.micro_batches) * s.moe_layers * s.setup.plan->dp,
                       0);
   s.m = StepMeasurement{};
@@ -617,6 +630,7 @@ StepMeasurement StepDriver::run_step(const StepTraffic& traffic,
   s.m.exchange_bytes.network = s.exchange_bytes.network - bytes_before.network;
   s.traffic = nullptr;
   s.await_slot = nullptr;
+  s.progress = nullptr;
   return std::move(s.m);
 }
 

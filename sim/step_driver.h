@@ -76,6 +76,10 @@ constexpr int64_t traffic_slot(int32_t micro_batch, int32_t moe_layer, int32_t d
 // the routing error. The driver calls it on its own thread, from inside the engine's events.
 using AwaitTrafficSlot = std::function<void(int32_t, int32_t, int32_t)>;
 
+// Told (collectives finished, collectives in the step) each time one of the step's collectives
+// ends, so that a long step can show how far it has got; from inside the engine's events.
+using StepProgress = std::function<void(int32_t, int32_t)>;
+
 // What one step measured.
 struct StepMeasurement {
   Time step_time;
@@ -103,8 +107,10 @@ class StepDriver final : public EventHandler, public CollectiveObserver {
   // Plays one step from now() to its end and returns its measurements. `traffic` must have
   // every slot allocated; with `await_slot`, a slot is read only after await_slot returned for
   // it (a GPU reaching a layer's expert compute, or the layer's exchange starting), so routing
-  // may fill later slots meanwhile. Without it every slot must be final.
-  StepMeasurement run_step(const StepTraffic& traffic, const AwaitTrafficSlot& await_slot = {});
+  // may fill later slots meanwhile. Without it every slot must be final. `progress`, when set,
+  // hears of every collective that ends.
+  StepMeasurement run_step(const StepTraffic& traffic, const AwaitTrafficSlot& await_slot = {},
+                           const StepProgress& progress = {});
 
   void on_event(uint64_t tag) override;
   void on_collective_done(CollectiveId id, uint64_t tag, const CollectiveResult& result) override;

@@ -135,6 +135,30 @@ TEST_CASE("hand-worked two-GPU, four-expert prefill step", "[step]") {
   CHECK(r.dropped_pairs == 0);
 }
 
+TEST_CASE("a step reports each collective that ends, in order", "[step]") {
+  const auto topo = switch_topology(2, 100, 1000);
+  FixedSource source(4, {{0, 2, 2, 3, 1, 0, 2, 2}, {3, 3, 1, 0, 2, 3, 3, 1}});
+  std::vector<std::pair<int32_t, double>> seen;
+  SimulationOptions options;
+  options.step_progress = [&](int32_t step, int32_t steps, double fraction) {
+    CHECK(steps == 1);
+    seen.emplace_back(step, fraction);
+  };
+  using Seen = std::vector<std::pair<int32_t, double>>;
+  SECTION("prefill: the layer's dispatch, then its combine") {
+    simulate(parse_scenario(scenario_text(topo, 4, 2, 8, "PREFILL"), "hand.pbtxt"), source,
+             options);
+    CHECK(seen == Seen{{0, 0.5}, {0, 1.0}});
+  }
+  SECTION(
+      "training: forward dispatch and combine, the backward pass's two, then the all-reduce "
+      "of the attention weights' gradients (replicated on both GPUs; experts are not)") {
+    simulate(parse_scenario(scenario_text(topo, 4, 2, 8, "TRAINING"), "hand.pbtxt"), source,
+             options);
+    CHECK(seen == Seen{{0, 0.2}, {0, 0.4}, {0, 0.6}, {0, 0.8}, {0, 1.0}});
+  }
+}
+
 TEST_CASE("balanced EP matches the closed-form all-to-all plus compute", "[step]") {
   // n = 8 GPUs, one expert each, 64 tokens per GPU spread evenly: every GPU sends 8 tokens to
   // each of the 7 others. Uniform all-to-all on one switch: S (n - 1) / (n B) + path latency.
