@@ -10,15 +10,17 @@ namespace moesim::cli {
 ProgressBar::ProgressBar(std::string label, bool enabled)
     : label_(std::move(label)), enabled_(enabled && isatty(STDERR_FILENO) != 0) {}
 
-void ProgressBar::update(int64_t done, int64_t total) {
-  if (!enabled_ || total <= 0) return;
-  constexpr int kWidth = 30;
-  const int filled = static_cast<int>(kWidth * done / total);
-  std::fprintf(stderr, "\r%s [%.*s%*s] %lld/%lld", label_.c_str(), filled,
-               "##############################", kWidth - filled, "", static_cast<long long>(done),
-               static_cast<long long>(total));
+void ProgressBar::draw(int filled, const std::string& text) {
+  filled = std::clamp(filled, 0, kWidth);
+  std::fprintf(stderr, "\r%s [%.*s%*s] %s", label_.c_str(), filled,
+               "##############################", kWidth - filled, "", text.c_str());
   std::fflush(stderr);
   drawn_ = true;
+}
+
+void ProgressBar::update(int64_t done, int64_t total) {
+  if (!enabled_ || total <= 0) return;
+  draw(static_cast<int>(kWidth * done / total), std::to_string(done) + "/" + std::to_string(total));
 }
 
 void ProgressBar::update_step(int32_t step, int32_t steps, double fraction) {
@@ -27,13 +29,10 @@ void ProgressBar::update_step(int32_t step, int32_t steps, double fraction) {
   const auto permille = static_cast<int64_t>(1000.0 * (step + fraction) / steps);
   if (permille == last_permille_) return;
   last_permille_ = permille;
-  constexpr int kWidth = 30;
-  const int filled = static_cast<int>(kWidth * permille / 1000);
-  std::fprintf(stderr, "\r%s [%.*s%*s] step %d/%d, %3d%%", label_.c_str(), filled,
-               "##############################", kWidth - filled, "", step + 1, steps,
-               static_cast<int>(100.0 * fraction));
-  std::fflush(stderr);
-  drawn_ = true;
+  char text[64];
+  std::snprintf(text, sizeof text, "step %d/%d, %3d%%", step + 1, steps,
+                static_cast<int>(100.0 * fraction));
+  draw(static_cast<int>(kWidth * permille / 1000), text);
 }
 
 void ProgressBar::finish() {

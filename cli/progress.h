@@ -18,6 +18,9 @@ class ProgressBar {
   void finish();
 
  private:
+  static constexpr int kWidth = 30;  // characters of the bar
+  void draw(int filled, const std::string& text);
+
   std::string label_;
   bool enabled_;
   bool drawn_ = false;
