@@ -13,6 +13,7 @@
 #include "models/router/routing_decision.h"
 #include "scenarios/scenario.h"
 #include "sim/simulation.h"
+#include "tests/scratch_dir.h"
 
 namespace moesim {
 namespace {
@@ -39,9 +40,10 @@ class FixedSource final : public RoutingSource {
   std::vector<std::vector<int32_t>> by_rank_;
 };
 
+// One folder per test process: CTest runs this file's test cases as parallel processes, and a
+// shared folder let one rewrite a topology file while another read it.
 std::filesystem::path write_temp(const std::string& name, const std::string& text) {
-  const auto dir = std::filesystem::temp_directory_path() / "moesim_step_test";
-  std::filesystem::create_directories(dir);
+  static const test::ScratchDir dir("step_test");
   const auto path = dir / name;
   std::ofstream(path) << text;
   return path;

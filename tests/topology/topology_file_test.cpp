@@ -8,6 +8,7 @@
 #include <string>
 
 #include "scenarios/topology_file.h"
+#include "tests/scratch_dir.h"
 
 namespace moesim {
 namespace {
@@ -174,15 +175,13 @@ link { a: "g0" b: "g1" bandwidth: "1GB/s" kind: NVLINK }
 }
 
 TEST_CASE("files are read from disk, the shipped example included", "[topology_file]") {
-  const auto dir = std::filesystem::temp_directory_path() / "moesim_topology_file_test";
-  std::filesystem::create_directories(dir);
+  const test::ScratchDir dir("topology_file_test");
   const auto path = dir / "good.pbtxt";
   {
     std::ofstream out(path);
     out << kGood;
   }
   CHECK(load_topology_file(path).gpu_count() == 4);
-  std::filesystem::remove_all(dir);
   CHECK_THROWS_WITH(load_topology_file(dir / "missing.pbtxt"),
                     Catch::Contains("missing.pbtxt: cannot open"));
 
