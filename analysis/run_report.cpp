@@ -105,7 +105,8 @@ void write_run_json(std::ostream& out, const Scenario& scenario, const Simulatio
   }
   out << "},\n";
   out << "  \"wall_seconds\": {\"routing\": " << number(r.routing_wall_s)
-      << ", \"simulation\": " << number(r.simulation_wall_s) << "}\n";
+      << ", \"simulation\": " << number(r.simulation_wall_s)
+      << ", \"blas_core\": " << json_string(r.blas_core) << "}\n";
   out << "}\n";
 }
 
@@ -165,7 +166,7 @@ void print_run_table(std::ostream& out, const Scenario& scenario, const Simulati
   // Routing runs beside the simulation: both count from each step's start.
   out << std::setprecision(2) << "  wall clock               routing done after "
       << r.routing_wall_s << " s, simulation " << r.simulation_wall_s << " s (" << r.routing_wait_s
-      << " s of it waiting for routing)\n";
+      << " s of it waiting for routing; gate GEMMs on OpenBLAS's " << r.blas_core << " kernels)\n";
 
   // Verdict: the largest phase.
   int top = 0;

@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "models/network/network_model.h"
+#include "models/router/blas_kernels.h"
 #include "models/router/router.h"
 #include "scenarios/topology_file.h"
 #include "sim/parallel.h"
@@ -185,6 +186,7 @@ SimulationResult simulate(const Scenario& scenario, RoutingSource& source,
   const bool update_bias = router != nullptr && scenario.router.selection_bias;
 
   SimulationResult r;
+  r.blas_core = blas_core_name();
   r.scenario_name = scenario.name;
   r.gpus = gpus;
   r.dispatch_algorithm = algorithm;

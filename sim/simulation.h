@@ -74,6 +74,8 @@ struct SimulationResult {
   double routing_wall_s = 0.0;
   double simulation_wall_s = 0.0;
   double routing_wait_s = 0.0;
+  // The OpenBLAS kernel family the gate GEMMs ran on (blas_core_name): wall times depend on it.
+  std::string blas_core;
 };
 
 // Runs `scenario`; routing comes from `source` (a Router for the scenario or a trace).
