@@ -64,6 +64,39 @@ MoeLayerTraffic build_layer_traffic(const ReplicaLayout& layout,
                                     std::span<const RoutingDecision> decisions,
                                     DispatchAlgorithm algorithm);
 
+// The same, one rank's decisions at a time, so that a caller can route every rank into one
+// reused decision: add() takes them in EP-rank, then TP-rank order (as build_layer_traffic's
+// index does), each once; finish() returns the traffic. (A layer's decisions for 256 ranks of
+// 4096 tokens and top-8 are ~64 MB; one rank's are 1/256 of that.)
+class LayerTrafficBuilder {
+ public:
+  LayerTrafficBuilder(const ReplicaLayout& layout, DispatchAlgorithm algorithm);
+  void add(int32_t ep_rank, int32_t tp_rank, const RoutingDecision& decision);
+  MoeLayerTraffic finish();
+
+ private:
+  int32_t gpu_of(int32_t tp_rank, int32_t ep_rank) const {
+    return gpu_table_[static_cast<size_t>(tp_rank) * ep_ + ep_rank];
+  }
+
+  ReplicaLayout layout_;
+  DispatchAlgorithm algorithm_;
+  int32_t tp_, ep_, gpus_, experts_;
+  MoeLayerTraffic traffic_;
+  std::vector<int32_t> gpu_table_;
+  std::vector<int32_t> sole_rank_, sole_local_;  // experts with one copy: rank, local index
+  std::vector<int64_t> sole_tokens_;
+  std::vector<int64_t> stage1_, stage2_;  // dense gpus x gpus token counts
+  // Per-token de-duplication stamps: destination EP ranks and destination nodes.
+  std::vector<int64_t> rank_stamp_, node_stamp_;
+  std::vector<int32_t> dest_ranks_;
+  std::vector<int32_t> node_of_, rail_of_;
+  int64_t stamp_ = 0;
+  int64_t token_base_ = 0;  // the current EP rank's tokens before this decision's
+  int32_t next_ = 0;        // decisions added
+  bool finished_ = false;
+};
+
 // A layer's exchange as byte matrices over `members` (global GPU ids; matrix indices are
 // positions in it) for the network model's two-stage collective: transfers that cross nodes
 // go to their relay (first), relays forward (second), same-node transfers go at once (direct).

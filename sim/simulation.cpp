@@ -65,9 +65,7 @@ class StepRouter {
     // A source that is not thread safe is asked by one thread only, in task order: a
     // background thread when there are two threads (the caller only waits), else the caller.
     const int32_t workers = thread_safe_ ? threads_ : 1;
-    scratch_.assign(
-        static_cast<size_t>(workers) + 1,
-        std::vector<RoutingDecision>(size_t(scenario.parallel.tp) * scenario.parallel.ep));
+    scratch_.assign(static_cast<size_t>(workers) + 1, RoutingDecision{});
   }
 
   // Every slot of a step, allocated and empty, for start() to fill.
@@ -99,9 +97,13 @@ class StepRouter {
   }
 
  private:
+  // Each rank's decisions are reduced to traffic as soon as they are routed, so a worker holds
+  // one rank's decisions, not the layer's.
   MoeLayerTraffic route_task(int32_t step, int32_t mb, int32_t layer, int32_t d,
-                             std::vector<RoutingDecision>& decisions) {
+                             RoutingDecision& decision) {
     const ParallelPlan& plan = scenario_.parallel;
+    const ReplicaLayout layout{&plan, &placement_, &topology_, d, moe_layer_stage_[layer]};
+    LayerTrafficBuilder traffic(layout, algorithm_);
     for (int32_t b = 0; b < plan.ep; ++b) {
       for (int32_t a = 0; a < plan.tp; ++a) {
         RoutingRequest request;
@@ -110,11 +112,11 @@ class StepRouter {
         request.rank = a + plan.tp * (b + plan.ep * d);
         request.ranks = plan.tp * plan.ep * plan.dp;
         request.tokens = scenario_.workload.tokens_per_gpu;
-        source_.route(request, decisions[static_cast<size_t>(b) * plan.tp + a]);
+        source_.route(request, decision);
+        traffic.add(b, a, decision);
       }
     }
-    const ReplicaLayout layout{&plan, &placement_, &topology_, d, moe_layer_stage_[layer]};
-    return build_layer_traffic(layout, decisions, algorithm_);
+    return traffic.finish();
   }
 
   const Scenario& scenario_;
@@ -125,7 +127,7 @@ class StepRouter {
   bool thread_safe_;
   int32_t threads_;
   std::vector<int32_t> moe_layer_stage_;
-  std::vector<std::vector<RoutingDecision>> scratch_;  // per worker of the stream
+  std::vector<RoutingDecision> scratch_;  // per worker of the stream
 };
 
 }  // namespace

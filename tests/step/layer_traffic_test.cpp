@@ -1,0 +1,85 @@
+// A layer's routing decisions reduced to traffic, one rank at a time: a hand-worked
+// hierarchical dispatch on two nodes of two GPUs, and the order the builder insists on.
+#include <catch2/catch.hpp>
+#include <stdexcept>
+#include <vector>
+
+#include "models/moe/placement.h"
+#include "sim/moe_traffic.h"
+#include "topologies/builders.h"
+
+namespace moesim {
+namespace {
+
+Topology two_nodes_of_two() {
+  RailFatTreeParams p;
+  p.node.gpus = 2;
+  p.node.nvlink_per_gpu = Bandwidth::gigabytes_per_s(450);
+  p.nodes = 2;
+  p.nic = Bandwidth::gbps(400);
+  p.pcie = Bandwidth::gigabytes_per_s(64);
+  return build_rail_fat_tree(p);
+}
+
+RoutingDecision decision(int32_t tokens, std::vector<int32_t> ids) {
+  RoutingDecision d;
+  d.reset(tokens, 4, 2);
+  d.expert_ids = std::move(ids);
+  return d;
+}
+
+TEST_CASE("layer traffic by rank: a token crosses to a node once, through its rail's relay",
+          "[step][traffic]") {
+  const Topology topology = two_nodes_of_two();
+  ParallelPlan plan;
+  plan.ep = 4;  // expert e on GPU e: GPUs 0, 1 on node 0, GPUs 2, 3 on node 1
+  const Placement placement(plan, 4, 2);
+  const ReplicaLayout layout{&plan, &placement, &topology, 0, 0};
+  // GPU 0's token 0 chose experts 2 and 3 (both on node 1), token 1 experts 1 and 2.
+  const RoutingDecision gpu0 = decision(2, {2, 3, 1, 2});
+  const RoutingDecision idle = decision(0, {});
+  LayerTrafficBuilder builder(layout, DispatchAlgorithm::kHierarchical);
+  builder.add(0, 0, gpu0);
+  for (int32_t b = 1; b < 4; ++b) builder.add(b, 0, idle);
+  const MoeLayerTraffic t = builder.finish();
+  // Stage 1: token 1 to GPU 1 over NVLink; both tokens once to node 1's rail-0 GPU (2).
+  // Stage 2: GPU 2 forwards token 0 to GPU 3.
+  REQUIRE(t.stage1.size() == 2);
+  CHECK((t.stage1[0].src_gpu == 0 && t.stage1[0].dst_gpu == 1 && t.stage1[0].tokens == 1));
+  CHECK((t.stage1[1].src_gpu == 0 && t.stage1[1].dst_gpu == 2 && t.stage1[1].tokens == 2));
+  REQUIRE(t.stage2.size() == 1);
+  CHECK((t.stage2[0].src_gpu == 2 && t.stage2[0].dst_gpu == 3 && t.stage2[0].tokens == 1));
+  CHECK(t.tokens_per_expert == std::vector<int64_t>{0, 1, 2, 1});
+  CHECK(t.routed_pairs == 4);
+  CHECK(t.tokens == 2);
+  CHECK(t.tokens_per_local_expert[2] == std::vector<int32_t>{2});
+  // The whole-layer form gives the same.
+  const std::vector<RoutingDecision> all{gpu0, idle, idle, idle};
+  const MoeLayerTraffic whole = build_layer_traffic(layout, all, DispatchAlgorithm::kHierarchical);
+  CHECK(whole.tokens_per_expert == t.tokens_per_expert);
+  CHECK(whole.stage1.size() == t.stage1.size());
+  CHECK(whole.stage2.size() == t.stage2.size());
+}
+
+TEST_CASE("layer traffic by rank: ranks out of turn, twice or missing are refused",
+          "[step][traffic]") {
+  const Topology topology = two_nodes_of_two();
+  ParallelPlan plan;
+  plan.ep = 4;
+  const Placement placement(plan, 4, 2);
+  const ReplicaLayout layout{&plan, &placement, &topology, 0, 0};
+  const RoutingDecision idle = decision(0, {});
+  LayerTrafficBuilder skipped(layout, DispatchAlgorithm::kHierarchical);
+  CHECK_THROWS_WITH(skipped.add(1, 0, idle), Catch::Contains("(ep 1, tp 0) out of turn"));
+  LayerTrafficBuilder twice(layout, DispatchAlgorithm::kHierarchical);
+  twice.add(0, 0, idle);
+  CHECK_THROWS_AS(twice.add(0, 0, idle), std::logic_error);
+  CHECK_THROWS_WITH(twice.finish(), Catch::Contains("after 1 of 4 decisions"));
+  RoutingDecision wrong = idle;
+  wrong.experts = 8;
+  LayerTrafficBuilder mismatched(layout, DispatchAlgorithm::kHierarchical);
+  CHECK_THROWS_WITH(mismatched.add(0, 0, wrong), Catch::Contains("has 8 experts"));
+}
+
+}  // namespace
+}  // namespace moesim
