@@ -8,7 +8,7 @@
 #include <span>
 #include <vector>
 
-#include "models/router/blas_kernels.h"
+#include "bench/blas_main.h"
 #include "models/router/normal.h"
 #include "models/router/router.h"
 
@@ -166,13 +166,6 @@ BENCHMARK(BM_RouteLogitSpace)
 }  // namespace
 }  // namespace moesim
 
-// As the moesim command does: OpenBLAS kernels that fit the CPU, and their name in the context.
 int main(int argc, char** argv) {
-  moesim::reexec_with_fitter_blas_core(argv);
-  benchmark::AddCustomContext("blas_core", moesim::blas_core_name());
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
+  return moesim::run_benchmarks_on_fitting_blas(argc, argv);
 }

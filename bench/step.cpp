@@ -5,8 +5,8 @@
 
 #include <filesystem>
 
+#include "bench/blas_main.h"
 #include "models/moe/placement.h"
-#include "models/router/blas_kernels.h"
 #include "models/router/router.h"
 #include "scenarios/scenario.h"
 #include "sim/moe_traffic.h"
@@ -72,13 +72,6 @@ BENCHMARK(BM_DeepSeekV3TrainingStep256Gpus)->Unit(benchmark::kSecond)->Iteration
 }  // namespace
 }  // namespace moesim
 
-// As the moesim command does: OpenBLAS kernels that fit the CPU, and their name in the context.
 int main(int argc, char** argv) {
-  moesim::reexec_with_fitter_blas_core(argv);
-  benchmark::AddCustomContext("blas_core", moesim::blas_core_name());
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
+  return moesim::run_benchmarks_on_fitting_blas(argc, argv);
 }
