@@ -268,6 +268,25 @@ void NetworkModel::drain_due() {
     return tolerance > 0.0 && static_cast<double>(e.at_ps - now_ps) <=
                                   tolerance * static_cast<double>(e.at_ps - start_ps_[e.flow]);
   };
+  auto take = [&](uint32_t f) {
+    if (has_pieces(f) && piece_state_[f].fired + 1 < piece_state_[f].pieces) {
+      // A piece ended: the flow goes on at the same rate towards the next.
+      fire_piece(f, now_ps);
+      schedule_drain(f, engine_.now());
+      return;
+    }
+    drained = true;
+    drain(f);
+  };
+  // Drains due by now precede every other entry, so a large batch of them (a uniform
+  // all-to-all drains all its flows at one instant) leaves as one sorted block.
+  if (take_due_batch(now_ps)) {
+    for (size_t w = 0; w < due_flows_.size(); ++w) {
+      for (uint64_t bits = due_flows_[w]; bits != 0; bits &= bits - 1) {
+        take(static_cast<uint32_t>(w * 64 + static_cast<size_t>(__builtin_ctzll(bits))));
+      }
+    }
+  }
   while (!drain_heap_.empty() && due(drain_heap_.front())) {
     const uint32_t f = drain_heap_.front().flow;
     drain_pos_[f] = kNotInHeap;
@@ -278,17 +297,52 @@ void NetworkModel::drain_due() {
       drain_pos_[last.flow] = 0;
       drain_heap_sift_down(0);
     }
-    if (has_pieces(f) && piece_state_[f].fired + 1 < piece_state_[f].pieces) {
-      // A piece ended: the flow goes on at the same rate towards the next.
-      fire_piece(f, now_ps);
-      schedule_drain(f, engine_.now());
-      continue;
-    }
-    drained = true;
-    drain(f);
+    take(f);
   }
   // Otherwise the recomputation the drains requested re-arms the timer.
   if (!drained) arm_drain_timer();
+}
+
+// Popping k of n heap entries one by one costs k log n. The entries due now are found by a walk
+// of the heap's due top (a due entry's parent is due); when they are at least an eighth of the
+// heap, they are marked in a bit set over flow slots and the rest re-heapified: k + n. Every due
+// entry leaves at now exactly (the timer fires at the head's time and no entry is ever earlier),
+// so flow id order, the bit set's, is the order the pops would give; should the walk meet one
+// that does not, nothing is changed and the pops go ahead.
+bool NetworkModel::take_due_batch(int64_t now_ps) {
+  const size_t n = drain_heap_.size();
+  constexpr size_t kMinBatch = 1024;
+  if (n < kMinBatch || drain_heap_.front().at_ps > now_ps) return false;
+  const size_t wanted = std::max(kMinBatch, n / 8);
+  size_t due = 0;
+  walk_.clear();
+  walk_.push_back(0);
+  while (!walk_.empty()) {
+    const uint32_t i = walk_.back();
+    walk_.pop_back();
+    if (drain_heap_[i].at_ps != now_ps) return false;
+    ++due;
+    for (size_t c = 2 * size_t{i} + 1; c <= 2 * size_t{i} + 2 && c < n; ++c) {
+      if (drain_heap_[c].at_ps <= now_ps) walk_.push_back(static_cast<uint32_t>(c));
+    }
+  }
+  if (due < wanted) return false;  // few: popped one by one
+  due_flows_.assign((flows_.size() + 63) / 64, 0);
+  size_t kept = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const DrainEntry e = drain_heap_[i];
+    if (e.at_ps <= now_ps) {
+      drain_pos_[e.flow] = kNotInHeap;
+      due_flows_[e.flow / 64] |= uint64_t{1} << (e.flow % 64);
+      continue;
+    }
+    drain_heap_[kept] = e;
+    drain_pos_[e.flow] = static_cast<uint32_t>(kept);
+    ++kept;
+  }
+  drain_heap_.resize(kept);
+  for (size_t i = kept / 2; i-- > 0;) drain_heap_sift_down(i);
+  return true;
 }
 
 void NetworkModel::arm_drain_timer() {

@@ -141,6 +141,7 @@ class NetworkModel final : public EventHandler {
   void schedule_drain(uint32_t flow, Time now);
   void drain_due();
   void arm_drain_timer();
+  bool take_due_batch(int64_t now_ps);
   void drain_heap_set(uint32_t flow, int64_t at_ps);
   void drain_heap_sift_up(size_t i);
   void drain_heap_sift_down(size_t i);
@@ -225,6 +226,9 @@ class NetworkModel final : public EventHandler {
   };
   static_assert(sizeof(DrainEntry) == 12);
   std::vector<DrainEntry> drain_heap_;
+  // take_due_batch's flows (one bit per flow slot) and its walk of the heap.
+  std::vector<uint64_t> due_flows_;
+  std::vector<uint32_t> walk_;
   EventId drain_timer_;
   int64_t drain_timer_ps_ = -1;  // when drain_timer_ fires; -1 when none is pending
 

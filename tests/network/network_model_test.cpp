@@ -132,6 +132,50 @@ TEST_CASE("uniform all-to-all on one switch takes S(n-1)/(nB)", "[network]") {
   CHECK(net.stats().recomputations == 2);
 }
 
+TEST_CASE("a thousand simultaneous drains leave in flow id order, the rest on time", "[network]") {
+  // 48 GPUs on one switch, every ordered pair one flow: S between GPUs of the same parity,
+  // 3S between the others. All 47 flows of a link share it, so the 1104 same-parity flows drain
+  // together at t1 = 47 S / B (most at one picosecond, taken as one batch: over 1024 and an
+  // eighth of the heap). Then each link carries 24 flows with 2S left: t2 = t1 + 48 S / B.
+  const int n = 48;
+  const double b = 100e9;
+  const int64_t s = 1 << 20;
+  const Topology topo =
+      test::star(std::vector<Bandwidth>(n, Bandwidth::bytes_per_s(b)), Time::zero());
+  Engine engine;
+  NetworkModel net(engine, topo);
+  struct Arrivals final : FlowObserver {
+    explicit Arrivals(Engine& e) : engine(e) {}
+    void on_flow_done(FlowId, uint32_t tag) override { seen.emplace_back(engine.now(), tag); }
+    Engine& engine;
+    std::vector<std::pair<Time, uint32_t>> seen;
+  } arrivals(engine);
+  std::vector<bool> same_parity;
+  for (int i = 0; i < n; ++i) {
+    for (int j = 0; j < n; ++j) {
+      if (i == j) continue;
+      same_parity.push_back((i + j) % 2 == 0);
+      net.start_flow(i, j, Bytes(same_parity.back() ? s : 3 * s), &arrivals,
+                     static_cast<uint32_t>(same_parity.size() - 1));
+    }
+  }
+  engine.run();
+  REQUIRE(arrivals.seen.size() == same_parity.size());
+  // Arrivals come in time order, and at one time in the order the flows were started.
+  CHECK(std::is_sorted(arrivals.seen.begin(), arrivals.seen.end()));
+  std::map<int64_t, int> at_one_time;
+  for (const auto& [t, tag] : arrivals.seen) {
+    ++at_one_time[t.count_ps()];
+    // Drain times are rounded up to whole picoseconds: a few late at most.
+    const double expected_ps = (same_parity[tag] ? 47.0 : 95.0) * s / b * 1e12;
+    CHECK(static_cast<double>(t.count_ps()) - expected_ps > -1e-3);
+    CHECK(static_cast<double>(t.count_ps()) - expected_ps < 5.0);
+  }
+  int largest = 0;
+  for (const auto& [t, count] : at_one_time) largest = std::max(largest, count);
+  CHECK(largest >= 1024);
+}
+
 TEST_CASE("flows starting and ending at zero bytes or on the same GPU take only latency",
           "[network]") {
   const Topology topo =
