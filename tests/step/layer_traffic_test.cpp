@@ -12,13 +12,11 @@ namespace moesim {
 namespace {
 
 Topology two_nodes_of_two() {
-  RailFatTreeParams p;
-  p.node.gpus = 2;
-  p.node.nvlink_per_gpu = Bandwidth::gigabytes_per_s(450);
-  p.nodes = 2;
-  p.nic = Bandwidth::gbps(400);
-  p.pcie = Bandwidth::gigabytes_per_s(64);
-  return build_rail_fat_tree(p);
+  return build_rail_fat_tree(
+      {.node = {.gpus = 2, .nvlink_per_gpu = Bandwidth::gigabytes_per_s(450)},
+       .nodes = 2,
+       .nic = Bandwidth::gbps(400),
+       .pcie = Bandwidth::gigabytes_per_s(64)});
 }
 
 RoutingDecision decision(int32_t tokens, std::vector<int32_t> ids) {
