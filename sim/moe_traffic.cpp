@@ -72,7 +72,7 @@ LayerTrafficBuilder::LayerTrafficBuilder(const ReplicaLayout& layout, DispatchAl
 }
 
 void LayerTrafficBuilder::add(int32_t ep_rank, int32_t tp_rank, const RoutingDecision& d) {
-  if (finished_ || ep_rank != next_ / tp_ || tp_rank != next_ % tp_ || next_ >= tp_ * ep_) {
+  if (next_ >= tp_ * ep_ || ep_rank != next_ / tp_ || tp_rank != next_ % tp_) {
     throw std::logic_error(
         "layer traffic: decisions must come in EP-rank, then TP-rank order, "
         "once each; got (ep " +
@@ -87,8 +87,8 @@ void LayerTrafficBuilder::add(int32_t ep_rank, int32_t tp_rank, const RoutingDec
   const int32_t b = ep_rank;
   // The EP rank's tokens: its TP ranks' shares in TP order, indexed continuously.
   if (tp_rank == 0) token_base_ = 0;
-  auto stage1 = [&](int32_t src, int32_t dst, int64_t tokens) {
-    stage1_[static_cast<size_t>(src) * gpus_ + dst] += tokens;
+  auto count = [&](std::vector<int64_t>& stage, int32_t src, int32_t dst) {
+    ++stage[static_cast<size_t>(src) * gpus_ + dst];
   };
   traffic_.tokens += d.tokens;
   traffic_.dropped_pairs += d.dropped_pairs;
@@ -102,7 +102,7 @@ void LayerTrafficBuilder::add(int32_t ep_rank, int32_t tp_rank, const RoutingDec
         const int32_t local = placement.local_index(c, e);
         for (int32_t a = 0; a < tp_; ++a) {
           ++traffic_.tokens_per_local_expert[gpu_of(a, c)][static_cast<size_t>(local)];
-          if (c != b) stage1(gpu_of(a, b), gpu_of(a, c), 1);
+          if (c != b) count(stage1_, gpu_of(a, b), gpu_of(a, c));
         }
       }
     }
@@ -146,7 +146,7 @@ void LayerTrafficBuilder::add(int32_t ep_rank, int32_t tp_rank, const RoutingDec
         if (dst == src) continue;
         const int32_t dst_node = node_of_[static_cast<size_t>(dst)];
         if (algorithm_ == DispatchAlgorithm::kDirect || dst_node == src_node) {
-          stage1(src, dst, 1);
+          count(stage1_, src, dst);
           continue;
         }
         // The GPU of the destination's node on the sender's rail.
@@ -154,9 +154,9 @@ void LayerTrafficBuilder::add(int32_t ep_rank, int32_t tp_rank, const RoutingDec
             dst - rail_of_[static_cast<size_t>(dst)] + rail_of_[static_cast<size_t>(src)];
         if (node_stamp_[static_cast<size_t>(dst_node)] != node_key) {
           node_stamp_[static_cast<size_t>(dst_node)] = node_key;
-          stage1(src, relay, 1);
+          count(stage1_, src, relay);
         }
-        if (dst != relay) stage2_[static_cast<size_t>(relay) * gpus_ + dst] += 1;
+        if (dst != relay) count(stage2_, relay, dst);
       }
     }
   }

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdlib>
 
@@ -31,9 +32,7 @@ std::optional<std::string> fitter_blas_core(std::string_view chosen_core, CpuVec
   // for a CPU it cannot place.
   constexpr std::array<std::string_view, 7> kPreAvx2 = {
       "Prescott", "Core2", "Penryn", "Dunnington", "Nehalem", "Sandybridge", "Atom"};
-  bool pre_avx2 = false;
-  for (const std::string_view name : kPreAvx2) pre_avx2 = pre_avx2 || chosen_core == name;
-  if (!pre_avx2) return std::nullopt;
+  if (std::ranges::find(kPreAvx2, chosen_core) == kPreAvx2.end()) return std::nullopt;
   // Not "Cooperlake" on AVX-512 BF16 parts: its single-precision kernels are SkylakeX's, and
   // OpenBLAS 0.3.21 does not take that name in OPENBLAS_CORETYPE.
   if (cpu.avx512) return "SkylakeX";
