@@ -15,6 +15,14 @@ constexpr size_t kPrefetch = 8;  // flows ahead
 constexpr uint8_t kFree = 0;
 constexpr uint8_t kOnLinks = 1;
 constexpr uint8_t kInFlight = 2;  // last byte left; arriving after the path latency
+// A fill over at most this many links finds each next bottleneck by a scan, not a heap.
+constexpr size_t kScannedRegionLinks = 64;
+
+// The order in which links freeze in a fill: by level, the id breaking ties so that the order,
+// and so the result, is deterministic.
+inline bool freezes_before(double a_level, uint32_t a_link, double b_level, uint32_t b_link) {
+  return a_level < b_level || (a_level == b_level && a_link < b_link);
+}
 
 // SplitMix64's finaliser: spreads a counter into an ECMP hash.
 uint64_t mix64(uint64_t x) {
@@ -583,50 +591,67 @@ void NetworkModel::recompute() {
     epoch_ = 1;
   }
   const uint32_t epoch = epoch_;
+  // None of these arrays changes size here. Held in locals because the one-byte flags the fill
+  // writes (expanded_, touched_mark_) may alias anything, which would make the compiler reload
+  // every vector's data pointer, and a flow's hop count, after each such store.
+  FlowState* const flows = flows_.data();
+  const uint32_t* const path_links = links_.data();
+  const double* const capacity = capacity_.data();
+  double* const load = load_.data();
+  double* const residual = residual_.data();
+  uint32_t* const unfrozen = unfrozen_.data();
+  uint8_t* const expanded = expanded_.data();
+  uint32_t* const link_mark = link_mark_.data();
+  uint8_t* const touched_mark = touched_mark_.data();
+  double* const level_now = level_now_.data();
+  const std::vector<uint32_t>* const link_flows = link_flows_.data();
 
   double threshold = threshold_;
   region_flows_.clear();
   region_links_.clear();
   queue_.clear();
   for (const uint32_t f : added_flows_) {
-    if (flows_[f].state != kOnLinks) continue;
-    const uint32_t* links = &links_[flows_[f].pos_offset];
-    for (uint32_t k = 0; k < flows_[f].hops; ++k) {
+    if (flows[f].state != kOnLinks) continue;
+    const uint32_t* links = path_links + flows[f].pos_offset;
+    const uint32_t hops = flows[f].hops;
+    for (uint32_t k = 0; k < hops; ++k) {
       const uint32_t l = links[k];
-      threshold = std::min(threshold, capacity_[l] / static_cast<double>(link_flows_[l].size()));
+      threshold = std::min(threshold, capacity[l] / static_cast<double>(link_flows[l].size()));
     }
   }
   // A little below theta, so that flows tied with it within rounding are recomputed too.
   const double cut = threshold * (1.0 - 1e-9);
 
   auto visit = [&](uint32_t l) {
-    if (link_mark_[l] == epoch) return;
-    link_mark_[l] = epoch;
-    expanded_[l] = 0;
+    if (link_mark[l] == epoch) return;
+    link_mark[l] = epoch;
+    expanded[l] = 0;
     region_links_.push_back(l);
   };
   auto add_flow = [&](uint32_t g) {
-    flows_[g].mark = epoch;
+    flows[g].mark = epoch;
     region_flows_.push_back(g);
-    const uint32_t* links = &links_[flows_[g].pos_offset];
-    for (uint32_t k = 0; k < flows_[g].hops; ++k) {
+    const uint32_t* links = path_links + flows[g].pos_offset;
+    const uint32_t hops = flows[g].hops;
+    for (uint32_t k = 0; k < hops; ++k) {
       const uint32_t m = links[k];
       visit(m);
-      if (expanded_[m] == 0 && load_[m] >= capacity_[m] * (1.0 - 1e-9)) {
-        expanded_[m] = 1;
+      if (expanded[m] == 0 && load[m] >= capacity[m] * (1.0 - 1e-9)) {
+        expanded[m] = 1;
         queue_.push_back(m);
       }
     }
   };
   auto expand = [&](uint32_t l) {
-    const auto& list = link_flows_[l];
-    stats_.scanned_entries += list.size();
+    const std::vector<uint32_t>& list = link_flows[l];
+    const uint32_t* const ids = list.data();
     const size_t n = list.size();
+    stats_.scanned_entries += n;
     for (size_t i = 0; i < n; ++i) {
       // A link's flows are scattered over the flow table: fetch ahead to hide the misses.
-      if (i + kPrefetch < n) __builtin_prefetch(&flows_[list[i + kPrefetch]]);
-      const uint32_t g = list[i];
-      if (flows_[g].mark != epoch && flows_[g].rate >= cut) add_flow(g);
+      if (i + kPrefetch < n) __builtin_prefetch(&flows[ids[i + kPrefetch]]);
+      const uint32_t g = ids[i];
+      if (flows[g].mark != epoch && flows[g].rate >= cut) add_flow(g);
     }
   };
   auto drain_queue = [&]() {
@@ -637,13 +662,13 @@ void NetworkModel::recompute() {
     }
   };
   for (const uint32_t f : added_flows_) {
-    if (flows_[f].state == kOnLinks && flows_[f].mark != epoch) add_flow(f);
+    if (flows[f].state == kOnLinks && flows[f].mark != epoch) add_flow(f);
   }
   for (const uint32_t l : seed_links_) {
     seeded_[l] = 0;
     visit(l);
-    if (expanded_[l] == 0) {
-      expanded_[l] = 1;
+    if (expanded[l] == 0) {
+      expanded[l] = 1;
       queue_.push_back(l);
     }
   }
@@ -652,81 +677,132 @@ void NetworkModel::recompute() {
   // Fill, and grow the region through any edge link the fill saturates, until none is.
   while (true) {
     ++stats_.fill_passes;
-    // Per region link: residual capacity, unfrozen count and its region flows (CSR).
+    // Per region link: residual capacity and unfrozen count.
     for (const uint32_t l : region_links_) {
-      residual_[l] = capacity_[l] - load_[l];
-      unfrozen_[l] = 0;
+      residual[l] = capacity[l] - load[l];
+      unfrozen[l] = 0;
     }
     for (const uint32_t g : region_flows_) {
-      const uint32_t* links = &links_[flows_[g].pos_offset];
-      for (uint32_t k = 0; k < flows_[g].hops; ++k) {
+      FlowState& flow = flows[g];
+      const uint32_t* links = path_links + flow.pos_offset;
+      const uint32_t hops = flow.hops;
+      const double rate = flow.rate;
+      for (uint32_t k = 0; k < hops; ++k) {
         const uint32_t m = links[k];
-        residual_[m] += flows_[g].rate;
-        ++unfrozen_[m];
+        residual[m] += rate;
+        ++unfrozen[m];
       }
-      flows_[g].new_rate = -1.0;  // not frozen yet
+      flow.new_rate = -1.0;  // not frozen yet
     }
 
-    // Lazy keys: a link's level (residual over unfrozen flows) only rises as other links freeze
-    // (the freezing level is the minimum, at most its share), so a heap entry may hold a stale,
-    // lower key and is re-keyed only when it reaches the top; a key that fell by rounding is
-    // lowered at once. Every entry stays at or below its link's level, so the order in which
-    // links freeze, (level, link id), is exactly that of an eagerly updated heap.
-    heap_.clear();
-    for (const uint32_t l : region_links_) {
-      if (unfrozen_[l] > 0) {
-        level_now_[l] = std::max(residual_[l], 0.0) / unfrozen_[l];
-        heap_push_or_update(l, level_now_[l]);
-      }
-    }
-    bool grew = false;
-    while (!heap_.empty()) {
-      const HeapEntry top = heap_.front();
-      if (unfrozen_[top.link] == 0) {
-        heap_remove(top.link);
-        continue;
-      }
-      if (top.level != level_now_[top.link]) {
-        heap_[0].level = level_now_[top.link];
-        heap_sift_down(0);
-        continue;
-      }
-      heap_remove(top.link);
-      const double level = top.level;
-      if (expanded_[top.link] == 0) {
-        // An unsaturated edge link became a bottleneck: its other flows may have to yield.
-        expanded_[top.link] = 1;
-        queue_.push_back(top.link);
-        grew = true;
-      }
-      // The links this freeze touches are re-keyed once each, after all its flows are frozen:
-      // many of them share their other links (the sender's PCIe, the spine uplinks).
+    // Freezes the region flows of `link` not yet frozen at `level` and takes them off their
+    // other links; touched_ lists those links, once each.
+    auto freeze = [&](uint32_t link, double level) __attribute__((always_inline)) {
       touched_.clear();
-      const auto& list = link_flows_[top.link];
+      const std::vector<uint32_t>& list = link_flows[link];
+      const uint32_t* const ids = list.data();
       const size_t n = list.size();
       for (size_t i = 0; i < n; ++i) {
-        if (i + kPrefetch < n) __builtin_prefetch(&flows_[list[i + kPrefetch]]);
-        const uint32_t g = list[i];
-        if (flows_[g].mark != epoch || flows_[g].new_rate >= 0.0) continue;  // fixed, or frozen
-        flows_[g].new_rate = level;
-        const uint32_t* links = &links_[flows_[g].pos_offset];
-        for (uint32_t k = 0; k < flows_[g].hops; ++k) {
+        if (i + kPrefetch < n) __builtin_prefetch(&flows[ids[i + kPrefetch]]);
+        FlowState& flow = flows[ids[i]];
+        if (flow.mark != epoch || flow.new_rate >= 0.0) continue;  // fixed, or frozen
+        flow.new_rate = level;
+        const uint32_t* links = path_links + flow.pos_offset;
+        const uint32_t hops = flow.hops;
+        for (uint32_t k = 0; k < hops; ++k) {
           const uint32_t m = links[k];
-          if (m == top.link) continue;
-          residual_[m] -= level;
-          --unfrozen_[m];
-          if (touched_mark_[m] == 0) {
-            touched_mark_[m] = 1;
+          if (m == link) continue;
+          residual[m] -= level;
+          --unfrozen[m];
+          if (touched_mark[m] == 0) {
+            touched_mark[m] = 1;
             touched_.push_back(m);
           }
         }
       }
-      for (const uint32_t m : touched_) {
-        touched_mark_[m] = 0;
-        if (unfrozen_[m] == 0) continue;  // removed when it surfaces
-        const double now_level = std::max(residual_[m], 0.0) / unfrozen_[m];
-        level_now_[m] = now_level;
-        if (now_level < heap_[heap_pos_[m]].level) heap_push_or_update(m, now_level);
+    };
+    bool grew = false;
+    // An unsaturated edge link that becomes a bottleneck may make its other flows yield.
+    auto note_bottleneck = [&](uint32_t link) {
+      if (expanded[link] != 0) return;
+      expanded[link] = 1;
+      queue_.push_back(link);
+      grew = true;
+    };
+    // Links freeze in (level, link id) order, level being residual over unfrozen flows. Few
+    // links (most regions of a step) are found by a scan of those left, which costs less than
+    // keeping a heap of them; many by the heap below. Both give the same order.
+    if (region_links_.size() <= kScannedRegionLinks) {
+      scan_links_.clear();
+      for (const uint32_t l : region_links_) {
+        if (unfrozen[l] > 0) {
+          level_now[l] = std::max(residual[l], 0.0) / unfrozen[l];
+          scan_links_.push_back(l);
+        }
+      }
+      while (true) {
+        size_t best = kNotInHeap;
+        for (size_t i = 0; i < scan_links_.size();) {
+          const uint32_t l = scan_links_[i];
+          if (unfrozen[l] == 0) {  // all its flows froze elsewhere
+            scan_links_[i] = scan_links_.back();
+            scan_links_.pop_back();
+            continue;
+          }
+          if (best == kNotInHeap ||
+              freezes_before(level_now[l], l, level_now[scan_links_[best]], scan_links_[best])) {
+            best = i;
+          }
+          ++i;
+        }
+        if (best == kNotInHeap) break;
+        const uint32_t link = scan_links_[best];
+        scan_links_[best] = scan_links_.back();
+        scan_links_.pop_back();
+        note_bottleneck(link);
+        freeze(link, level_now[link]);
+        for (const uint32_t m : touched_) {
+          touched_mark[m] = 0;
+          if (unfrozen[m] > 0) level_now[m] = std::max(residual[m], 0.0) / unfrozen[m];
+        }
+      }
+    } else {
+      ++stats_.heap_fills;
+      // Lazy keys: a link's level only rises as other links freeze (the freezing level is the
+      // minimum, at most its share), so a heap entry may hold a stale, lower key and is re-keyed
+      // only when it reaches the top; a key that fell by rounding is lowered at once. Every
+      // entry stays at or below its link's level, so the order in which links freeze is exactly
+      // that of an eagerly updated heap.
+      heap_.clear();
+      for (const uint32_t l : region_links_) {
+        if (unfrozen[l] > 0) {
+          level_now[l] = std::max(residual[l], 0.0) / unfrozen[l];
+          heap_push_or_update(l, level_now[l]);
+        }
+      }
+      while (!heap_.empty()) {
+        const HeapEntry top = heap_.front();
+        if (unfrozen[top.link] == 0) {
+          heap_remove(top.link);
+          continue;
+        }
+        if (top.level != level_now[top.link]) {
+          heap_[0].level = level_now[top.link];
+          heap_sift_down(0);
+          continue;
+        }
+        heap_remove(top.link);
+        note_bottleneck(top.link);
+        // The links this freeze touches are re-keyed once each, after all its flows are
+        // frozen: many of them share their other links (the sender's PCIe, the spine uplinks).
+        freeze(top.link, top.level);
+        for (const uint32_t m : touched_) {
+          touched_mark[m] = 0;
+          if (unfrozen[m] == 0) continue;  // removed when it surfaces
+          const double now_level = std::max(residual[m], 0.0) / unfrozen[m];
+          level_now[m] = now_level;
+          if (now_level < heap_[heap_pos_[m]].level) heap_push_or_update(m, now_level);
+        }
       }
     }
     if (!grew) break;
@@ -736,18 +812,23 @@ void NetworkModel::recompute() {
   stats_.active_flows += active_count_;
   stats_.region_links += region_links_.size();
 
+  const int64_t now_ps = now.count_ps();
   for (const uint32_t g : region_flows_) {
-    const double old_rate = flows_[g].rate;
-    const double level = flows_[g].new_rate;
+    FlowState& flow = flows[g];
+    const double old_rate = flow.rate;
+    const double level = flow.new_rate;
     if (old_rate == level && drain_pos_[g] != kNotInHeap) continue;
     if (old_rate > 0.0) {
-      remaining_[g] -= old_rate * static_cast<double>(now.count_ps() - last_update_ps_[g]) * 1e-12;
-      if (remaining_[g] < 0.0) remaining_[g] = 0.0;
+      double remaining =
+          remaining_[g] - old_rate * static_cast<double>(now_ps - last_update_ps_[g]) * 1e-12;
+      remaining_[g] = remaining < 0.0 ? 0.0 : remaining;
     }
-    last_update_ps_[g] = now.count_ps();
-    flows_[g].rate = level;
-    const uint32_t* links = &links_[flows_[g].pos_offset];
-    for (uint32_t k = 0; k < flows_[g].hops; ++k) load_[links[k]] += level - old_rate;
+    last_update_ps_[g] = now_ps;
+    flow.rate = level;
+    const uint32_t* links = path_links + flow.pos_offset;
+    const uint32_t hops = flow.hops;
+    const double change = level - old_rate;
+    for (uint32_t k = 0; k < hops; ++k) load[links[k]] += change;
     ++stats_.rate_changes;
     schedule_drain(g, now);
   }
@@ -757,13 +838,8 @@ void NetworkModel::recompute() {
   arm_drain_timer();
 }
 
-// The fill's priority queue: a binary min-heap of links by (level, link id), the id breaking
-// ties so that the order, and so the result, is deterministic.
-namespace {
-inline bool lower(double a_level, uint32_t a_link, double b_level, uint32_t b_link) {
-  return a_level < b_level || (a_level == b_level && a_link < b_link);
-}
-}  // namespace
+// The fill's priority queue for large regions: a binary min-heap of links in freezes_before
+// order.
 
 void NetworkModel::heap_push_or_update(uint32_t link, double level) {
   uint32_t i = heap_pos_[link];
@@ -800,7 +876,7 @@ void NetworkModel::heap_sift_up(size_t i) {
   const HeapEntry e = heap_[i];
   while (i > 0) {
     const size_t parent = (i - 1) / 2;
-    if (!lower(e.level, e.link, heap_[parent].level, heap_[parent].link)) break;
+    if (!freezes_before(e.level, e.link, heap_[parent].level, heap_[parent].link)) break;
     heap_[i] = heap_[parent];
     heap_pos_[heap_[i].link] = static_cast<uint32_t>(i);
     i = parent;
@@ -815,11 +891,11 @@ void NetworkModel::heap_sift_down(size_t i) {
   while (true) {
     size_t child = 2 * i + 1;
     if (child >= n) break;
-    if (child + 1 < n && lower(heap_[child + 1].level, heap_[child + 1].link, heap_[child].level,
-                               heap_[child].link)) {
+    if (child + 1 < n && freezes_before(heap_[child + 1].level, heap_[child + 1].link,
+                                        heap_[child].level, heap_[child].link)) {
       ++child;
     }
-    if (!lower(heap_[child].level, heap_[child].link, e.level, e.link)) break;
+    if (!freezes_before(heap_[child].level, heap_[child].link, e.level, e.link)) break;
     heap_[i] = heap_[child];
     heap_pos_[heap_[i].link] = static_cast<uint32_t>(i);
     i = child;

@@ -61,6 +61,7 @@ class NetworkModel final : public EventHandler {
     uint64_t region_flows = 0;
     uint64_t active_flows = 0;  // flows on links, summed over recomputations
     uint64_t fill_passes = 0;   // a recomputation redoes its fill when its region grows
+    uint64_t heap_fills = 0;    // fill passes over enough links to order them by a heap
     uint64_t region_links = 0;
     uint64_t scanned_entries = 0;
     uint64_t rate_changes = 0;
@@ -202,7 +203,8 @@ class NetworkModel final : public EventHandler {
     uint32_t link;
   };
   std::vector<HeapEntry> heap_;
-  std::vector<uint32_t> touched_;  // during a fill step: links whose residual changed
+  std::vector<uint32_t> scan_links_;  // during a small fill: region links yet to freeze
+  std::vector<uint32_t> touched_;     // during a fill step: links whose residual changed
   std::vector<uint8_t> touched_mark_;
   std::vector<double> level_now_;  // during a fill: residual over unfrozen flows, per link
 

@@ -239,7 +239,7 @@ struct Tracker final : FlowObserver {
 
 // Starts flows at random times and compares every active flow's rate with the reference, at
 // steps of 997 ns, until all have arrived.
-static void check_against_reference(const Topology& topo) {
+static NetworkModel::Stats check_against_reference(const Topology& topo) {
   const int gpus = topo.gpu_count();
   Engine engine;
   NetworkModel net(engine, topo);
@@ -282,6 +282,7 @@ static void check_against_reference(const Topology& topo) {
   engine.run();
   CHECK(checks > 1000);
   CHECK(net.stats().flows_delivered == static_cast<uint64_t>(flows));
+  return net.stats();
 }
 
 TEST_CASE("incremental recomputation matches progressive filling from scratch", "[network]") {
@@ -296,6 +297,15 @@ TEST_CASE("incremental recomputation matches progressive filling from scratch", 
     options.preset = "dgx-h800";
     options.nodes = 2;
     check_against_reference(build_cluster(options));
+  }
+  // Large regions order their links by a heap, small ones by a scan: both must occur here.
+  SECTION("eight DGX H800 nodes") {
+    ClusterOptions options;
+    options.preset = "dgx-h800";
+    options.nodes = 8;
+    const NetworkModel::Stats stats = check_against_reference(build_cluster(options));
+    CHECK(stats.heap_fills > 0);
+    CHECK(stats.heap_fills < stats.fill_passes);
   }
 }
 
