@@ -505,9 +505,16 @@ void NetworkModel::schedule_drain(uint32_t f, Time now) {
   }
   int64_t dt_ps = 0;
   if (remaining > 0.0) {
-    const double exact = std::ceil(remaining / rate * 1e12);
+    // Rounded up to a whole picosecond; by truncation and a compare, which baseline x86-64
+    // does in two instructions where std::ceil takes a dozen (this runs at every rate change).
+    const double exact = remaining / rate * 1e12;
     const double limit = static_cast<double>(Time::max().count_ps() - now.count_ps());
-    dt_ps = exact >= limit ? static_cast<int64_t>(limit) : static_cast<int64_t>(exact);
+    if (exact >= limit) {
+      dt_ps = static_cast<int64_t>(limit);
+    } else {
+      dt_ps = static_cast<int64_t>(exact);
+      if (static_cast<double>(dt_ps) < exact) ++dt_ps;
+    }
     if (dt_ps < 1) dt_ps = 1;
   }
   drain_heap_set(f, now.count_ps() + dt_ps);
