@@ -106,7 +106,12 @@ void write_run_json(std::ostream& out, const Scenario& scenario, const Simulatio
   out << "},\n";
   out << "  \"wall_seconds\": {\"routing\": " << number(r.routing_wall_s)
       << ", \"simulation\": " << number(r.simulation_wall_s)
-      << ", \"blas_core\": " << json_string(r.blas_core) << "}\n";
+      << ", \"blas_core\": " << json_string(r.blas_core) << "},\n";
+  out << "  \"simulator_work\": {\"engine_events\": " << r.work.engine_events
+      << ", \"flows\": " << r.work.flows
+      << ", \"rate_recomputations\": " << r.work.rate_recomputations
+      << ", \"region_flows\": " << r.work.region_flows
+      << ", \"rate_changes\": " << r.work.rate_changes << "}\n";
   out << "}\n";
 }
 
@@ -167,6 +172,13 @@ void print_run_table(std::ostream& out, const Scenario& scenario, const Simulati
   out << std::setprecision(2) << "  wall clock               routing done after "
       << r.routing_wall_s << " s, simulation " << r.simulation_wall_s << " s (" << r.routing_wait_s
       << " s of it waiting for routing; gate GEMMs on OpenBLAS's " << r.blas_core << " kernels)\n";
+  const double per_recomputation = r.work.rate_recomputations > 0
+                                       ? static_cast<double>(r.work.region_flows) /
+                                             static_cast<double>(r.work.rate_recomputations)
+                                       : 0.0;
+  out << "  simulator work           " << r.work.engine_events << " events, " << r.work.flows
+      << " flows, " << r.work.rate_recomputations << " rate recomputations ("
+      << std::setprecision(0) << per_recomputation << " flows each)\n";
 
   // Verdict: the largest phase.
   int top = 0;

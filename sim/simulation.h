@@ -76,6 +76,18 @@ struct SimulationResult {
   double routing_wait_s = 0.0;
   // The OpenBLAS kernel family the gate GEMMs ran on (blas_core_name): wall times depend on it.
   std::string blas_core;
+  // What the simulation did, in the simulator's own terms, for a reader asking where the wall
+  // time went; the same for a given scenario and seed. The network model's rate
+  // recomputations, the flows they re-derived (their regions) and the rates that changed are
+  // what its cost follows (bench/README.md, "Network model").
+  struct Work {
+    uint64_t engine_events = 0;
+    uint64_t flows = 0;
+    uint64_t rate_recomputations = 0;
+    uint64_t region_flows = 0;
+    uint64_t rate_changes = 0;
+  };
+  Work work;
 };
 
 // Runs `scenario`; routing comes from `source` (a Router for the scenario or a trace).

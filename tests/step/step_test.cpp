@@ -135,6 +135,14 @@ TEST_CASE("hand-worked two-GPU, four-expert prefill step", "[step]") {
   CHECK(r.gpu_tokens == std::vector<int64_t>{6, 10});
   CHECK(r.gpu_max_over_mean == Approx(10.0 / 8.0));
   CHECK(r.dropped_pairs == 0);
+
+  // The network's work, by hand: each exchange starts its two flows together (one
+  // recomputation that rates both) and they leave at different instants (one each). The two
+  // use opposite directions of the links, so neither departure changes the other's rate.
+  CHECK(r.work.flows == 4);
+  CHECK(r.work.rate_recomputations == 6);
+  CHECK(r.work.region_flows == 4);
+  CHECK(r.work.rate_changes == 4);
 }
 
 TEST_CASE("a step reports each collective that ends, in order", "[step]") {
