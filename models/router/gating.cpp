@@ -9,6 +9,10 @@
 
 #include "models/router/simd.h"
 
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#include <immintrin.h>  // declares the AVX2 builtins (GCC declares them with the first AVX region)
+#endif
+
 // The vector helpers of simd.h are always inlined; GCC still reports the baseline ABI of their
 // vector values at the end of the file.
 #pragma GCC diagnostic ignored "-Wpsabi"
@@ -16,13 +20,54 @@
 namespace moesim {
 namespace {
 
-// Lane l meets lane l ^ 8, then ^ 4, ^ 2, ^ 1: four shuffles reduce 16 lanes (top-two merges,
-// horizontal minimum).
-const simd::vint kButterflySwaps[4] = {
-    simd::vint{8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7},
-    simd::vint{4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11},
-    simd::vint{2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13},
-    simd::vint{1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14}};
+using simd::kChunk;
+
+// Per width: lane indices, the butterfly swaps (lane l meets lane l ^ N/2, then ^ N/4, ..., ^ 1:
+// top-two merges, horizontal minimum) and the shuffle masks of the merge levels, for groups in
+// blocks of N, N/2, ..., 2 lanes: x takes the first half of every block of a (lanes 0..N-1) then
+// of b (N..2N-1), y the second halves.
+template <int kN>
+struct LaneTables;
+template <>
+struct LaneTables<16> {
+  static constexpr int kLevels = 4;
+  static inline const simd::vint<16> kIndex = {0, 1, 2,  3,  4,  5,  6,  7,
+                                               8, 9, 10, 11, 12, 13, 14, 15};
+  static inline const simd::vint<16> kButterfly[kLevels] = {
+      {8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7},
+      {4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11},
+      {2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13},
+      {1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14}};
+  static inline const simd::vint<16> kMergeX[kLevels] = {
+      {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23},
+      {0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27},
+      {0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29},
+      {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30}};
+  static inline const simd::vint<16> kMergeY[kLevels] = {
+      {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31},
+      {4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31},
+      {2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31},
+      {1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31}};
+};
+template <>
+struct LaneTables<8> {
+  static constexpr int kLevels = 3;
+  static inline const simd::vint<8> kIndex = {0, 1, 2, 3, 4, 5, 6, 7};
+  static inline const simd::vint<8> kButterfly[kLevels] = {
+      {4, 5, 6, 7, 0, 1, 2, 3}, {2, 3, 0, 1, 6, 7, 4, 5}, {1, 0, 3, 2, 5, 4, 7, 6}};
+  static inline const simd::vint<8> kMergeX[kLevels] = {
+      {0, 1, 2, 3, 8, 9, 10, 11}, {0, 1, 4, 5, 8, 9, 12, 13}, {0, 2, 4, 6, 8, 10, 12, 14}};
+  static inline const simd::vint<8> kMergeY[kLevels] = {
+      {4, 5, 6, 7, 12, 13, 14, 15}, {2, 3, 6, 7, 10, 11, 14, 15}, {1, 3, 5, 7, 9, 11, 13, 15}};
+};
+template <>
+struct LaneTables<4> {
+  static constexpr int kLevels = 2;
+  static inline const simd::vint<4> kIndex = {0, 1, 2, 3};
+  static inline const simd::vint<4> kButterfly[kLevels] = {{2, 3, 0, 1}, {1, 0, 3, 2}};
+  static inline const simd::vint<4> kMergeX[kLevels] = {{0, 1, 4, 5}, {0, 2, 4, 6}};
+  static inline const simd::vint<4> kMergeY[kLevels] = {{2, 3, 6, 7}, {1, 3, 5, 7}};
+};
 
 // Inserts (value, id) into best[0..filled) kept in descending order, at most k long. An equal
 // value goes after those already there, so with ids visited in increasing order ties favour the
@@ -55,27 +100,29 @@ MOESIM_INLINE void top_k_impl(const float* scores, int32_t n, int32_t k, int32_t
   for (int32_t i = 0; i < n; ++i) insert_best(scores[i], i, k, best, ids, filled);
 }
 
-// The two largest of s[0..n): per-lane top two over 16-wide chunks, then merged across lanes.
+// The two largest of s[0..n): per-lane top two over kN-wide vectors, then merged across lanes.
+template <int kN>
 MOESIM_INLINE void top_two(const float* s, int32_t n, float& first_out, float& second_out) {
+  using V = simd::vfloat<kN>;
   constexpr float kLowest = -std::numeric_limits<float>::infinity();
   float first = kLowest, second = kLowest;
   int32_t i = 0;
-  if (n >= 2 * simd::kLanes) {
-    simd::vfloat f = simd::load(s);
-    simd::vfloat sec = simd::splat(kLowest);
-    for (i = simd::kLanes; i + simd::kLanes <= n; i += simd::kLanes) {
-      const simd::vfloat v = simd::load(s + i);
-      const simd::vfloat lower = v < f ? v : f;
+  if (n >= 2 * kN) {
+    V f = simd::load<kN>(s);
+    V sec = simd::splat<kN>(kLowest);
+    for (i = kN; i + kN <= n; i += kN) {
+      const V v = simd::load<kN>(s + i);
+      const V lower = v < f ? v : f;
       f = v > f ? v : f;
       sec = lower > sec ? lower : sec;
     }
     // Butterfly merge: lane l meets lane l ^ d; the top two of two (best, second) pairs are the
     // larger best and the largest of the smaller best and both seconds.
-    for (const simd::vint& swap : kButterflySwaps) {
-      const simd::vfloat pf = __builtin_shuffle(f, swap);
-      const simd::vfloat ps = __builtin_shuffle(sec, swap);
-      const simd::vfloat smaller = pf < f ? pf : f;
-      const simd::vfloat seconds = ps > sec ? ps : sec;
+    for (const simd::vint<kN>& swap : LaneTables<kN>::kButterfly) {
+      const V pf = __builtin_shuffle(f, swap);
+      const V ps = __builtin_shuffle(sec, swap);
+      const V smaller = pf < f ? pf : f;
+      const V seconds = ps > sec ? ps : sec;
       f = pf > f ? pf : f;
       sec = smaller > seconds ? smaller : seconds;
     }
@@ -90,6 +137,7 @@ MOESIM_INLINE void top_two(const float* s, int32_t n, float& first_out, float& s
   second_out = second;
 }
 
+template <int kN>
 MOESIM_INLINE void group_limited_impl(const float* scores, int32_t n, int32_t groups,
                                       int32_t topk_group, int32_t k, int32_t* ids) {
   const int32_t group_size = n / groups;
@@ -99,7 +147,7 @@ MOESIM_INLINE void group_limited_impl(const float* scores, int32_t n, int32_t gr
   int32_t groups_filled = 0;
   for (int32_t g = 0; g < groups; ++g) {
     float first, second;
-    top_two(scores + static_cast<ptrdiff_t>(g) * group_size, group_size, first, second);
+    top_two<kN>(scores + static_cast<ptrdiff_t>(g) * group_size, group_size, first, second);
     group_second[g] = group_size >= 2 ? second : first;
     const float group_score = group_size >= 2 ? first + second : first;
     insert_best(group_score, g, topk_group, group_best, group_ids, groups_filled);
@@ -132,81 +180,86 @@ MOESIM_INLINE void group_limited_impl(const float* scores, int32_t n, int32_t gr
 // counting how many beat each one (rank), and only scores at or above the threshold are looked
 // at. Ties break as in group_limited_impl: the lower group, then the lower expert, first.
 
-constexpr int32_t kFastMaxGroups = simd::kLanes;
 constexpr int32_t kFastMaxExperts = 1024;
 
 [[gnu::noinline]] void group_limited_out_of_line(const float* scores, int32_t n, int32_t groups,
                                                  int32_t topk_group, int32_t k, int32_t* ids) {
-  group_limited_impl(scores, n, groups, topk_group, k, ids);
+  group_limited_impl<4>(scores, n, groups, topk_group, k, ids);
 }
 
-// Whether group_limited_fast applies to this shape.
+// Whether group_limited_fast applies to this shape at kN lanes: at most one group per lane.
+template <int kN>
 bool group_limited_fast_applies(int32_t n, int32_t groups, int32_t topk_group, int32_t k) {
-  return groups <= kFastMaxGroups && n <= kFastMaxExperts && n % groups == 0 &&
-         (n / groups) % simd::kLanes == 0 && k <= 2 * topk_group;
+  return groups <= kN && n <= kFastMaxExperts && n % groups == 0 && (n / groups) % kN == 0 &&
+         k <= 2 * topk_group;
 }
 
 // Comparison results are only used as conditions of ?: with varying arms, and lane masks come
 // from sign bits: GCC otherwise turns a mask into an integer vector by going lane by lane when
 // the kernel is inlined into an AVX-512F function.
 
-// The sign bits of `v`'s lanes as bits (lane i -> bit i): arithmetic shift to -1 / 0, narrowed to
-// bytes, then each 8-byte half's top bits gathered by one multiplication. For floats, the sign of
-// x - t is set exactly when x < t (x - t is never -0 for finite x, t).
-MOESIM_INLINE uint32_t lane_bits(const simd::vint& v) {
-  typedef int8_t vbyte __attribute__((vector_size(simd::kLanes)));
+// The sign bits of `v`'s lanes as bits (lane i -> bit i). AVX2: vmovmskps. Otherwise an
+// arithmetic shift to -1 / 0, narrowed to bytes, then each 8-byte word's top bits gathered by one
+// multiplication (GCC narrows well for AVX-512 and SSE, lane by lane for AVX2). For floats, the
+// sign of x - t is set exactly when x < t (x - t is never -0 for finite x, t).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define MOESIM_HAS_AVX2_TARGET 1
+// Only ever inlined into the AVX2 target function, where the builtin can be expanded.
+MOESIM_INLINE uint32_t movemask_avx2(const simd::vfloat<8>& v) {
+  return static_cast<uint32_t>(__builtin_ia32_movmskps256(v));
+}
+#endif
+
+template <class W>
+MOESIM_INLINE uint32_t lane_bits(const simd::vint<W::kLanes>& v) {
+#ifdef MOESIM_HAS_AVX2_TARGET
+  if constexpr (W::kAvx2) {
+    simd::vfloat<8> f;
+    std::memcpy(&f, &v, sizeof(f));
+    return movemask_avx2(f);
+  }
+#endif
+  constexpr int kN = W::kLanes;
+  typedef int8_t vbyte __attribute__((vector_size(kN)));
   const vbyte bytes = __builtin_convertvector(v >> 31, vbyte);
-  uint64_t half[2];
-  std::memcpy(half, &bytes, sizeof(half));
+  uint64_t words[2] = {0, 0};
+  std::memcpy(words, &bytes, sizeof(bytes));
   constexpr uint64_t kTopBits = 0x8080808080808080ull;
   constexpr uint64_t kGather = 0x0002040810204081ull;
-  const auto lo = static_cast<uint32_t>(((half[0] & kTopBits) * kGather) >> 56);
-  const auto hi = static_cast<uint32_t>(((half[1] & kTopBits) * kGather) >> 56);
+  const auto lo = static_cast<uint32_t>(((words[0] & kTopBits) * kGather) >> 56);
+  const auto hi = static_cast<uint32_t>(((words[1] & kTopBits) * kGather) >> 56);
   return lo | (hi << 8);
 }
-MOESIM_INLINE uint32_t lane_bits(const simd::vfloat& v) {
-  simd::vint bits;
+template <class W>
+MOESIM_INLINE uint32_t lane_bits(const simd::vfloat<W::kLanes>& v) {
+  simd::vint<W::kLanes> bits;
   std::memcpy(&bits, &v, sizeof(bits));
-  return lane_bits(bits);
+  return lane_bits<W>(bits);
 }
 
 // -1 in the lanes whose `value` is beaten by `other`, the value of entry `index`: a higher value,
 // or an equal one at a lower index (lane > index). Sign bits of differences again: other > value
 // exactly when value - other is negative, other >= value when other - value is not.
-MOESIM_INLINE simd::vint beats(const simd::vfloat& other, const simd::vfloat& value, int32_t index,
-                               const simd::vint& lane) {
-  const simd::vfloat below = value - other;
-  const simd::vfloat above = other - value;
-  simd::vint greater, not_less;
+template <int kN>
+MOESIM_INLINE simd::vint<kN> beats(const simd::vfloat<kN>& other, const simd::vfloat<kN>& value,
+                                   int32_t index, const simd::vint<kN>& lane) {
+  const simd::vfloat<kN> below = value - other;
+  const simd::vfloat<kN> above = other - value;
+  simd::vint<kN> greater, not_less;
   std::memcpy(&greater, &below, sizeof(greater));
   std::memcpy(&not_less, &above, sizeof(not_less));
   greater >>= 31;
   not_less = ~(not_less >> 31);
-  const simd::vint after_index = (index - lane) >> 31;
+  const simd::vint<kN> after_index = (index - lane) >> 31;
   return (after_index & not_less) | (~after_index & greater);
 }
 
-// Shuffle masks of the merge levels, for groups in blocks of 16, 8, 4 and 2 lanes: x takes the
-// first half of every block of a (lanes 0-15) then of b (16-31), y the second halves.
-struct MergeMasks {
-  simd::vint x, y;
-};
-const MergeMasks kMergeMasks[4] = {
-    {{0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23},
-     {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31}},
-    {{0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27},
-     {4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31}},
-    {{0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29},
-     {2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31}},
-    {{0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30},
-     {1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31}},
-};
-
 // (first, second) of a and b per lane merged into the top two of the four.
-MOESIM_INLINE void merge_top_two(simd::vfloat& f, simd::vfloat& s, const simd::vfloat& f2,
-                                 const simd::vfloat& s2) {
-  const simd::vfloat smaller = f2 < f ? f2 : f;
-  const simd::vfloat seconds = s2 > s ? s2 : s;
+template <int kN>
+MOESIM_INLINE void merge_top_two(simd::vfloat<kN>& f, simd::vfloat<kN>& s,
+                                 const simd::vfloat<kN>& f2, const simd::vfloat<kN>& s2) {
+  const simd::vfloat<kN> smaller = f2 < f ? f2 : f;
+  const simd::vfloat<kN> seconds = s2 > s ? s2 : s;
   f = f2 > f ? f2 : f;
   s = smaller > seconds ? smaller : seconds;
 }
@@ -214,108 +267,117 @@ MOESIM_INLINE void merge_top_two(simd::vfloat& f, simd::vfloat& s, const simd::v
 // One level: the pair (a, b) of vectors with groups in blocks of `width` lanes becomes one vector
 // with blocks of width / 2: a's groups, then b's, in order.
 // Inputs by value: the result may overwrite a.
-MOESIM_INLINE void merge_level(const MergeMasks& m, simd::vfloat fa, simd::vfloat sa,
-                               simd::vfloat fb, simd::vfloat sb, simd::vfloat& f, simd::vfloat& s) {
-  f = __builtin_shuffle(fa, fb, m.x);
-  s = __builtin_shuffle(sa, sb, m.x);
-  merge_top_two(f, s, __builtin_shuffle(fa, fb, m.y), __builtin_shuffle(sa, sb, m.y));
+template <int kN>
+MOESIM_INLINE void merge_level(int level, simd::vfloat<kN> fa, simd::vfloat<kN> sa,
+                               simd::vfloat<kN> fb, simd::vfloat<kN> sb, simd::vfloat<kN>& f,
+                               simd::vfloat<kN>& s) {
+  const simd::vint<kN>& x = LaneTables<kN>::kMergeX[level];
+  const simd::vint<kN>& y = LaneTables<kN>::kMergeY[level];
+  f = __builtin_shuffle(fa, fb, x);
+  s = __builtin_shuffle(sa, sb, x);
+  merge_top_two<kN>(f, s, __builtin_shuffle(fa, fb, y), __builtin_shuffle(sa, sb, y));
 }
 
 // The smallest lane of v.
-MOESIM_INLINE float horizontal_min(simd::vfloat v) {
-  for (const simd::vint& swap : kButterflySwaps) {
-    const simd::vfloat other = __builtin_shuffle(v, swap);
+template <int kN>
+MOESIM_INLINE float horizontal_min(simd::vfloat<kN> v) {
+  for (const simd::vint<kN>& swap : LaneTables<kN>::kButterfly) {
+    const simd::vfloat<kN> other = __builtin_shuffle(v, swap);
     v = other < v ? other : v;
   }
   return v[0];
 }
 
-// kPadded: the group count rounded up to a power of two, so the merges unroll into registers.
-template <int32_t kPadded>
+// kPadded: the group count rounded up to a power of two (at most the lane count), so the merges
+// unroll into registers.
+template <class W, int32_t kPadded>
 MOESIM_INLINE void group_limited_fast(const float* scores, int32_t n, int32_t groups,
                                       int32_t topk_group, int32_t k, int32_t* ids) {
-  using simd::kLanes;
-  using simd::vfloat;
-  using simd::vint;
+  constexpr int kN = W::kLanes;
+  static_assert(kPadded <= kN);
+  using vfloat = simd::vfloat<kN>;
+  using vint = simd::vint<kN>;
   constexpr float kLowest = -std::numeric_limits<float>::infinity();
   const int32_t group_size = n / groups;
-  const int32_t vectors_per_group = group_size / kLanes;
+  const int32_t vectors_per_group = group_size / kN;
   // Per group, per lane, the best and second best of that lane's column.
   vfloat f[kPadded], s[kPadded];
 #pragma GCC unroll 16
   for (int32_t g = 0; g < kPadded; ++g) {
-    f[g] = simd::splat(kLowest);
+    f[g] = simd::splat<kN>(kLowest);
     s[g] = f[g];
     if (g >= groups) continue;
     const float* x = scores + static_cast<ptrdiff_t>(g) * group_size;
-    f[g] = simd::load(x);
+    f[g] = simd::load<kN>(x);
     for (int32_t j = 1; j < vectors_per_group; ++j) {
-      const vfloat v = simd::load(x + j * kLanes);
+      const vfloat v = simd::load<kN>(x + j * kN);
       const vfloat lower = v < f[g] ? v : f[g];
       f[g] = v > f[g] ? v : f[g];
       s[g] = lower > s[g] ? lower : s[g];
     }
   }
-  // Pairs of vectors merge until one holds every group (16 / kPadded lanes each), then the lanes
+  // Pairs of vectors merge until one holds every group (kN / kPadded lanes each), then the lanes
   // of each group merge within that vector.
   int32_t level = 0;
 #pragma GCC unroll 4
   for (int32_t count = kPadded; count > 1; count /= 2, ++level) {
 #pragma GCC unroll 8
     for (int32_t i = 0; i < count / 2; ++i) {
-      merge_level(kMergeMasks[level], f[2 * i], s[2 * i], f[2 * i + 1], s[2 * i + 1], f[i], s[i]);
+      merge_level<kN>(level, f[2 * i], s[2 * i], f[2 * i + 1], s[2 * i + 1], f[i], s[i]);
     }
   }
 #pragma GCC unroll 4
-  for (int32_t width = kLanes >> level; width > 1; width /= 2, ++level) {
-    merge_level(kMergeMasks[level], f[0], s[0], f[0], s[0], f[0], s[0]);
+  for (int32_t width = kN >> level; width > 1; width /= 2, ++level) {
+    merge_level<kN>(level, f[0], s[0], f[0], s[0], f[0], s[0]);
   }
   // Lane g of f[0] and s[0] now holds group g's best and second best. Group g's rank: how many
   // groups beat it (a higher score, or an equal one with a lower index).
-  const vint lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+  const vint& lane = LaneTables<kN>::kIndex;
   const vfloat group_score = f[0] + s[0];
-  float scores_of_groups[kLanes];
-  simd::store(scores_of_groups, group_score);
+  float scores_of_groups[kN];
+  simd::store<kN>(scores_of_groups, group_score);
   // Padding groups score -inf and come after the real ones: they never beat a real group.
   vint rank{};
 #pragma GCC unroll 16
   for (int32_t h = 0; h < kPadded; ++h) {
-    rank -= beats(simd::splat(scores_of_groups[h]), group_score, h, lane);
+    rank -= beats<kN>(simd::splat<kN>(scores_of_groups[h]), group_score, h, lane);
   }
   // -1 in kept lanes: rank below topk_group and a real group.
   const vint kept_lanes = ((rank - topk_group) >> 31) & ((lane - groups) >> 31);
-  const uint32_t kept = lane_bits(kept_lanes);
+  const uint32_t kept = lane_bits<W>(kept_lanes);
   // Each kept group holds two scores >= its second best, and k <= 2 topk_group: the k-th best
   // is at least the least of those seconds.
   vint second_bits, max_bits;
-  const vfloat largest = simd::splat(std::numeric_limits<float>::max());
+  const vfloat largest = simd::splat<kN>(std::numeric_limits<float>::max());
   std::memcpy(&second_bits, &s[0], sizeof(second_bits));
   std::memcpy(&max_bits, &largest, sizeof(max_bits));
   const vint kept_second_bits = (second_bits & kept_lanes) | (max_bits & ~kept_lanes);
   vfloat kept_seconds;
   std::memcpy(&kept_seconds, &kept_second_bits, sizeof(kept_seconds));
-  const vfloat t = simd::splat(horizontal_min(kept_seconds));
-  // Lanes at or above the threshold, kept groups in increasing order, 16 bits per vector; the
-  // expert of bit p is chunk_first[p / 16] + p % 16.
+  const vfloat t = simd::splat<kN>(horizontal_min<kN>(kept_seconds));
+  // Lanes at or above the threshold, kept groups in increasing order, kN bits per vector; the
+  // expert of bit p is chunk_first[p / kN] + p % kN.
   constexpr int32_t kWords = kFastMaxExperts / 64;
+  constexpr int32_t kVectorsPerWord = 64 / kN;
+  constexpr uint64_t kVectorBits = (uint64_t{1} << kN) - 1;
   uint64_t words[kWords] = {};
-  int32_t chunk_first[kFastMaxExperts / kLanes];
+  int32_t chunk_first[kFastMaxExperts / kN];
   int32_t chunks = 0;
   for (uint32_t groups_left = kept; groups_left != 0; groups_left &= groups_left - 1) {
     const int32_t base = __builtin_ctz(groups_left) * group_size;
     for (int32_t j = 0; j < vectors_per_group; ++j, ++chunks) {
-      chunk_first[chunks] = base + j * kLanes;
-      const uint64_t bits = ~lane_bits(simd::load(scores + base + j * kLanes) - t) & 0xffffu;
-      words[chunks / 4] |= bits << (16 * (chunks % 4));
+      chunk_first[chunks] = base + j * kN;
+      const uint64_t bits = ~lane_bits<W>(simd::load<kN>(scores + base + j * kN) - t) & kVectorBits;
+      words[chunks / kVectorsPerWord] |= bits << (kN * (chunks % kVectorsPerWord));
     }
   }
-  float candidate_values[kFastMaxExperts + kLanes];
-  int32_t candidate_ids[kFastMaxExperts + kLanes];
+  float candidate_values[kFastMaxExperts + kChunk];
+  int32_t candidate_ids[kFastMaxExperts + kChunk];
   int32_t candidates = 0;
-  for (int32_t w = 0; w < (chunks + 3) / 4; ++w) {
+  for (int32_t w = 0; w < (chunks + kVectorsPerWord - 1) / kVectorsPerWord; ++w) {
     for (uint64_t bits = words[w]; bits != 0; bits &= bits - 1) {
       const int32_t p = 64 * w + __builtin_ctzll(bits);
-      const int32_t id = chunk_first[p / kLanes] + p % kLanes;
+      const int32_t id = chunk_first[p / kN] + p % kN;
       candidate_values[candidates] = scores[id];
       candidate_ids[candidates] = id;
       ++candidates;
@@ -326,7 +388,7 @@ MOESIM_INLINE void group_limited_fast(const float* scores, int32_t n, int32_t gr
     group_limited_out_of_line(scores, n, groups, topk_group, k, ids);
     return;
   }
-  if (candidates > kLanes) {
+  if (candidates > kChunk) {
     float best[kMaxTopK];
     int32_t filled = 0;
     for (int32_t c = 0; c < candidates; ++c) {
@@ -334,36 +396,53 @@ MOESIM_INLINE void group_limited_fast(const float* scores, int32_t n, int32_t gr
     }
     return;
   }
-  // Rank among at most 16 candidates. Padding lanes (-inf, after the real ones) never beat a
-  // real candidate, and rank at or past `candidates` >= k themselves.
-  for (int32_t c = candidates; c < kLanes; ++c) candidate_values[c] = kLowest;
-  const vfloat values = simd::load(candidate_values);
-  vint candidate_rank{};
-  for (int32_t c = 0; c < candidates; ++c) {
-    candidate_rank -= beats(simd::splat(candidate_values[c]), values, c, lane);
+  // Rank among at most kChunk candidates, kN at a time. Padding lanes (-inf, after the real ones)
+  // never beat a real candidate, and rank at or past `candidates` >= k themselves.
+  for (int32_t c = candidates; c < kChunk; ++c) candidate_values[c] = kLowest;
+  constexpr int kParts = kChunk / kN;
+  int32_t ranks[kChunk];
+  const int parts = (candidates + kN - 1) / kN;
+#pragma GCC unroll 4
+  for (int h = 0; h < kParts; ++h) {
+    if (h >= parts) break;
+    const vfloat values = simd::load<kN>(candidate_values + h * kN);
+    const vint lanes = lane + h * kN;
+    vint candidate_rank{};
+    for (int32_t c = 0; c < candidates; ++c) {
+      candidate_rank -= beats<kN>(simd::splat<kN>(candidate_values[c]), values, c, lanes);
+    }
+    std::memcpy(ranks + h * kN, &candidate_rank, sizeof(candidate_rank));
   }
-  int32_t ranks[kLanes];
-  std::memcpy(ranks, &candidate_rank, sizeof(ranks));
   int32_t placed[kMaxTopK + 1];
-  for (int32_t c = 0; c < kLanes; ++c) {
+  for (int32_t c = 0; c < parts * kN; ++c) {
     placed[std::min(c < candidates ? ranks[c] : k, k)] = candidate_ids[c];
   }
   std::copy_n(placed, k, ids);
 }
 
 // group_limited_fast for the shape's padded group count.
+template <class W>
 MOESIM_INLINE void group_limited_select(const float* scores, int32_t n, int32_t groups,
                                         int32_t topk_group, int32_t k, int32_t* ids) {
-  if (groups > 8) {
-    group_limited_fast<16>(scores, n, groups, topk_group, k, ids);
-  } else if (groups > 4) {
-    group_limited_fast<8>(scores, n, groups, topk_group, k, ids);
-  } else if (groups > 2) {
-    group_limited_fast<4>(scores, n, groups, topk_group, k, ids);
+  constexpr int kN = W::kLanes;
+  if constexpr (kN >= 16) {
+    if (groups > 8) {
+      group_limited_fast<W, 16>(scores, n, groups, topk_group, k, ids);
+      return;
+    }
+  }
+  if constexpr (kN >= 8) {
+    if (groups > 4) {
+      group_limited_fast<W, 8>(scores, n, groups, topk_group, k, ids);
+      return;
+    }
+  }
+  if (groups > 2) {
+    group_limited_fast<W, 4>(scores, n, groups, topk_group, k, ids);
   } else if (groups > 1) {
-    group_limited_fast<2>(scores, n, groups, topk_group, k, ids);
+    group_limited_fast<W, 2>(scores, n, groups, topk_group, k, ids);
   } else {
-    group_limited_fast<1>(scores, n, groups, topk_group, k, ids);
+    group_limited_fast<W, 1>(scores, n, groups, topk_group, k, ids);
   }
 }
 
@@ -373,11 +452,12 @@ struct GroupLimitedArgs {
   int32_t* ids;
 };
 
+template <class W>
 MOESIM_INLINE void group_limited_row_body(const GroupLimitedArgs& a) {
-  if (group_limited_fast_applies(a.n, a.groups, a.topk_group, a.k)) {
-    group_limited_select(a.scores, a.n, a.groups, a.topk_group, a.k, a.ids);
+  if (group_limited_fast_applies<W::kLanes>(a.n, a.groups, a.topk_group, a.k)) {
+    group_limited_select<W>(a.scores, a.n, a.groups, a.topk_group, a.k, a.ids);
   } else {
-    group_limited_impl(a.scores, a.n, a.groups, a.topk_group, a.k, a.ids);
+    group_limited_impl<W::kLanes>(a.scores, a.n, a.groups, a.topk_group, a.k, a.ids);
   }
 }
 
@@ -406,7 +486,9 @@ struct ScoreAndSelectArgs {
 
 // The per-token loop for top-k routing: scores, selection and weights, written at each row's
 // token. Compiled for several instruction sets (MOESIM_DISPATCH).
+template <class W>
 MOESIM_INLINE void score_and_select_body(const ScoreAndSelectArgs& args) {
+  constexpr int kN = W::kLanes;
   const RouterSpec& spec = args.spec;
   const LogitRows& logits = args.logits;
   const std::span<const float> noise = args.noise;
@@ -418,7 +500,7 @@ MOESIM_INLINE void score_and_select_body(const ScoreAndSelectArgs& args) {
   const int32_t k = spec.top_k;
   const bool expert_choice = spec.selection == RouterSelection::kExpertChoice;
   const bool fast_groups = spec.selection == RouterSelection::kGroupLimitedTopK &&
-                           group_limited_fast_applies(E, spec.groups, spec.topk_group, k);
+                           group_limited_fast_applies<kN>(E, spec.groups, spec.topk_group, k);
   float* row = scratch.row.data();
   float* choice = scratch.choice.data();
   float* probs = nullptr;
@@ -435,22 +517,22 @@ MOESIM_INLINE void score_and_select_body(const ScoreAndSelectArgs& args) {
     probs = expert_choice ? outputs.all_scores + static_cast<ptrdiff_t>(t) * E : choice;
     float lse = 0.0f;
     if (spec.scoring == RouterScoring::kSoftmax) {
-      lse = simd::softmax(l, probs, E);
-      if (outputs.probability_sum) simd::accumulate(probs, 1.0f, outputs.probability_sum, E);
+      lse = simd::softmax<kN>(l, probs, E);
+      if (outputs.probability_sum) simd::accumulate<kN>(probs, 1.0f, outputs.probability_sum, E);
     } else if (!expert_choice && !bias.empty()) {
       // With noisy gating l is `row`, which the biased scores overwrite: logsumexp first.
-      if (outputs.probability_sum) lse = simd::logsumexp(l, E);
-      simd::sigmoid_and_add(l, bias.data(), probs, row, E);
+      if (outputs.probability_sum) lse = simd::logsumexp<kN>(l, E);
+      simd::sigmoid_and_add<kN>(l, bias.data(), probs, row, E);
       if (outputs.probability_sum) {
-        const float total = simd::sum(probs, E);
-        simd::accumulate(probs, total > 0.0f ? 1.0f / total : 0.0f, outputs.probability_sum, E);
+        const float total = simd::sum<kN>(probs, E);
+        simd::accumulate<kN>(probs, total > 0.0f ? 1.0f / total : 0.0f, outputs.probability_sum, E);
       }
     } else {
-      simd::sigmoid(l, probs, E);
+      simd::sigmoid<kN>(l, probs, E);
       if (outputs.probability_sum) {
-        lse = simd::logsumexp(l, E);
-        const float total = simd::sum(probs, E);
-        simd::accumulate(probs, total > 0.0f ? 1.0f / total : 0.0f, outputs.probability_sum, E);
+        lse = simd::logsumexp<kN>(l, E);
+        const float total = simd::sum<kN>(probs, E);
+        simd::accumulate<kN>(probs, total > 0.0f ? 1.0f / total : 0.0f, outputs.probability_sum, E);
       }
     }
     if (outputs.lse_square_sum) lse_square_sum += static_cast<double>(lse) * lse;
@@ -460,14 +542,14 @@ MOESIM_INLINE void score_and_select_body(const ScoreAndSelectArgs& args) {
     const float* selection_scores = probs;
     if (!bias.empty()) {
       // Sigmoid scores came with their biased copy in `row`.
-      if (spec.scoring == RouterScoring::kSoftmax) simd::add(probs, bias.data(), row, E);
+      if (spec.scoring == RouterScoring::kSoftmax) simd::add<kN>(probs, bias.data(), row, E);
       selection_scores = row;
     }
     int32_t* ids = out.expert_ids.data() + static_cast<ptrdiff_t>(t) * k;
     if (fast_groups) {
-      group_limited_select(selection_scores, E, spec.groups, spec.topk_group, k, ids);
+      group_limited_select<W>(selection_scores, E, spec.groups, spec.topk_group, k, ids);
     } else if (spec.selection == RouterSelection::kGroupLimitedTopK) {
-      group_limited_impl(selection_scores, E, spec.groups, spec.topk_group, k, ids);
+      group_limited_impl<kN>(selection_scores, E, spec.groups, spec.topk_group, k, ids);
     } else {
       top_k_impl(selection_scores, E, k, ids);
     }
@@ -547,9 +629,9 @@ void score_row(RouterScoring scoring, std::span<const float> logits, std::span<f
   if (scores.size() != logits.size()) throw std::invalid_argument("score_row: size mismatch");
   const auto n = static_cast<int32_t>(logits.size());
   if (scoring == RouterScoring::kSoftmax) {
-    simd::softmax(logits.data(), scores.data(), n);
+    simd::softmax<4>(logits.data(), scores.data(), n);
   } else {
-    simd::sigmoid(logits.data(), scores.data(), n);
+    simd::sigmoid<4>(logits.data(), scores.data(), n);
   }
 }
 
@@ -562,7 +644,7 @@ void top_k_row(std::span<const float> scores, std::span<int32_t> ids) {
 }
 
 void group_limited_top_k_row(std::span<const float> scores, int32_t groups, int32_t topk_group,
-                             std::span<int32_t> ids) {
+                             std::span<int32_t> ids, KernelWidth width) {
   const auto n = static_cast<int32_t>(scores.size());
   const auto k = static_cast<int32_t>(ids.size());
   if (groups < 1 || groups > kMaxGroups || n % groups != 0 || topk_group < 1 ||
@@ -571,7 +653,7 @@ void group_limited_top_k_row(std::span<const float> scores, int32_t groups, int3
         "group_limited_top_k_row: need groups dividing the experts, 1 <= topk_group <= groups "
         "and 1 <= k <= topk_group * group size");
   }
-  group_limited_row(GroupLimitedArgs{scores.data(), n, groups, topk_group, k, ids.data()});
+  group_limited_row(GroupLimitedArgs{scores.data(), n, groups, topk_group, k, ids.data()}, width);
 }
 
 void apply_capacity(int32_t capacity, DropPolicy policy, std::span<const float> pair_scores,
@@ -635,7 +717,8 @@ void apply_capacity(int32_t capacity, DropPolicy policy, std::span<const float> 
 
 void route_from_logits(const RouterSpec& spec, const LogitRows& logits,
                        std::span<const float> noise, std::span<const float> bias,
-                       GatingScratch& scratch, RoutingDecision& out, RouterStats* stats) {
+                       GatingScratch& scratch, RoutingDecision& out, RouterStats* stats,
+                       KernelWidth width) {
   const int32_t E = spec.experts;
   const int32_t T = logits.rows;
   const int32_t k = spec.top_k;
@@ -662,7 +745,8 @@ void route_from_logits(const RouterSpec& spec, const LogitRows& logits,
                                       BatchOutputs{by_score ? scratch.pair_scores.data() : nullptr,
                                                    expert_choice ? scratch.scores.data() : nullptr,
                                                    stats ? scratch.probability_sum.data() : nullptr,
-                                                   stats ? &lse_square_sum : nullptr}});
+                                                   stats ? &lse_square_sum : nullptr}},
+                   width);
   if (expert_choice) {
     route_expert_choice(spec, T, scratch, out);
   } else {

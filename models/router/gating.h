@@ -11,6 +11,11 @@
 
 namespace moesim {
 
+// The vector width the gating kernels run at. kNative: the widest the CPU has (AVX-512F 16 lanes,
+// AVX2 8, else 4); the others run compiled for the baseline instruction set, slowly, so that
+// tests can check on any machine that every width gives the same result.
+enum class KernelWidth { kNative, kLanes4, kLanes8, kLanes16 };
+
 // Load figures of one routing decision.
 struct RouterStats {
   std::vector<int32_t> tokens_per_expert;  // kept pairs per expert
@@ -63,7 +68,7 @@ void top_k_row(std::span<const float> scores, std::span<int32_t> ids);
 // groups with the highest sum of their two best scores are kept, then top-k within them (best
 // first, ties to the lower index).
 void group_limited_top_k_row(std::span<const float> scores, int32_t groups, int32_t topk_group,
-                             std::span<int32_t> ids);
+                             std::span<int32_t> ids, KernelWidth width = KernelWidth::kNative);
 
 // Marks pairs over each expert's capacity as dropped and fills tokens_per_expert and
 // dropped_pairs. pair_scores parallels out.expert_ids (used by DropPolicy::kByLowestScore).
@@ -75,6 +80,7 @@ void apply_capacity(int32_t capacity, DropPolicy policy, std::span<const float> 
 // gating (else empty); bias: the per-expert selection bias (or empty). stats may be null.
 void route_from_logits(const RouterSpec& spec, const LogitRows& logits,
                        std::span<const float> noise, std::span<const float> bias,
-                       GatingScratch& scratch, RoutingDecision& out, RouterStats* stats);
+                       GatingScratch& scratch, RoutingDecision& out, RouterStats* stats,
+                       KernelWidth width = KernelWidth::kNative);
 
 }  // namespace moesim

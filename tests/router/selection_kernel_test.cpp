@@ -1,5 +1,6 @@
 // The vectorised selection kernels against plain scalar references on random scores, with ties:
-// group-limited top-k over whole-vector groups (DeepSeek-V3's 8 x 32 and other shapes).
+// group-limited top-k over whole-vector groups (DeepSeek-V3's 8 x 32 and other shapes); and
+// whole routing at every kernel width against each other.
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
@@ -70,10 +71,19 @@ TEST_CASE("group-limited top-k on whole-vector groups equals the scalar referenc
               0.01f * static_cast<float>(rng.below(5)) - 0.02f;
         }
       }
-      group_limited_top_k_row(s, shape.groups, shape.topk_group, ids);
-      INFO("experts " << shape.experts << " groups " << shape.groups << " topk_group "
-                      << shape.topk_group << " k " << shape.k << " trial " << trial);
-      REQUIRE(ids == reference_group_limited(s, shape.groups, shape.topk_group, shape.k));
+      const std::vector<int32_t> expected =
+          reference_group_limited(s, shape.groups, shape.topk_group, shape.k);
+      // The CPU's own width, then each width the kernels are written for (4 lanes: only 4
+      // groups per vector; 8: the AVX2 layout; 16: the AVX-512 layout), so that every layout is
+      // checked on any machine.
+      for (const KernelWidth width : {KernelWidth::kNative, KernelWidth::kLanes4,
+                                      KernelWidth::kLanes8, KernelWidth::kLanes16}) {
+        group_limited_top_k_row(s, shape.groups, shape.topk_group, ids, width);
+        INFO("experts " << shape.experts << " groups " << shape.groups << " topk_group "
+                        << shape.topk_group << " k " << shape.k << " trial " << trial << " width "
+                        << static_cast<int>(width));
+        REQUIRE(ids == expected);
+      }
     }
   }
 }
@@ -83,8 +93,89 @@ TEST_CASE("group-limited top-k with every score equal picks the first experts of
   // All 256 scores equal: groups 0-3 are kept and experts 0-7 come first, in order.
   const std::vector<float> s(256, 0.5f);
   std::vector<int32_t> ids(8);
-  group_limited_top_k_row(s, 8, 4, ids);
-  CHECK(ids == std::vector<int32_t>{0, 1, 2, 3, 4, 5, 6, 7});
+  for (const KernelWidth width :
+       {KernelWidth::kNative, KernelWidth::kLanes4, KernelWidth::kLanes8, KernelWidth::kLanes16}) {
+    group_limited_top_k_row(s, 8, 4, ids, width);
+    CHECK(ids == std::vector<int32_t>{0, 1, 2, 3, 4, 5, 6, 7});
+  }
+}
+
+TEST_CASE("routing gives the same bits at every kernel width", "[router]") {
+  // Scores, sums (softmax totals, statistics), selection and weights at 4, 8 and 16 lanes: the
+  // kernels reduce in 16-float chunks whatever the width, so the results must agree to the bit.
+  // Shapes: DeepSeek-V3 (sigmoid, bias, 8 x 32 groups, k 8), Qwen3-style softmax top-8 of 128,
+  // Mixtral (8 experts: no whole chunk), 40 experts (a chunk tail), noisy top-2 of 64, capacity
+  // dropping by score.
+  struct Case {
+    int32_t experts, k, groups, topk_group;
+    RouterScoring scoring;
+    bool bias, noisy;
+    double capacity_factor;
+  };
+  const Case cases[] = {{256, 8, 8, 4, RouterScoring::kSigmoid, true, false, 0.0},
+                        {128, 8, 1, 1, RouterScoring::kSoftmax, false, false, 0.0},
+                        {8, 2, 1, 1, RouterScoring::kSoftmax, false, false, 0.0},
+                        {40, 4, 1, 1, RouterScoring::kSigmoid, false, false, 0.0},
+                        {64, 2, 1, 1, RouterScoring::kSoftmax, false, true, 0.0},
+                        {64, 6, 4, 2, RouterScoring::kSoftmax, true, false, 1.0}};
+  RandomStream rng(23, "kernel width test");
+  for (const Case& c : cases) {
+    RouterSpec spec;
+    spec.experts = c.experts;
+    spec.top_k = c.k;
+    spec.tokens.hidden = 1;
+    spec.scoring = c.scoring;
+    spec.groups = c.groups;
+    spec.topk_group = c.topk_group;
+    spec.selection = c.groups > 1 ? RouterSelection::kGroupLimitedTopK : RouterSelection::kTopK;
+    spec.noisy = c.noisy;
+    spec.capacity_factor = c.capacity_factor;
+    spec.drop_policy = DropPolicy::kByLowestScore;
+    spec.routed_scaling = 2.5;
+    const int32_t T = 300;
+    const int32_t stride = c.noisy ? 2 * c.experts : c.experts;
+    std::vector<float> logits(static_cast<size_t>(T) * stride);
+    for (float& v : logits) v = static_cast<float>(3.0 * (rng.uniform01() - 0.5));
+    std::vector<float> noise;
+    if (c.noisy) {
+      noise.resize(static_cast<size_t>(T) * c.experts);
+      for (float& v : noise) v = static_cast<float>(rng.uniform01() - 0.5);
+    }
+    std::vector<float> bias;
+    if (c.bias) {
+      for (int32_t e = 0; e < c.experts; ++e) {
+        bias.push_back(static_cast<float>(0.1 * (rng.uniform01() - 0.5)));
+      }
+    }
+    const auto route_at = [&](KernelWidth width, RoutingDecision& d, RouterStats& stats) {
+      GatingScratch scratch;
+      route_from_logits(spec, LogitRows{logits.data(), T, stride, {}}, noise, bias, scratch, d,
+                        &stats, width);
+    };
+    RoutingDecision four;
+    RouterStats four_stats;
+    route_at(KernelWidth::kLanes4, four, four_stats);
+    INFO("experts " << c.experts << " k " << c.k << " groups " << c.groups);
+    // Not a vacuous comparison: the weights are the scores of the chosen experts, scaled.
+    REQUIRE(four.weights.size() == static_cast<size_t>(T) * c.k);
+    CHECK(four_stats.z_loss > 0.0);
+    std::vector<KernelWidth> widths = {KernelWidth::kLanes8, KernelWidth::kLanes16};
+    // The native AVX-512 code may fuse a * b + c (last-bit differences); AVX2 and the baseline
+    // do not, so there the native code must agree too.
+    if (!__builtin_cpu_supports("avx512f")) widths.push_back(KernelWidth::kNative);
+    for (const KernelWidth width : widths) {
+      RoutingDecision d;
+      RouterStats stats;
+      route_at(width, d, stats);
+      INFO("width " << static_cast<int>(width));
+      CHECK(d.expert_ids == four.expert_ids);
+      CHECK(d.weights == four.weights);
+      CHECK(d.dropped == four.dropped);
+      CHECK(d.tokens_per_expert == four.tokens_per_expert);
+      CHECK(stats.aux_loss == four_stats.aux_loss);
+      CHECK(stats.z_loss == four_stats.z_loss);
+    }
+  }
 }
 
 }  // namespace moesim
