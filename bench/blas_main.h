@@ -10,6 +10,8 @@ namespace moesim {
 
 inline int run_benchmarks_on_fitting_blas(int argc, char** argv) {
   reexec_with_fitter_blas_core(argv);
+  // As moesim does, so that the benchmarks simulate what `moesim run` does.
+  run_gemms_on_calling_thread();
   benchmark::AddCustomContext("blas_core", blas_core_name());
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;

@@ -1,6 +1,5 @@
 // Entry point of the `moesim` command: dispatches to a sub-command and turns exceptions into
 // a one-line error and a non-zero exit.
-#include <cblas.h>
 
 #include <cstring>
 #include <exception>
@@ -50,8 +49,8 @@ int main(int argc, char** argv) {
   }
   const std::string_view name = argv[1];
   // moesim runs routing tasks on its own threads; BLAS threads on top of them would only
-  // contend for the same cores (and spin), so each gate GEMM runs on its caller's thread.
-  openblas_set_num_threads(1);
+  // contend for the same cores (and spin), and would change results with the core count.
+  moesim::run_gemms_on_calling_thread();
   for (const Command& c : kCommands) {
     if (c.name == name) {
       try {

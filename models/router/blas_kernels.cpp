@@ -7,6 +7,7 @@
 #include <cstdlib>
 
 extern "C" char* openblas_get_corename(void);
+extern "C" void openblas_set_num_threads(int threads);
 
 namespace moesim {
 
@@ -48,6 +49,10 @@ void reexec_with_fitter_blas_core(char** argv) {
   ::execv("/proc/self/exe", argv);
   // Not re-executed (no /proc, say): carry on with the kernels OpenBLAS chose.
   ::unsetenv("OPENBLAS_CORETYPE");
+}
+
+void run_gemms_on_calling_thread() {
+  openblas_set_num_threads(1);
 }
 
 }  // namespace moesim

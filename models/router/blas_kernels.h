@@ -32,4 +32,11 @@ std::optional<std::string> fitter_blas_core(std::string_view chosen_core, CpuVec
 // Emerald Rapids CPU gets "Prescott" (SSE3) kernels, four times slower on DeepSeek-V3's gate.
 void reexec_with_fitter_blas_core(char** argv);
 
+// For a program's main(), before any routing: every gate GEMM runs on its caller's thread.
+// Results depend on it: OpenBLAS's threaded sgemm splits a product differently and rounds some
+// logits differently, which moves near-tied routing decisions (the 5-layer cut of the 256-GPU
+// step: 381,892 rate recomputations with a 2-thread OpenBLAS, 381,884 with one). moesim's
+// results are those of one BLAS thread per routing thread, whatever the core count.
+void run_gemms_on_calling_thread();
+
 }  // namespace moesim
