@@ -63,6 +63,9 @@
     }                                                        \
   }
 #define MOESIM_INLINE inline __attribute__((always_inline))
+// A lambda inlined like MOESIM_INLINE functions, so that it too is compiled for the caller's
+// instruction set.
+#define MOESIM_INLINE_LAMBDA __attribute__((always_inline))
 
 // Every function here is always inlined, so the vector ABI of the baseline target never shows.
 #pragma GCC diagnostic push
@@ -178,58 +181,62 @@ MOESIM_INLINE float horizontal_sum(const Chunk<kN>& v) {
   return (s8[0] + s8[2]) + (s8[1] + s8[3]);
 }
 
+// Calls part(at, h) for part h (kN floats from at) of every whole kChunk-float chunk of [0, n),
+// in order; returns where the scalar tail starts.
+template <int kN, class Part>
+MOESIM_INLINE int32_t for_each_part(int32_t n, Part&& part) {
+  int32_t i = 0;
+  for (; i + kChunk <= n; i += kChunk) {
+#pragma GCC unroll 4
+    for (int h = 0; h < Chunk<kN>::kParts; ++h) part(i + h * kN, h);
+  }
+  return i;
+}
+
 template <int kN>
 MOESIM_INLINE float max(const float* x, int32_t n) {
-  int32_t i = 0;
-  float m = -std::numeric_limits<float>::infinity();
-  if (n >= kChunk) {
-    Chunk<kN> vm;
-#pragma GCC unroll 4
-    for (int h = 0; h < Chunk<kN>::kParts; ++h) vm.parts[h] = load<kN>(x + h * kN);
-    for (i = kChunk; i + kChunk <= n; i += kChunk) {
-#pragma GCC unroll 4
-      for (int h = 0; h < Chunk<kN>::kParts; ++h) {
-        const vfloat<kN> v = load<kN>(x + i + h * kN);
-        vm.parts[h] = v > vm.parts[h] ? v : vm.parts[h];
-      }
-    }
-    m = horizontal_max(vm);
+  if (n < kChunk) {
+    float m = -std::numeric_limits<float>::infinity();
+    for (int32_t i = 0; i < n; ++i) m = x[i] > m ? x[i] : m;
+    return m;
   }
-  for (; i < n; ++i) m = x[i] > m ? x[i] : m;
+  Chunk<kN> vm;
+#pragma GCC unroll 4
+  for (int h = 0; h < Chunk<kN>::kParts; ++h) vm.parts[h] = load<kN>(x + h * kN);
+  const int32_t tail = for_each_part<kN>(n, [&](int32_t at, int h) MOESIM_INLINE_LAMBDA {
+    const vfloat<kN> v = load<kN>(x + at);
+    vm.parts[h] = v > vm.parts[h] ? v : vm.parts[h];
+  });
+  float m = horizontal_max(vm);
+  for (int32_t i = tail; i < n; ++i) m = x[i] > m ? x[i] : m;
   return m;
 }
 
 template <int kN>
 MOESIM_INLINE float sum(const float* x, int32_t n) {
-  int32_t i = 0;
   Chunk<kN> acc{};
-  for (; i + kChunk <= n; i += kChunk) {
-#pragma GCC unroll 4
-    for (int h = 0; h < Chunk<kN>::kParts; ++h) acc.parts[h] += load<kN>(x + i + h * kN);
-  }
+  const int32_t tail = for_each_part<kN>(
+      n, [&](int32_t at, int h) MOESIM_INLINE_LAMBDA { acc.parts[h] += load<kN>(x + at); });
   float s = horizontal_sum(acc);
-  for (; i < n; ++i) s += x[i];
+  for (int32_t i = tail; i < n; ++i) s += x[i];
   return s;
 }
 
-// out[i] = e^(x[i] - shift); returns the sum.
-template <int kN>
-MOESIM_INLINE float exp_shifted(const float* x, float shift, float* out, int32_t n) {
-  int32_t i = 0;
+// The sum of e^(x[i] - shift), also written to out[i] with kStore.
+template <int kN, bool kStore>
+MOESIM_INLINE float exp_sum(const float* x, float shift, float* out, int32_t n) {
   Chunk<kN> acc{};
-  for (; i + kChunk <= n; i += kChunk) {
-#pragma GCC unroll 4
-    for (int h = 0; h < Chunk<kN>::kParts; ++h) {
-      vfloat<kN> e;
-      exp_vector<kN>(load<kN>(x + i + h * kN) - shift, e);
-      store<kN>(out + i + h * kN, e);
-      acc.parts[h] += e;
-    }
-  }
+  const int32_t tail = for_each_part<kN>(n, [&](int32_t at, int h) MOESIM_INLINE_LAMBDA {
+    vfloat<kN> e;
+    exp_vector<kN>(load<kN>(x + at) - shift, e);
+    if constexpr (kStore) store<kN>(out + at, e);
+    acc.parts[h] += e;
+  });
   float s = horizontal_sum(acc);
-  for (; i < n; ++i) {
-    out[i] = exp_scalar(x[i] - shift);
-    s += out[i];
+  for (int32_t i = tail; i < n; ++i) {
+    const float e = exp_scalar(x[i] - shift);
+    if constexpr (kStore) out[i] = e;
+    s += e;
   }
   return s;
 }
@@ -238,67 +245,41 @@ MOESIM_INLINE float exp_shifted(const float* x, float shift, float* out, int32_t
 template <int kN>
 MOESIM_INLINE float softmax(const float* x, float* p, int32_t n) {
   const float m = max<kN>(x, n);
-  const float total = exp_shifted<kN>(x, m, p, n);
+  const float total = exp_sum<kN, true>(x, m, p, n);
   const float inv = 1.0f / total;
-  int32_t i = 0;
-  for (; i + kChunk <= n; i += kChunk) {
-#pragma GCC unroll 4
-    for (int h = 0; h < Chunk<kN>::kParts; ++h) {
-      store<kN>(p + i + h * kN, load<kN>(p + i + h * kN) * inv);
-    }
-  }
-  for (; i < n; ++i) p[i] *= inv;
+  const int32_t tail = for_each_part<kN>(
+      n, [&](int32_t at, int) MOESIM_INLINE_LAMBDA { store<kN>(p + at, load<kN>(p + at) * inv); });
+  for (int32_t i = tail; i < n; ++i) p[i] *= inv;
   return m + std::log(total);
 }
 
 template <int kN>
 MOESIM_INLINE float logsumexp(const float* x, int32_t n) {
   const float m = max<kN>(x, n);
-  int32_t i = 0;
-  Chunk<kN> acc{};
-  for (; i + kChunk <= n; i += kChunk) {
-#pragma GCC unroll 4
-    for (int h = 0; h < Chunk<kN>::kParts; ++h) {
-      vfloat<kN> e;
-      exp_vector<kN>(load<kN>(x + i + h * kN) - m, e);
-      acc.parts[h] += e;
-    }
-  }
-  float s = horizontal_sum(acc);
-  for (; i < n; ++i) s += exp_scalar(x[i] - m);
-  return m + std::log(s);
+  return m + std::log(exp_sum<kN, false>(x, m, nullptr, n));
 }
 
 template <int kN>
 MOESIM_INLINE void sigmoid(const float* x, float* p, int32_t n) {
-  int32_t i = 0;
-  for (; i + kChunk <= n; i += kChunk) {
-#pragma GCC unroll 4
-    for (int h = 0; h < Chunk<kN>::kParts; ++h) {
-      vfloat<kN> e;
-      exp_vector<kN>(-load<kN>(x + i + h * kN), e);
-      store<kN>(p + i + h * kN, 1.0f / (e + 1.0f));
-    }
-  }
-  for (; i < n; ++i) p[i] = 1.0f / (exp_scalar(-x[i]) + 1.0f);
+  const int32_t tail = for_each_part<kN>(n, [&](int32_t at, int) MOESIM_INLINE_LAMBDA {
+    vfloat<kN> e;
+    exp_vector<kN>(-load<kN>(x + at), e);
+    store<kN>(p + at, 1.0f / (e + 1.0f));
+  });
+  for (int32_t i = tail; i < n; ++i) p[i] = 1.0f / (exp_scalar(-x[i]) + 1.0f);
 }
 
 // p = sigmoid(x) and q = p + b in one pass: the same values as sigmoid() then add().
 template <int kN>
 MOESIM_INLINE void sigmoid_and_add(const float* x, const float* b, float* p, float* q, int32_t n) {
-  int32_t i = 0;
-  for (; i + kChunk <= n; i += kChunk) {
-#pragma GCC unroll 4
-    for (int h = 0; h < Chunk<kN>::kParts; ++h) {
-      const int32_t at = i + h * kN;
-      vfloat<kN> e;
-      exp_vector<kN>(-load<kN>(x + at), e);
-      const vfloat<kN> s = 1.0f / (e + 1.0f);
-      store<kN>(p + at, s);
-      store<kN>(q + at, s + load<kN>(b + at));
-    }
-  }
-  for (; i < n; ++i) {
+  const int32_t tail = for_each_part<kN>(n, [&](int32_t at, int) MOESIM_INLINE_LAMBDA {
+    vfloat<kN> e;
+    exp_vector<kN>(-load<kN>(x + at), e);
+    const vfloat<kN> s = 1.0f / (e + 1.0f);
+    store<kN>(p + at, s);
+    store<kN>(q + at, s + load<kN>(b + at));
+  });
+  for (int32_t i = tail; i < n; ++i) {
     p[i] = 1.0f / (exp_scalar(-x[i]) + 1.0f);
     q[i] = p[i] + b[i];
   }
@@ -307,28 +288,18 @@ MOESIM_INLINE void sigmoid_and_add(const float* x, const float* b, float* p, flo
 // acc[i] += x[i] * scale
 template <int kN>
 MOESIM_INLINE void accumulate(const float* x, float scale, float* acc, int32_t n) {
-  int32_t i = 0;
-  for (; i + kChunk <= n; i += kChunk) {
-#pragma GCC unroll 4
-    for (int h = 0; h < Chunk<kN>::kParts; ++h) {
-      const int32_t at = i + h * kN;
-      store<kN>(acc + at, load<kN>(acc + at) + load<kN>(x + at) * scale);
-    }
-  }
-  for (; i < n; ++i) acc[i] += x[i] * scale;
+  const int32_t tail = for_each_part<kN>(n, [&](int32_t at, int) MOESIM_INLINE_LAMBDA {
+    store<kN>(acc + at, load<kN>(acc + at) + load<kN>(x + at) * scale);
+  });
+  for (int32_t i = tail; i < n; ++i) acc[i] += x[i] * scale;
 }
 
 template <int kN>
 MOESIM_INLINE void add(const float* a, const float* b, float* out, int32_t n) {
-  int32_t i = 0;
-  for (; i + kChunk <= n; i += kChunk) {
-#pragma GCC unroll 4
-    for (int h = 0; h < Chunk<kN>::kParts; ++h) {
-      const int32_t at = i + h * kN;
-      store<kN>(out + at, load<kN>(a + at) + load<kN>(b + at));
-    }
-  }
-  for (; i < n; ++i) out[i] = a[i] + b[i];
+  const int32_t tail = for_each_part<kN>(n, [&](int32_t at, int) MOESIM_INLINE_LAMBDA {
+    store<kN>(out + at, load<kN>(a + at) + load<kN>(b + at));
+  });
+  for (int32_t i = tail; i < n; ++i) out[i] = a[i] + b[i];
 }
 
 }  // namespace moesim::simd
