@@ -493,12 +493,14 @@ void NetworkModel::deliver(uint32_t f) {
   free_flow_head_ = f;
 }
 
+void NetworkModel::throw_no_bandwidth(uint32_t f) const {
+  throw std::logic_error("network model: flow " + std::to_string(src_[f]) + " -> " +
+                         std::to_string(dst_[f]) + " was given no bandwidth");
+}
+
 void NetworkModel::schedule_drain(uint32_t f, Time now) {
   const double rate = flows_[f].rate;
-  if (!(rate > 0.0)) {
-    throw std::logic_error("network model: flow " + std::to_string(src_[f]) + " -> " +
-                           std::to_string(dst_[f]) + " was given no bandwidth");
-  }
+  if (!(rate > 0.0)) throw_no_bandwidth(f);
   double remaining = remaining_[f];
   if (has_pieces(f) && piece_state_[f].fired + 1 < piece_state_[f].pieces) {
     remaining -= static_cast<double>(bytes_after_piece(f, piece_state_[f].fired));
@@ -526,7 +528,8 @@ inline bool drains_before(int64_t a_ps, uint32_t a_flow, int64_t b_ps, uint32_t 
 }
 }  // namespace
 
-void NetworkModel::drain_heap_set(uint32_t flow, int64_t at_ps) {
+// Inlined into its one caller, schedule_drain, which runs at every rate change.
+[[gnu::always_inline]] inline void NetworkModel::drain_heap_set(uint32_t flow, int64_t at_ps) {
   uint32_t i = drain_pos_[flow];
   if (i == kNotInHeap) {
     i = static_cast<uint32_t>(drain_heap_.size());

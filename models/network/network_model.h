@@ -140,6 +140,9 @@ class NetworkModel final : public EventHandler {
   void deliver_piece(uint32_t flow);  // the next piece's arrival, to the observer
   void recompute();
   void schedule_drain(uint32_t flow, Time now);
+  // Out of line and cold: the string building would otherwise give schedule_drain, which runs
+  // at every rate change, a stack frame it does not need.
+  [[noreturn, gnu::cold, gnu::noinline]] void throw_no_bandwidth(uint32_t flow) const;
   void drain_due();
   void arm_drain_timer();
   bool take_due_batch(int64_t now_ps);
