@@ -67,7 +67,7 @@ BENCHMARK(BM_TrafficOneLayer256Ranks)->Unit(benchmark::kMillisecond);
 class RoutedOnce final : public RoutingSource {
  public:
   RoutedOnce(Router& router, int32_t moe_layers, int32_t ranks, int32_t tokens)
-      : router_(router), ranks_(ranks) {
+      : experts_(router.experts()), top_k_(router.top_k()), ranks_(ranks) {
     decisions_.resize(static_cast<size_t>(moe_layers) * ranks);
     for (int32_t layer = 0; layer < moe_layers; ++layer) {
       for (int32_t r = 0; r < ranks; ++r) {
@@ -76,8 +76,8 @@ class RoutedOnce final : public RoutingSource {
       }
     }
   }
-  int32_t experts() const override { return router_.experts(); }
-  int32_t top_k() const override { return router_.top_k(); }
+  int32_t experts() const override { return experts_; }
+  int32_t top_k() const override { return top_k_; }
   void route(const RoutingRequest& request, RoutingDecision& out) override {
     if (request.micro_batch != 0 || request.ranks != ranks_) {
       throw std::logic_error("RoutedOnce holds micro-batch 0 of " + std::to_string(ranks_) +
@@ -88,8 +88,7 @@ class RoutedOnce final : public RoutingSource {
   bool thread_safe() const override { return true; }
 
  private:
-  Router& router_;
-  int32_t ranks_;
+  int32_t experts_, top_k_, ranks_;
   std::vector<RoutingDecision> decisions_;
 };
 

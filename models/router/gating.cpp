@@ -100,6 +100,17 @@ MOESIM_INLINE void top_k_impl(const float* scores, int32_t n, int32_t k, int32_t
   for (int32_t i = 0; i < n; ++i) insert_best(scores[i], i, k, best, ids, filled);
 }
 
+// (first, second) of a and b per lane merged into the top two of the four: the larger best,
+// and the largest of the smaller best and both seconds.
+template <int kN>
+MOESIM_INLINE void merge_top_two(simd::vfloat<kN>& f, simd::vfloat<kN>& s,
+                                 const simd::vfloat<kN>& f2, const simd::vfloat<kN>& s2) {
+  const simd::vfloat<kN> smaller = f2 < f ? f2 : f;
+  const simd::vfloat<kN> seconds = s2 > s ? s2 : s;
+  f = f2 > f ? f2 : f;
+  s = smaller > seconds ? smaller : seconds;
+}
+
 // The two largest of s[0..n): per-lane top two over kN-wide vectors, then merged across lanes.
 template <int kN>
 MOESIM_INLINE void top_two(const float* s, int32_t n, float& first_out, float& second_out) {
@@ -116,15 +127,9 @@ MOESIM_INLINE void top_two(const float* s, int32_t n, float& first_out, float& s
       f = v > f ? v : f;
       sec = lower > sec ? lower : sec;
     }
-    // Butterfly merge: lane l meets lane l ^ d; the top two of two (best, second) pairs are the
-    // larger best and the largest of the smaller best and both seconds.
+    // Butterfly merge: lane l meets lane l ^ d.
     for (const simd::vint<kN>& swap : LaneTables<kN>::kButterfly) {
-      const V pf = __builtin_shuffle(f, swap);
-      const V ps = __builtin_shuffle(sec, swap);
-      const V smaller = pf < f ? pf : f;
-      const V seconds = ps > sec ? ps : sec;
-      f = pf > f ? pf : f;
-      sec = smaller > seconds ? smaller : seconds;
+      merge_top_two<kN>(f, sec, __builtin_shuffle(f, swap), __builtin_shuffle(sec, swap));
     }
     first = f[0];
     second = sec[0];
@@ -252,16 +257,6 @@ MOESIM_INLINE simd::vint<kN> beats(const simd::vfloat<kN>& other, const simd::vf
   not_less = ~(not_less >> 31);
   const simd::vint<kN> after_index = (index - lane) >> 31;
   return (after_index & not_less) | (~after_index & greater);
-}
-
-// (first, second) of a and b per lane merged into the top two of the four.
-template <int kN>
-MOESIM_INLINE void merge_top_two(simd::vfloat<kN>& f, simd::vfloat<kN>& s,
-                                 const simd::vfloat<kN>& f2, const simd::vfloat<kN>& s2) {
-  const simd::vfloat<kN> smaller = f2 < f ? f2 : f;
-  const simd::vfloat<kN> seconds = s2 > s ? s2 : s;
-  f = f2 > f ? f2 : f;
-  s = smaller > seconds ? smaller : seconds;
 }
 
 // One level: the pair (a, b) of vectors with groups in blocks of `width` lanes becomes one vector
