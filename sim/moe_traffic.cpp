@@ -109,17 +109,36 @@ void LayerTrafficBuilder::add(int32_t ep_rank, int32_t tp_rank, const RoutingDec
     token_base_ += d.tokens;
     return;
   }
-  for (int32_t t = 0; t < d.tokens; ++t, ++stamp_) {
+  // The loop's arrays and stamp held in locals: its counts are int64 stores, which may alias the
+  // builder's int64 members (stamp_, token_base_), and a push_back may reallocate; either makes
+  // the compiler reload members inside the loop.
+  const int32_t* const ids = d.expert_ids.data();
+  const uint8_t* const dropped = d.dropped.data();
+  const int32_t* const sole_rank = sole_rank_.data();
+  const int32_t* const node_of = node_of_.data();
+  const int32_t* const rail_of = rail_of_.data();
+  int64_t* const tokens_per_expert = traffic_.tokens_per_expert.data();
+  int64_t* const sole_tokens = sole_tokens_.data();
+  int64_t* const rank_stamp = rank_stamp_.data();
+  int64_t* const node_stamp = node_stamp_.data();
+  int64_t* const stage1 = stage1_.data();
+  int64_t* const stage2 = stage2_.data();
+  dest_ranks_.resize(static_cast<size_t>(ep_));  // a token reaches each EP rank at most once
+  int32_t* const dest_ranks = dest_ranks_.data();
+  const bool direct = algorithm_ == DispatchAlgorithm::kDirect;
+  const size_t gpus = static_cast<size_t>(gpus_);
+  int64_t routed = 0, stamp = stamp_;
+  for (int32_t t = 0; t < d.tokens; ++t, ++stamp) {
     const int64_t token_index = token_base_ + t;
-    dest_ranks_.clear();
+    int32_t dests = 0;
     const size_t row = static_cast<size_t>(t) * d.slots_per_token;
     for (int32_t j = 0; j < d.slots_per_token; ++j) {
-      const int32_t e = d.expert_ids[row + j];
+      const int32_t e = ids[row + j];
       if (e == kNoExpert) continue;
-      ++traffic_.routed_pairs;
-      if (d.dropped[row + j]) continue;
-      ++traffic_.tokens_per_expert[static_cast<size_t>(e)];
-      int32_t c = sole_rank_[e];
+      ++routed;
+      if (dropped[row + j]) continue;
+      ++tokens_per_expert[e];
+      int32_t c = sole_rank[e];
       if (c < 0) {
         // A replicated expert: which copy serves the token depends on the token. The
         // tokens of experts with one copy are added to their GPUs in finish().
@@ -129,37 +148,39 @@ void LayerTrafficBuilder::add(int32_t ep_rank, int32_t tp_rank, const RoutingDec
           ++traffic_.tokens_per_local_expert[gpu_of(a, c)][static_cast<size_t>(local)];
         }
       } else {
-        ++sole_tokens_[static_cast<size_t>(e)];
+        ++sole_tokens[e];
       }
-      if (rank_stamp_[static_cast<size_t>(c)] != stamp_) {
-        rank_stamp_[static_cast<size_t>(c)] = stamp_;
-        dest_ranks_.push_back(c);
+      if (rank_stamp[c] != stamp) {
+        rank_stamp[c] = stamp;
+        dest_ranks[dests++] = c;
       }
     }
     for (int32_t a = 0; a < tp_; ++a) {
       const int32_t src = gpu_of(a, b);
-      const int32_t src_node = node_of_[static_cast<size_t>(src)];
+      const int32_t src_node = node_of[src];
+      int64_t* const src_row = stage1 + static_cast<size_t>(src) * gpus;
       // A fresh stamp space per TP column: node stamps are (token, column) pairs.
-      const int64_t node_key = stamp_ * tp_ + a;
-      for (int32_t c : dest_ranks_) {
-        const int32_t dst = gpu_of(a, c);
+      const int64_t node_key = stamp * tp_ + a;
+      for (int32_t i = 0; i < dests; ++i) {
+        const int32_t dst = gpu_of(a, dest_ranks[i]);
         if (dst == src) continue;
-        const int32_t dst_node = node_of_[static_cast<size_t>(dst)];
-        if (algorithm_ == DispatchAlgorithm::kDirect || dst_node == src_node) {
-          count(stage1_, src, dst);
+        const int32_t dst_node = node_of[dst];
+        if (direct || dst_node == src_node) {
+          ++src_row[dst];
           continue;
         }
         // The GPU of the destination's node on the sender's rail.
-        const int32_t relay =
-            dst - rail_of_[static_cast<size_t>(dst)] + rail_of_[static_cast<size_t>(src)];
-        if (node_stamp_[static_cast<size_t>(dst_node)] != node_key) {
-          node_stamp_[static_cast<size_t>(dst_node)] = node_key;
-          count(stage1_, src, relay);
+        const int32_t relay = dst - rail_of[dst] + rail_of[src];
+        if (node_stamp[dst_node] != node_key) {
+          node_stamp[dst_node] = node_key;
+          ++src_row[relay];
         }
-        if (dst != relay) count(stage2_, relay, dst);
+        if (dst != relay) ++stage2[static_cast<size_t>(relay) * gpus + dst];
       }
     }
   }
+  stamp_ = stamp;
+  traffic_.routed_pairs += routed;
   token_base_ += d.tokens;
 }
 

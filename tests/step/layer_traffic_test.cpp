@@ -1,5 +1,5 @@
-// A layer's routing decisions reduced to traffic, one rank at a time: a hand-worked
-// hierarchical dispatch on two nodes of two GPUs, and the order the builder insists on.
+// A layer's routing decisions reduced to traffic, one rank at a time: hand-worked hierarchical
+// dispatches on two nodes of two GPUs, and the order the builder insists on.
 #include <catch2/catch.hpp>
 #include <stdexcept>
 #include <vector>
@@ -57,6 +57,34 @@ TEST_CASE("layer traffic by rank: a token crosses to a node once, through its ra
   CHECK(whole.tokens_per_expert == t.tokens_per_expert);
   CHECK(whole.stage1.size() == t.stage1.size());
   CHECK(whole.stage2.size() == t.stage2.size());
+}
+
+TEST_CASE("layer traffic by rank: each rank's tokens are sent, whatever the ranks before chose",
+          "[step][traffic]") {
+  // A token's destinations are de-duplicated by stamps that must stay distinct across ranks:
+  // GPU 1's first token chose the same experts as GPU 0's and must still be sent.
+  const Topology topology = two_nodes_of_two();
+  ParallelPlan plan;
+  plan.ep = 4;
+  const Placement placement(plan, 4, 2);
+  const ReplicaLayout layout{&plan, &placement, &topology, 0, 0};
+  const RoutingDecision first = decision(1, {2, 3});
+  const RoutingDecision idle = decision(0, {});
+  LayerTrafficBuilder builder(layout, DispatchAlgorithm::kHierarchical);
+  builder.add(0, 0, first);
+  builder.add(1, 0, first);
+  builder.add(2, 0, idle);
+  builder.add(3, 0, idle);
+  const MoeLayerTraffic t = builder.finish();
+  // Stage 1: GPU 0 to node 1's rail-0 GPU (2), GPU 1 to its rail-1 GPU (3), once each.
+  // Stage 2: GPU 2 forwards GPU 0's token to GPU 3, GPU 3 forwards GPU 1's to GPU 2.
+  REQUIRE(t.stage1.size() == 2);
+  CHECK((t.stage1[0].src_gpu == 0 && t.stage1[0].dst_gpu == 2 && t.stage1[0].tokens == 1));
+  CHECK((t.stage1[1].src_gpu == 1 && t.stage1[1].dst_gpu == 3 && t.stage1[1].tokens == 1));
+  REQUIRE(t.stage2.size() == 2);
+  CHECK((t.stage2[0].src_gpu == 2 && t.stage2[0].dst_gpu == 3 && t.stage2[0].tokens == 1));
+  CHECK((t.stage2[1].src_gpu == 3 && t.stage2[1].dst_gpu == 2 && t.stage2[1].tokens == 1));
+  CHECK(t.tokens_per_expert == std::vector<int64_t>{0, 0, 2, 2});
 }
 
 TEST_CASE("layer traffic by rank: ranks out of turn, twice or missing are refused",
