@@ -26,13 +26,25 @@ RoutingDecision decision(int32_t tokens, std::vector<int32_t> ids) {
   return d;
 }
 
+ParallelPlan ep4() {
+  ParallelPlan plan;
+  plan.ep = 4;
+  return plan;
+}
+
+// EP4 over two nodes of two GPUs, expert e on GPU e: GPUs 0, 1 on node 0, GPUs 2, 3 on node 1.
+// Members point at each other: built in place, never copied.
+struct TwoNodesEp4 {
+  Topology topology = two_nodes_of_two();
+  ParallelPlan plan = ep4();
+  Placement placement{plan, 4, 2};
+  ReplicaLayout layout{&plan, &placement, &topology, 0, 0};
+};
+
 TEST_CASE("layer traffic by rank: a token crosses to a node once, through its rail's relay",
           "[step][traffic]") {
-  const Topology topology = two_nodes_of_two();
-  ParallelPlan plan;
-  plan.ep = 4;  // expert e on GPU e: GPUs 0, 1 on node 0, GPUs 2, 3 on node 1
-  const Placement placement(plan, 4, 2);
-  const ReplicaLayout layout{&plan, &placement, &topology, 0, 0};
+  const TwoNodesEp4 f;
+  const ReplicaLayout& layout = f.layout;
   // GPU 0's token 0 chose experts 2 and 3 (both on node 1), token 1 experts 1 and 2.
   const RoutingDecision gpu0 = decision(2, {2, 3, 1, 2});
   const RoutingDecision idle = decision(0, {});
@@ -63,11 +75,8 @@ TEST_CASE("layer traffic by rank: each rank's tokens are sent, whatever the rank
           "[step][traffic]") {
   // A token's destinations are de-duplicated by stamps that must stay distinct across ranks:
   // GPU 1's first token chose the same experts as GPU 0's and must still be sent.
-  const Topology topology = two_nodes_of_two();
-  ParallelPlan plan;
-  plan.ep = 4;
-  const Placement placement(plan, 4, 2);
-  const ReplicaLayout layout{&plan, &placement, &topology, 0, 0};
+  const TwoNodesEp4 f;
+  const ReplicaLayout& layout = f.layout;
   const RoutingDecision first = decision(1, {2, 3});
   const RoutingDecision idle = decision(0, {});
   LayerTrafficBuilder builder(layout, DispatchAlgorithm::kHierarchical);
@@ -89,11 +98,8 @@ TEST_CASE("layer traffic by rank: each rank's tokens are sent, whatever the rank
 
 TEST_CASE("layer traffic by rank: ranks out of turn, twice or missing are refused",
           "[step][traffic]") {
-  const Topology topology = two_nodes_of_two();
-  ParallelPlan plan;
-  plan.ep = 4;
-  const Placement placement(plan, 4, 2);
-  const ReplicaLayout layout{&plan, &placement, &topology, 0, 0};
+  const TwoNodesEp4 f;
+  const ReplicaLayout& layout = f.layout;
   const RoutingDecision idle = decision(0, {});
   LayerTrafficBuilder skipped(layout, DispatchAlgorithm::kHierarchical);
   CHECK_THROWS_WITH(skipped.add(1, 0, idle), Catch::Contains("(ep 1, tp 0) out of turn"));
