@@ -60,7 +60,7 @@ LayerTrafficBuilder::LayerTrafficBuilder(const ReplicaLayout& layout, DispatchAl
   stage2_.assign(static_cast<size_t>(gpus_) * gpus_, 0);
   rank_stamp_.assign(static_cast<size_t>(ep_), -1);
   node_stamp_.assign(static_cast<size_t>(topology.node_count()), -1);
-  dest_ranks_.reserve(static_cast<size_t>(ep_));
+  dest_ranks_.assign(static_cast<size_t>(ep_), 0);  // a token reaches each EP rank at most once
   sole_tokens_.assign(static_cast<size_t>(experts_), 0);
   // Divisions hoisted out of the per-pair loop.
   node_of_.resize(static_cast<size_t>(gpus_));
@@ -123,7 +123,6 @@ void LayerTrafficBuilder::add(int32_t ep_rank, int32_t tp_rank, const RoutingDec
   int64_t* const node_stamp = node_stamp_.data();
   int64_t* const stage1 = stage1_.data();
   int64_t* const stage2 = stage2_.data();
-  dest_ranks_.resize(static_cast<size_t>(ep_));  // a token reaches each EP rank at most once
   int32_t* const dest_ranks = dest_ranks_.data();
   const bool direct = algorithm_ == DispatchAlgorithm::kDirect;
   const size_t gpus = static_cast<size_t>(gpus_);
