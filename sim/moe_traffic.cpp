@@ -87,9 +87,6 @@ void LayerTrafficBuilder::add(int32_t ep_rank, int32_t tp_rank, const RoutingDec
   const int32_t b = ep_rank;
   // The EP rank's tokens: its TP ranks' shares in TP order, indexed continuously.
   if (tp_rank == 0) token_base_ = 0;
-  auto count = [&](std::vector<int64_t>& stage, int32_t src, int32_t dst) {
-    ++stage[static_cast<size_t>(src) * gpus_ + dst];
-  };
   traffic_.tokens += d.tokens;
   traffic_.dropped_pairs += d.dropped_pairs;
   if (d.counts_only) {
@@ -102,7 +99,7 @@ void LayerTrafficBuilder::add(int32_t ep_rank, int32_t tp_rank, const RoutingDec
         const int32_t local = placement.local_index(c, e);
         for (int32_t a = 0; a < tp_; ++a) {
           ++traffic_.tokens_per_local_expert[gpu_of(a, c)][static_cast<size_t>(local)];
-          if (c != b) count(stage1_, gpu_of(a, b), gpu_of(a, c));
+          if (c != b) ++stage1_[static_cast<size_t>(gpu_of(a, b)) * gpus_ + gpu_of(a, c)];
         }
       }
     }
