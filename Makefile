@@ -44,7 +44,7 @@ bench: build
 	@for b in $(BUILD_DIR)/bench/bench_*; do echo "== $$b"; $$b --benchmark_counters_tabular=true || exit 1; done
 
 format:
-	@find sim models topologies scenarios analysis cli tests bench -name '*.h' -o -name '*.cpp' | xargs clang-format -i
+	@find core sim models topologies scenarios analysis cli tests bench -name '*.h' -o -name '*.cpp' | xargs clang-format -i
 
 clean:
 	@rm -rf build

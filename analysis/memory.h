@@ -7,7 +7,7 @@
 #include "models/moe/model_spec.h"
 #include "models/moe/parallel_plan.h"
 #include "scenarios/scenario.h"
-#include "sim/engine/units.h"
+#include "core/units.h"
 
 namespace moesim {
 

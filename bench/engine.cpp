@@ -8,8 +8,8 @@
 #include <queue>
 #include <vector>
 
-#include "sim/engine/engine.h"
-#include "sim/engine/random.h"
+#include "core/engine.h"
+#include "core/random.h"
 
 namespace moesim {
 namespace {

@@ -8,7 +8,7 @@
 #include "models/gpu/gpu_model.h"
 #include "models/moe/placement.h"
 #include "scenarios/scenario.h"
-#include "sim/engine/random.h"
+#include "core/random.h"
 
 namespace moesim {
 namespace {

@@ -7,8 +7,8 @@
 #include <vector>
 
 #include "models/network/network_model.h"
-#include "sim/engine/engine.h"
-#include "sim/engine/random.h"
+#include "core/engine.h"
+#include "core/random.h"
 #include "topologies/builders.h"
 
 namespace moesim {

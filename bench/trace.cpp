@@ -7,7 +7,7 @@
 
 #include "models/trace/trace_routing_source.h"
 #include "models/trace/trace_writer.h"
-#include "sim/engine/random.h"
+#include "core/random.h"
 
 namespace {
 

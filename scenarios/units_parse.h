@@ -4,7 +4,7 @@
 
 #include <string_view>
 
-#include "sim/engine/units.h"
+#include "core/units.h"
 
 namespace moesim {
 

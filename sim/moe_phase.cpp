@@ -10,7 +10,7 @@
 #include "models/network/collectives.h"
 #include "models/network/network_model.h"
 #include "models/router/router.h"
-#include "sim/engine/engine.h"
+#include "core/engine.h"
 #include "sim/moe_traffic.h"
 #include "sim/parallel.h"
 

@@ -8,7 +8,7 @@
 #include "models/moe/model_spec.h"
 #include "models/network/network_model.h"
 #include "models/router/routing_decision.h"
-#include "sim/engine/units.h"
+#include "core/units.h"
 #include "topologies/topology.h"
 
 namespace moesim {

@@ -16,7 +16,7 @@
 #include "models/moe/placement.h"
 #include "models/network/collectives.h"
 #include "models/network/network_model.h"
-#include "sim/engine/engine.h"
+#include "core/engine.h"
 #include "sim/moe_traffic.h"
 
 namespace moesim {

@@ -4,7 +4,7 @@
 
 #include <vector>
 
-#include "sim/engine/units.h"
+#include "core/units.h"
 #include "topologies/topology.h"
 
 namespace moesim {

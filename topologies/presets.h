@@ -8,7 +8,7 @@
 #include <string_view>
 #include <vector>
 
-#include "sim/engine/units.h"
+#include "core/units.h"
 #include "topologies/topology.h"
 
 namespace moesim {

@@ -14,7 +14,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "sim/engine/units.h"
+#include "core/units.h"
 
 namespace moesim {
 

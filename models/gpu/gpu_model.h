@@ -7,7 +7,7 @@
 
 #include "models/gpu/gpu_spec.h"
 #include "models/moe/model_spec.h"
-#include "sim/engine/units.h"
+#include "core/units.h"
 
 namespace moesim {
 

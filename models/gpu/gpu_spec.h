@@ -8,7 +8,7 @@
 #include <string>
 #include <string_view>
 
-#include "sim/engine/units.h"
+#include "core/units.h"
 
 namespace moesim {
 

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "models/gpu/gpu_spec.h"
-#include "sim/engine/units.h"
+#include "core/units.h"
 
 namespace moesim {
 

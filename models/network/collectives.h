@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "models/network/network_model.h"
-#include "sim/engine/units.h"
+#include "core/units.h"
 #include "topologies/topology.h"
 
 namespace moesim {

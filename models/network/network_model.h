@@ -9,8 +9,8 @@
 #include <unordered_map>
 #include <vector>
 
-#include "sim/engine/engine.h"
-#include "sim/engine/units.h"
+#include "core/engine.h"
+#include "core/units.h"
 #include "topologies/topology.h"
 
 namespace moesim {

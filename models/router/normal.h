@@ -4,7 +4,7 @@
 
 #include <span>
 
-#include "sim/engine/random.h"
+#include "core/random.h"
 
 namespace moesim {
 

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "models/router/router_spec.h"
-#include "sim/engine/random.h"
+#include "core/random.h"
 
 namespace moesim {
 

@@ -10,7 +10,7 @@
 #include <utility>
 #include <vector>
 
-#include "sim/engine/engine.h"
+#include "core/engine.h"
 
 namespace moesim {
 namespace {

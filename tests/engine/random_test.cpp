@@ -6,8 +6,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "sim/engine/engine.h"
-#include "sim/engine/random.h"
+#include "core/engine.h"
+#include "core/random.h"
 
 namespace moesim {
 namespace {

@@ -6,7 +6,7 @@
 #include <string>
 
 #include "scenarios/units_parse.h"
-#include "sim/engine/units.h"
+#include "core/units.h"
 
 namespace moesim {
 namespace {

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "models/network/network_model.h"
-#include "sim/engine/random.h"
+#include "core/random.h"
 #include "tests/network/test_topologies.h"
 #include "topologies/presets.h"
 

@@ -8,7 +8,7 @@
 
 #include "models/router/gating.h"
 #include "models/router/normal.h"
-#include "sim/engine/random.h"
+#include "core/random.h"
 
 namespace moesim {
 namespace {

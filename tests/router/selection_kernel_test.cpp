@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "models/router/gating.h"
-#include "sim/engine/random.h"
+#include "core/random.h"
 
 namespace moesim {
 namespace {

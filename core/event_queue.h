@@ -11,7 +11,7 @@
 #include <utility>
 #include <vector>
 
-#include "sim/engine/event_heap.h"
+#include "core/event_heap.h"
 
 namespace moesim {
 

@@ -1,4 +1,4 @@
-#include "sim/engine/random.h"
+#include "core/random.h"
 
 #include <cmath>
 

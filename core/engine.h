@@ -8,9 +8,9 @@
 #include <string_view>
 #include <vector>
 
-#include "sim/engine/event_queue.h"
-#include "sim/engine/random.h"
-#include "sim/engine/units.h"
+#include "core/event_queue.h"
+#include "core/random.h"
+#include "core/units.h"
 
 namespace moesim {
 

@@ -1,4 +1,4 @@
-#include "sim/engine/engine.h"
+#include "core/engine.h"
 
 #include <algorithm>
 #include <stdexcept>

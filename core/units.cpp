@@ -1,4 +1,4 @@
-#include "sim/engine/units.h"
+#include "core/units.h"
 
 #include <cmath>
 #include <stdexcept>
