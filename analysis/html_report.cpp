@@ -9,7 +9,7 @@
 #include <numeric>
 #include <sstream>
 
-#include "analysis/statistics.h"
+#include "core/statistics.h"
 
 namespace moesim {
 namespace {

@@ -13,7 +13,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "analysis/statistics.h"
+#include "core/statistics.h"
 
 namespace moesim {
 namespace {

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "analysis/json_text.h"
-#include "analysis/statistics.h"
+#include "core/statistics.h"
 
 namespace moesim {
 namespace {

@@ -10,6 +10,7 @@
 #include "cli/options.h"
 #include "cli/progress.h"
 #include "scenarios/scenario.h"
+#include "analysis/compare_output.h"
 #include "sim/compare.h"
 
 namespace moesim::cli {

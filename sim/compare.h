@@ -14,7 +14,7 @@
 #include <utility>
 #include <vector>
 
-#include "analysis/memory.h"
+#include "sim/memory.h"
 #include "models/router/routing_decision.h"
 #include "scenarios/scenario.h"
 #include "sim/simulation.h"
@@ -107,15 +107,5 @@ struct CompareOptions {
 std::vector<ClusterComparison> compare_plans(const Scenario& scenario,
                                              std::span<const ClusterChoice> clusters,
                                              const CompareOptions& options = {});
-
-// "fastest: <cluster> <plan>, p50 X ms, N.NNx faster than the next plan that fits ..." .
-std::string compare_verdict(std::span<const ClusterComparison> comparisons);
-
-// Ranked tables (one per cluster, side by side in one table when several), JSON, or CSV.
-void print_compare_table(std::ostream& out, const Scenario& scenario,
-                         std::span<const ClusterComparison> comparisons);
-void write_compare_json(std::ostream& out, const Scenario& scenario,
-                        std::span<const ClusterComparison> comparisons);
-void write_compare_csv(std::ostream& out, std::span<const ClusterComparison> comparisons);
 
 }  // namespace moesim

@@ -8,7 +8,7 @@
 #include <sstream>
 #include <thread>
 
-#include "analysis/statistics.h"
+#include "core/statistics.h"
 #include "sim/parallel.h"
 
 namespace moesim {

@@ -30,29 +30,6 @@ int32_t output_bytes(Dtype d) {
 
 }  // namespace
 
-AttentionShape attention_shape(const ModelSpec& model, int32_t tp, bool decode) {
-  if (tp <= 0) throw std::invalid_argument("attention_shape: tp must be positive");
-  AttentionShape s;
-  s.heads = std::max(1, model.attention_heads / tp);
-  if (model.attention == AttentionKind::kMla) {
-    if (decode) {
-      s.qk_head_dim = model.kv_lora_rank + model.qk_rope_head_dim;
-      s.v_head_dim = model.kv_lora_rank;
-      s.kv_elements_per_token = model.kv_cache_elements_per_token();
-    } else {
-      s.qk_head_dim = model.head_dim + model.qk_rope_head_dim;
-      s.v_head_dim = model.v_head_dim;
-      s.kv_elements_per_token = int64_t{s.heads} * (s.qk_head_dim + s.v_head_dim);
-    }
-    return s;
-  }
-  s.qk_head_dim = model.head_dim;
-  s.v_head_dim = model.head_dim;
-  const int64_t kv_heads = std::max(1, model.kv_heads / tp);
-  s.kv_elements_per_token = 2 * kv_heads * model.head_dim;
-  return s;
-}
-
 double GpuModel::gemm_efficiency(double rows) const {
   return saturating(spec_.gemm_efficiency_max, spec_.gemm_half_efficiency_rows, rows);
 }

@@ -6,7 +6,6 @@
 #include <span>
 
 #include "models/gpu/gpu_spec.h"
-#include "models/moe/model_spec.h"
 #include "core/units.h"
 
 namespace moesim {
@@ -19,13 +18,6 @@ struct AttentionShape {
   // Elements of K and V (or of MLA's latent) one token stores on this GPU, per layer.
   int64_t kv_elements_per_token = 0;
 };
-
-// The attention shape of `model` on one of `tp` tensor-parallel GPUs. Heads split over TP; a
-// KV head is replicated when kv_heads < tp. MLA prefill attends per head with the decompressed
-// K (nope + rope) and V; MLA decode attends in the latent space with the up-projections
-// absorbed (DeepSeek-V2 section 2.1.2): K = latent + rope (kv_lora + rope wide), V = latent,
-// and every TP rank reads the whole latent cache.
-AttentionShape attention_shape(const ModelSpec& model, int32_t tp, bool decode);
 
 class GpuModel {
  public:

@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "models/gpu/gpu_model.h"
 #include "models/gpu/gpu_spec.h"
 #include "core/units.h"
 
@@ -103,5 +104,12 @@ struct ModelSpec {
 std::span<const ModelSpec> model_presets();
 // nullptr when `name` is not a preset.
 const ModelSpec* find_model_preset(std::string_view name);
+
+// The attention shape of `model` on one of `tp` tensor-parallel GPUs. Heads split over TP; a
+// KV head is replicated when kv_heads < tp. MLA prefill attends per head with the decompressed
+// K (nope + rope) and V; MLA decode attends in the latent space with the up-projections
+// absorbed (DeepSeek-V2 section 2.1.2): K = latent + rope (kv_lora + rope wide), V = latent,
+// and every TP rank reads the whole latent cache.
+AttentionShape attention_shape(const ModelSpec& model, int32_t tp, bool decode);
 
 }  // namespace moesim

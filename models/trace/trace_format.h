@@ -1,6 +1,6 @@
 // In-memory forms of a routing trace's header and records, the invariants every trace keeps,
 // and the error type readers, writers, importers and replay throw. File layout:
-// scenarios/trace.proto.
+// models/trace/trace.proto.
 #pragma once
 
 #include <cstdint>

@@ -3,7 +3,7 @@
 #include <fstream>
 #include <limits>
 
-#include "scenarios/trace.pb.h"
+#include "models/trace/trace.pb.h"
 
 namespace moesim {
 

@@ -2,7 +2,7 @@
 
 #include <google/protobuf/util/delimited_message_util.h>
 
-#include "scenarios/trace.pb.h"
+#include "models/trace/trace.pb.h"
 
 namespace moesim {
 

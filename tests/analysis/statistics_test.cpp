@@ -6,7 +6,7 @@
 #include <stdexcept>
 #include <vector>
 
-#include "analysis/statistics.h"
+#include "core/statistics.h"
 
 namespace moesim {
 namespace {

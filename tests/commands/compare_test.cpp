@@ -7,9 +7,10 @@
 #include <tuple>
 #include <vector>
 
-#include "analysis/memory.h"
+#include "sim/memory.h"
 #include "models/router/router.h"
 #include "scenarios/scenario.h"
+#include "analysis/compare_output.h"
 #include "sim/compare.h"
 #include "tests/commands/commands_test_util.h"
 

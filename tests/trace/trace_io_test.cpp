@@ -9,7 +9,7 @@
 
 #include "models/trace/trace_reader.h"
 #include "models/trace/trace_writer.h"
-#include "scenarios/trace.pb.h"
+#include "models/trace/trace.pb.h"
 #include "tests/trace/trace_test_util.h"
 
 using namespace moesim;

@@ -1,4 +1,4 @@
-#include "analysis/memory.h"
+#include "sim/memory.h"
 
 #include <algorithm>
 #include <vector>
