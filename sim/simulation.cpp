@@ -327,7 +327,7 @@ SimulationResult simulate(const Scenario& scenario, RoutingSource& source,
         double(workload.tokens_per_gpu) * plan.tp * plan.ep * plan.dp * workload.micro_batches;
     r.tokens_per_s_per_gpu = tokens_per_step / mean_step_s / gpus;
   }
-  const NetworkModel::Stats& net = network.stats();
+  const NetworkStats& net = network.stats();
   r.work = {engine.events_run(), net.flows_started, net.recomputations, net.region_flows,
             net.rate_changes};
   return r;

@@ -111,7 +111,7 @@ std::vector<std::pair<int32_t, bool>> one_f_one_b(int32_t stage, int32_t stages,
 
 struct StepDriver::Impl {
   Engine& engine;
-  NetworkModel& network;
+  FlowNetwork& network;
   StepSetup setup;
   Collectives network_collectives;
   ExchangeBytes exchange_bytes;
@@ -137,7 +137,7 @@ struct StepDriver::Impl {
   int32_t gpus_running = 0;
   std::vector<Time> attention_max, expert_max;  // per forward (micro_batch, layer)
 
-  Impl(Engine& e, NetworkModel& n, const StepSetup& s)
+  Impl(Engine& e, FlowNetwork& n, const StepSetup& s)
       : engine(e), network(n), setup(s), network_collectives(n) {}
 
   int32_t layers() const { return setup.model->layers; }
@@ -570,7 +570,7 @@ struct StepDriver::Impl {
   }
 };
 
-StepDriver::StepDriver(Engine& engine, NetworkModel& network, const StepSetup& setup)
+StepDriver::StepDriver(Engine& engine, FlowNetwork& network, const StepSetup& setup)
     : impl_(std::make_unique<Impl>(engine, network, setup)) {
   Impl& s = *impl_;
   s.owner = this;

@@ -15,7 +15,7 @@
 #include "models/moe/parallel_plan.h"
 #include "models/moe/placement.h"
 #include "models/network/collectives.h"
-#include "models/network/network_model.h"
+#include "models/network/flow_network.h"
 #include "core/engine.h"
 #include "sim/moe_traffic.h"
 
@@ -101,7 +101,7 @@ struct StepMeasurement {
 
 class StepDriver final : public EventHandler, public CollectiveObserver {
  public:
-  StepDriver(Engine& engine, NetworkModel& network, const StepSetup& setup);
+  StepDriver(Engine& engine, FlowNetwork& network, const StepSetup& setup);
   ~StepDriver();
 
   // Plays one step from now() to its end and returns its measurements. `traffic` must have

@@ -93,7 +93,7 @@ class Collectives::Run final : public FlowObserver {
 
   void start(uint32_t slot) {
     slot_ = slot;
-    NetworkModel& net = owner_.network_;
+    FlowNetwork& net = owner_.network_;
     const size_t n = group_.size();
     result_.start = net.engine().now();
     result_.end = result_.start;
@@ -135,7 +135,7 @@ class Collectives::Run final : public FlowObserver {
   }
 
   void on_flow_done(FlowId id, uint32_t tag) override {
-    NetworkModel& net = owner_.network_;
+    FlowNetwork& net = owner_.network_;
     const uint32_t t = tag + riders(tag);
     const auto kind = static_cast<size_t>(net.flow_kind(id));
     const int64_t bytes = net.flow_bytes(id).count();
@@ -177,7 +177,7 @@ class Collectives::Run final : public FlowObserver {
       for (uint32_t i = 0; i <= r; ++i) instant_.push_back(t + i);
       return;
     }
-    NetworkModel& net = owner_.network_;
+    FlowNetwork& net = owner_.network_;
     const int src = group_[static_cast<size_t>(tr.src)], dst = group_[static_cast<size_t>(tr.dst)];
     if (r == 0) {
       net.start_flow(src, dst, Bytes(bytes), this, t);
@@ -271,7 +271,7 @@ void check_chunks(int chunks) {
 
 }  // namespace
 
-Collectives::Collectives(NetworkModel& network) : network_(network) {}
+Collectives::Collectives(FlowNetwork& network) : network_(network) {}
 Collectives::~Collectives() = default;
 
 size_t Collectives::running() const {

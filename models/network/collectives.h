@@ -1,5 +1,5 @@
 // Collectives (all-to-all(v), two-stage dispatch plans, all-reduce, all-gather, reduce-scatter)
-// as dependency graphs of flows on a shared NetworkModel, over a group of GPUs.
+// as dependency graphs of flows on a shared FlowNetwork, over a group of GPUs.
 #pragma once
 
 #include <array>
@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "models/network/flow_network.h"
 #include "models/network/network_model.h"
 #include "core/units.h"
 #include "topologies/topology.h"
@@ -75,12 +76,12 @@ class CollectiveObserver {
   ~CollectiveObserver() = default;
 };
 
-// Starts collectives on a shared NetworkModel; any number may run at once (on the same or
+// Starts collectives on a shared FlowNetwork; any number may run at once (on the same or
 // different groups), sharing links. Group members are global GPU indices, distinct. A result
 // is handed to the observer once, when the collective's last transfer arrives.
 class Collectives {
  public:
-  explicit Collectives(NetworkModel& network);
+  explicit Collectives(FlowNetwork& network);
   ~Collectives();
   Collectives(const Collectives&) = delete;
   Collectives& operator=(const Collectives&) = delete;
@@ -118,7 +119,7 @@ class Collectives {
   friend class Run;
   void finished(uint32_t slot);
 
-  NetworkModel& network_;
+  FlowNetwork& network_;
   std::vector<std::unique_ptr<Run>> runs_;
   std::vector<uint32_t> free_slots_;
   size_t running_ = 0;

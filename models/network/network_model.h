@@ -1,5 +1,6 @@
-// The flow-level network model: GPU-to-GPU flows share a Topology's links by max-min fairness,
-// recomputed incrementally (only the part of the network a change can reach) on the Engine.
+// The exact network tier, the reference the others are measured against: GPU-to-GPU flows share
+// a Topology's links by max-min fairness, recomputed incrementally (only the part of the network
+// a change can reach) on the Engine.
 #pragma once
 
 #include <array>
@@ -10,35 +11,11 @@
 #include <vector>
 
 #include "core/engine.h"
+#include "models/network/flow_network.h"
 #include "core/units.h"
 #include "topologies/topology.h"
 
 namespace moesim {
-
-struct FlowId {
-  uint32_t value = 0;
-  friend constexpr auto operator<=>(FlowId, FlowId) = default;
-};
-
-// Told when a flow's last byte has arrived at its destination (drain at the max-min rate, then
-// the path latency). During the call the flow's accessors are still valid.
-class FlowObserver {
- public:
-  virtual void on_flow_done(FlowId id, uint32_t tag) = 0;
-  // For a flow started in pieces: piece `piece` (< pieces - 1) has arrived in full; the last
-  // piece is on_flow_done.
-  virtual void on_flow_piece(FlowId /*id*/, uint32_t /*tag*/, uint32_t /*piece*/) {}
-
- protected:
-  ~FlowObserver() = default;
-};
-
-// Bytes a GPU sent and received, by the kind of link that carried them: a flow whose path
-// crosses a network link counts as network traffic, else as PCIe if it crosses PCIe, else NVLink.
-struct GpuTraffic {
-  std::array<int64_t, kLinkKinds> sent_bytes{};
-  std::array<int64_t, kLinkKinds> received_bytes{};
-};
 
 // How closely the model follows max-min fairness in time. With completion_tolerance = 0 the
 // model is exact: rates are re-derived at every instant a flow's last byte leaves. With a
@@ -50,57 +27,39 @@ struct NetworkOptions {
   double completion_tolerance = 0.0;
 };
 
-class NetworkModel final : public EventHandler {
+class NetworkModel final : public FlowNetwork, public EventHandler {
  public:
-  struct Stats {
-    uint64_t flows_started = 0;
-    uint64_t flows_delivered = 0;
-    uint64_t recomputations = 0;
-    // Summed over recomputations: flows and links whose rates were re-derived (the region),
-    // and per-link flow entries scanned to find the region.
-    uint64_t region_flows = 0;
-    uint64_t active_flows = 0;  // flows on links, summed over recomputations
-    uint64_t fill_passes = 0;   // a recomputation redoes its fill when its region grows
-    uint64_t heap_fills = 0;    // fill passes over enough links to order them by a heap
-    uint64_t region_links = 0;
-    uint64_t scanned_entries = 0;
-    uint64_t rate_changes = 0;
-  };
+  using Stats = NetworkStats;
+
 
   // Both must outlive the model. The topology's paths are queried lazily (and cached by it).
   NetworkModel(Engine& engine, const Topology& topology, NetworkOptions options = {});
   NetworkModel(const NetworkModel&) = delete;
   NetworkModel& operator=(const NetworkModel&) = delete;
 
-  // Starts a flow of `bytes` from src_gpu to dst_gpu now; `observer` (may be null) is told
-  // on_flow_done(id, tag) when it arrives. flow_hash picks among ECMP paths; by default the
-  // model draws it from a per-model counter, so results are deterministic. A flow to itself or
-  // of zero bytes takes only the path latency.
   FlowId start_flow(int src_gpu, int dst_gpu, Bytes bytes, FlowObserver* observer,
-                    uint32_t tag = 0);
+                    uint32_t tag = 0) override;
   FlowId start_flow(int src_gpu, int dst_gpu, Bytes bytes, FlowObserver* observer, uint32_t tag,
-                    uint64_t flow_hash);
-
-  // A flow that streams `pieces` equal pieces (the first ones a byte larger when bytes does not
-  // divide) back to back: the observer hears of each piece's arrival, the last by
-  // on_flow_done. Rates do not change between pieces, so a piece costs no recomputation, where
-  // a flow per piece would cost two (one leaving, the next starting).
+                    uint64_t flow_hash) override;
+  // Rates do not change between pieces, so a piece costs no recomputation, where a flow per
+  // piece would cost two (one leaving, the next starting).
   FlowId start_flow_in_pieces(int src_gpu, int dst_gpu, Bytes bytes, uint32_t pieces,
-                              FlowObserver* observer, uint32_t tag);
+                              FlowObserver* observer, uint32_t tag) override;
 
-  // Valid from start until on_flow_done returns.
-  int flow_source(FlowId id) const { return src_[id.value]; }
-  int flow_destination(FlowId id) const { return dst_[id.value]; }
-  Bytes flow_bytes(FlowId id) const { return Bytes(bytes_[id.value]); }
-  LinkKind flow_kind(FlowId id) const { return flows_[id.value].kind; }
+  int flow_source(FlowId id) const override { return src_[id.value]; }
+  int flow_destination(FlowId id) const override { return dst_[id.value]; }
+  Bytes flow_bytes(FlowId id) const override { return Bytes(bytes_[id.value]); }
+  LinkKind flow_kind(FlowId id) const override { return flows_[id.value].kind; }
   // The current max-min rate (zero before the first recomputation and after the last byte left).
   Bandwidth flow_rate(FlowId id) const { return Bandwidth::bytes_per_s(flows_[id.value].rate); }
 
-  const GpuTraffic& gpu_traffic(int gpu) const { return traffic_.at(static_cast<size_t>(gpu)); }
-  size_t active_flows() const { return active_count_; }
-  const Stats& stats() const { return stats_; }
-  Engine& engine() const { return engine_; }
-  const Topology& topology() const { return topology_; }
+  const GpuTraffic& gpu_traffic(int gpu) const override {
+    return traffic_.at(static_cast<size_t>(gpu));
+  }
+  size_t active_flows() const override { return active_count_; }
+  const Stats& stats() const override { return stats_; }
+  Engine& engine() const override { return engine_; }
+  const Topology& topology() const override { return topology_; }
 
   // Engine callback; not for callers.
   void on_event(uint64_t tag) override;
