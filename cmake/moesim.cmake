@@ -1,15 +1,20 @@
-# moesim_library(NAME DIR [PUBLIC libs...] [PRIVATE libs...]): a library from the .cpp files
-# directly in DIR (an INTERFACE library while DIR has only headers), linking exactly the libraries
+# moesim_library(NAME DIR [SOURCES files...] [PUBLIC libs...] [PRIVATE libs...]): a library from
+# the .cpp files directly in DIR, or from SOURCES where DIR also holds programs (an INTERFACE
+# library while there are no sources), linking exactly the libraries
 # listed: PUBLIC where its headers include theirs, PRIVATE where only its sources do. Headers are
 # included from the project root. Each library and its links are recorded, so that the layering
 # check (cmake/check_layers.cmake, run by CTest as `layers/includes`) can hold every #include to
 # them: a file may include only its own library's headers and those of libraries it links.
 function(moesim_library name dir)
-  cmake_parse_arguments(arg "" "" "PUBLIC;PRIVATE" ${ARGN})
+  cmake_parse_arguments(arg "" "" "SOURCES;PUBLIC;PRIVATE" ${ARGN})
   if(arg_UNPARSED_ARGUMENTS)
     message(FATAL_ERROR "moesim_library(${name}): say PUBLIC or PRIVATE before ${arg_UNPARSED_ARGUMENTS}")
   endif()
-  file(GLOB sources CONFIGURE_DEPENDS ${dir}/*.cpp)
+  if(arg_SOURCES)
+    set(sources ${arg_SOURCES})
+  else()
+    file(GLOB sources CONFIGURE_DEPENDS ${dir}/*.cpp)
+  endif()
   if(sources)
     add_library(${name} STATIC ${sources})
     target_include_directories(${name} PUBLIC ${MOESIM_ROOT} ${CMAKE_BINARY_DIR})

@@ -42,20 +42,31 @@ double GpuSpec::peak_flops(Dtype d) const {
 
 namespace {
 
-// Hopper (H100, H800, H200): calibrated on an H100 SXM (models/gpu/calibration/README.md has
-// the method, the 673 measurements and the fit). Dense cuBLAS BF16 and FP8 GEMMs and BF16
-// grouped (torch._grouped_mm) GEMMs at DeepSeek-V3, Qwen3 and Mixtral expert shapes, 1 to
-// 16384 rows, L2 flushed between repetitions: the roofline with eff_max 0.70, m_half 32, memory
-// efficiency 0.80 and 8 us per kernel has a median error of 8% (90th percentile 21%) over these
-// 500 GEMM points (the old uncalibrated 0.72 / 256 / 0.85 / 4 us: 15% and 53%). A 2 GiB copy moved
-// 3.02 TB/s (0.90 of 3.35); GEMMs stream weights at 2.5-2.8 TB/s, decode attention reads KV at
-// 2.8-3.1 TB/s: one memory efficiency of 0.80 sits between them. Causal prefill attention
-// (cuDNN, head dim 128) reached 0.36, 0.47, 0.55, 0.56 and 0.64 of peak at L = 512 to 8192:
-// eff_max 0.66, L_half 384. 8 us per kernel is the fitted fixed cost of a kernel timed on its
-// own (launch, pipeline fill, tail); back-to-back tiny kernels cost 1.0 us each from a CUDA
-// graph and 10 us each from eager PyTorch (CPU-bound). FP8 grouped GEMMs (PyTorch's row-wise
-// kernel) run 30-40% slower than this; the plateau is kept for DeepGEMM-class kernels. H800 and
-// H200 share H100's SMs; the H200's faster HBM is taken at the same efficiency (not measured).
+// H100 and H800 (the same chip; H800 only has NVLink cut): calibrated on an H100 SXM
+// (models/gpu/calibration/README.md has the method, the 673 measurements and the fit). Dense
+// cuBLAS BF16 and FP8 GEMMs and BF16 grouped (torch._grouped_mm) GEMMs at DeepSeek-V3, Qwen3 and
+// Mixtral expert shapes, 1 to 16384 rows, L2 flushed between repetitions: the roofline with
+// eff_max 0.70, m_half 32, memory efficiency 0.80 and 8 us per kernel has a median error of 8%
+// (90th percentile 21%) over these 500 GEMM points (the old uncalibrated 0.72 / 256 / 0.85 /
+// 4 us: 15% and 53%). A 2 GiB copy moved 3.02 TB/s (0.90 of 3.35); GEMMs stream weights at
+// 2.5-2.8 TB/s, decode attention reads KV at 2.8-3.1 TB/s: one memory efficiency of 0.80 sits
+// between them. Causal prefill attention (cuDNN, head dim 128) reached 0.36, 0.47, 0.55, 0.56
+// and 0.64 of peak at L = 512 to 8192: eff_max 0.66, L_half 384. 8 us per kernel is the fitted
+// fixed cost of a kernel timed on its own (launch, pipeline fill, tail); back-to-back tiny
+// kernels cost 1.0 us each from a CUDA graph and 10 us each from eager PyTorch (CPU-bound). FP8
+// grouped GEMMs (PyTorch's row-wise kernel) run 30-40% slower than this; the plateau is kept for
+// DeepGEMM-class kernels.
+// H200: the same 673 kernels measured on one lent H200 SXM (models/gpu/calibration/h200.csv,
+// 2026-12-04: 132 SMs, driver 580.159.04, PyTorch 2.11 with CUDA 13.0) and fitted by the same
+// grid search (fit_gpu_efficiency there): eff_max 0.71, m_half 32, memory efficiency 0.66, 7 us
+// per kernel, attention eff_max 0.65 and L_half 352. Over the 500 GEMM points: median 7%, 90th
+// percentile 20% (the H100 fit: 10% and 31%); grouped BF16 expert FFNs with 8 or 32 experts per
+// GPU 7% (17%), where the H100 fit borrowed with H200's bandwidth gave 8% (36%), model too fast.
+// Mixtral's expert weights stream at 3.45 TB/s (gate/up) and 2.8 TB/s (down), 1.4x the H100's,
+// the ratio of the two HBMs; the fitted 0.66 of 4.8 TB/s (3.17) sits among such rates with the
+// fixed cost, and the borrowed 0.80 (3.84 TB/s) read weights faster than the H200 does. Copies
+// (4.24 TB/s) and decode KV reads (up to 4.6 TB/s) run faster than the one memory efficiency.
+//
 // Not calibrated (no such GPU lent to this project), from public figures:
 // - A100: cuBLAS BF16 reaches about 250-270 of 312 TFLOPS (0.80-0.85) on large GEMMs (NVIDIA's
 //   published MLPerf-era figures); smaller tiles saturate earlier: m_half 128. HBM: 0.85.
@@ -72,7 +83,8 @@ struct Efficiency {
   Time kernel;
 };
 
-constexpr Efficiency kHopperMeasured{0.70, 32.0, 0.66, 384.0, 0.80, Time::us(8)};
+constexpr Efficiency kH100Measured{0.70, 32.0, 0.66, 384.0, 0.80, Time::us(8)};
+constexpr Efficiency kH200Measured{0.71, 32.0, 0.65, 352.0, 0.66, Time::us(7)};
 constexpr Efficiency kA100Assumed{0.82, 128.0, 0.82, 128.0, 0.85, Time::us(4)};
 constexpr Efficiency kBlackwellAssumed{0.70, 384.0, 0.70, 384.0, 0.85, Time::us(4)};
 
@@ -100,13 +112,13 @@ std::array<GpuSpec, 6> make_presets() {
       make("a100-80gb", 312.0, 312.0, 2.039, 80, kA100Assumed),
       // NVIDIA H100 Tensor Core GPU data sheet, H100 SXM: BF16 1,979 and FP8 3,958 TFLOPS with
       // sparsity, so 989.4 and 1,978.9 dense; HBM3 3.35 TB/s, 80 GB.
-      make("h100-sxm", 989.4, 1978.9, 3.35, 80, kHopperMeasured),
+      make("h100-sxm", 989.4, 1978.9, 3.35, 80, kH100Measured),
       // H800 SXM (the export variant of H100 SXM: same SMs and HBM, NVLink cut to 400 GB/s,
       // which is the topology's business); DeepSeek-V3 report's training GPU.
-      make("h800", 989.4, 1978.9, 3.35, 80, kHopperMeasured),
+      make("h800", 989.4, 1978.9, 3.35, 80, kH100Measured),
       // NVIDIA H200 Tensor Core GPU data sheet, H200 SXM: H100's compute, HBM3e 4.8 TB/s,
       // 141 GB.
-      make("h200", 989.4, 1978.9, 4.8, 141, kHopperMeasured),
+      make("h200", 989.4, 1978.9, 4.8, 141, kH200Measured),
       // NVIDIA HGX B200 data sheet: 8 GPUs give 36 PFLOPS FP16/BF16 and 72 PFLOPS FP8 with
       // sparsity, so 2.25 and 4.5 PFLOPS dense per GPU; 1.4 TB HBM3e (180 GB per GPU), 64 TB/s
       // (8 TB/s per GPU).
