@@ -11,6 +11,7 @@ packages=(
   libopenblas-dev
   gnuplot-nox
   clang libclang-rt-14-dev
+  libsimgrid-dev  # test-only: SimGrid, the independent max-min oracle of tests/simgrid
 )
 # Extra packages for optional test tiers, e.g. MOESIM_EXTRA_PACKAGES="chromium".
 if [[ -n "${MOESIM_EXTRA_PACKAGES:-}" ]]; then
