@@ -6,9 +6,10 @@
 #include <cmath>
 #include <vector>
 
-#include "models/network/network_model.h"
+#include "bench/zipf_sizes.h"
 #include "core/engine.h"
 #include "core/random.h"
+#include "models/network/network_model.h"
 #include "topologies/builders.h"
 
 namespace moesim {
@@ -24,33 +25,13 @@ Topology rail_cluster(int nodes) {
   return build_rail_fat_tree(p);
 }
 
-// Message i -> j carries z tokens of 7 KiB (a 3584-wide bf16 hidden state), z drawn from a
-// Zipf law on 1..1024 with exponent 1.2: most messages are a few tokens, a few are large.
-std::vector<int64_t> zipf_sizes(int gpus, uint64_t seed) {
-  constexpr int kMaxTokens = 1024;
-  std::vector<double> cdf(kMaxTokens);
-  double sum = 0.0;
-  for (int k = 1; k <= kMaxTokens; ++k) cdf[k - 1] = (sum += std::pow(k, -1.2));
-  RandomStream rng(seed, "bench-zipf");
-  std::vector<int64_t> sizes(static_cast<size_t>(gpus) * gpus, 0);
-  for (int i = 0; i < gpus; ++i) {
-    for (int j = 0; j < gpus; ++j) {
-      if (i == j) continue;
-      const double u = rng.uniform01() * sum;
-      const auto k = std::upper_bound(cdf.begin(), cdf.end(), u) - cdf.begin() + 1;
-      sizes[static_cast<size_t>(i) * gpus + j] = static_cast<int64_t>(k) * 7168;
-    }
-  }
-  return sizes;
-}
-
 void BM_ZipfAllToAll(benchmark::State& state) {
   const int nodes = static_cast<int>(state.range(0));
   NetworkOptions options;
   options.completion_tolerance = static_cast<double>(state.range(1)) * 1e-4;
   const Topology topo = rail_cluster(nodes);
   const int gpus = topo.gpu_count();
-  const auto sizes = zipf_sizes(gpus, 1);
+  const auto sizes = bench::zipf_sizes(gpus, 1);
   topo.precompute_paths();
   NetworkModel::Stats stats;
   Time finish;
