@@ -5,10 +5,10 @@
 #include <cstdint>
 #include <span>
 
-#include "models/moe/model_spec.h"
-#include "models/network/network_model.h"
-#include "models/router/routing_decision.h"
 #include "core/units.h"
+#include "models/moe/model_spec.h"
+#include "models/network/flow_network.h"
+#include "models/router/routing_decision.h"
 #include "topologies/topology.h"
 
 namespace moesim {

@@ -6,6 +6,8 @@
 #include <string>
 #include <utility>
 
+#include "models/network/network_model.h"
+
 namespace moesim {
 
 ByteMatrix ByteMatrix::uniform(int size, int64_t per_pair) {

@@ -8,9 +8,8 @@
 #include <string_view>
 #include <vector>
 
-#include "models/network/flow_network.h"
-#include "models/network/network_model.h"
 #include "core/units.h"
+#include "models/network/flow_network.h"
 #include "topologies/topology.h"
 
 namespace moesim {

@@ -53,6 +53,16 @@ struct NetworkStats {
   uint64_t rate_changes = 0;
 };
 
+// How closely a network follows max-min fairness in time. With completion_tolerance = 0 it is
+// exact: rates are re-derived at every instant a flow's last byte leaves. With a tolerance
+// e > 0, when the first flow drains, every flow that would drain within e of its own duration
+// after it (finish - now <= e * (finish - start)) drains with it, so nearly simultaneous
+// completions cost one recomputation; those flows finish early by at most that fraction of
+// their duration, and their freed bandwidth is handed out that much earlier.
+struct NetworkOptions {
+  double completion_tolerance = 0.0;
+};
+
 class FlowNetwork {
  public:
   // Starts a flow of `bytes` from src_gpu to dst_gpu now; `observer` (may be null) is told

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "models/network/collectives.h"
+#include "models/network/network_model.h"
 #include "tests/network/test_topologies.h"
 #include "topologies/builders.h"
 #include "topologies/presets.h"
