@@ -50,6 +50,8 @@ struct Execution {
 //   the SMs it loses (no memory-bandwidth contention), and the communication is not slowed by
 //   the kernels. A schedule that never has a kernel running beside a member in flight on a GPU
 //   is unaffected. The kernel's phase gets its stretched time.
+// Costs: run() is O(ops + dependencies + collective members) besides the cost model's and the
+// engine's work; re-timing is O(kernels running on the GPU) when it happens.
 class Executor final : public EventHandler, public CollectiveObserver {
  public:
   // Both must outlive the executor; the cost model's network must run on `engine`.

@@ -89,9 +89,10 @@ struct Collective {
   Bytes per_token;
 };
 
-// Append-only while a schedule builds it; finish() then freezes it for the executor. Adding an
-// op or a dependency is O(1) amortised; finish() is O(E log E) for E dependencies (one sort);
-// dependents(op) is then O(1), a span in increasing op id.
+// Append-only while a schedule builds it; finish() then freezes it for the executor. Adding a
+// kernel or a dependency is O(1) amortised, a member O(its collective's members) (it finds the
+// GPU's position); finish() is O(E log E) for E dependencies (one sort); dependents(op) is then
+// O(1), a span in increasing op id.
 class OpGraph {
  public:
   explicit OpGraph(int32_t gpus) : gpus_(gpus) {}
