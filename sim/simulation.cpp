@@ -20,18 +20,6 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-StepKind step_kind(WorkloadKind kind) {
-  switch (kind) {
-    case WorkloadKind::kTraining:
-      return StepKind::kTraining;
-    case WorkloadKind::kPrefill:
-      return StepKind::kPrefill;
-    case WorkloadKind::kDecode:
-      return StepKind::kDecode;
-  }
-  return StepKind::kTraining;
-}
-
 double max_over_mean(const std::vector<int64_t>& counts) {
   if (counts.empty()) return 0.0;
   const double total = std::accumulate(counts.begin(), counts.end(), 0.0);
@@ -177,7 +165,7 @@ SimulationResult simulate(const Scenario& scenario, RoutingSource& source,
   setup.plan = &plan;
   setup.placement = &placement;
   setup.gpu = &gpu;
-  setup.kind = step_kind(workload.kind);
+  setup.kind = workload.kind;
   setup.tokens_per_gpu = workload.tokens_per_gpu;
   setup.sequence_length = workload.sequence_length;
   setup.kv_context_length = workload.kv_context_length;

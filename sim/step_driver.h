@@ -1,5 +1,7 @@
-// The MoE step on the event engine: each GPU runs a program of compute and collective ops
-// (layers, micro-batches in 1F1B order, gradient reduction, optimizer); collectives wait for
+// The MoE step on the event engine, as schedule -> operation graph -> executor: a schedule
+// (sim/schedule.h, 1F1B unless told otherwise) lays the step out once as a graph of kernels and
+// collectives on each GPU's streams, the step's cost model (sim/cost_model.h) prices the ops, and
+// the executor (sim/executor.h) plays the graph on the engine each step; collectives wait for
 // every member, so the slowest GPU sets the pace and imbalance shows as idle time.
 #pragma once
 
@@ -7,78 +9,21 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <span>
 #include <vector>
 
-#include "models/gpu/gpu_model.h"
-#include "models/moe/model_spec.h"
-#include "models/moe/parallel_plan.h"
-#include "models/moe/placement.h"
-#include "models/network/collectives.h"
-#include "models/network/flow_network.h"
 #include "core/engine.h"
-#include "sim/moe_traffic.h"
+#include "models/network/flow_network.h"
+#include "sim/cost_model.h"
+#include "sim/executor.h"
+#include "sim/op_graph.h"
+#include "sim/schedule.h"
+#include "sim/step_setup.h"
 
 namespace moesim {
 
-enum class Phase : uint8_t {
-  kAttention,     // attention projections and kernel (and the LM head on the last stage)
-  kDenseFfn,      // dense layers' FFN, the router gate, shared experts
-  kTpCollective,  // tensor-parallel all-gather / reduce-scatter
-  kDispatch,
-  kExpertCompute,
-  kCombine,
-  kPipeline,      // activations between pipeline stages
-  kGradientSync,  // data-parallel gradient reduction
-  kOptimizer,
-  kIdle,  // waiting for peers at a collective
-};
-inline constexpr int kPhaseCount = 10;
-const char* phase_name(Phase phase);
-
-enum class StepKind : uint8_t { kTraining, kPrefill, kDecode };
-
-// Everything the driver needs besides the traffic; references must outlive the driver.
-struct StepSetup {
-  const ModelSpec* model = nullptr;
-  const ParallelPlan* plan = nullptr;
-  const Placement* placement = nullptr;
-  const GpuModel* gpu = nullptr;
-  StepKind kind = StepKind::kTraining;
-  int32_t tokens_per_gpu = 0;
-  int32_t sequence_length = 0;
-  int32_t kv_context_length = 0;
-  int32_t micro_batches = 1;
-};
-
-// Bytes the MoE exchanges carried, per link kind, for achieved-bandwidth figures.
-struct ExchangeBytes {
-  int64_t nvlink = 0;
-  int64_t network = 0;
-};
-
-// The first layer of each pipeline stage, plus the end: layers split as evenly as possible,
-// the first stages taking one more when the stages do not divide the layers.
-std::vector<int32_t> stage_first_layers(int32_t layers, int32_t stages);
-
-// The routed traffic of one step: [micro_batch][moe_layer][dp_rank].
-using StepTraffic = std::vector<std::vector<std::vector<MoeLayerTraffic>>>;
-
-// A slot's number in StepTraffic's order (micro-batch major, then MoE layer, then replica):
-// the order a step plays and routes its slots in.
-constexpr int64_t traffic_slot(int32_t micro_batch, int32_t moe_layer, int32_t dp_rank,
-                               int32_t moe_layers, int32_t dp) {
-  return (int64_t{micro_batch} * moe_layers + moe_layer) * dp + dp_rank;
-}
-
-// For traffic still being routed while its step plays: called with (micro_batch, moe_layer,
-// dp_rank) before the driver first reads that slot; returns once the slot is final, or throws
-// the routing error. The driver calls it on its own thread, from inside the engine's events.
-using AwaitTrafficSlot = std::function<void(int32_t, int32_t, int32_t)>;
-
 // Told (collectives finished, collectives in the step) each time one of the step's collectives
 // ends, so that a long step can show how far it has got; from inside the engine's events.
-using StepProgress = std::function<void(int32_t, int32_t)>;
+using StepProgress = CollectiveProgress;
 
 // What one step measured.
 struct StepMeasurement {
@@ -99,9 +44,11 @@ struct StepMeasurement {
   int32_t exchanges = 0;
 };
 
-class StepDriver final : public EventHandler, public CollectiveObserver {
+class StepDriver {
  public:
-  StepDriver(Engine& engine, FlowNetwork& network, const StepSetup& setup);
+  // Lays the step out with `schedule` (1F1B when null; it need not outlive the constructor).
+  StepDriver(Engine& engine, FlowNetwork& network, const StepSetup& setup,
+             const Schedule* schedule = nullptr, CostOptions cost = {});
   ~StepDriver();
 
   // Plays one step from now() to its end and returns its measurements. `traffic` must have
@@ -112,12 +59,13 @@ class StepDriver final : public EventHandler, public CollectiveObserver {
   StepMeasurement run_step(const StepTraffic& traffic, const AwaitTrafficSlot& await_slot = {},
                            const StepProgress& progress = {});
 
-  void on_event(uint64_t tag) override;
-  void on_collective_done(CollectiveId id, uint64_t tag, const CollectiveResult& result) override;
+  const OpGraph& graph() const { return graph_; }
 
  private:
-  struct Impl;
-  std::unique_ptr<Impl> impl_;
+  StepSetup setup_;
+  OpGraph graph_;
+  StepCostModel cost_;
+  Executor executor_;
 };
 
 }  // namespace moesim

@@ -1,0 +1,185 @@
+#include "sim/cost_model.h"
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+
+#include "models/moe/model_spec.h"
+
+namespace moesim {
+
+CostModel::CostModel(FlowNetwork& network, const GpuModel& gpu, CostOptions options)
+    : network_(network), gpu_(gpu), options_(options), collectives_(network) {
+  if (!(options.comm_sm_fraction >= 0.0 && options.comm_sm_fraction < 1.0)) {
+    throw std::invalid_argument("CostModel: comm_sm_fraction " +
+                                std::to_string(options.comm_sm_fraction) + " is not in [0, 1)");
+  }
+}
+
+CostModel::~CostModel() = default;
+
+Time CostModel::kernel_time(const Op& op) {
+  switch (op.kernel) {
+    case KernelKind::kFixed:
+      return op.fixed_time * op.work_scale;
+    case KernelKind::kMemoryBound:
+      return gpu_.memory_bound(op.bytes) * op.work_scale;
+    default:
+      throw std::invalid_argument("CostModel: this cost model prices no model kernels");
+  }
+}
+
+void CostModel::launch(const Collective& c, CollectiveObserver& observer, uint64_t tag) {
+  const std::vector<int>& group = c.members;
+  const int n = static_cast<int>(group.size());
+  switch (c.kind) {
+    case CollectiveKind::kAllGather:
+      collectives_.all_gather(group, c.bytes * n, &observer, tag);
+      return;
+    case CollectiveKind::kReduceScatter:
+      collectives_.reduce_scatter(group, c.bytes * n, &observer, tag);
+      return;
+    case CollectiveKind::kAllReduce:
+      collectives_.all_reduce(group, c.bytes, CollectiveAlgo::kRing, &observer, tag);
+      return;
+    case CollectiveKind::kSendRecv: {
+      ByteMatrix one(2);
+      one.at(0, 1) = c.bytes.count();
+      collectives_.all_to_all(group, one, CollectiveAlgo::kDirect, &observer, tag);
+      return;
+    }
+    case CollectiveKind::kAllToAll:
+      collectives_.all_to_all(group, ByteMatrix::uniform(n, c.bytes.count()),
+                              CollectiveAlgo::kDirect, &observer, tag);
+      return;
+    case CollectiveKind::kMoeDispatch:
+    case CollectiveKind::kMoeCombine:
+      throw std::invalid_argument("CostModel: MoE exchanges need the step's cost model");
+  }
+}
+
+StepCostModel::StepCostModel(FlowNetwork& network, const StepSetup& setup, CostOptions options)
+    : CostModel(network, *setup.gpu, options), setup_(setup) {
+  const int32_t layers = setup.model->layers;
+  moe_index_of_layer_.assign(static_cast<size_t>(layers), kNone);
+  for (int32_t l = 0; l < layers; ++l) {
+    if (setup.model->is_moe_layer(l)) moe_index_of_layer_[static_cast<size_t>(l)] = moe_layers_++;
+  }
+  attention_ = attention_time();
+  dense_ffn_ = dense_ffn_time();
+  gate_and_shared_ = gate_and_shared_time();
+  lm_head_ = lm_head_time();
+}
+
+void StepCostModel::bind(const StepTraffic* traffic, const AwaitTrafficSlot* await_slot) {
+  traffic_ = traffic;
+  await_slot_ = await_slot;
+  slot_ready_.assign(static_cast<size_t>(setup_.micro_batches) * moe_layers_ * setup_.plan->dp, 0);
+  exchange_bytes_ = ExchangeBytes{};
+}
+
+const MoeLayerTraffic& StepCostModel::slot(int32_t mb, int32_t moe, int32_t d) {
+  const auto index = static_cast<size_t>(traffic_slot(mb, moe, d, moe_layers_, setup_.plan->dp));
+  if (!slot_ready_[index]) {
+    if (await_slot_ != nullptr && *await_slot_) (*await_slot_)(mb, moe, d);
+    slot_ready_[index] = 1;
+  }
+  return (*traffic_)[static_cast<size_t>(mb)][static_cast<size_t>(moe)][static_cast<size_t>(d)];
+}
+
+Time StepCostModel::attention_time() const {
+  const ModelSpec& model = *setup_.model;
+  const GpuModel& g = gpu_;
+  const Dtype dt = model.weights.dtype;
+  const int64_t tokens = tokens_in_tp_group();
+  const int64_t proj_cols = model.attention_params() / (int64_t{tp()} * model.hidden_size);
+  Time t = g.gemm(tokens, proj_cols, model.hidden_size, dt);
+  const bool decode = setup_.kind == WorkloadKind::kDecode;
+  const AttentionShape shape = attention_shape(model, tp(), decode);
+  if (decode) {
+    t += g.attention_decode(tokens, setup_.kv_context_length, shape, Dtype::kBf16);
+  } else {
+    const int64_t length = std::min<int64_t>(setup_.sequence_length, tokens);
+    const int64_t sequences = std::max<int64_t>(1, tokens / std::max<int64_t>(1, length));
+    t += g.attention_prefill(sequences, length, shape, dt, true);
+  }
+  return t;
+}
+
+Time StepCostModel::dense_ffn_time() const {
+  const ModelSpec& model = *setup_.model;
+  return gpu_.gemm(tokens_in_tp_group(), int64_t{model.ffn_matrices} * model.dense_ffn_size / tp(),
+                   model.hidden_size, model.weights.dtype);
+}
+
+Time StepCostModel::gate_and_shared_time() const {
+  const ModelSpec& model = *setup_.model;
+  Time t = gpu_.gemm(tokens_in_tp_group(), model.routed_experts, model.hidden_size, Dtype::kFp32);
+  if (model.shared_experts > 0) {
+    t +=
+        gpu_.gemm(tokens_in_tp_group(),
+                  int64_t{model.ffn_matrices} * model.shared_experts * model.expert_ffn_size / tp(),
+                  model.hidden_size, model.weights.dtype);
+  }
+  return t;
+}
+
+Time StepCostModel::lm_head_time() const {
+  const ModelSpec& model = *setup_.model;
+  if (model.vocab_size == 0) return Time::zero();
+  return gpu_.gemm(tokens_in_tp_group(), model.vocab_size / tp(), model.hidden_size,
+                   model.weights.dtype);
+}
+
+Time StepCostModel::kernel_time(const Op& op) {
+  switch (op.kernel) {
+    case KernelKind::kAttention:
+      return attention_ * op.work_scale;
+    case KernelKind::kLmHead:
+      return lm_head_ * op.work_scale;
+    case KernelKind::kDenseFfn:
+      return dense_ffn_ * op.work_scale;
+    case KernelKind::kGateAndShared:
+      return gate_and_shared_ * op.work_scale;
+    case KernelKind::kExpertFfn: {
+      // Read when the GPU reaches the kernel: the layer may still be routing before.
+      const ModelSpec& model = *setup_.model;
+      const MoeLayerTraffic& traffic =
+          slot(op.micro_batch, moe_index_of_layer(op.layer), dp_rank_of_gpu(op.gpu));
+      const auto& counts = traffic.tokens_per_local_expert[static_cast<size_t>(op.gpu)];
+      return gpu_.grouped_expert_ffn(counts, model.hidden_size, model.expert_ffn_size,
+                                     model.weights.dtype, tp(), model.ffn_matrices) *
+             op.work_scale;
+    }
+    case KernelKind::kFixed:
+    case KernelKind::kMemoryBound:
+      return CostModel::kernel_time(op);
+  }
+  return CostModel::kernel_time(op);
+}
+
+void StepCostModel::launch(const Collective& c, CollectiveObserver& observer, uint64_t tag) {
+  if (c.kind != CollectiveKind::kMoeDispatch && c.kind != CollectiveKind::kMoeCombine) {
+    CostModel::launch(c, observer, tag);
+    return;
+  }
+  const MoeLayerTraffic& traffic = slot(c.micro_batch, c.moe_layer, c.dp_rank);
+  const ExchangeMatrices x = exchange_matrices(traffic, c.members, network_.topology(), c.per_token,
+                                               c.kind == CollectiveKind::kMoeCombine);
+  if (!x.staged) {
+    collectives_.all_to_all(c.members, x.direct, CollectiveAlgo::kDirect, &observer, tag);
+    return;
+  }
+  collectives_.two_stage(c.members, x.first, x.second, x.direct, &observer, tag);
+}
+
+void StepCostModel::on_result(const Collective& c, const CollectiveResult& result) {
+  if (c.kind != CollectiveKind::kMoeDispatch && c.kind != CollectiveKind::kMoeCombine) return;
+  for (const auto& sent : result.sent_bytes) {
+    exchange_bytes_.nvlink +=
+        sent[static_cast<int>(LinkKind::kNvLink)] + sent[static_cast<int>(LinkKind::kPcie)];
+    exchange_bytes_.network += sent[static_cast<int>(LinkKind::kNetwork)];
+  }
+}
+
+}  // namespace moesim

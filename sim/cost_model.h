@@ -1,0 +1,125 @@
+// Cost models: how long each op of an operation graph takes. Kernels are priced by the GPU
+// model (models/gpu) when they start; collectives are played on the network (FlowNetwork through
+// Collectives) when their last member arrives, and end when their transfers do.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "core/units.h"
+#include "models/gpu/gpu_model.h"
+#include "models/network/collectives.h"
+#include "models/network/flow_network.h"
+#include "sim/moe_traffic.h"
+#include "sim/op_graph.h"
+#include "sim/step_setup.h"
+
+namespace moesim {
+
+struct CostOptions {
+  // Share of a GPU's SMs its communication kernels hold while one is in flight, taken from
+  // the kernels computing beside them. The default is DeepSeek-V3's (technical report, 3.2.2):
+  // its all-to-all kernels take 20 of the H800's 132 SMs. It matters only where a schedule
+  // overlaps computation with communication on one GPU (see Executor for how it is applied);
+  // in a schedule that overlaps nothing it has no effect. 0 <= fraction < 1.
+  double comm_sm_fraction = 20.0 / 132.0;
+};
+
+// Prices the ops that need no knowledge of the model: kFixed and kMemoryBound kernels, and
+// every collective kind but the MoE exchanges (ring all-gather, reduce-scatter and all-reduce,
+// posted send/receive, uniform all-to-all). The MoE step's cost model derives from it.
+class CostModel {
+ public:
+  CostModel(FlowNetwork& network, const GpuModel& gpu, CostOptions options = {});
+  virtual ~CostModel();
+  CostModel(const CostModel&) = delete;
+  CostModel& operator=(const CostModel&) = delete;
+
+  FlowNetwork& network() const { return network_; }
+  const CostOptions& options() const { return options_; }
+
+  // The kernel's duration at full speed (work_scale included); asked when it starts.
+  virtual Time kernel_time(const Op& op);
+  // Starts the collective's transfers; `observer` hears (tag) once they all arrived. A send /
+  // receive is launched by its sender alone.
+  virtual void launch(const Collective& c, CollectiveObserver& observer, uint64_t tag);
+  // Whether the collective's kernels hold comm_sm_fraction of each member's SMs while that
+  // member's op is in flight. Posted pipeline sends do not: NCCL's send/receive of one
+  // activation runs on one or two channels, taken here as none.
+  virtual bool holds_sms(const Collective& c) const { return c.kind != CollectiveKind::kSendRecv; }
+  // Told every collective's result when it ends, before its members go on.
+  virtual void on_result(const Collective& /*c*/, const CollectiveResult& /*result*/) {}
+
+ protected:
+  FlowNetwork& network_;
+  const GpuModel& gpu_;
+  CostOptions options_;
+  Collectives collectives_;
+};
+
+// Bytes the MoE exchanges carried, per link kind, for achieved-bandwidth figures.
+struct ExchangeBytes {
+  int64_t nvlink = 0;
+  int64_t network = 0;
+};
+
+// The routed traffic of one step: [micro_batch][moe_layer][dp_rank].
+using StepTraffic = std::vector<std::vector<std::vector<MoeLayerTraffic>>>;
+
+// A slot's number in StepTraffic's order (micro-batch major, then MoE layer, then replica):
+// the order a step plays and routes its slots in.
+constexpr int64_t traffic_slot(int32_t micro_batch, int32_t moe_layer, int32_t dp_rank,
+                               int32_t moe_layers, int32_t dp) {
+  return (int64_t{micro_batch} * moe_layers + moe_layer) * dp + dp_rank;
+}
+
+// For traffic still being routed while its step plays: called with (micro_batch, moe_layer,
+// dp_rank) before the step first reads that slot; returns once the slot is final, or throws
+// the routing error. Called on the step's thread, from inside the engine's events.
+using AwaitTrafficSlot = std::function<void(int32_t, int32_t, int32_t)>;
+
+// The MoE step's prices: the layer kernels from the model and the workload's size (attention,
+// dense FFN, gate and shared experts, LM head; computed once), the expert FFN from the slot's
+// routed rows (read when the kernel starts), and the MoE exchanges from the slot's traffic
+// (read when the exchange launches): a slot is read only after await_slot returned for it.
+class StepCostModel final : public CostModel {
+ public:
+  StepCostModel(FlowNetwork& network, const StepSetup& setup, CostOptions options = {});
+
+  // The step's traffic; every slot allocated, read as described above. Reset the exchange
+  // bytes.
+  void bind(const StepTraffic* traffic, const AwaitTrafficSlot* await_slot);
+  const ExchangeBytes& exchange_bytes() const { return exchange_bytes_; }
+  int32_t moe_index_of_layer(int32_t layer) const {
+    return moe_index_of_layer_[static_cast<size_t>(layer)];
+  }
+  int32_t dp_rank_of_gpu(int32_t gpu) const {
+    return (gpu / (setup_.plan->tp * setup_.plan->ep)) % setup_.plan->dp;
+  }
+  // The slot (await_slot first, if not yet).
+  const MoeLayerTraffic& slot(int32_t micro_batch, int32_t moe_layer, int32_t dp_rank);
+
+  Time kernel_time(const Op& op) override;
+  void launch(const Collective& c, CollectiveObserver& observer, uint64_t tag) override;
+  void on_result(const Collective& c, const CollectiveResult& result) override;
+
+ private:
+  Time attention_time() const;
+  Time dense_ffn_time() const;
+  Time gate_and_shared_time() const;
+  Time lm_head_time() const;
+  int32_t tp() const { return setup_.plan->tp; }
+  int32_t tokens_in_tp_group() const { return setup_.tokens_per_gpu * tp(); }
+
+  StepSetup setup_;
+  std::vector<int32_t> moe_index_of_layer_;
+  int32_t moe_layers_ = 0;
+  Time attention_, dense_ffn_, gate_and_shared_, lm_head_;
+  const StepTraffic* traffic_ = nullptr;
+  const AwaitTrafficSlot* await_slot_ = nullptr;
+  std::vector<uint8_t> slot_ready_;  // [micro_batch][moe_layer][dp_rank], once awaited
+  ExchangeBytes exchange_bytes_;
+};
+
+}  // namespace moesim

@@ -1,0 +1,326 @@
+#include "sim/schedule.h"
+
+#include <algorithm>
+#include <stdexcept>
+#include <utility>
+#include <vector>
+
+namespace moesim {
+
+std::vector<int32_t> stage_first_layers(int32_t layers, int32_t stages) {
+  std::vector<int32_t> first{0};
+  for (int32_t st = 0; st < stages; ++st) {
+    first.push_back(first.back() + layers / stages + (st < layers % stages ? 1 : 0));
+  }
+  return first;
+}
+
+StageParameters stage_parameters(const StepSetup& setup, std::span<const int32_t> stage_first_layer,
+                                 int32_t stage, int32_t ep_rank) {
+  const ModelSpec& model = *setup.model;
+  StageParameters p;
+  int32_t stage_moe_layers = 0;
+  for (int32_t l = stage_first_layer[stage]; l < stage_first_layer[stage + 1]; ++l) {
+    p.non_expert += model.attention_params();
+    p.non_expert += model.is_moe_layer(l)
+                        ? model.gate_params() + model.shared_experts * model.expert_params()
+                        : model.dense_ffn_params();
+    stage_moe_layers += model.is_moe_layer(l) ? 1 : 0;
+  }
+  if (stage == 0 || stage == setup.plan->pp - 1) p.non_expert += model.embedding_params() / 2;
+  p.local_experts = int64_t{stage_moe_layers} *
+                    static_cast<int64_t>(setup.placement->experts_on(ep_rank).size()) *
+                    model.expert_params();
+  return p;
+}
+
+namespace {
+
+// The order of (micro-batch, backward) work on pipeline stage `stage` of `stages` in 1F1B:
+// warm-up forwards, then one forward and one backward alternately, then the remaining backwards.
+std::vector<std::pair<int32_t, bool>> one_f_one_b(int32_t stage, int32_t stages,
+                                                  int32_t micro_batches, bool training) {
+  std::vector<std::pair<int32_t, bool>> order;
+  if (!training) {
+    for (int32_t m = 0; m < micro_batches; ++m) order.emplace_back(m, false);
+    return order;
+  }
+  const int32_t warmup = std::min(stages - stage - 1, micro_batches);
+  int32_t next_forward = 0;
+  int32_t next_backward = 0;
+  for (; next_forward < warmup; ++next_forward) order.emplace_back(next_forward, false);
+  while (next_forward < micro_batches) {
+    order.emplace_back(next_forward++, false);
+    order.emplace_back(next_backward++, true);
+  }
+  while (next_backward < micro_batches) order.emplace_back(next_backward++, true);
+  return order;
+}
+
+// Where a tensor-parallel collective sits in a layer, in forward order (the backward pass runs
+// the same four in reverse, each the other kind).
+enum class TpSlot : uint8_t { kBeforeAttention, kAfterAttention, kBeforeFfn, kAfterFfn };
+inline constexpr int32_t kTpSlots = 4;
+
+// The collectives a 1F1B step shares between GPUs, found by their keys in dense tables (one
+// entry per possible collective, O(1) lookup): the first member to reach one creates it.
+class OneFOneBBuilder {
+ public:
+  explicit OneFOneBBuilder(const StepSetup& setup)
+      : setup_(setup),
+        plan_(*setup.plan),
+        model_(*setup.model),
+        graph_(static_cast<int32_t>(setup.plan->world_size())),
+        stage_first_layer_(stage_first_layers(setup.model->layers, setup.plan->pp)) {
+    const int32_t layers = model_.layers;
+    moe_index_of_layer_.assign(static_cast<size_t>(layers), kNone);
+    int32_t moe = 0;
+    for (int32_t l = 0; l < layers; ++l) {
+      if (model_.is_moe_layer(l)) moe_index_of_layer_[static_cast<size_t>(l)] = moe++;
+    }
+    moe_layers_ = moe;
+    const auto mb = static_cast<size_t>(setup.micro_batches);
+    if (plan_.tp > 1) tp_.assign(mb * layers * 2 * kTpSlots * plan_.ep * plan_.dp, kNone);
+    if (plan_.ep > 1) exchange_.assign(mb * moe_layers_ * 2 * 2 * plan_.dp, kNone);
+    if (plan_.pp > 1) pipeline_.assign(mb * 2 * graph_.gpus(), kNone);
+    dense_gradients_.assign(static_cast<size_t>(plan_.tp) * plan_.pp, kNone);
+    expert_gradients_.assign(static_cast<size_t>(plan_.tp) * plan_.pp * plan_.ep, kNone);
+  }
+
+  OpGraph build() && {
+    const bool training = setup_.kind == WorkloadKind::kTraining;
+    for (int32_t s = 0; s < plan_.pp; ++s) {
+      const auto order = one_f_one_b(s, plan_.pp, setup_.micro_batches, training);
+      for (int32_t d = 0; d < plan_.dp; ++d) {
+        for (int32_t b = 0; b < plan_.ep; ++b) {
+          for (int32_t a = 0; a < plan_.tp; ++a) {
+            gpu_ = plan_.gpu_of(a, b, d, s);
+            a_ = a, b_ = b, d_ = d, s_ = s;
+            previous_ = kNone;
+            for (const auto& [mb, backward] : order) {
+              backward ? add_backward(mb) : add_forward(mb);
+            }
+            if (training) add_gradient_sync_and_optimizer();
+          }
+        }
+      }
+    }
+    graph_.finish();
+    return std::move(graph_);
+  }
+
+ private:
+  std::span<const OpId> after() const {
+    return previous_ == kNone ? std::span<const OpId>() : std::span<const OpId>(&previous_, 1);
+  }
+  void kernel(Phase phase, KernelKind kind, bool backward, int32_t mb, int32_t layer) {
+    Op op;
+    op.gpu = gpu_;
+    op.stream = Stream::kCompute;
+    op.phase = phase;
+    op.kernel = kind;
+    op.backward = backward;
+    op.micro_batch = mb;
+    op.layer = layer;
+    op.work_scale = backward ? 2 : 1;  // the backward pass does twice the matrix work
+    previous_ = graph_.add_kernel(op, after());
+  }
+  void join(CollectiveIdx c) { previous_ = graph_.add_member(gpu_, Stream::kComm, c, after()); }
+  // The table's collective, created by `make` if this is its first member.
+  template <typename Make>
+  CollectiveIdx find(std::vector<CollectiveIdx>& table, size_t key, Make make) {
+    CollectiveIdx& c = table[key];
+    if (c == kNone) c = graph_.add_collective(make());
+    return c;
+  }
+
+  Bytes activation_bytes() const {
+    return Bytes(int64_t{setup_.tokens_per_gpu} * model_.hidden_size * 2);
+  }
+
+  void tp_collective(int32_t mb, int32_t layer, bool backward, TpSlot slot) {
+    if (plan_.tp == 1) return;
+    // Forward: all-gather before attention and FFN, reduce-scatter after; backward the reverse.
+    const bool gather =
+        (slot == TpSlot::kBeforeAttention || slot == TpSlot::kBeforeFfn) != backward;
+    const size_t key =
+        ((((static_cast<size_t>(mb) * model_.layers + layer) * 2 + backward) * kTpSlots +
+          static_cast<size_t>(slot)) *
+             plan_.dp +
+         d_) *
+            plan_.ep +
+        b_;
+    join(find(tp_, key, [&] {
+      Collective c;
+      c.kind = gather ? CollectiveKind::kAllGather : CollectiveKind::kReduceScatter;
+      c.phase = Phase::kTpCollective;
+      c.backward = backward;
+      c.micro_batch = mb;
+      for (int32_t a = 0; a < plan_.tp; ++a) c.members.push_back(plan_.gpu_of(a, b_, d_, s_));
+      c.bytes = activation_bytes();
+      return c;
+    }));
+  }
+
+  void exchange(bool dispatch_pattern, Phase phase, int32_t mb, int32_t layer, bool backward) {
+    if (plan_.ep == 1) return;
+    const int32_t moe = moe_index_of_layer_[static_cast<size_t>(layer)];
+    const size_t key =
+        (((static_cast<size_t>(mb) * moe_layers_ + moe) * 2 + backward) * 2 + dispatch_pattern) *
+            plan_.dp +
+        d_;
+    join(find(exchange_, key, [&] {
+      Collective c;
+      c.kind = dispatch_pattern ? CollectiveKind::kMoeDispatch : CollectiveKind::kMoeCombine;
+      c.phase = phase;
+      c.backward = backward;
+      c.micro_batch = mb;
+      c.moe_layer = moe;
+      c.dp_rank = d_;
+      // Forward dispatch sends activations in the dispatch format; everything else (combine
+      // and both backward exchanges, which carry gradients) in the combine format.
+      c.per_token = (dispatch_pattern && !backward) ? model_.dispatch_bytes_per_token()
+                                                    : model_.combine_bytes_per_token();
+      for (int32_t e = 0; e < plan_.ep; ++e) {
+        for (int32_t a = 0; a < plan_.tp; ++a) c.members.push_back(plan_.gpu_of(a, e, d_, s_));
+      }
+      return c;
+    }));
+  }
+
+  // A pipeline transfer of micro-batch mb from `from` to `to`: the sender posts it and goes on
+  // (as 1F1B needs: a stage sending its next activation must not wait for a peer that is itself
+  // sending a gradient back), so the sender's next op does not wait for the send.
+  void send_recv(int32_t from, int32_t to, int32_t mb, bool backward) {
+    const size_t key = (static_cast<size_t>(mb) * 2 + backward) * graph_.gpus() + from;
+    const CollectiveIdx c = find(pipeline_, key, [&] {
+      Collective p;
+      p.kind = CollectiveKind::kSendRecv;
+      p.phase = Phase::kPipeline;
+      p.backward = backward;
+      p.micro_batch = mb;
+      p.members = {from, to};
+      p.bytes = activation_bytes();
+      return p;
+    });
+    if (gpu_ == from) {
+      graph_.add_member(gpu_, Stream::kComm, c, after());
+    } else {
+      join(c);
+    }
+  }
+
+  void add_forward(int32_t mb) {
+    const int32_t first = stage_first_layer_[s_];
+    const int32_t last = stage_first_layer_[s_ + 1];
+    if (s_ > 0) send_recv(plan_.gpu_of(a_, b_, d_, s_ - 1), gpu_, mb, false);
+    for (int32_t l = first; l < last; ++l) {
+      tp_collective(mb, l, false, TpSlot::kBeforeAttention);
+      kernel(Phase::kAttention, KernelKind::kAttention, false, mb, l);
+      tp_collective(mb, l, false, TpSlot::kAfterAttention);
+      tp_collective(mb, l, false, TpSlot::kBeforeFfn);
+      if (model_.is_moe_layer(l)) {
+        kernel(Phase::kDenseFfn, KernelKind::kGateAndShared, false, mb, l);
+        exchange(true, Phase::kDispatch, mb, l, false);
+        kernel(Phase::kExpertCompute, KernelKind::kExpertFfn, false, mb, l);
+        exchange(false, Phase::kCombine, mb, l, false);
+      } else {
+        kernel(Phase::kDenseFfn, KernelKind::kDenseFfn, false, mb, l);
+      }
+      tp_collective(mb, l, false, TpSlot::kAfterFfn);
+    }
+    if (s_ == plan_.pp - 1) kernel(Phase::kAttention, KernelKind::kLmHead, false, mb, kNone);
+    if (s_ < plan_.pp - 1) send_recv(gpu_, plan_.gpu_of(a_, b_, d_, s_ + 1), mb, false);
+  }
+
+  void add_backward(int32_t mb) {
+    const int32_t first = stage_first_layer_[s_];
+    const int32_t last = stage_first_layer_[s_ + 1];
+    if (s_ < plan_.pp - 1) send_recv(plan_.gpu_of(a_, b_, d_, s_ + 1), gpu_, mb, true);
+    if (s_ == plan_.pp - 1) kernel(Phase::kAttention, KernelKind::kLmHead, true, mb, kNone);
+    for (int32_t l = last - 1; l >= first; --l) {
+      tp_collective(mb, l, true, TpSlot::kAfterFfn);
+      if (model_.is_moe_layer(l)) {
+        exchange(true, Phase::kCombine, mb, l, true);
+        kernel(Phase::kExpertCompute, KernelKind::kExpertFfn, true, mb, l);
+        exchange(false, Phase::kDispatch, mb, l, true);
+        kernel(Phase::kDenseFfn, KernelKind::kGateAndShared, true, mb, l);
+      } else {
+        kernel(Phase::kDenseFfn, KernelKind::kDenseFfn, true, mb, l);
+      }
+      tp_collective(mb, l, true, TpSlot::kBeforeFfn);
+      tp_collective(mb, l, true, TpSlot::kAfterAttention);
+      kernel(Phase::kAttention, KernelKind::kAttention, true, mb, l);
+      tp_collective(mb, l, true, TpSlot::kBeforeAttention);
+    }
+    if (s_ > 0) send_recv(gpu_, plan_.gpu_of(a_, b_, d_, s_ - 1), mb, true);
+  }
+
+  void add_gradient_sync_and_optimizer() {
+    const StageParameters params = stage_parameters(setup_, stage_first_layer_, s_, b_);
+    const int64_t dense_params = params.non_expert / plan_.tp;
+    const int64_t expert_params = params.local_experts / plan_.tp;
+    // Gradients are reduced in BF16 (2 bytes per parameter).
+    if (plan_.ep * plan_.dp > 1) {
+      const size_t key = static_cast<size_t>(s_) * plan_.tp + a_;
+      join(find(dense_gradients_, key, [&] {
+        Collective c;
+        c.kind = CollectiveKind::kAllReduce;
+        c.phase = Phase::kGradientSync;
+        for (int32_t dd = 0; dd < plan_.dp; ++dd) {
+          for (int32_t bb = 0; bb < plan_.ep; ++bb)
+            c.members.push_back(plan_.gpu_of(a_, bb, dd, s_));
+        }
+        c.bytes = Bytes(dense_params * 2);
+        return c;
+      }));
+    }
+    if (plan_.dp > 1 && expert_params > 0) {
+      const size_t key = (static_cast<size_t>(s_) * plan_.tp + a_) * plan_.ep + b_;
+      join(find(expert_gradients_, key, [&] {
+        Collective c;
+        c.kind = CollectiveKind::kAllReduce;
+        c.phase = Phase::kGradientSync;
+        for (int32_t dd = 0; dd < plan_.dp; ++dd) c.members.push_back(plan_.gpu_of(a_, b_, dd, s_));
+        c.bytes = Bytes(expert_params * 2);
+        return c;
+      }));
+    }
+    // Adam with FP32 master weights and moments: read and write about 16 bytes per parameter
+    // (weight, gradient, two moments) plus the BF16 copy.
+    Op op;
+    op.gpu = gpu_;
+    op.phase = Phase::kOptimizer;
+    op.kernel = KernelKind::kMemoryBound;
+    op.bytes = Bytes((dense_params + expert_params) * 18);
+    previous_ = graph_.add_kernel(op, after());
+  }
+
+  const StepSetup& setup_;
+  const ParallelPlan& plan_;
+  const ModelSpec& model_;
+  OpGraph graph_;
+  std::vector<int32_t> stage_first_layer_;
+  std::vector<int32_t> moe_index_of_layer_;
+  int32_t moe_layers_ = 0;
+  // Keyed collectives, kNone until created.
+  std::vector<CollectiveIdx> tp_;                // [mb][layer][backward][slot][dp][ep]
+  std::vector<CollectiveIdx> exchange_;          // [mb][moe layer][backward][dispatch way][dp]
+  std::vector<CollectiveIdx> pipeline_;          // [mb][backward][sender]
+  std::vector<CollectiveIdx> dense_gradients_;   // [stage][tp]
+  std::vector<CollectiveIdx> expert_gradients_;  // [stage][tp][ep]
+  // The GPU being laid out and its coordinates, and its last op (what the next one waits for).
+  int32_t gpu_ = 0, a_ = 0, b_ = 0, d_ = 0, s_ = 0;
+  OpId previous_ = kNone;
+};
+
+}  // namespace
+
+OpGraph OneFOneBSchedule::build(const StepSetup& setup) const {
+  if (setup.plan->pp > setup.model->layers) {
+    throw std::invalid_argument("1F1B: more pipeline stages than layers");
+  }
+  return OneFOneBBuilder(setup).build();
+}
+
+}  // namespace moesim

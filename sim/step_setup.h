@@ -1,0 +1,33 @@
+// What one training or inference step is, for the schedule that lays it out and the cost model
+// that prices it: the model, its parallel plan and placement, the GPU, the workload's size.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "models/gpu/gpu_model.h"
+#include "models/moe/model_spec.h"
+#include "models/moe/parallel_plan.h"
+#include "models/moe/placement.h"
+#include "scenarios/scenario.h"
+
+namespace moesim {
+
+// Everything a step needs besides its traffic; the pointers must outlive whoever holds it.
+struct StepSetup {
+  const ModelSpec* model = nullptr;
+  const ParallelPlan* plan = nullptr;
+  const Placement* placement = nullptr;
+  const GpuModel* gpu = nullptr;
+  WorkloadKind kind = WorkloadKind::kTraining;
+  int32_t tokens_per_gpu = 0;
+  int32_t sequence_length = 0;
+  int32_t kv_context_length = 0;
+  int32_t micro_batches = 1;
+};
+
+// The first layer of each pipeline stage, plus the end: layers split as evenly as possible,
+// the first stages taking one more when the stages do not divide the layers.
+std::vector<int32_t> stage_first_layers(int32_t layers, int32_t stages);
+
+}  // namespace moesim
