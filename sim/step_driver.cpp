@@ -6,6 +6,8 @@
 #include <string>
 #include <tuple>
 
+#include "models/moe/parameter_count.h"
+
 namespace moesim {
 
 const char* phase_name(Phase phase) {
@@ -350,32 +352,13 @@ struct StepDriver::Impl {
     }
   }
 
-  // Weights a GPU of stage s holds outside the routed experts, before TP sharding.
-  int64_t non_expert_params(int32_t s) const {
-    const ModelSpec& model = *setup.model;
-    int64_t p = 0;
-    for (int32_t l = stage_first_layer[s]; l < stage_first_layer[s + 1]; ++l) {
-      p += model.attention_params();
-      p += model.is_moe_layer(l)
-               ? model.gate_params() + model.shared_experts * model.expert_params()
-               : model.dense_ffn_params();
-    }
-    if (s == 0 || s == setup.plan->pp - 1) p += model.embedding_params() / 2;
-    return p;
-  }
-  int64_t local_expert_params(int32_t b, int32_t s) const {
-    int32_t stage_moe_layers = 0;
-    for (int32_t l = stage_first_layer[s]; l < stage_first_layer[s + 1]; ++l) {
-      stage_moe_layers += setup.model->is_moe_layer(l) ? 1 : 0;
-    }
-    return int64_t{stage_moe_layers} * static_cast<int64_t>(setup.placement->experts_on(b).size()) *
-           setup.model->expert_params();
-  }
-
   void add_gradient_sync_and_optimizer(int32_t gpu, int32_t a, int32_t b, int32_t s) {
     const ParallelPlan& plan = *setup.plan;
-    const int64_t dense_params = non_expert_params(s) / tp();
-    const int64_t expert_params = local_expert_params(b, s) / tp();
+    const GpuParameterCount params =
+        gpu_parameter_count(*setup.model, plan, s, stage_first_layer[s], stage_first_layer[s + 1],
+                            static_cast<int64_t>(setup.placement->experts_on(b).size()));
+    const int64_t dense_params = params.dense;
+    const int64_t expert_params = params.routed_experts;
     // Gradients are reduced in BF16 (2 bytes per parameter).
     if (plan.ep * plan.dp > 1) {
       Collective c{};
