@@ -63,7 +63,7 @@ int collective_command(int argc, char** argv) {
       "DeepEP-style phase (see moesim moe-collective --help)")(
       "algo", po::value<std::string>(),
       "direct | pairwise | hierarchical (all-to-all), ring | tree (all-reduce); default direct "
-      "or ring")("chunks", po::value<int>()->default_value(4),
+      "or ring")("chunks", po::value<int>()->default_value(kDefaultPipelineChunks),
                  "pipeline pieces for hierarchical and tree")(
       "min-bytes", po::value<std::string>()->default_value("1K"), "smallest size")(
       "max-bytes", po::value<std::string>()->default_value("1G"), "largest size")(

@@ -82,7 +82,7 @@ int moe_collective_command(int argc, char** argv) {
   int spines = 0;
   double nic_gbps = 0.0;
   int32_t tokens = 0;
-  int32_t chunks = 8;
+  int32_t chunks = kDefaultPipelineChunks;
   uint64_t seed = 1;
   double completion_tolerance = 0.0;
   po::options_description opts(
@@ -102,7 +102,7 @@ int moe_collective_command(int argc, char** argv) {
                                              "normal or low-latency")(
       "tokens", po::value(&tokens),
       "tokens per GPU (default 4096 in normal mode, 128 in low-latency mode)")(
-      "chunks", po::value(&chunks)->default_value(8), "normal mode: pipeline chunks per transfer")(
+      "chunks", po::value(&chunks)->default_value(chunks), "normal mode: pipeline chunks per transfer")(
       "ll-over-network",
       "low-latency mode: send pairs inside a node through the NIC too, not over NVLink")(
       "routing", po::value(&routing)->default_value("iid"),
