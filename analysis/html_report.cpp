@@ -9,6 +9,7 @@
 #include <numeric>
 #include <sstream>
 
+#include "analysis/text_format.h"
 #include "core/statistics.h"
 
 namespace moesim {
@@ -38,18 +39,6 @@ std::string html_escape(const std::string& text) {
     }
   }
   return out;
-}
-
-std::string fixed(double value, int digits) {
-  if (!std::isfinite(value)) return "-";
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.*f", digits, value);
-  return buf;
-}
-
-std::string plan_text(const ParallelPlan& p) {
-  return "TP" + std::to_string(p.tp) + " x EP" + std::to_string(p.ep) + " x DP" +
-         std::to_string(p.dp) + " x PP" + std::to_string(p.pp);
 }
 
 // One colour per phase, Okabe-Ito; the two that repeat a hue are hatched.
@@ -307,7 +296,7 @@ ReportOutput write_run_report(const std::filesystem::path& dir, const Scenario& 
   html << "<p>" << html_escape(scenario.description) << "</p>\n<p>Model "
        << html_escape(scenario.model.name) << ", " << workload_kind_name(scenario.workload.kind)
        << ", " << r.gpus << " GPUs (" << html_escape(scenario.cluster.gpu.name) << "), "
-       << plan_text(scenario.parallel) << ", " << scenario.workload.tokens_per_gpu
+       << plan_label(scenario.parallel) << ", " << scenario.workload.tokens_per_gpu
        << " tokens/GPU x " << scenario.workload.micro_batches << " micro-batches, "
        << html_escape(steps) << ", "
        << (r.dispatch_algorithm == DispatchAlgorithm::kHierarchical ? "hierarchical" : "direct")

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "analysis/html_report.h"
+#include "analysis/text_format.h"
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "cli/progress.h"
@@ -25,12 +26,6 @@ std::string read_file(const std::string& path) {
   std::ostringstream text;
   text << in.rdbuf();
   return text.str();
-}
-
-std::string fixed(double v, int digits) {
-  std::ostringstream s;
-  s << std::fixed << std::setprecision(digits) << v;
-  return s.str();
 }
 
 void print_sweep_table(std::ostream& out, const std::vector<std::string>& axes,

@@ -21,14 +21,6 @@
 namespace moesim {
 namespace {
 
-struct DefaultGpu {
-  std::string_view topology;
-  std::string_view gpu;
-};
-constexpr DefaultGpu kDefaultGpus[] = {{"dgx-a100", "a100-80gb"}, {"dgx-h100", "h100-sxm"},
-                                       {"dgx-h800", "h800"},      {"hgx-h200", "h200"},
-                                       {"dgx-b200", "b200"},      {"nvl72", "gb200"}};
-
 template <typename T>
 T parse_value(std::string_view text, std::string_view part, std::string_view whole) {
   T v{};
@@ -63,11 +55,7 @@ ClusterChoice parse_cluster_choice(std::string_view text) {
   }
   ClusterSpec& c = choice.cluster;
   c.topology_preset = std::string(parts[0]);
-  find_preset(c.topology_preset);  // throws listing the presets
-  std::string gpu_name;
-  for (const DefaultGpu& d : kDefaultGpus) {
-    if (d.topology == c.topology_preset) gpu_name = std::string(d.gpu);
-  }
+  std::string gpu_name(find_preset(c.topology_preset).default_gpu);  // throws for an unknown one
   for (size_t i = 1; i < parts.size(); ++i) {
     const size_t eq = parts[i].find('=');
     const std::string_view key = parts[i].substr(0, eq);
@@ -127,13 +115,6 @@ std::vector<ParallelPlan> enumerate_plans(const ModelSpec& model, int32_t gpus,
     }
   }
   return plans;
-}
-
-std::string plan_label(const ParallelPlan& p) {
-  std::string s =
-      "TP" + std::to_string(p.tp) + " EP" + std::to_string(p.ep) + " DP" + std::to_string(p.dp);
-  if (p.pp > 1) s += " PP" + std::to_string(p.pp);
-  return s;
 }
 
 // ---- GlobalBatchSource ----

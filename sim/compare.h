@@ -23,8 +23,8 @@ namespace moesim {
 
 // A cluster named on the command line: PRESET[:nodes=N][:nic=GBPS][:oversub=X][:gpu=GPU], e.g.
 // "dgx-h100:nodes=4:nic=400" or "nvl72". nic is Gb/s per GPU; gpu a GPU preset, by default the
-// preset's own GPU (dgx-a100: a100-80gb, dgx-h100: h100-sxm, dgx-h800: h800, hgx-h200: h200,
-// dgx-b200: b200, nvl72: gb200). Throws std::invalid_argument naming the part that is wrong.
+// preset's own GPU (NodePreset::default_gpu, topologies/presets.cpp). Throws
+// std::invalid_argument naming the part that is wrong.
 struct ClusterChoice {
   std::string label;  // the text as given
   ClusterSpec cluster;
@@ -36,8 +36,6 @@ ClusterChoice parse_cluster_choice(std::string_view text);
 // GPUs, and dp = gpus / (tp*ep*pp); ordered by tp, then ep. Contiguous placement.
 std::vector<ParallelPlan> enumerate_plans(const ModelSpec& model, int32_t gpus,
                                           int32_t gpus_per_node, int32_t pp);
-// "TP2 EP4 DP1" (and " PP2" when pp > 1).
-std::string plan_label(const ParallelPlan& plan);
 
 // Same decisions whatever the plan. A global batch of `shards` x `shard_tokens` tokens per
 // (MoE layer, micro-batch) is what `inner` returns for ranks 0..shards-1 of `shards` (each
