@@ -9,6 +9,7 @@
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "cli/progress.h"
+#include "cli/report_notes.h"
 #include "scenarios/scenario.h"
 #include "analysis/compare_output.h"
 #include "sim/compare.h"
@@ -62,10 +63,7 @@ int compare_command(int argc, char** argv) {
                            static_cast<double>(p.memory.capacity.count())});
       }
     }
-    const ReportOutput report = write_compare_report(report_dir, scenario, entries);
-    for (const std::string& w : report.warnings)
-      std::cerr << "moesim compare: gnuplot: " << w << "\n";
-    std::cerr << "report: " << report.index_html.string() << "\n";
+    announce_report("compare", write_compare_report(report_dir, scenario, entries));
   }
   if (format == "json") {
     write_compare_json(std::cout, scenario, result);

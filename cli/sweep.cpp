@@ -14,6 +14,7 @@
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "cli/progress.h"
+#include "cli/report_notes.h"
 #include "scenarios/scenario.h"
 #include "sim/sweep.h"
 
@@ -116,10 +117,7 @@ int sweep_command(int argc, char** argv) {
             r.gpu_max_over_mean, r.idle_fraction, r.tokens_per_s_per_gpu}});
     }
     // In sweep_metric_names()'s order; a missing stddev (one measured step) reads 0 there.
-    const ReportOutput report = write_sweep_report(report_dir, base, table);
-    for (const std::string& w : report.warnings)
-      std::cerr << "moesim sweep: gnuplot: " << w << "\n";
-    std::cerr << "report: " << report.index_html.string() << "\n";
+    announce_report("sweep", write_sweep_report(report_dir, base, table));
   }
 
   if (out_path.empty()) {
