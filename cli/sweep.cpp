@@ -39,14 +39,18 @@ void print_sweep_table(std::ostream& out, const std::vector<std::string>& axes,
   }
   std::vector<std::vector<std::string>> cells;
   for (const SweepRow& r : rows) {
+    const SweepMetrics& m = r.metrics;
     std::vector<std::string> c = {std::to_string(r.point)};
     c.insert(c.end(), r.axis_values.begin(), r.axis_values.end());
     for (const std::string& v :
-         {fixed(r.step_p50_us / 1e3, 3), fixed(r.step_p99_us / 1e3, 3),
-          fixed(r.dispatch_mean_us / 1e3, 3), fixed(r.combine_mean_us / 1e3, 3),
-          fixed(100 * r.dropped_token_fraction, 2) + "%", fixed(r.expert_max_over_mean, 3),
-          fixed(r.gpu_max_over_mean, 3), fixed(100 * r.idle_fraction, 1) + "%",
-          fixed(r.tokens_per_s_per_gpu, 0)}) {
+         {fixed(m[SweepMetric::kStepTimeP50Us] / 1e3, 3),
+          fixed(m[SweepMetric::kStepTimeP99Us] / 1e3, 3),
+          fixed(m[SweepMetric::kDispatchMeanUs] / 1e3, 3),
+          fixed(m[SweepMetric::kCombineMeanUs] / 1e3, 3),
+          fixed(100 * m[SweepMetric::kDroppedTokenFraction], 2) + "%",
+          fixed(m[SweepMetric::kExpertMaxOverMean], 3), fixed(m[SweepMetric::kGpuMaxOverMean], 3),
+          fixed(100 * m[SweepMetric::kIdleFraction], 1) + "%",
+          fixed(m[SweepMetric::kTokensPerSPerGpu], 0)}) {
       c.push_back(v);
     }
     cells.push_back(std::move(c));
@@ -107,16 +111,7 @@ int sweep_command(int argc, char** argv) {
   const std::vector<SweepRow> rows = run_sweep(text, scenario_path, options);
   progress.finish();
   if (!report_dir.empty()) {
-    SweepReportTable table{axes, sweep_metric_names(), {}};
-    for (const SweepRow& r : rows) {
-      table.rows.push_back(
-          {r.axis_values,
-           {r.step_mean_us, r.step_p50_us, r.step_p99_us, r.step_stddev_us.value_or(0.0),
-            r.dispatch_mean_us, r.dispatch_p99_us, r.combine_mean_us, r.combine_p99_us,
-            r.expert_compute_mean_us, r.dropped_token_fraction, r.expert_max_over_mean,
-            r.gpu_max_over_mean, r.idle_fraction, r.tokens_per_s_per_gpu}});
-    }
-    // In sweep_metric_names()'s order; a missing stddev (one measured step) reads 0 there.
+    const SweepReportTable table = sweep_report_table(axes, rows);
     announce_report("sweep", write_sweep_report(report_dir, base, table));
   }
 

@@ -14,13 +14,6 @@
 namespace moesim {
 namespace {
 
-constexpr const char* kMetricColumns[] = {
-    "step_time_mean_us",      "step_time_p50_us",     "step_time_p99_us",
-    "step_time_stddev_us",    "dispatch_mean_us",     "dispatch_p99_us",
-    "combine_mean_us",        "combine_p99_us",       "expert_compute_mean_us",
-    "dropped_token_fraction", "expert_max_over_mean", "gpu_max_over_mean",
-    "idle_fraction",          "tokens_per_s_per_gpu"};
-
 // CSV field: quoted when it holds a comma, quote or line break.
 std::string csv_field(const std::string& text) {
   if (text.find_first_of(",\"\r\n") == std::string::npos) return text;
@@ -126,31 +119,45 @@ SweepShard parse_shard(std::string_view text) {
   return s;
 }
 
+std::string_view sweep_metric_name(SweepMetric metric) {
+  return kSweepMetricNames[static_cast<size_t>(metric)];
+}
+
+SweepMetrics sweep_metrics(const SimulationResult& result) {
+  SweepMetrics m;
+  auto set = [&m](SweepMetric metric, std::optional<double> value) {
+    m.values[static_cast<size_t>(metric)] = value;
+  };
+  const SampleSet steps(result.step_time_us);
+  set(SweepMetric::kStepTimeMeanUs, steps.mean());
+  set(SweepMetric::kStepTimeP50Us, steps.p50());
+  set(SweepMetric::kStepTimeP99Us, steps.p99());
+  if (steps.size() > 1) set(SweepMetric::kStepTimeStddevUs, steps.stddev());
+  // 0 for a quantity without samples (no all-to-all, no experts).
+  const auto mean = [](const std::vector<double>& v) {
+    return v.empty() ? 0.0 : SampleSet(v).mean();
+  };
+  const auto p99 = [](const std::vector<double>& v) {
+    return v.empty() ? 0.0 : SampleSet(v).p99();
+  };
+  set(SweepMetric::kDispatchMeanUs, mean(result.dispatch_us));
+  set(SweepMetric::kDispatchP99Us, p99(result.dispatch_us));
+  set(SweepMetric::kCombineMeanUs, mean(result.combine_us));
+  set(SweepMetric::kCombineP99Us, p99(result.combine_us));
+  set(SweepMetric::kExpertComputeMeanUs, mean(result.expert_compute_us));
+  set(SweepMetric::kDroppedTokenFraction, result.dropped_token_fraction);
+  set(SweepMetric::kExpertMaxOverMean, result.expert_max_over_mean);
+  set(SweepMetric::kGpuMaxOverMean, result.gpu_max_over_mean);
+  set(SweepMetric::kIdleFraction, result.idle_fraction);
+  set(SweepMetric::kTokensPerSPerGpu, result.tokens_per_s_per_gpu);
+  return m;
+}
+
 SweepRow sweep_row(const SweepPoint& point, const SimulationResult& result) {
   SweepRow row;
   row.point = point.index;
   for (const auto& [name, value] : point.axis_values) row.axis_values.push_back(value);
-  const SampleSet steps(result.step_time_us);
-  row.step_mean_us = steps.mean();
-  row.step_p50_us = steps.p50();
-  row.step_p99_us = steps.p99();
-  if (steps.size() > 1) row.step_stddev_us = steps.stddev();
-  if (!result.dispatch_us.empty()) {
-    const SampleSet d(result.dispatch_us);
-    const SampleSet c(result.combine_us);
-    row.dispatch_mean_us = d.mean();
-    row.dispatch_p99_us = d.p99();
-    row.combine_mean_us = c.mean();
-    row.combine_p99_us = c.p99();
-  }
-  if (!result.expert_compute_us.empty()) {
-    row.expert_compute_mean_us = SampleSet(result.expert_compute_us).mean();
-  }
-  row.dropped_token_fraction = result.dropped_token_fraction;
-  row.expert_max_over_mean = result.expert_max_over_mean;
-  row.gpu_max_over_mean = result.gpu_max_over_mean;
-  row.idle_fraction = result.idle_fraction;
-  row.tokens_per_s_per_gpu = result.tokens_per_s_per_gpu;
+  row.metrics = sweep_metrics(result);
   return row;
 }
 
@@ -189,7 +196,7 @@ std::vector<SweepRow> run_sweep(std::string_view scenario_text, std::string_view
 std::vector<std::string> sweep_csv_header(std::span<const std::string> axis_names) {
   std::vector<std::string> h = {"point", "points"};
   h.insert(h.end(), axis_names.begin(), axis_names.end());
-  for (const char* c : kMetricColumns) h.emplace_back(c);
+  for (std::string_view c : kSweepMetricNames) h.emplace_back(c);
   return h;
 }
 
@@ -199,12 +206,8 @@ void write_sweep_csv(std::ostream& out, std::span<const std::string> axis_names,
   for (const SweepRow& r : rows) {
     std::vector<std::string> f = {std::to_string(r.point), std::to_string(total_points)};
     f.insert(f.end(), r.axis_values.begin(), r.axis_values.end());
-    for (double v : {r.step_mean_us, r.step_p50_us, r.step_p99_us}) f.push_back(format_double(v));
-    f.push_back(r.step_stddev_us ? format_double(*r.step_stddev_us) : "");
-    for (double v : {r.dispatch_mean_us, r.dispatch_p99_us, r.combine_mean_us, r.combine_p99_us,
-                     r.expert_compute_mean_us, r.dropped_token_fraction, r.expert_max_over_mean,
-                     r.gpu_max_over_mean, r.idle_fraction, r.tokens_per_s_per_gpu}) {
-      f.push_back(format_double(v));
+    for (const std::optional<double>& v : r.metrics.values) {
+      f.push_back(v ? format_double(*v) : "");
     }
     out << join_csv(f) << "\n";
   }
@@ -222,8 +225,7 @@ SweepCsv read_sweep_csv(std::istream& in, const std::string& name) {
     if (line.empty()) throw SweepError(where + ": blank line");
     const std::vector<std::string> fields = split_csv(line, where);
     if (line_no == 1) {
-      if (fields.size() < 2 + std::size(kMetricColumns) || fields[0] != "point" ||
-          fields[1] != "points") {
+      if (fields.size() < 2 + kSweepMetricCount || fields[0] != "point" || fields[1] != "points") {
         throw SweepError(where +
                          ": not a moesim sweep CSV (expected a header starting "
                          "'point,points,')");
