@@ -45,14 +45,15 @@ int compare_command(int argc, char** argv) {
   }
   if (threads < 1) throw std::invalid_argument("--threads must be at least 1");
 
-  const Scenario scenario = load_scenario(scenario_path);
+  const std::string text = read_text_file(scenario_path);
+  const Scenario scenario = parse_scenario(text, scenario_path);
   std::vector<ClusterChoice> clusters;
   for (const std::string& text : cluster_texts) clusters.push_back(parse_cluster_choice(text));
   ProgressBar progress("comparing plans", !vm.count("no-progress"));
   CompareOptions options;
   options.threads = threads;
   options.progress = [&progress](int64_t done, int64_t total) { progress.update(done, total); };
-  const std::vector<ClusterComparison> result = compare_plans(scenario, clusters, options);
+  const std::vector<ClusterComparison> result = compare_plans(text, scenario_path, clusters, options);
   progress.finish();
   if (!report_dir.empty()) {
     std::vector<ComparePlanEntry> entries;

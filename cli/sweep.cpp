@@ -21,14 +21,6 @@
 namespace moesim::cli {
 namespace {
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error("cannot read " + path);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
 void print_sweep_table(std::ostream& out, const std::vector<std::string>& axes,
                        const std::vector<SweepRow>& rows) {
   std::vector<std::string> head = {"point"};
@@ -97,7 +89,7 @@ int sweep_command(int argc, char** argv) {
   if (scenario_path.empty()) throw std::invalid_argument("a scenario file is required");
   if (threads < 1) throw std::invalid_argument("--threads must be at least 1");
 
-  const std::string text = read_file(scenario_path);
+  const std::string text = read_text_file(scenario_path);
   const Scenario base = parse_scenario(text, scenario_path);
   std::vector<std::string> axes;
   for (const SweepAxis& a : base.sweep) axes.push_back(a.name);

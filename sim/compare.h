@@ -28,6 +28,9 @@ namespace moesim {
 struct ClusterChoice {
   std::string label;  // the text as given
   ClusterSpec cluster;
+  // The same cluster as a scenario's `cluster { ... }` block (without the braces), which
+  // compare sets on the scenario (parse_scenario_edited) before validating and resolving it.
+  std::string scenario_text;
 };
 ClusterChoice parse_cluster_choice(std::string_view text);
 
@@ -98,11 +101,17 @@ struct CompareOptions {
 };
 
 // Simulates every plan of every cluster (the scenario's own cluster when `clusters` is empty)
-// on the scenario's model, workload and router. The global batch per micro-batch is the
-// scenario's tokens_per_gpu times its data-holding ranks (GPUs / pp); a cluster with another
-// GPU count gets tokens_per_gpu = global / (its GPUs / pp), which must divide (and be a multiple
-// of the sequence length). Results do not depend on threads. Throws std::invalid_argument.
-std::vector<ClusterComparison> compare_plans(const Scenario& scenario,
+// on the model, workload and router of the scenario in `scenario_text` (read from `file_name`,
+// for errors and relative paths). The global batch per micro-batch is the scenario's
+// tokens_per_gpu times its data-holding ranks (GPUs / pp); a cluster with another GPU count
+// gets tokens_per_gpu = global / (its GPUs / pp), which must divide. Each (cluster, plan) is the
+// scenario edited as sweep points are (parse_scenario_edited: cluster, tp, ep with dp derived,
+// placement, tokens_per_gpu), so it is validated as a scenario file would be; its other
+// parallelism settings (pp, hot experts) stay. Results do not depend on threads. Throws
+// std::invalid_argument, ScenarioError for the scenario, and std::runtime_error naming the
+// cluster and plan (with the validation's message) for a plan the validation rejects.
+std::vector<ClusterComparison> compare_plans(std::string_view scenario_text,
+                                             std::string_view file_name,
                                              std::span<const ClusterChoice> clusters,
                                              const CompareOptions& options = {});
 
