@@ -600,8 +600,7 @@ ReportOutput write_compare_report(const std::filesystem::path& dir, const Scenar
     table.header.emplace_back(c);
   }
   CsvTable phases{phase_columns("plan"), {}};
-  CsvTable step{
-      {"plan", name(SweepMetric::kStepTimeP50Us), name(SweepMetric::kStepTimeP99Us)}, {}};
+  CsvTable step{{"plan", name(SweepMetric::kStepTimeP50Us), name(SweepMetric::kStepTimeP99Us)}, {}};
   CsvTable throughput{{"plan", name(SweepMetric::kTokensPerSPerGpu)}, {}};
   CsvTable memory{{"plan", "memory_gb_per_gpu", "hbm_gb_per_gpu"}, {}};
   bool any_memory = false;

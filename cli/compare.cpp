@@ -5,13 +5,13 @@
 #include <string>
 #include <vector>
 
+#include "analysis/compare_output.h"
 #include "analysis/html_report.h"
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "cli/progress.h"
 #include "cli/report_notes.h"
 #include "scenarios/scenario.h"
-#include "analysis/compare_output.h"
 #include "sim/compare.h"
 
 namespace moesim::cli {
@@ -53,7 +53,8 @@ int compare_command(int argc, char** argv) {
   CompareOptions options;
   options.threads = threads;
   options.progress = [&progress](int64_t done, int64_t total) { progress.update(done, total); };
-  const std::vector<ClusterComparison> result = compare_plans(text, scenario_path, clusters, options);
+  const std::vector<ClusterComparison> result =
+      compare_plans(text, scenario_path, clusters, options);
   progress.finish();
   if (!report_dir.empty()) {
     std::vector<ComparePlanEntry> entries;

@@ -102,7 +102,8 @@ int moe_collective_command(int argc, char** argv) {
                                              "normal or low-latency")(
       "tokens", po::value(&tokens),
       "tokens per GPU (default 4096 in normal mode, 128 in low-latency mode)")(
-      "chunks", po::value(&chunks)->default_value(chunks), "normal mode: pipeline chunks per transfer")(
+      "chunks", po::value(&chunks)->default_value(chunks),
+      "normal mode: pipeline chunks per transfer")(
       "ll-over-network",
       "low-latency mode: send pairs inside a node through the NIC too, not over NVLink")(
       "routing", po::value(&routing)->default_value("iid"),

@@ -14,9 +14,9 @@
 #include <utility>
 #include <vector>
 
-#include "sim/memory.h"
 #include "models/router/routing_decision.h"
 #include "scenarios/scenario.h"
+#include "sim/memory.h"
 #include "sim/simulation.h"
 
 namespace moesim {

@@ -5,11 +5,11 @@
 #include <cstdint>
 #include <span>
 
+#include "core/units.h"
 #include "models/moe/model_spec.h"
 #include "models/network/collectives.h"
 #include "models/network/network_model.h"
 #include "models/router/routing_decision.h"
-#include "core/units.h"
 #include "topologies/topology.h"
 
 namespace moesim {

@@ -2,9 +2,9 @@
 // as its own simulation on a pool of threads, and the CSV rows (write, read, merge of shards).
 #pragma once
 
-#include <cstdint>
 #include <array>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <istream>
 #include <optional>
@@ -111,8 +111,9 @@ std::vector<SweepRow> run_sweep(std::string_view scenario_text, std::string_view
                                 const SweepOptions& options);
 
 // The CSV: a header line "point,points,<axis names...>,<kSweepMetricNames...>" then one line
-// per row (an empty field where a metric has no value). `points` is the sweep's total point count (so merge can tell a missing point).
-// Numbers are written in the shortest form that reads back to the same double.
+// per row (an empty field where a metric has no value). `points` is the sweep's total point count
+// (so merge can tell a missing point). Numbers are written in the shortest form that reads back to
+// the same double.
 std::vector<std::string> sweep_csv_header(std::span<const std::string> axis_names);
 void write_sweep_csv(std::ostream& out, std::span<const std::string> axis_names,
                      int64_t total_points, std::span<const SweepRow> rows);

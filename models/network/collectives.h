@@ -8,9 +8,9 @@
 #include <string_view>
 #include <vector>
 
+#include "core/units.h"
 #include "models/network/flow_network.h"
 #include "models/network/network_model.h"
-#include "core/units.h"
 #include "topologies/topology.h"
 
 namespace moesim {

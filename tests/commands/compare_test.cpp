@@ -7,11 +7,11 @@
 #include <tuple>
 #include <vector>
 
-#include "sim/memory.h"
+#include "analysis/compare_output.h"
 #include "models/router/router.h"
 #include "scenarios/scenario.h"
-#include "analysis/compare_output.h"
 #include "sim/compare.h"
+#include "sim/memory.h"
 #include "tests/commands/commands_test_util.h"
 
 using namespace moesim;
@@ -230,7 +230,7 @@ TEST_CASE("compare rejects a plan as a scenario file would, with the validation'
   const std::string reason = file_error.substr(file_error.find("replicas"));
   const std::string text = tiny_scenario("ep: 8 hot_experts: 0 replicas: 1", workload);
   (void)parse_scenario(text, "tiny.pbtxt");  // valid as it stands
-  CHECK_THROWS_WITH(compare_plans(text, "tiny.pbtxt", {}, {}),
-                    Catch::StartsWith("cluster dgx-h100, plan TP1 EP1 DP8: ") &&
-                        Catch::Contains(reason));
+  CHECK_THROWS_WITH(
+      compare_plans(text, "tiny.pbtxt", {}, {}),
+      Catch::StartsWith("cluster dgx-h100, plan TP1 EP1 DP8: ") && Catch::Contains(reason));
 }
