@@ -8,7 +8,6 @@
 
 #include "analysis/json_text.h"
 #include "analysis/text_format.h"
-#include "sim/sweep.h"
 
 namespace moesim {
 namespace {

@@ -9,4 +9,7 @@ namespace moesim {
 // `value` with `digits` decimals ("%.*f"); "-" for an infinity or NaN (a quantity with no value).
 std::string fixed(double value, int digits);
 
+// The shortest decimal form of `value` that reads back to the same double.
+std::string format_double(double value);
+
 }  // namespace moesim

@@ -2,7 +2,6 @@
 // point, into a CSV; `moesim merge OUT SHARD...`: join the CSVs of a sharded sweep.
 #include <boost/program_options.hpp>
 #include <fstream>
-#include <iomanip>
 #include <iostream>
 #include <sstream>
 #include <string>
@@ -10,7 +9,7 @@
 #include <vector>
 
 #include "analysis/html_report.h"
-#include "analysis/text_format.h"
+#include "analysis/sweep_output.h"
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "cli/progress.h"
@@ -19,50 +18,6 @@
 #include "sim/sweep.h"
 
 namespace moesim::cli {
-namespace {
-
-void print_sweep_table(std::ostream& out, const std::vector<std::string>& axes,
-                       const std::vector<SweepRow>& rows) {
-  std::vector<std::string> head = {"point"};
-  head.insert(head.end(), axes.begin(), axes.end());
-  for (const char* h : {"step p50 ms", "step p99 ms", "dispatch ms", "combine ms", "dropped",
-                        "expert max/mean", "GPU max/mean", "idle", "tok/s/GPU"}) {
-    head.emplace_back(h);
-  }
-  std::vector<std::vector<std::string>> cells;
-  for (const SweepRow& r : rows) {
-    const SweepMetrics& m = r.metrics;
-    std::vector<std::string> c = {std::to_string(r.point)};
-    c.insert(c.end(), r.axis_values.begin(), r.axis_values.end());
-    for (const std::string& v :
-         {fixed(m[SweepMetric::kStepTimeP50Us] / 1e3, 3),
-          fixed(m[SweepMetric::kStepTimeP99Us] / 1e3, 3),
-          fixed(m[SweepMetric::kDispatchMeanUs] / 1e3, 3),
-          fixed(m[SweepMetric::kCombineMeanUs] / 1e3, 3),
-          fixed(100 * m[SweepMetric::kDroppedTokenFraction], 2) + "%",
-          fixed(m[SweepMetric::kExpertMaxOverMean], 3), fixed(m[SweepMetric::kGpuMaxOverMean], 3),
-          fixed(100 * m[SweepMetric::kIdleFraction], 1) + "%",
-          fixed(m[SweepMetric::kTokensPerSPerGpu], 0)}) {
-      c.push_back(v);
-    }
-    cells.push_back(std::move(c));
-  }
-  std::vector<size_t> width(head.size());
-  for (size_t i = 0; i < head.size(); ++i) width[i] = head[i].size();
-  for (const auto& c : cells) {
-    for (size_t i = 0; i < c.size(); ++i) width[i] = std::max(width[i], c[i].size());
-  }
-  auto line = [&](const std::vector<std::string>& c) {
-    for (size_t i = 0; i < c.size(); ++i) {
-      out << (i ? "  " : "") << std::setw(static_cast<int>(width[i])) << c[i];
-    }
-    out << "\n";
-  };
-  line(head);
-  for (const auto& c : cells) line(c);
-}
-
-}  // namespace
 
 int sweep_command(int argc, char** argv) {
   namespace po = boost::program_options;

@@ -1,14 +1,13 @@
 // Scenario sweeps: the cross product of a scenario's sweep axes as numbered points, each run
-// as its own simulation on a pool of threads, and the CSV rows (write, read, merge of shards).
+// as its own simulation on a pool of threads, and what each point measured (the sweep's metric
+// list). The CSV and table they are written as: analysis/sweep_output.h.
 #pragma once
 
 #include <array>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
-#include <istream>
 #include <optional>
-#include <ostream>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -109,30 +108,5 @@ struct SweepOptions {
 // naming the point (the lowest failing index when several fail).
 std::vector<SweepRow> run_sweep(std::string_view scenario_text, std::string_view file_name,
                                 const SweepOptions& options);
-
-// The CSV: a header line "point,points,<axis names...>,<kSweepMetricNames...>" then one line
-// per row (an empty field where a metric has no value). `points` is the sweep's total point count
-// (so merge can tell a missing point). Numbers are written in the shortest form that reads back to
-// the same double.
-std::vector<std::string> sweep_csv_header(std::span<const std::string> axis_names);
-void write_sweep_csv(std::ostream& out, std::span<const std::string> axis_names,
-                     int64_t total_points, std::span<const SweepRow> rows);
-
-// A sweep CSV as text lines: its header line and its data lines keyed by point index.
-struct SweepCsv {
-  std::string header;
-  int64_t total_points = 0;
-  std::vector<std::pair<int64_t, std::string>> rows;
-};
-// Reads a sweep CSV; throws SweepError naming `name` and the line for a malformed one.
-SweepCsv read_sweep_csv(std::istream& in, const std::string& name);
-
-// Joins shard CSVs into one ordered by point index. Throws SweepError when headers or total
-// point counts differ, a point appears twice, or a point in 0..points-1 is missing (naming the
-// files and points).
-void merge_sweep_csv(std::span<const std::pair<std::string, SweepCsv>> shards, std::ostream& out);
-
-// The shortest decimal form of `value` that reads back to the same double.
-std::string format_double(double value);
 
 }  // namespace moesim

@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "analysis/sweep_output.h"
+#include "analysis/text_format.h"
 #include "scenarios/scenario.h"
 #include "sim/sweep.h"
 #include "tests/commands/commands_test_util.h"
