@@ -833,6 +833,9 @@ bool apply_axis(proto::Scenario& s, std::string_view axis, const std::string& va
     s.mutable_router()->set_drop_policy(p);
   } else if (axis == "name") {
     s.set_name(value);
+  } else if (axis == "sequence_length") {
+    if (!parse_number(value, i)) throw bad("an integer");
+    s.mutable_workload()->set_sequence_length(i);
   } else if (axis == "tp") {
     if (!parse_number(value, i)) throw bad("an integer");
     s.mutable_parallelism()->set_tp(i);

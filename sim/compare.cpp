@@ -325,6 +325,11 @@ std::vector<ClusterComparison> compare_plans(std::string_view scenario_text,
                                           ? "ROUND_ROBIN"
                                           : "CONTIGUOUS");
       edits.emplace_back("tokens_per_gpu", std::to_string(cc.tokens_per_gpu));
+      // The global batch keeps its sequences when it is sliced over another GPU count (and the
+      // router its token model), so the sequence length stays the scenario's, not the share's.
+      if (scenario.workload.kind != WorkloadKind::kDecode) {
+        edits.emplace_back("sequence_length", std::to_string(scenario.workload.sequence_length));
+      }
       const Scenario s = parse_scenario_edited(scenario_text, file_name, edits);
       o.plan = s.parallel;
       SimulationOptions sim;

@@ -234,3 +234,13 @@ TEST_CASE("compare rejects a plan as a scenario file would, with the validation'
       compare_plans(text, "tiny.pbtxt", {}, {}),
       Catch::StartsWith("cluster dgx-h100, plan TP1 EP1 DP8: ") && Catch::Contains(reason));
 }
+
+TEST_CASE("compare keeps the scenario's sequences when it slices the batch over more GPUs",
+          "[commands]") {
+  // No sequence_length: one sequence of 32 tokens per GPU on the scenario's 8 GPUs. On 16 GPUs
+  // each gets 16 tokens, half a sequence, which the validation rejects.
+  const std::string text = tiny_scenario("ep: 8", "kind: TRAINING tokens_per_gpu: 32");
+  const std::vector<ClusterChoice> two_nodes = {parse_cluster_choice("dgx-h100:nodes=2")};
+  CHECK_THROWS_WITH(compare_plans(text, "tiny.pbtxt", two_nodes, {}),
+                    Catch::Contains("tokens_per_gpu 16 is not a whole number of sequences of 32"));
+}
