@@ -7,16 +7,10 @@
 #include <vector>
 
 #include "analysis/json_text.h"
-#include "sim/sweep.h"
+#include "analysis/text_format.h"
 
 namespace moesim {
 namespace {
-
-std::string fixed(double v, int digits) {
-  char buf[64];
-  std::snprintf(buf, sizeof(buf), "%.*f", digits, v);
-  return buf;
-}
 
 double gib(Bytes b) {
   return static_cast<double>(b.count()) / double(1LL << 30);

@@ -9,6 +9,7 @@
 #include <numeric>
 #include <sstream>
 
+#include "analysis/text_format.h"
 #include "core/statistics.h"
 
 namespace moesim {
@@ -38,18 +39,6 @@ std::string html_escape(const std::string& text) {
     }
   }
   return out;
-}
-
-std::string fixed(double value, int digits) {
-  if (!std::isfinite(value)) return "-";
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.*f", digits, value);
-  return buf;
-}
-
-std::string plan_text(const ParallelPlan& p) {
-  return "TP" + std::to_string(p.tp) + " x EP" + std::to_string(p.ep) + " x DP" +
-         std::to_string(p.dp) + " x PP" + std::to_string(p.pp);
 }
 
 // One colour per phase, Okabe-Ito; the two that repeat a hue are hatched.
@@ -267,7 +256,7 @@ void summary_row(CsvTable& table, const Quantity& q) {
                         csv_number(s.max)});
 }
 
-// "step_p99_us" -> "step p99 (us)"; "tokens_per_s_per_gpu" -> "tokens per s per gpu".
+// "step_time_p99_us" -> "step time p99 (us)"; "tokens_per_s_per_gpu" -> "tokens per s per gpu".
 std::string metric_label(const std::string& name) {
   std::string base = name;
   std::string unit;
@@ -307,7 +296,7 @@ ReportOutput write_run_report(const std::filesystem::path& dir, const Scenario& 
   html << "<p>" << html_escape(scenario.description) << "</p>\n<p>Model "
        << html_escape(scenario.model.name) << ", " << workload_kind_name(scenario.workload.kind)
        << ", " << r.gpus << " GPUs (" << html_escape(scenario.cluster.gpu.name) << "), "
-       << plan_text(scenario.parallel) << ", " << scenario.workload.tokens_per_gpu
+       << plan_label(scenario.parallel) << ", " << scenario.workload.tokens_per_gpu
        << " tokens/GPU x " << scenario.workload.micro_batches << " micro-batches, "
        << html_escape(steps) << ", "
        << (r.dispatch_algorithm == DispatchAlgorithm::kHierarchical ? "hierarchical" : "direct")
@@ -470,36 +459,19 @@ ReportOutput write_run_report(const std::filesystem::path& dir, const Scenario& 
   return page.finish();
 }
 
-std::vector<std::string> sweep_metric_names() {
-  return {"step_mean_us",           "step_p50_us",          "step_p99_us",
-          "step_stddev_us",         "dispatch_mean_us",     "dispatch_p99_us",
-          "combine_mean_us",        "combine_p99_us",       "expert_compute_mean_us",
-          "dropped_token_fraction", "expert_max_over_mean", "gpu_max_over_mean",
-          "idle_fraction",          "tokens_per_s_per_gpu"};
-}
-
-std::vector<double> sweep_metric_values(const SimulationResult& r) {
-  auto stats = [](const std::vector<double>& samples) {
-    return samples.empty() ? Summary{} : SampleSet(samples).summary();
-  };
-  const Summary step = stats(r.step_time_us);
-  const Summary dispatch = stats(r.dispatch_us);
-  const Summary combine = stats(r.combine_us);
-  const Summary expert = stats(r.expert_compute_us);
-  return {step.mean,
-          step.p50,
-          step.p99,
-          step.stddev.value_or(0.0),
-          dispatch.mean,
-          dispatch.p99,
-          combine.mean,
-          combine.p99,
-          expert.mean,
-          r.dropped_token_fraction,
-          r.expert_max_over_mean,
-          r.gpu_max_over_mean,
-          r.idle_fraction,
-          r.tokens_per_s_per_gpu};
+SweepReportTable sweep_report_table(std::span<const std::string> axis_names,
+                                    std::span<const SweepRow> rows) {
+  SweepReportTable table;
+  table.axis_names.assign(axis_names.begin(), axis_names.end());
+  for (std::string_view name : kSweepMetricNames) table.metric_names.emplace_back(name);
+  for (const SweepRow& r : rows) {
+    SweepReportRow row{r.axis_values, {}};
+    for (size_t m = 0; m < kSweepMetricCount; ++m) {
+      row.metrics.push_back(r.metrics[static_cast<SweepMetric>(m)]);
+    }
+    table.rows.push_back(std::move(row));
+  }
+  return table;
 }
 
 ReportOutput write_sweep_report(const std::filesystem::path& dir, const Scenario& scenario,
@@ -614,32 +586,40 @@ ReportOutput write_compare_report(const std::filesystem::path& dir, const Scenar
     return several_clusters ? p.cluster + " / " + p.plan : p.plan;
   };
 
-  CsvTable table{
-      {"cluster", "plan", "step_mean_us", "step_p50_us", "step_p99_us", "dispatch_mean_us",
-       "combine_mean_us", "idle_fraction", "dropped_token_fraction", "expert_max_over_mean",
-       "tokens_per_s_per_gpu", "memory_bytes_per_gpu", "hbm_bytes_per_gpu", "fits_hbm"},
-      {}};
+  // The sweep's metrics (sim/sweep.h), named as the sweep CSV names them.
+  constexpr SweepMetric kTableMetrics[] = {
+      SweepMetric::kStepTimeMeanUs,       SweepMetric::kStepTimeP50Us,
+      SweepMetric::kStepTimeP99Us,        SweepMetric::kDispatchMeanUs,
+      SweepMetric::kCombineMeanUs,        SweepMetric::kIdleFraction,
+      SweepMetric::kDroppedTokenFraction, SweepMetric::kExpertMaxOverMean,
+      SweepMetric::kTokensPerSPerGpu};
+  auto name = [](SweepMetric m) { return std::string(sweep_metric_name(m)); };
+  CsvTable table{{"cluster", "plan"}, {}};
+  for (SweepMetric m : kTableMetrics) table.header.push_back(name(m));
+  for (const char* c : {"memory_bytes_per_gpu", "hbm_bytes_per_gpu", "fits_hbm"}) {
+    table.header.emplace_back(c);
+  }
   CsvTable phases{phase_columns("plan"), {}};
-  CsvTable step{{"plan", "step_p50_us", "step_p99_us"}, {}};
-  CsvTable throughput{{"plan", "tokens_per_s_per_gpu"}, {}};
+  CsvTable step{{"plan", name(SweepMetric::kStepTimeP50Us), name(SweepMetric::kStepTimeP99Us)}, {}};
+  CsvTable throughput{{"plan", name(SweepMetric::kTokensPerSPerGpu)}, {}};
   CsvTable memory{{"plan", "memory_gb_per_gpu", "hbm_gb_per_gpu"}, {}};
   bool any_memory = false;
   for (const ComparePlanEntry& p : plans) {
-    const std::vector<double> v = sweep_metric_values(p.result);  // names: sweep_metric_names()
+    const SweepMetrics v = sweep_metrics(p.result);
     const std::string fits = p.memory_bytes_per_gpu && p.hbm_bytes_per_gpu
                                  ? (*p.memory_bytes_per_gpu <= *p.hbm_bytes_per_gpu ? "yes" : "no")
                                  : "";
-    table.rows.push_back({p.cluster, p.plan, csv_number(v[0]), csv_number(v[1]), csv_number(v[2]),
-                          csv_number(v[4]), csv_number(v[6]), csv_number(p.result.idle_fraction),
-                          csv_number(p.result.dropped_token_fraction),
-                          csv_number(p.result.expert_max_over_mean),
-                          csv_number(p.result.tokens_per_s_per_gpu),
-                          p.memory_bytes_per_gpu ? csv_number(*p.memory_bytes_per_gpu) : "",
-                          p.hbm_bytes_per_gpu ? csv_number(*p.hbm_bytes_per_gpu) : "", fits});
+    std::vector<std::string> cells = {p.cluster, p.plan};
+    for (SweepMetric m : kTableMetrics) cells.push_back(csv_number(v[m]));
+    cells.push_back(p.memory_bytes_per_gpu ? csv_number(*p.memory_bytes_per_gpu) : "");
+    cells.push_back(p.hbm_bytes_per_gpu ? csv_number(*p.hbm_bytes_per_gpu) : "");
+    cells.push_back(fits);
+    table.rows.push_back(std::move(cells));
     std::vector<std::string> row = {label(p)};
     for (double t : mean_phase_us(p.result)) row.push_back(csv_number(t));
     phases.rows.push_back(std::move(row));
-    step.rows.push_back({label(p), csv_number(v[1]), csv_number(v[2])});
+    step.rows.push_back({label(p), csv_number(v[SweepMetric::kStepTimeP50Us]),
+                         csv_number(v[SweepMetric::kStepTimeP99Us])});
     throughput.rows.push_back({label(p), csv_number(p.result.tokens_per_s_per_gpu)});
     if (p.memory_bytes_per_gpu) any_memory = true;
     memory.rows.push_back({label(p),

@@ -11,6 +11,7 @@
 #include "analysis/plots.h"
 #include "scenarios/scenario.h"
 #include "sim/simulation.h"
+#include "sim/sweep.h"
 
 namespace moesim {
 
@@ -44,13 +45,10 @@ struct SweepReportTable {
   std::vector<std::string> metric_names;
   std::vector<SweepReportRow> rows;
 };
-// The metrics a sweep report shows by default, and their values for one point's result:
-// step_mean_us, step_p50_us, step_p99_us, step_stddev_us, dispatch_mean_us, dispatch_p99_us,
-// combine_mean_us, combine_p99_us, expert_compute_mean_us, dropped_token_fraction,
-// expert_max_over_mean, gpu_max_over_mean, idle_fraction, tokens_per_s_per_gpu (0 where a
-// quantity has no samples, e.g. no all-to-all).
-std::vector<std::string> sweep_metric_names();
-std::vector<double> sweep_metric_values(const SimulationResult& result);
+// The table of a sweep's rows for its report: every metric of sim/sweep.h's list, named as the
+// sweep CSV names them, 0 where a row has no value (a stddev of one measured step).
+SweepReportTable sweep_report_table(std::span<const std::string> axis_names,
+                                    std::span<const SweepRow> rows);
 
 // `moesim sweep --report DIR`: sweep.csv (every point) and, for each metric and each axis, the
 // metric against that axis with one line per combination of the other axes' values. Numeric

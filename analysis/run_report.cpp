@@ -48,12 +48,6 @@ std::string array_json(const std::vector<T>& values) {
   return out + "]";
 }
 
-std::string plan_text(const ParallelPlan& p) {
-  std::ostringstream o;
-  o << "TP" << p.tp << " x EP" << p.ep << " x DP" << p.dp << " x PP" << p.pp;
-  return o.str();
-}
-
 // Mean over GPUs of each phase's time per step.
 std::vector<double> mean_phase_us(const SimulationResult& r) {
   std::vector<double> mean(kPhaseCount, 0.0);
@@ -120,7 +114,7 @@ void print_run_table(std::ostream& out, const Scenario& scenario, const Simulati
   if (!scenario.description.empty()) out << " (" << scenario.description << ")";
   out << "\n  model " << scenario.model.name << ", " << workload_kind_name(scenario.workload.kind)
       << ", " << r.gpus << " GPUs (" << scenario.cluster.gpu.name << "), "
-      << plan_text(scenario.parallel) << ", " << scenario.workload.tokens_per_gpu
+      << plan_label(scenario.parallel) << ", " << scenario.workload.tokens_per_gpu
       << " tokens/GPU x " << scenario.workload.micro_batches << " micro-batches, "
       << r.measured_steps << " measured steps\n\n";
 

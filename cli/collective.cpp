@@ -1,12 +1,12 @@
 // `moesim collective`: nccl-tests for the simulator. Sweeps message sizes of one collective on
 // a cluster preset or topology file and prints time, algorithm and bus bandwidth per size.
 #include <boost/program_options.hpp>
-#include <iomanip>
 #include <iostream>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "analysis/collective_output.h"
 #include "cli/commands.h"
 #include "models/network/collectives.h"
 #include "scenarios/topology_file.h"
@@ -63,7 +63,7 @@ int collective_command(int argc, char** argv) {
       "DeepEP-style phase (see moesim moe-collective --help)")(
       "algo", po::value<std::string>(),
       "direct | pairwise | hierarchical (all-to-all), ring | tree (all-reduce); default direct "
-      "or ring")("chunks", po::value<int>()->default_value(4),
+      "or ring")("chunks", po::value<int>()->default_value(kDefaultPipelineChunks),
                  "pipeline pieces for hierarchical and tree")(
       "min-bytes", po::value<std::string>()->default_value("1K"), "smallest size")(
       "max-bytes", po::value<std::string>()->default_value("1G"), "largest size")(
@@ -136,37 +136,20 @@ int collective_command(int argc, char** argv) {
   }
   for (int g = 0; g < n; ++g) spec.group.push_back(g);
 
-  const bool json = format == "json";
-  if (json) {
-    std::cout << "[\n";
-  } else {
-    std::cout << "# " << to_string(op) << " (" << to_string(algo) << ") on " << n << " GPUs of "
-              << topology_arg << "\n"
-              << std::setw(14) << "size(B)" << std::setw(14) << "count" << std::setw(14)
-              << "time(us)" << std::setw(14) << "algbw(GB/s)" << std::setw(14) << "busbw(GB/s)"
-              << "\n";
-  }
-  bool first = true;
+  std::vector<CollectiveSizeRow> rows;
   for (int64_t size = min_bytes.count(); size <= max_bytes.count(); size *= step) {
     spec.bytes = Bytes(size);
     const CollectiveResult r = run_collective(topo, spec);
     const double seconds = r.duration().to_s();
     const double algbw = seconds > 0 ? static_cast<double>(size) / seconds * 1e-9 : 0.0;
-    const double busbw = algbw * bus_factor(op, n);
-    if (json) {
-      std::cout << (first ? "" : ",\n") << std::setprecision(10) << "  {\"size\": " << size
-                << ", \"count\": " << size / 4 << ", \"time_us\": " << r.duration().to_us()
-                << ", \"algbw_gbps\": " << algbw << ", \"busbw_gbps\": " << busbw
-                << ", \"flows\": " << r.flows << "}";
-    } else {
-      std::cout << std::fixed << std::setw(14) << size << std::setw(14) << size / 4
-                << std::setprecision(2) << std::setw(14) << r.duration().to_us() << std::setw(14)
-                << algbw << std::setw(14) << busbw << "\n";
-    }
-    first = false;
+    rows.push_back({size, r.duration().to_us(), algbw, algbw * bus_factor(op, n), r.flows});
     if (size > max_bytes.count() / step) break;
   }
-  if (json) std::cout << "\n]\n";
+  if (format == "json") {
+    write_collective_json(std::cout, rows);
+  } else {
+    print_collective_table(std::cout, to_string(op), to_string(algo), n, topology_arg, rows);
+  }
   return 0;
 }
 

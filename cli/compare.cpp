@@ -5,12 +5,13 @@
 #include <string>
 #include <vector>
 
+#include "analysis/compare_output.h"
 #include "analysis/html_report.h"
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "cli/progress.h"
+#include "cli/report_notes.h"
 #include "scenarios/scenario.h"
-#include "analysis/compare_output.h"
 #include "sim/compare.h"
 
 namespace moesim::cli {
@@ -44,14 +45,16 @@ int compare_command(int argc, char** argv) {
   }
   if (threads < 1) throw std::invalid_argument("--threads must be at least 1");
 
-  const Scenario scenario = load_scenario(scenario_path);
+  const std::string text = read_text_file(scenario_path);
+  const Scenario scenario = parse_scenario(text, scenario_path);
   std::vector<ClusterChoice> clusters;
   for (const std::string& text : cluster_texts) clusters.push_back(parse_cluster_choice(text));
   ProgressBar progress("comparing plans", !vm.count("no-progress"));
   CompareOptions options;
   options.threads = threads;
   options.progress = [&progress](int64_t done, int64_t total) { progress.update(done, total); };
-  const std::vector<ClusterComparison> result = compare_plans(scenario, clusters, options);
+  const std::vector<ClusterComparison> result =
+      compare_plans(text, scenario_path, clusters, options);
   progress.finish();
   if (!report_dir.empty()) {
     std::vector<ComparePlanEntry> entries;
@@ -62,10 +65,7 @@ int compare_command(int argc, char** argv) {
                            static_cast<double>(p.memory.capacity.count())});
       }
     }
-    const ReportOutput report = write_compare_report(report_dir, scenario, entries);
-    for (const std::string& w : report.warnings)
-      std::cerr << "moesim compare: gnuplot: " << w << "\n";
-    std::cerr << "report: " << report.index_html.string() << "\n";
+    announce_report("compare", write_compare_report(report_dir, scenario, entries));
   }
   if (format == "json") {
     write_compare_json(std::cout, scenario, result);

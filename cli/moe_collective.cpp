@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 
+#include "analysis/collective_output.h"
 #include "cli/commands.h"
 #include "models/moe/model_spec.h"
 #include "scenarios/topology_file.h"
@@ -35,39 +36,6 @@ Topology cluster_from(const std::string& topology, int nodes, std::optional<doub
   return load_topology_file(topology);
 }
 
-void write_json(std::ostream& out, const std::string& op, const std::string& mode, int32_t tokens,
-                const MoePhaseResult& r) {
-  out << std::setprecision(10) << "{\n"
-      << "  \"op\": \"" << op << "\",\n"
-      << "  \"mode\": \"" << mode << "\",\n"
-      << "  \"gpus\": " << r.gpus << ",\n"
-      << "  \"nodes\": " << r.nodes << ",\n"
-      << "  \"tokens_per_gpu\": " << tokens << ",\n"
-      << "  \"routed_pairs\": " << r.routed_pairs << ",\n"
-      << "  \"flows\": " << r.flows << ",\n"
-      << "  \"time_us\": " << r.time_us() << ",\n"
-      << "  \"bandwidth_gbps\": {\"nvlink\": " << r.nvlink_gbps() << ", \"rdma\": " << r.rdma_gbps()
-      << "},\n"
-      << "  \"bytes_per_gpu\": {\"nvlink\": " << r.deepep_nvlink_bytes_per_gpu
-      << ", \"rdma\": " << r.deepep_rdma_bytes_per_gpu << "},\n"
-      << "  \"wire_bandwidth_gbps\": {\"nvlink\": " << r.wire_nvlink_gbps()
-      << ", \"network\": " << r.wire_network_gbps() << "},\n"
-      << "  \"wire_bytes_per_gpu\": {\"nvlink\": " << r.wire_nvlink_bytes_per_gpu
-      << ", \"network\": " << r.wire_network_bytes_per_gpu << "}\n"
-      << "}\n";
-}
-
-void write_table(std::ostream& out, const std::string& op, const std::string& mode, int32_t tokens,
-                 const MoePhaseResult& r) {
-  out << std::fixed << std::setprecision(1) << op << " (" << mode << "), EP" << r.gpus << " on "
-      << r.nodes << (r.nodes == 1 ? " node" : " nodes") << ", " << tokens << " tokens per GPU\n"
-      << "  time                 " << r.time_us() << " us\n"
-      << "  DeepEP bandwidth     NVLink " << r.nvlink_gbps() << " GB/s, RDMA " << r.rdma_gbps()
-      << " GB/s\n"
-      << "  bytes on the wire    NVLink " << r.wire_nvlink_gbps() << " GB/s, network "
-      << r.wire_network_gbps() << " GB/s per GPU\n";
-}
-
 }  // namespace
 
 int moe_collective_command(int argc, char** argv) {
@@ -82,7 +50,7 @@ int moe_collective_command(int argc, char** argv) {
   int spines = 0;
   double nic_gbps = 0.0;
   int32_t tokens = 0;
-  int32_t chunks = 8;
+  int32_t chunks = kDefaultPipelineChunks;
   uint64_t seed = 1;
   double completion_tolerance = 0.0;
   po::options_description opts(
@@ -102,7 +70,8 @@ int moe_collective_command(int argc, char** argv) {
                                              "normal or low-latency")(
       "tokens", po::value(&tokens),
       "tokens per GPU (default 4096 in normal mode, 128 in low-latency mode)")(
-      "chunks", po::value(&chunks)->default_value(8), "normal mode: pipeline chunks per transfer")(
+      "chunks", po::value(&chunks)->default_value(chunks),
+      "normal mode: pipeline chunks per transfer")(
       "ll-over-network",
       "low-latency mode: send pairs inside a node through the NIC too, not over NVLink")(
       "routing", po::value(&routing)->default_value("iid"),
@@ -165,9 +134,9 @@ int moe_collective_command(int argc, char** argv) {
                    vm.count("nic-gbps") ? std::optional<double>(nic_gbps) : std::nullopt, spines);
   const MoePhaseResult result = run_moe_phase(cluster, *model, options);
   if (format == "json") {
-    write_json(std::cout, op, mode, options.tokens_per_gpu, result);
+    write_moe_phase_json(std::cout, op, mode, options.tokens_per_gpu, result);
   } else {
-    write_table(std::cout, op, mode, options.tokens_per_gpu, result);
+    print_moe_phase_table(std::cout, op, mode, options.tokens_per_gpu, result);
   }
   return 0;
 }

@@ -1,6 +1,9 @@
 #include "cli/options.h"
 
+#include <fstream>
 #include <iostream>
+#include <sstream>
+#include <stdexcept>
 
 namespace moesim::cli {
 
@@ -28,6 +31,14 @@ bool parse_with_scenario(int argc, char** argv, const po::options_description& v
   po::positional_options_description positional;
   positional.add("scenario", 1);
   return parse_command_line(argc, argv, visible, hidden, positional, vm);
+}
+
+std::string read_text_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot read " + path);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
 }
 
 }  // namespace moesim::cli

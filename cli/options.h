@@ -20,4 +20,7 @@ bool parse_with_scenario(int argc, char** argv,
                          const boost::program_options::options_description& visible,
                          std::string& scenario_path, boost::program_options::variables_map& vm);
 
+// The whole file at `path`; throws std::runtime_error naming it when it cannot be read.
+std::string read_text_file(const std::string& path);
+
 }  // namespace moesim::cli

@@ -7,11 +7,11 @@
 #include <string>
 #include <vector>
 
-#include "analysis/html_report.h"
 #include "analysis/run_report.h"
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "cli/progress.h"
+#include "cli/report_notes.h"
 #include "models/trace/import_csv.h"
 #include "models/trace/import_jsonl.h"
 #include "models/trace/import_npy.h"
@@ -96,8 +96,7 @@ int replay_command(int argc, char** argv) {
               << " batches; the run's micro-batches went around it " << r.wraps << " time(s)\n";
   }
   if (!report_dir.empty()) {
-    std::cerr << "report: " << write_run_report(report_dir, scenario, r.result).index_html.string()
-              << "\n";
+    write_and_announce_run_report("replay", report_dir, scenario, r.result);
   }
   if (format == "json") {
     write_run_json(std::cout, scenario, r.result);

@@ -6,11 +6,11 @@
 #include <fstream>
 #include <iostream>
 
-#include "analysis/html_report.h"
 #include "analysis/run_report.h"
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "cli/progress.h"
+#include "cli/report_notes.h"
 #include "scenarios/scenario.h"
 #include "sim/simulation.h"
 
@@ -58,9 +58,7 @@ int run_command(int argc, char** argv) {
     write_run_json(file, scenario, result);
   }
   if (!report_dir.empty()) {
-    const ReportOutput report = write_run_report(report_dir, scenario, result);
-    for (const std::string& w : report.warnings) std::cerr << "moesim run: gnuplot: " << w << "\n";
-    std::cerr << "report: " << report.index_html.string() << "\n";
+    write_and_announce_run_report("run", report_dir, scenario, result);
   }
   if (format == "json") {
     write_run_json(std::cout, scenario, result);

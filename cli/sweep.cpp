@@ -2,7 +2,6 @@
 // point, into a CSV; `moesim merge OUT SHARD...`: join the CSVs of a sharded sweep.
 #include <boost/program_options.hpp>
 #include <fstream>
-#include <iomanip>
 #include <iostream>
 #include <sstream>
 #include <string>
@@ -10,67 +9,15 @@
 #include <vector>
 
 #include "analysis/html_report.h"
+#include "analysis/sweep_output.h"
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "cli/progress.h"
+#include "cli/report_notes.h"
 #include "scenarios/scenario.h"
 #include "sim/sweep.h"
 
 namespace moesim::cli {
-namespace {
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error("cannot read " + path);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-std::string fixed(double v, int digits) {
-  std::ostringstream s;
-  s << std::fixed << std::setprecision(digits) << v;
-  return s.str();
-}
-
-void print_sweep_table(std::ostream& out, const std::vector<std::string>& axes,
-                       const std::vector<SweepRow>& rows) {
-  std::vector<std::string> head = {"point"};
-  head.insert(head.end(), axes.begin(), axes.end());
-  for (const char* h : {"step p50 ms", "step p99 ms", "dispatch ms", "combine ms", "dropped",
-                        "expert max/mean", "GPU max/mean", "idle", "tok/s/GPU"}) {
-    head.emplace_back(h);
-  }
-  std::vector<std::vector<std::string>> cells;
-  for (const SweepRow& r : rows) {
-    std::vector<std::string> c = {std::to_string(r.point)};
-    c.insert(c.end(), r.axis_values.begin(), r.axis_values.end());
-    for (const std::string& v :
-         {fixed(r.step_p50_us / 1e3, 3), fixed(r.step_p99_us / 1e3, 3),
-          fixed(r.dispatch_mean_us / 1e3, 3), fixed(r.combine_mean_us / 1e3, 3),
-          fixed(100 * r.dropped_token_fraction, 2) + "%", fixed(r.expert_max_over_mean, 3),
-          fixed(r.gpu_max_over_mean, 3), fixed(100 * r.idle_fraction, 1) + "%",
-          fixed(r.tokens_per_s_per_gpu, 0)}) {
-      c.push_back(v);
-    }
-    cells.push_back(std::move(c));
-  }
-  std::vector<size_t> width(head.size());
-  for (size_t i = 0; i < head.size(); ++i) width[i] = head[i].size();
-  for (const auto& c : cells) {
-    for (size_t i = 0; i < c.size(); ++i) width[i] = std::max(width[i], c[i].size());
-  }
-  auto line = [&](const std::vector<std::string>& c) {
-    for (size_t i = 0; i < c.size(); ++i) {
-      out << (i ? "  " : "") << std::setw(static_cast<int>(width[i])) << c[i];
-    }
-    out << "\n";
-  };
-  line(head);
-  for (const auto& c : cells) line(c);
-}
-
-}  // namespace
 
 int sweep_command(int argc, char** argv) {
   namespace po = boost::program_options;
@@ -97,7 +44,7 @@ int sweep_command(int argc, char** argv) {
   if (scenario_path.empty()) throw std::invalid_argument("a scenario file is required");
   if (threads < 1) throw std::invalid_argument("--threads must be at least 1");
 
-  const std::string text = read_file(scenario_path);
+  const std::string text = read_text_file(scenario_path);
   const Scenario base = parse_scenario(text, scenario_path);
   std::vector<std::string> axes;
   for (const SweepAxis& a : base.sweep) axes.push_back(a.name);
@@ -111,20 +58,8 @@ int sweep_command(int argc, char** argv) {
   const std::vector<SweepRow> rows = run_sweep(text, scenario_path, options);
   progress.finish();
   if (!report_dir.empty()) {
-    SweepReportTable table{axes, sweep_metric_names(), {}};
-    for (const SweepRow& r : rows) {
-      table.rows.push_back(
-          {r.axis_values,
-           {r.step_mean_us, r.step_p50_us, r.step_p99_us, r.step_stddev_us.value_or(0.0),
-            r.dispatch_mean_us, r.dispatch_p99_us, r.combine_mean_us, r.combine_p99_us,
-            r.expert_compute_mean_us, r.dropped_token_fraction, r.expert_max_over_mean,
-            r.gpu_max_over_mean, r.idle_fraction, r.tokens_per_s_per_gpu}});
-    }
-    // In sweep_metric_names()'s order; a missing stddev (one measured step) reads 0 there.
-    const ReportOutput report = write_sweep_report(report_dir, base, table);
-    for (const std::string& w : report.warnings)
-      std::cerr << "moesim sweep: gnuplot: " << w << "\n";
-    std::cerr << "report: " << report.index_html.string() << "\n";
+    const SweepReportTable table = sweep_report_table(axes, rows);
+    announce_report("sweep", write_sweep_report(report_dir, base, table));
   }
 
   if (out_path.empty()) {

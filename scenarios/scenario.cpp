@@ -794,7 +794,8 @@ bool parse_number(std::string_view text, T& out) {
   return ec == std::errc() && ptr == end;
 }
 
-// Sets one axis's value on a copy of the scenario message. Returns whether dp must follow ep.
+// Sets one axis's (or other edit field's, see parse_scenario_edited) value on a copy of the
+// scenario message. Returns whether dp must follow ep.
 bool apply_axis(proto::Scenario& s, std::string_view axis, const std::string& value) {
   auto bad = [&](std::string_view expected) -> ScenarioError {
     return ScenarioError("value '" + value + "' of sweep axis '" + std::string(axis) +
@@ -830,6 +831,26 @@ bool apply_axis(proto::Scenario& s, std::string_view axis, const std::string& va
       throw bad("ARRIVAL_ORDER or LOWEST_SCORE");
     }
     s.mutable_router()->set_drop_policy(p);
+  } else if (axis == "name") {
+    s.set_name(value);
+  } else if (axis == "sequence_length") {
+    if (!parse_number(value, i)) throw bad("an integer");
+    s.mutable_workload()->set_sequence_length(i);
+  } else if (axis == "tp") {
+    if (!parse_number(value, i)) throw bad("an integer");
+    s.mutable_parallelism()->set_tp(i);
+  } else if (axis == "placement") {
+    proto::PlacementKind p{};
+    if (!proto::PlacementKind_Parse(value, &p) ||
+        (p != proto::CONTIGUOUS && p != proto::ROUND_ROBIN)) {
+      throw bad("CONTIGUOUS or ROUND_ROBIN");
+    }
+    s.mutable_parallelism()->set_placement(p);
+    s.mutable_parallelism()->clear_expert_ep_rank();
+  } else if (axis == "cluster") {
+    proto::Cluster cluster;
+    if (!pb::TextFormat::ParseFromString(value, &cluster)) throw bad("a cluster block's text");
+    *s.mutable_cluster() = cluster;
   } else {
     throw ScenarioError("unknown sweep axis '" + std::string(axis) +
                         "'; axes: " + list_names(kSweepAxes));
@@ -895,24 +916,31 @@ Scenario parse_scenario(std::string_view text, std::string_view file_name_for_er
   return s;
 }
 
-Scenario parse_scenario_at(std::string_view text, std::string_view file_name_for_errors,
-                           std::span<const std::pair<std::string, std::string>> axis_values) {
+Scenario parse_scenario_edited(std::string_view text, std::string_view file_name_for_errors,
+                               std::span<const std::pair<std::string, std::string>> edits) {
   const std::string file(file_name_for_errors);
   proto::Scenario message;
   ParseInfoTree tree;
   parse_text(text, file, message, &tree);
   bool derive_dp = false;
-  std::string point;
-  for (const auto& [axis, value] : axis_values) {
-    derive_dp = apply_axis(message, axis, value) || derive_dp;
-    point += (point.empty() ? "" : ", ") + axis + "=" + value;
+  for (const auto& [field, value] : edits) {
+    derive_dp = apply_axis(message, field, value) || derive_dp;
   }
   message.clear_sweep();
-  const Resolver resolver(file, folder_of(file), axis_values.empty() ? &tree : nullptr);
+  const Resolver resolver(file, folder_of(file), edits.empty() ? &tree : nullptr);
+  Scenario s = resolver.resolve(message, derive_dp);
+  s.source_file = file;
+  return s;
+}
+
+Scenario parse_scenario_at(std::string_view text, std::string_view file_name_for_errors,
+                           std::span<const std::pair<std::string, std::string>> axis_values) {
+  std::string point;
+  for (const auto& [axis, value] : axis_values) {
+    point += (point.empty() ? "" : ", ") + axis + "=" + value;
+  }
   try {
-    Scenario s = resolver.resolve(message, derive_dp);
-    s.source_file = file;
-    return s;
+    return parse_scenario_edited(text, file_name_for_errors, axis_values);
   } catch (const ScenarioError& e) {
     throw ScenarioError("sweep point (" + point + "): " + e.what());
   }

@@ -93,4 +93,14 @@ std::span<const std::string_view> sweep_axis_names();
 Scenario parse_scenario_at(std::string_view text, std::string_view file_name_for_errors,
                            std::span<const std::pair<std::string, std::string>> axis_values);
 
+// The one way a command changes a scenario (sweep points, compare's clusters and plans): `text`
+// with each (field, value) set on the scenario message in order, its sweep dropped, then
+// validated and resolved as a file would be. Fields: the sweep axes (sweep_axis_names(); "ep"
+// also sets dp to the GPUs that tp*ep*pp leave, "topology" replaces a topology_file, "gpu" the
+// gpu block) and name, sequence_length, tp, placement (CONTIGUOUS or ROUND_ROBIN; drops
+// expert_ep_rank) and cluster (a whole `cluster { ... }` block's text, replacing the scenario's).
+// Throws ScenarioError with the validation's message (no line numbers once anything is edited).
+Scenario parse_scenario_edited(std::string_view text, std::string_view file_name_for_errors,
+                               std::span<const std::pair<std::string, std::string>> edits);
+
 }  // namespace moesim

@@ -8,6 +8,7 @@
 #include <exception>
 #include <iomanip>
 #include <numeric>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -20,14 +21,6 @@
 
 namespace moesim {
 namespace {
-
-struct DefaultGpu {
-  std::string_view topology;
-  std::string_view gpu;
-};
-constexpr DefaultGpu kDefaultGpus[] = {{"dgx-a100", "a100-80gb"}, {"dgx-h100", "h100-sxm"},
-                                       {"dgx-h800", "h800"},      {"hgx-h200", "h200"},
-                                       {"dgx-b200", "b200"},      {"nvl72", "gb200"}};
 
 template <typename T>
 T parse_value(std::string_view text, std::string_view part, std::string_view whole) {
@@ -63,11 +56,9 @@ ClusterChoice parse_cluster_choice(std::string_view text) {
   }
   ClusterSpec& c = choice.cluster;
   c.topology_preset = std::string(parts[0]);
-  find_preset(c.topology_preset);  // throws listing the presets
-  std::string gpu_name;
-  for (const DefaultGpu& d : kDefaultGpus) {
-    if (d.topology == c.topology_preset) gpu_name = std::string(d.gpu);
-  }
+  std::string gpu_name(find_preset(c.topology_preset).default_gpu);  // throws for an unknown one
+  std::optional<std::string_view> nic_text;
+  std::optional<std::string_view> oversub_text;
   for (size_t i = 1; i < parts.size(); ++i) {
     const size_t eq = parts[i].find('=');
     const std::string_view key = parts[i].substr(0, eq);
@@ -81,8 +72,10 @@ ClusterChoice parse_cluster_choice(std::string_view text) {
       c.nodes = parse_value<int32_t>(value, key, text);
     } else if (key == "nic") {
       c.nic_gbps = parse_value<double>(value, key, text);
+      nic_text = value;
     } else if (key == "oversub") {
       c.oversubscription = parse_value<double>(value, key, text);
+      oversub_text = value;
       if (c.oversubscription < 1.0) {
         throw std::invalid_argument("--cluster '" + choice.label + "': oversub must be >= 1");
       }
@@ -103,6 +96,13 @@ ClusterChoice parse_cluster_choice(std::string_view text) {
                                 gpu_name + "'");
   }
   c.gpu = *gpu;
+  choice.scenario_text = "topology: \"" + c.topology_preset +
+                         "\" nodes: " + std::to_string(c.nodes) + " gpu { preset: \"" + gpu_name +
+                         "\" }";
+  if (nic_text) choice.scenario_text += " nic_bandwidth: \"" + std::string(*nic_text) + "Gbps\"";
+  if (oversub_text) {
+    choice.scenario_text += " oversubscription: " + std::string(*oversub_text);
+  }
   const Topology topology = build_topology(c);
   c.gpu_count = topology.gpu_count();
   c.gpus_per_node = topology.gpus_per_node();
@@ -127,13 +127,6 @@ std::vector<ParallelPlan> enumerate_plans(const ModelSpec& model, int32_t gpus,
     }
   }
   return plans;
-}
-
-std::string plan_label(const ParallelPlan& p) {
-  std::string s =
-      "TP" + std::to_string(p.tp) + " EP" + std::to_string(p.ep) + " DP" + std::to_string(p.dp);
-  if (p.pp > 1) s += " PP" + std::to_string(p.pp);
-  return s;
 }
 
 // ---- GlobalBatchSource ----
@@ -248,9 +241,11 @@ void GlobalBatchSource::route(const RoutingRequest& request, RoutingDecision& ou
 
 // ---- compare_plans ----
 
-std::vector<ClusterComparison> compare_plans(const Scenario& scenario,
+std::vector<ClusterComparison> compare_plans(std::string_view scenario_text,
+                                             std::string_view file_name,
                                              std::span<const ClusterChoice> clusters,
                                              const CompareOptions& options) {
+  const Scenario scenario = parse_scenario(scenario_text, file_name);
   const int32_t pp = scenario.parallel.pp;
   const int32_t base_ranks = scenario.cluster.gpu_count / pp;
   const int32_t shard_tokens = scenario.workload.tokens_per_gpu;
@@ -291,13 +286,6 @@ std::vector<ClusterComparison> compare_plans(const Scenario& scenario,
                                   std::to_string(ranks) + " data-holding ranks (GPUs / pp)");
     }
     cc.tokens_per_gpu = static_cast<int32_t>(global_tokens / ranks);
-    const int32_t seq = scenario.workload.sequence_length;
-    if (scenario.workload.kind != WorkloadKind::kDecode && seq > 0 &&
-        cc.tokens_per_gpu % seq != 0) {
-      throw std::invalid_argument(
-          "cluster " + cc.label + ": its share of " + std::to_string(cc.tokens_per_gpu) +
-          " tokens per GPU is not a multiple of the sequence length " + std::to_string(seq));
-    }
     if (ranks != base_ranks && scenario.router.selection_bias) {
       throw std::invalid_argument(
           "cluster " + cc.label +
@@ -326,11 +314,24 @@ std::vector<ClusterComparison> compare_plans(const Scenario& scenario,
     ClusterComparison& cc = out[jobs[j].cluster];
     PlanOutcome& o = cc.plans[jobs[j].plan];
     try {
-      Scenario s = scenario;
-      s.name = scenario.name + " " + cc.label + " " + plan_label(o.plan);
-      s.cluster = cc.cluster;
-      s.parallel = o.plan;
-      s.workload.tokens_per_gpu = cc.tokens_per_gpu;
+      std::vector<std::pair<std::string, std::string>> edits = {
+          {"name", scenario.name + " " + cc.label + " " + plan_label(o.plan)}};
+      if (!choices[jobs[j].cluster].scenario_text.empty()) {
+        edits.emplace_back("cluster", choices[jobs[j].cluster].scenario_text);
+      }
+      edits.emplace_back("tp", std::to_string(o.plan.tp));
+      edits.emplace_back("ep", std::to_string(o.plan.ep));  // dp: the GPUs tp*ep*pp leave
+      edits.emplace_back("placement", o.plan.placement == PlacementKind::kRoundRobin
+                                          ? "ROUND_ROBIN"
+                                          : "CONTIGUOUS");
+      edits.emplace_back("tokens_per_gpu", std::to_string(cc.tokens_per_gpu));
+      // The global batch keeps its sequences when it is sliced over another GPU count (and the
+      // router its token model), so the sequence length stays the scenario's, not the share's.
+      if (scenario.workload.kind != WorkloadKind::kDecode) {
+        edits.emplace_back("sequence_length", std::to_string(scenario.workload.sequence_length));
+      }
+      const Scenario s = parse_scenario_edited(scenario_text, file_name, edits);
+      o.plan = s.parallel;
       SimulationOptions sim;
       sim.threads = 1;
       Router router(s.router);

@@ -14,20 +14,23 @@
 #include <utility>
 #include <vector>
 
-#include "sim/memory.h"
 #include "models/router/routing_decision.h"
 #include "scenarios/scenario.h"
+#include "sim/memory.h"
 #include "sim/simulation.h"
 
 namespace moesim {
 
 // A cluster named on the command line: PRESET[:nodes=N][:nic=GBPS][:oversub=X][:gpu=GPU], e.g.
 // "dgx-h100:nodes=4:nic=400" or "nvl72". nic is Gb/s per GPU; gpu a GPU preset, by default the
-// preset's own GPU (dgx-a100: a100-80gb, dgx-h100: h100-sxm, dgx-h800: h800, hgx-h200: h200,
-// dgx-b200: b200, nvl72: gb200). Throws std::invalid_argument naming the part that is wrong.
+// preset's own GPU (NodePreset::default_gpu, topologies/presets.cpp). Throws
+// std::invalid_argument naming the part that is wrong.
 struct ClusterChoice {
   std::string label;  // the text as given
   ClusterSpec cluster;
+  // The same cluster as a scenario's `cluster { ... }` block (without the braces), which
+  // compare sets on the scenario (parse_scenario_edited) before validating and resolving it.
+  std::string scenario_text;
 };
 ClusterChoice parse_cluster_choice(std::string_view text);
 
@@ -36,8 +39,6 @@ ClusterChoice parse_cluster_choice(std::string_view text);
 // GPUs, and dp = gpus / (tp*ep*pp); ordered by tp, then ep. Contiguous placement.
 std::vector<ParallelPlan> enumerate_plans(const ModelSpec& model, int32_t gpus,
                                           int32_t gpus_per_node, int32_t pp);
-// "TP2 EP4 DP1" (and " PP2" when pp > 1).
-std::string plan_label(const ParallelPlan& plan);
 
 // Same decisions whatever the plan. A global batch of `shards` x `shard_tokens` tokens per
 // (MoE layer, micro-batch) is what `inner` returns for ranks 0..shards-1 of `shards` (each
@@ -100,11 +101,17 @@ struct CompareOptions {
 };
 
 // Simulates every plan of every cluster (the scenario's own cluster when `clusters` is empty)
-// on the scenario's model, workload and router. The global batch per micro-batch is the
-// scenario's tokens_per_gpu times its data-holding ranks (GPUs / pp); a cluster with another
-// GPU count gets tokens_per_gpu = global / (its GPUs / pp), which must divide (and be a multiple
-// of the sequence length). Results do not depend on threads. Throws std::invalid_argument.
-std::vector<ClusterComparison> compare_plans(const Scenario& scenario,
+// on the model, workload and router of the scenario in `scenario_text` (read from `file_name`,
+// for errors and relative paths). The global batch per micro-batch is the scenario's
+// tokens_per_gpu times its data-holding ranks (GPUs / pp); a cluster with another GPU count
+// gets tokens_per_gpu = global / (its GPUs / pp), which must divide. Each (cluster, plan) is the
+// scenario edited as sweep points are (parse_scenario_edited: cluster, tp, ep with dp derived,
+// placement, tokens_per_gpu), so it is validated as a scenario file would be; its other
+// parallelism settings (pp, hot experts) stay. Results do not depend on threads. Throws
+// std::invalid_argument, ScenarioError for the scenario, and std::runtime_error naming the
+// cluster and plan (with the validation's message) for a plan the validation rejects.
+std::vector<ClusterComparison> compare_plans(std::string_view scenario_text,
+                                             std::string_view file_name,
                                              std::span<const ClusterChoice> clusters,
                                              const CompareOptions& options = {});
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "models/moe/parameter_count.h"
 #include "models/moe/placement.h"
 #include "sim/step_driver.h"
 
@@ -59,24 +60,16 @@ MemoryPerGpu memory_per_gpu(const ModelSpec& model, const ParallelPlan& plan,
 
   MemoryPerGpu best;
   for (int32_t stage = 0; stage < plan.pp; ++stage) {
-    int64_t params = 0;
+    const int64_t params =
+        gpu_parameter_count(model, plan, stage, first[stage], first[stage + 1], local_experts)
+            .total();
     int64_t token_bytes = 0;       // stored per token over the stage's layers
     int64_t layer_peak_bytes = 0;  // the largest single layer, per token
     for (int32_t layer = first[stage]; layer < first[stage + 1]; ++layer) {
-      params += model.attention_params() / plan.tp;
-      if (model.is_moe_layer(layer)) {
-        params += model.gate_params() +
-                  (int64_t{model.shared_experts} + local_experts) * model.expert_params() / plan.tp;
-      } else {
-        params += model.dense_ffn_params() / plan.tp;
-      }
       const int64_t b = layer_token_bytes(model, plan, layer);
       token_bytes += b;
       layer_peak_bytes = std::max(layer_peak_bytes, b);
     }
-    const int64_t table = int64_t{model.vocab_size} * model.hidden_size / plan.tp;
-    if (stage == 0) params += table;
-    if (stage == plan.pp - 1) params += table;
 
     MemoryPerGpu m;
     m.params = params;

@@ -13,10 +13,8 @@ namespace moesim {
 
 // The fullest GPU's memory (the pipeline stage and EP rank holding the most), by part.
 //
-// Parameters on a GPU: its stage's layers' attention / tp, dense FFNs / tp, per MoE layer the
-// gate (replicated), shared experts / tp and the EP rank's local experts (homes and hot copies,
-// the most any EP rank holds) / tp; the embedding (vocab x hidden / tp) on the first stage and
-// the LM head on the last. Stages split layers as stage_first_layers does.
+// Parameters on a GPU: gpu_parameter_count (models/moe/parameter_count.h) for its stage's
+// layers (split as stage_first_layers does) and the most routed experts any EP rank holds.
 //
 // Training: bf16 weights (2 bytes/param), bf16 gradients (2), Adam (fp32 master weights and two
 // fp32 moments: 12 bytes/param), not sharded over data-parallel ranks (no ZeRO). Serving:

@@ -7,6 +7,7 @@
 
 #include "core/units.h"
 #include "models/moe/model_spec.h"
+#include "models/network/collectives.h"
 #include "models/network/flow_network.h"
 #include "models/router/routing_decision.h"
 #include "topologies/topology.h"
@@ -33,7 +34,7 @@ struct MoePhaseOptions {
   int32_t tokens_per_gpu = 4096;
   // Normal mode: each transfer goes in this many equal chunks, one after another; a relay
   // forwards chunk c once chunk c of every network transfer into it has arrived.
-  int32_t pipeline_chunks = 8;
+  int32_t pipeline_chunks = kDefaultPipelineChunks;
   // Low-latency mode: send pairs inside a node through the NIC too (DeepEP's first low-latency
   // kernels, pure RDMA) instead of over NVLink (DeepEP since it let low-latency mode use NVLink).
   bool low_latency_over_network = false;

@@ -5,6 +5,8 @@
 #include <utility>
 #include <vector>
 
+#include "models/moe/parameter_count.h"
+
 namespace moesim {
 
 std::vector<int32_t> stage_first_layers(int32_t layers, int32_t stages) {
@@ -13,25 +15,6 @@ std::vector<int32_t> stage_first_layers(int32_t layers, int32_t stages) {
     first.push_back(first.back() + layers / stages + (st < layers % stages ? 1 : 0));
   }
   return first;
-}
-
-StageParameters stage_parameters(const StepSetup& setup, std::span<const int32_t> stage_first_layer,
-                                 int32_t stage, int32_t ep_rank) {
-  const ModelSpec& model = *setup.model;
-  StageParameters p;
-  int32_t stage_moe_layers = 0;
-  for (int32_t l = stage_first_layer[stage]; l < stage_first_layer[stage + 1]; ++l) {
-    p.non_expert += model.attention_params();
-    p.non_expert += model.is_moe_layer(l)
-                        ? model.gate_params() + model.shared_experts * model.expert_params()
-                        : model.dense_ffn_params();
-    stage_moe_layers += model.is_moe_layer(l) ? 1 : 0;
-  }
-  if (stage == 0 || stage == setup.plan->pp - 1) p.non_expert += model.embedding_params() / 2;
-  p.local_experts = int64_t{stage_moe_layers} *
-                    static_cast<int64_t>(setup.placement->experts_on(ep_rank).size()) *
-                    model.expert_params();
-  return p;
 }
 
 namespace {
@@ -257,9 +240,11 @@ class OneFOneBBuilder {
   }
 
   void add_gradient_sync_and_optimizer() {
-    const StageParameters params = stage_parameters(setup_, stage_first_layer_, s_, b_);
-    const int64_t dense_params = params.non_expert / plan_.tp;
-    const int64_t expert_params = params.local_experts / plan_.tp;
+    const GpuParameterCount params = gpu_parameter_count(
+        *setup_.model, plan_, s_, stage_first_layer_[s_], stage_first_layer_[s_ + 1],
+        static_cast<int64_t>(setup_.placement->experts_on(b_).size()));
+    const int64_t dense_params = params.dense;
+    const int64_t expert_params = params.routed_experts;
     // Gradients are reduced in BF16 (2 bytes per parameter).
     if (plan_.ep * plan_.dp > 1) {
       const size_t key = static_cast<size_t>(s_) * plan_.tp + a_;

@@ -36,14 +36,4 @@ class OneFOneBSchedule final : public Schedule {
   OpGraph build(const StepSetup& setup) const override;
 };
 
-// Parameters a GPU of pipeline stage `stage` and EP rank `ep_rank` holds, before TP sharding:
-// what gradient sync reduces and the optimizer updates. The one place they are counted for the
-// step (sim/memory.cpp counts them for memory).
-struct StageParameters {
-  int64_t non_expert = 0;     // attention, gates, shared experts, dense FFNs, embedding halves
-  int64_t local_experts = 0;  // the routed experts placed on the EP rank, over the stage's layers
-};
-StageParameters stage_parameters(const StepSetup& setup, std::span<const int32_t> stage_first_layer,
-                                 int32_t stage, int32_t ep_rank);
-
 }  // namespace moesim

@@ -12,79 +12,6 @@
 #include "sim/parallel.h"
 
 namespace moesim {
-namespace {
-
-constexpr const char* kMetricColumns[] = {
-    "step_time_mean_us",      "step_time_p50_us",     "step_time_p99_us",
-    "step_time_stddev_us",    "dispatch_mean_us",     "dispatch_p99_us",
-    "combine_mean_us",        "combine_p99_us",       "expert_compute_mean_us",
-    "dropped_token_fraction", "expert_max_over_mean", "gpu_max_over_mean",
-    "idle_fraction",          "tokens_per_s_per_gpu"};
-
-// CSV field: quoted when it holds a comma, quote or line break.
-std::string csv_field(const std::string& text) {
-  if (text.find_first_of(",\"\r\n") == std::string::npos) return text;
-  std::string quoted = "\"";
-  for (char c : text) {
-    if (c == '"') quoted += '"';
-    quoted += c;
-  }
-  return quoted + "\"";
-}
-
-std::string join_csv(std::span<const std::string> fields) {
-  std::string line;
-  for (size_t i = 0; i < fields.size(); ++i) {
-    if (i) line += ',';
-    line += csv_field(fields[i]);
-  }
-  return line;
-}
-
-// Splits one CSV line (RFC 4180 quoting, no line breaks inside fields).
-std::vector<std::string> split_csv(const std::string& line, const std::string& where) {
-  std::vector<std::string> fields(1);
-  bool quoted = false;
-  for (size_t i = 0; i < line.size(); ++i) {
-    const char c = line[i];
-    if (quoted) {
-      if (c == '"' && i + 1 < line.size() && line[i + 1] == '"') {
-        fields.back() += '"';
-        ++i;
-      } else if (c == '"') {
-        quoted = false;
-      } else {
-        fields.back() += c;
-      }
-    } else if (c == '"') {
-      quoted = true;
-    } else if (c == ',') {
-      fields.emplace_back();
-    } else {
-      fields.back() += c;
-    }
-  }
-  if (quoted) throw SweepError(where + ": unterminated quoted field");
-  return fields;
-}
-
-int64_t parse_index(const std::string& text, const std::string& where, const char* field) {
-  int64_t v = 0;
-  const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (ec != std::errc() || ptr != text.data() + text.size() || v < 0) {
-    throw SweepError(where + ": field '" + field + "': expected an integer >= 0, got '" + text +
-                     "'");
-  }
-  return v;
-}
-
-}  // namespace
-
-std::string format_double(double value) {
-  char buf[64];
-  const auto [ptr, ec] = std::to_chars(buf, buf + sizeof(buf), value);
-  return std::string(buf, ptr);
-}
 
 std::vector<SweepPoint> sweep_points(std::span<const SweepAxis> axes) {
   int64_t total = 1;
@@ -126,31 +53,45 @@ SweepShard parse_shard(std::string_view text) {
   return s;
 }
 
+std::string_view sweep_metric_name(SweepMetric metric) {
+  return kSweepMetricNames[static_cast<size_t>(metric)];
+}
+
+SweepMetrics sweep_metrics(const SimulationResult& result) {
+  SweepMetrics m;
+  auto set = [&m](SweepMetric metric, std::optional<double> value) {
+    m.values[static_cast<size_t>(metric)] = value;
+  };
+  const SampleSet steps(result.step_time_us);
+  set(SweepMetric::kStepTimeMeanUs, steps.mean());
+  set(SweepMetric::kStepTimeP50Us, steps.p50());
+  set(SweepMetric::kStepTimeP99Us, steps.p99());
+  if (steps.size() > 1) set(SweepMetric::kStepTimeStddevUs, steps.stddev());
+  // 0 for a quantity without samples (no all-to-all, no experts).
+  const auto mean = [](const std::vector<double>& v) {
+    return v.empty() ? 0.0 : SampleSet(v).mean();
+  };
+  const auto p99 = [](const std::vector<double>& v) {
+    return v.empty() ? 0.0 : SampleSet(v).p99();
+  };
+  set(SweepMetric::kDispatchMeanUs, mean(result.dispatch_us));
+  set(SweepMetric::kDispatchP99Us, p99(result.dispatch_us));
+  set(SweepMetric::kCombineMeanUs, mean(result.combine_us));
+  set(SweepMetric::kCombineP99Us, p99(result.combine_us));
+  set(SweepMetric::kExpertComputeMeanUs, mean(result.expert_compute_us));
+  set(SweepMetric::kDroppedTokenFraction, result.dropped_token_fraction);
+  set(SweepMetric::kExpertMaxOverMean, result.expert_max_over_mean);
+  set(SweepMetric::kGpuMaxOverMean, result.gpu_max_over_mean);
+  set(SweepMetric::kIdleFraction, result.idle_fraction);
+  set(SweepMetric::kTokensPerSPerGpu, result.tokens_per_s_per_gpu);
+  return m;
+}
+
 SweepRow sweep_row(const SweepPoint& point, const SimulationResult& result) {
   SweepRow row;
   row.point = point.index;
   for (const auto& [name, value] : point.axis_values) row.axis_values.push_back(value);
-  const SampleSet steps(result.step_time_us);
-  row.step_mean_us = steps.mean();
-  row.step_p50_us = steps.p50();
-  row.step_p99_us = steps.p99();
-  if (steps.size() > 1) row.step_stddev_us = steps.stddev();
-  if (!result.dispatch_us.empty()) {
-    const SampleSet d(result.dispatch_us);
-    const SampleSet c(result.combine_us);
-    row.dispatch_mean_us = d.mean();
-    row.dispatch_p99_us = d.p99();
-    row.combine_mean_us = c.mean();
-    row.combine_p99_us = c.p99();
-  }
-  if (!result.expert_compute_us.empty()) {
-    row.expert_compute_mean_us = SampleSet(result.expert_compute_us).mean();
-  }
-  row.dropped_token_fraction = result.dropped_token_fraction;
-  row.expert_max_over_mean = result.expert_max_over_mean;
-  row.gpu_max_over_mean = result.gpu_max_over_mean;
-  row.idle_fraction = result.idle_fraction;
-  row.tokens_per_s_per_gpu = result.tokens_per_s_per_gpu;
+  row.metrics = sweep_metrics(result);
   return row;
 }
 
@@ -184,122 +125,6 @@ std::vector<SweepRow> run_sweep(std::string_view scenario_text, std::string_view
     }
   });
   return rows;
-}
-
-std::vector<std::string> sweep_csv_header(std::span<const std::string> axis_names) {
-  std::vector<std::string> h = {"point", "points"};
-  h.insert(h.end(), axis_names.begin(), axis_names.end());
-  for (const char* c : kMetricColumns) h.emplace_back(c);
-  return h;
-}
-
-void write_sweep_csv(std::ostream& out, std::span<const std::string> axis_names,
-                     int64_t total_points, std::span<const SweepRow> rows) {
-  out << join_csv(sweep_csv_header(axis_names)) << "\n";
-  for (const SweepRow& r : rows) {
-    std::vector<std::string> f = {std::to_string(r.point), std::to_string(total_points)};
-    f.insert(f.end(), r.axis_values.begin(), r.axis_values.end());
-    for (double v : {r.step_mean_us, r.step_p50_us, r.step_p99_us}) f.push_back(format_double(v));
-    f.push_back(r.step_stddev_us ? format_double(*r.step_stddev_us) : "");
-    for (double v : {r.dispatch_mean_us, r.dispatch_p99_us, r.combine_mean_us, r.combine_p99_us,
-                     r.expert_compute_mean_us, r.dropped_token_fraction, r.expert_max_over_mean,
-                     r.gpu_max_over_mean, r.idle_fraction, r.tokens_per_s_per_gpu}) {
-      f.push_back(format_double(v));
-    }
-    out << join_csv(f) << "\n";
-  }
-}
-
-SweepCsv read_sweep_csv(std::istream& in, const std::string& name) {
-  SweepCsv csv;
-  std::string line;
-  int64_t line_no = 0;
-  size_t columns = 0;
-  while (std::getline(in, line)) {
-    ++line_no;
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    const std::string where = name + ":" + std::to_string(line_no);
-    if (line.empty()) throw SweepError(where + ": blank line");
-    const std::vector<std::string> fields = split_csv(line, where);
-    if (line_no == 1) {
-      if (fields.size() < 2 + std::size(kMetricColumns) || fields[0] != "point" ||
-          fields[1] != "points") {
-        throw SweepError(where +
-                         ": not a moesim sweep CSV (expected a header starting "
-                         "'point,points,')");
-      }
-      csv.header = line;
-      columns = fields.size();
-      continue;
-    }
-    if (fields.size() != columns) {
-      throw SweepError(where + ": " + std::to_string(fields.size()) + " fields, the header has " +
-                       std::to_string(columns));
-    }
-    const int64_t point = parse_index(fields[0], where, "point");
-    const int64_t total = parse_index(fields[1], where, "points");
-    if (csv.rows.empty()) {
-      csv.total_points = total;
-    } else if (total != csv.total_points) {
-      throw SweepError(where + ": field 'points': " + std::to_string(total) +
-                       ", earlier rows say " + std::to_string(csv.total_points));
-    }
-    if (point >= total) {
-      throw SweepError(where + ": point " + std::to_string(point) + " is not below points " +
-                       std::to_string(total));
-    }
-    csv.rows.emplace_back(point, line);
-  }
-  if (line_no == 0) throw SweepError(name + ": empty file (expected a sweep CSV header)");
-  return csv;
-}
-
-void merge_sweep_csv(std::span<const std::pair<std::string, SweepCsv>> shards, std::ostream& out) {
-  if (shards.empty()) throw SweepError("merge: no shard files given");
-  const std::string& header = shards[0].second.header;
-  int64_t total = -1;
-  std::string total_from;
-  for (const auto& [name, csv] : shards) {
-    if (csv.header != header) {
-      throw SweepError("merge: the header of " + name + " differs from " + shards[0].first +
-                       ":\n  " + csv.header + "\n  " + header);
-    }
-    if (csv.rows.empty()) continue;
-    if (total < 0) {
-      total = csv.total_points;
-      total_from = name;
-    } else if (csv.total_points != total) {
-      throw SweepError("merge: " + name + " is from a sweep of " +
-                       std::to_string(csv.total_points) + " points, " + total_from + " of " +
-                       std::to_string(total));
-    }
-  }
-  if (total < 0) throw SweepError("merge: the shard files hold no rows");
-  std::vector<const std::string*> line_of(static_cast<size_t>(total), nullptr);
-  std::vector<const std::string*> file_of(static_cast<size_t>(total), nullptr);
-  for (const auto& [name, csv] : shards) {
-    for (const auto& [point, line] : csv.rows) {
-      if (line_of[point]) {
-        throw SweepError("merge: point " + std::to_string(point) + " appears twice (in " +
-                         *file_of[point] + " and " + name + ")");
-      }
-      line_of[point] = &line;
-      file_of[point] = &name;
-    }
-  }
-  std::string missing;
-  int64_t missing_count = 0;
-  for (int64_t p = 0; p < total; ++p) {
-    if (line_of[p]) continue;
-    if (++missing_count <= 20) missing += (missing.empty() ? "" : ", ") + std::to_string(p);
-  }
-  if (missing_count > 0) {
-    throw SweepError("merge: " + std::to_string(missing_count) + " of " + std::to_string(total) +
-                     " points missing: " + missing + (missing_count > 20 ? ", ..." : "") +
-                     " (a shard not run or not given?)");
-  }
-  out << header << "\n";
-  for (const std::string* line : line_of) out << *line << "\n";
 }
 
 }  // namespace moesim

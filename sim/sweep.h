@@ -1,12 +1,13 @@
 // Scenario sweeps: the cross product of a scenario's sweep axes as numbered points, each run
-// as its own simulation on a pool of threads, and the CSV rows (write, read, merge of shards).
+// as its own simulation on a pool of threads, and what each point measured (the sweep's metric
+// list). The CSV and table they are written as: analysis/sweep_output.h.
 #pragma once
 
+#include <array>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
-#include <istream>
 #include <optional>
-#include <ostream>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -45,19 +46,50 @@ struct SweepShard {
 // Parses "I/N" (1 <= I <= N); throws SweepError naming the text otherwise.
 SweepShard parse_shard(std::string_view text);
 
+// What a sweep measures at each point, in the order of the sweep CSV's columns. The one list:
+// the CSV header, `moesim sweep`'s table, its --report and the compare report read it.
+enum class SweepMetric : uint8_t {
+  kStepTimeMeanUs,
+  kStepTimeP50Us,
+  kStepTimeP99Us,
+  kStepTimeStddevUs,  // absent with one measured step
+  kDispatchMeanUs,    // dispatch and combine: 0 without an all-to-all
+  kDispatchP99Us,
+  kCombineMeanUs,
+  kCombineP99Us,
+  kExpertComputeMeanUs,
+  kDroppedTokenFraction,
+  kExpertMaxOverMean,
+  kGpuMaxOverMean,
+  kIdleFraction,
+  kTokensPerSPerGpu,
+};
+inline constexpr size_t kSweepMetricCount = 14;
+// The metrics' names as the sweep CSV's header shows them, in SweepMetric order; each carries
+// its unit (`_us`, `_fraction`, ...).
+inline constexpr std::array<std::string_view, kSweepMetricCount> kSweepMetricNames = {
+    "step_time_mean_us",      "step_time_p50_us",     "step_time_p99_us",
+    "step_time_stddev_us",    "dispatch_mean_us",     "dispatch_p99_us",
+    "combine_mean_us",        "combine_p99_us",       "expert_compute_mean_us",
+    "dropped_token_fraction", "expert_max_over_mean", "gpu_max_over_mean",
+    "idle_fraction",          "tokens_per_s_per_gpu"};
+std::string_view sweep_metric_name(SweepMetric metric);
+
+// One result's metrics, indexed by SweepMetric; empty where there is no value.
+struct SweepMetrics {
+  std::array<std::optional<double>, kSweepMetricCount> values{};
+
+  // The value, 0 where there is none (as figures draw it).
+  double operator[](SweepMetric m) const { return values[static_cast<size_t>(m)].value_or(0.0); }
+  const std::optional<double>& at(SweepMetric m) const { return values[static_cast<size_t>(m)]; }
+};
+SweepMetrics sweep_metrics(const SimulationResult& result);
+
 // What one point measured, as a CSV row carries it.
 struct SweepRow {
   int64_t point = 0;
   std::vector<std::string> axis_values;
-  double step_mean_us = 0, step_p50_us = 0, step_p99_us = 0;
-  std::optional<double> step_stddev_us;  // absent with one measured step
-  double dispatch_mean_us = 0, dispatch_p99_us = 0;
-  double combine_mean_us = 0, combine_p99_us = 0;
-  double expert_compute_mean_us = 0;
-  double dropped_token_fraction = 0;
-  double expert_max_over_mean = 0, gpu_max_over_mean = 0;
-  double idle_fraction = 0;
-  double tokens_per_s_per_gpu = 0;
+  SweepMetrics metrics;
 };
 
 SweepRow sweep_row(const SweepPoint& point, const SimulationResult& result);
@@ -76,29 +108,5 @@ struct SweepOptions {
 // naming the point (the lowest failing index when several fail).
 std::vector<SweepRow> run_sweep(std::string_view scenario_text, std::string_view file_name,
                                 const SweepOptions& options);
-
-// The CSV: a header line "point,points,<axis names...>,step_time_mean_us,..." then one line
-// per row. `points` is the sweep's total point count (so merge can tell a missing point).
-// Numbers are written in the shortest form that reads back to the same double.
-std::vector<std::string> sweep_csv_header(std::span<const std::string> axis_names);
-void write_sweep_csv(std::ostream& out, std::span<const std::string> axis_names,
-                     int64_t total_points, std::span<const SweepRow> rows);
-
-// A sweep CSV as text lines: its header line and its data lines keyed by point index.
-struct SweepCsv {
-  std::string header;
-  int64_t total_points = 0;
-  std::vector<std::pair<int64_t, std::string>> rows;
-};
-// Reads a sweep CSV; throws SweepError naming `name` and the line for a malformed one.
-SweepCsv read_sweep_csv(std::istream& in, const std::string& name);
-
-// Joins shard CSVs into one ordered by point index. Throws SweepError when headers or total
-// point counts differ, a point appears twice, or a point in 0..points-1 is missing (naming the
-// files and points).
-void merge_sweep_csv(std::span<const std::pair<std::string, SweepCsv>> shards, std::ostream& out);
-
-// The shortest decimal form of `value` that reads back to the same double.
-std::string format_double(double value);
 
 }  // namespace moesim

@@ -44,25 +44,31 @@ const std::array<NodePreset, 6> kPresets{{
     {"dgx-a100", 8, Bandwidth::gigabytes_per_s(300), Bandwidth::gbps(200), kPcieGen4,
      "NVIDIA A100 Tensor Core GPU Architecture whitepaper (2020): NVLink 3, 12 links x 25 GB/s "
      "per direction = 300 GB/s; DGX A100 data sheet: 8x ConnectX-6 200 Gb/s HDR InfiniBand, "
-     "PCIe Gen4"},
+     "PCIe Gen4",
+     "a100-80gb"},
     {"dgx-h100", 8, Bandwidth::gigabytes_per_s(450), Bandwidth::gbps(400), kPcieGen5,
      "NVIDIA H100 Tensor Core GPU Architecture whitepaper (2022): NVLink 4, 18 links, 900 GB/s "
      "bidirectional = 450 GB/s per direction; DGX H100 data sheet: 8x ConnectX-7 400 Gb/s NDR, "
-     "PCIe Gen5"},
+     "PCIe Gen5",
+     "h100-sxm"},
     {"dgx-h800", 8, Bandwidth::gigabytes_per_s(200), Bandwidth::gbps(400), kPcieGen5,
      "NVIDIA H800 SXM spec: NVLink 400 GB/s bidirectional (8 NVLink 4 links) = 200 GB/s per "
      "direction; DeepSeek-V3 Technical Report (arXiv:2412.19437) sec. 3.2.2: InfiniBand 50 GB/s "
-     "(400 Gb/s) per GPU"},
+     "(400 Gb/s) per GPU",
+     "h800"},
     {"hgx-h200", 8, Bandwidth::gigabytes_per_s(450), Bandwidth::gbps(400), kPcieGen5,
      "NVIDIA H200 data sheet: NVLink 900 GB/s bidirectional = 450 GB/s per direction; NIC per "
-     "NVIDIA's HGX reference configuration (as DGX H100): 8x ConnectX-7 400 Gb/s, PCIe Gen5"},
+     "NVIDIA's HGX reference configuration (as DGX H100): 8x ConnectX-7 400 Gb/s, PCIe Gen5",
+     "h200"},
     {"dgx-b200", 8, Bandwidth::gigabytes_per_s(900), Bandwidth::gbps(400), kPcieGen5,
      "NVIDIA DGX B200 data sheet: NVLink 5, 1.8 TB/s bidirectional per GPU = 900 GB/s per "
-     "direction; 8x single-port ConnectX-7 400 Gb/s; PCIe Gen5"},
+     "direction; 8x single-port ConnectX-7 400 Gb/s; PCIe Gen5",
+     "b200"},
     {"nvl72", 72, Bandwidth::gigabytes_per_s(900), Bandwidth::gbps(400), kPcieGen5,
      "NVIDIA GB200 NVL72 spec: 72 Blackwell GPUs in one NVLink 5 domain, 130 TB/s = 72 x 1.8 "
      "TB/s bidirectional, 900 GB/s per GPU per direction; scale-out one 400 Gb/s ConnectX-7 per "
-     "GPU (4 per compute tray), PCIe Gen5"},
+     "GPU (4 per compute tray), PCIe Gen5",
+     "gb200"},
 }};
 
 }  // namespace

@@ -20,6 +20,9 @@ struct NodePreset {
   Bandwidth nic;             // per GPU's NIC, per direction
   Bandwidth pcie;            // GPU <-> NIC, per direction
   std::string_view source;   // where the figures come from
+  // The GPU preset (models/gpu) its nodes hold, e.g. "h100-sxm": what a cluster of this preset
+  // gets when no GPU is named (`moesim compare --cluster dgx-h100`).
+  std::string_view default_gpu;
 };
 
 // In the order they are listed to users.

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace moesim {
@@ -35,5 +36,8 @@ struct ParallelPlan {
     return ((pp_rank * dp + dp_rank) * ep + ep_rank) * tp + tp_rank;
   }
 };
+
+// The plan as every output shows it: "TP2 EP4 DP1", with " PP2" appended when pp > 1.
+std::string plan_label(const ParallelPlan& plan);
 
 }  // namespace moesim

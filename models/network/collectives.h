@@ -41,10 +41,20 @@ std::string_view to_string(CollectiveAlgo algo);
 CollectiveOp parse_collective_op(std::string_view name);
 CollectiveAlgo parse_collective_algo(std::string_view name);
 
+// The pieces a pipelined collective cuts each transfer into by default: a step's two-stage
+// dispatch and combine, `moesim collective --chunks` and `moesim moe-collective --chunks`.
+// DeepEP's normal (internode) kernels send each channel's tokens over RDMA in chunks of
+// Config::num_max_rdma_chunked_send_tokens (tens of tokens at most) into a receive ring of
+// num_max_rdma_chunked_recv_tokens, and its forwarder passes each chunk on over NVLink as soon
+// as it has arrived: the relay starts after a small fraction of a transfer, far finer than 4
+// pieces. 8 is what the DeepEP validation runs with (tests/validation/README.md), where the
+// model's combine still comes out a few percent low for its coarser overlap.
+inline constexpr int kDefaultPipelineChunks = 8;
+
 struct CollectiveOptions {
   // Pieces each stage is cut into, so that a later stage starts on piece c as soon as piece c
   // has arrived (hierarchical and two-stage plans, tree).
-  int chunks = 4;
+  int chunks = kDefaultPipelineChunks;
   // Hierarchical all-to-all in the combine direction: NVLink first, to the GPU of the sender's
   // node on the destination's rail, then one network transfer per rail.
   bool reverse = false;

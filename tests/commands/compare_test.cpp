@@ -7,11 +7,11 @@
 #include <tuple>
 #include <vector>
 
-#include "sim/memory.h"
+#include "analysis/compare_output.h"
 #include "models/router/router.h"
 #include "scenarios/scenario.h"
-#include "analysis/compare_output.h"
 #include "sim/compare.h"
+#include "sim/memory.h"
 #include "tests/commands/commands_test_util.h"
 
 using namespace moesim;
@@ -159,16 +159,16 @@ TEST_CASE("the global batch adapter hands each rank its slice of the same tokens
 
 TEST_CASE("compare routes the same tokens for every plan and cluster, whatever the threads",
           "[commands]") {
-  const Scenario s = parse_scenario(
+  const std::string text =
       tiny_scenario("ep: 8", "kind: TRAINING tokens_per_gpu: 32 sequence_length: 16 steps: 1",
-                    "router { capacity_factor: 1.25 }"),
-      "tiny.pbtxt");
+                    "router { capacity_factor: 1.25 }");
+  const Scenario s = parse_scenario(text, "tiny.pbtxt");
   const std::vector<ClusterChoice> clusters = {parse_cluster_choice("dgx-h100"),
                                                parse_cluster_choice("dgx-h100:nodes=2:nic=200")};
   CompareOptions one;
   one.threads = 1;
-  const std::vector<ClusterComparison> serial = compare_plans(s, clusters, one);
-  const std::vector<ClusterComparison> parallel = compare_plans(s, clusters, {});
+  const std::vector<ClusterComparison> serial = compare_plans(text, "tiny.pbtxt", clusters, one);
+  const std::vector<ClusterComparison> parallel = compare_plans(text, "tiny.pbtxt", clusters, {});
   REQUIRE(serial.size() == 2);
   CHECK(serial[0].plans.size() == 9);
   CHECK(serial[0].tokens_per_gpu == 32);
@@ -212,4 +212,35 @@ TEST_CASE("cluster specs name a preset and its options", "[commands]") {
   CHECK_THROWS_WITH(parse_cluster_choice("dgx-h100:racks=2"), Catch::Contains("unknown key"));
   CHECK_THROWS_AS(parse_cluster_choice("no-such-cluster"), std::invalid_argument);
   CHECK_THROWS_WITH(parse_cluster_choice("dgx-h100:gpu=tpu"), Catch::Contains("unknown GPU"));
+}
+
+TEST_CASE("compare rejects a plan as a scenario file would, with the validation's message",
+          "[commands]") {
+  // One extra copy of a hot expert needs a second EP rank: the EP1 plans compare tries cannot
+  // hold it, and a scenario file at EP1 is rejected for the same reason.
+  const std::string workload = "kind: TRAINING tokens_per_gpu: 16";
+  std::string file_error;
+  try {
+    (void)parse_scenario(tiny_scenario("ep: 1 dp: 8 hot_experts: 0 replicas: 1", workload),
+                         "tiny.pbtxt");
+  } catch (const ScenarioError& e) {
+    file_error = e.what();
+  }
+  REQUIRE_THAT(file_error, Catch::Contains("expected 1..0"));
+  const std::string reason = file_error.substr(file_error.find("replicas"));
+  const std::string text = tiny_scenario("ep: 8 hot_experts: 0 replicas: 1", workload);
+  (void)parse_scenario(text, "tiny.pbtxt");  // valid as it stands
+  CHECK_THROWS_WITH(
+      compare_plans(text, "tiny.pbtxt", {}, {}),
+      Catch::StartsWith("cluster dgx-h100, plan TP1 EP1 DP8: ") && Catch::Contains(reason));
+}
+
+TEST_CASE("compare keeps the scenario's sequences when it slices the batch over more GPUs",
+          "[commands]") {
+  // No sequence_length: one sequence of 32 tokens per GPU on the scenario's 8 GPUs. On 16 GPUs
+  // each gets 16 tokens, half a sequence, which the validation rejects.
+  const std::string text = tiny_scenario("ep: 8", "kind: TRAINING tokens_per_gpu: 32");
+  const std::vector<ClusterChoice> two_nodes = {parse_cluster_choice("dgx-h100:nodes=2")};
+  CHECK_THROWS_WITH(compare_plans(text, "tiny.pbtxt", two_nodes, {}),
+                    Catch::Contains("tokens_per_gpu 16 is not a whole number of sequences of 32"));
 }

@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "analysis/sweep_output.h"
+#include "analysis/text_format.h"
 #include "scenarios/scenario.h"
 #include "sim/sweep.h"
 #include "tests/commands/commands_test_util.h"
@@ -96,13 +98,15 @@ TEST_CASE("a sweep row carries the simulation's numbers at full precision", "[co
   const std::pair<std::string, std::string> values[] = {{"capacity_factor", "1.0"}, {"top_k", "1"}};
   const SimulationResult direct = simulate(parse_scenario_at(kSweepText, "sweep.pbtxt", values));
   CHECK(rows[3].axis_values == std::vector<std::string>{"1.0", "1"});
-  CHECK(rows[3].step_mean_us == (direct.step_time_us[0] + direct.step_time_us[1]) / 2);
-  CHECK(rows[3].dropped_token_fraction == direct.dropped_token_fraction);
-  CHECK(rows[3].tokens_per_s_per_gpu == direct.tokens_per_s_per_gpu);
-  CHECK(rows[0].dropped_token_fraction == 0.0);  // factor 0: no capacity
-  CHECK(rows[4].dropped_token_fraction > 0.0);
+  CHECK(rows[3].metrics[SweepMetric::kStepTimeMeanUs] ==
+        (direct.step_time_us[0] + direct.step_time_us[1]) / 2);
+  CHECK(rows[3].metrics[SweepMetric::kDroppedTokenFraction] == direct.dropped_token_fraction);
+  CHECK(rows[3].metrics[SweepMetric::kTokensPerSPerGpu] == direct.tokens_per_s_per_gpu);
+  CHECK(rows[0].metrics[SweepMetric::kDroppedTokenFraction] == 0.0);  // factor 0: no capacity
+  CHECK(rows[4].metrics[SweepMetric::kDroppedTokenFraction] > 0.0);
   // The CSV's numbers read back to the same doubles.
-  CHECK(std::stod(format_double(rows[3].step_mean_us)) == rows[3].step_mean_us);
+  CHECK(std::stod(format_double(rows[3].metrics[SweepMetric::kStepTimeMeanUs])) ==
+        rows[3].metrics[SweepMetric::kStepTimeMeanUs]);
   CHECK(format_double(0.1) == "0.1");
 }
 

@@ -344,8 +344,13 @@ TEST_CASE("A sweep report draws each metric against each axis", "[report]") {
 
 TEST_CASE("Sweep metrics of a result follow their names", "[report]") {
   const SimulationResult r = hand_result();
-  const std::vector<std::string> names = sweep_metric_names();
-  const std::vector<double> values = sweep_metric_values(r);
+  SweepRow row;
+  row.axis_values = {"a"};
+  row.metrics = sweep_metrics(r);
+  const std::string axis = "axis";
+  const SweepReportTable table = sweep_report_table({&axis, 1}, {&row, 1});
+  const std::vector<std::string>& names = table.metric_names;
+  const std::vector<double>& values = table.rows.at(0).metrics;
   REQUIRE(names.size() == values.size());
   auto value = [&](const std::string& name) {
     for (size_t i = 0; i < names.size(); ++i) {
@@ -354,8 +359,8 @@ TEST_CASE("Sweep metrics of a result follow their names", "[report]") {
     FAIL("no metric " << name);
     return 0.0;
   };
-  CHECK(value("step_mean_us") == 200.0);
-  CHECK(value("step_p99_us") == Approx(298.0));
+  CHECK(value("step_time_mean_us") == 200.0);
+  CHECK(value("step_time_p99_us") == Approx(298.0));
   CHECK(value("dispatch_mean_us") == 22.5);
   CHECK(value("combine_p99_us") == 0.0);  // no samples
   CHECK(value("expert_compute_mean_us") == 6.0);

@@ -142,17 +142,5 @@ TEST_CASE("1F1B training on PP2: posted sends nobody on the sender waits for", "
   }
 }
 
-TEST_CASE("a stage's parameters: its layers' weights, and the embedding halves at the ends",
-          "[schedule]") {
-  Case c(plan_of(2, 1), WorkloadKind::kTraining, 1);
-  const std::vector<int32_t> first{0, 2};
-  const StageParameters p = stage_parameters(c.setup, first, 0, 0);
-  const ModelSpec& m = c.model;
-  CHECK(p.non_expert == 2 * m.attention_params() + m.dense_ffn_params() + m.gate_params() +
-                            m.embedding_params() / 2);
-  // EP rank 0 holds two of the four experts of the one MoE layer.
-  CHECK(p.local_experts == 2 * m.expert_params());
-}
-
 }  // namespace
 }  // namespace moesim

@@ -279,6 +279,21 @@ TEST_CASE("pipeline stages run 1F1B: the step follows (M + P - 1) x (forward + b
   }
 }
 
+TEST_CASE("the optimizer updates the parameters a GPU holds: both vocabulary tables at one stage",
+          "[step]") {
+  // Two GPUs, EP 2, one MoE layer of 4 experts, one pipeline stage. By hand: attention
+  // 4 * 1024 * 8 * 128 = 4194304, the gate 1024 * 4 = 4096, two local experts of
+  // 3 * 1024 * 512 = 1572864, the embedding and the LM head 64 * 1024 each: 7475200
+  // parameters. Adam moves 18 bytes per parameter through HBM (1 TB/s here), plus a launch.
+  const auto topo = switch_topology(2, 10000, 1);
+  const Scenario scenario =
+      parse_scenario(scenario_text(topo, 4, 2, 16, "TRAINING"), "optimizer.pbtxt");
+  const SimulationResult r = simulate(scenario);
+  const double params = 4194304 + 4096 + 2 * 1572864 + 2 * 64 * 1024;
+  const double expected_us = params * 18 / 1e12 * 1e6 + 5.0;
+  for (int g = 0; g < 2; ++g) CHECK(phase_us(r, g, Phase::kOptimizer) == Approx(expected_us));
+}
+
 TEST_CASE("a routing source with another expert count is refused", "[step]") {
   const auto topo = switch_topology(2, 100, 1000);
   const Scenario scenario = parse_scenario(scenario_text(topo, 4, 2, 8, "PREFILL"), "bad.pbtxt");
