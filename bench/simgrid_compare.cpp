@@ -26,6 +26,7 @@
 #include "bench/zipf_sizes.h"
 #include "core/engine.h"
 #include "models/network/network_model.h"
+#include "tests/simgrid/pure_maxmin_engine.h"
 #include "topologies/builders.h"
 
 namespace moesim {
@@ -65,21 +66,8 @@ ChildResult run_simgrid(int gpus) {
   const auto t0 = Clock::now();
   const Topology topology = flat_switch(gpus);
   const std::vector<int64_t> sizes = bench::zipf_sizes(gpus, 1);
-  std::vector<std::string> args = {"bench-simgrid",
-                                   "--log=root.thres:critical",
-                                   "--cfg=network/model:CM02",
-                                   "--cfg=network/latency-factor:1",
-                                   "--cfg=network/bandwidth-factor:1",
-                                   "--cfg=network/weight-S:0",
-                                   "--cfg=network/TCP-gamma:0",
-                                   "--cfg=network/crosstraffic:0",
-                                   "--cfg=surf/precision:1e-12",
-                                   "--cfg=maxmin/precision:1e-12"};
-  std::vector<char*> argv;
-  for (std::string& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  int argc = static_cast<int>(args.size());
-  sg4::Engine engine(&argc, argv.data());
+  test::PureMaxMinArgs args("bench-simgrid");
+  sg4::Engine engine(args.argc(), args.argv());
   sg4::NetZone* zone = sg4::create_full_zone("switch");
   std::vector<sg4::Host*> hosts;
   std::vector<sg4::Link*> up, down;

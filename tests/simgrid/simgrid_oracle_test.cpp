@@ -43,6 +43,7 @@
 #include "core/units.h"
 #include "models/network/network_model.h"
 #include "tests/network/test_topologies.h"
+#include "tests/simgrid/pure_maxmin_engine.h"
 #include "topologies/builders.h"
 #include "topologies/presets.h"
 
@@ -113,21 +114,8 @@ namespace sg4 = simgrid::s4u;
 // becomes a SimGrid link of the capacity NetworkModel gives it, Topology::effective_capacity.
 std::vector<double> simgrid_completions_s(const Topology& topology,
                                           const std::vector<FlowSpec>& flows) {
-  std::vector<std::string> args = {"moesim-simgrid-oracle",
-                                   "--log=root.thres:critical",
-                                   "--cfg=network/model:CM02",
-                                   "--cfg=network/latency-factor:1",
-                                   "--cfg=network/bandwidth-factor:1",
-                                   "--cfg=network/weight-S:0",
-                                   "--cfg=network/TCP-gamma:0",
-                                   "--cfg=network/crosstraffic:0",
-                                   "--cfg=surf/precision:1e-12",
-                                   "--cfg=maxmin/precision:1e-12"};
-  std::vector<char*> argv;
-  for (std::string& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  int argc = static_cast<int>(args.size());
-  sg4::Engine engine(&argc, argv.data());
+  test::PureMaxMinArgs args("moesim-simgrid-oracle");
+  sg4::Engine engine(args.argc(), args.argv());
 
   sg4::NetZone* zone = sg4::create_full_zone("moesim");
   std::vector<sg4::Link*> link_of(topology.links().size(), nullptr);
