@@ -75,6 +75,11 @@ void write_run_json(std::ostream& out, const Scenario& scenario, const Simulatio
                                                                    : "\"direct\"")
       << ",\n";
   out << "  \"measured_steps\": " << r.measured_steps << ",\n";
+  // Only in a run stopped early, so a complete run's document stays as it was.
+  if (r.partial) {
+    out << "  \"partial\": true,\n  \"steps_run\": " << r.steps_run
+        << ",\n  \"steps\": " << scenario.workload.steps << ",\n";
+  }
   out << "  \"step_time_us\": " << summary_json(r.step_time_us) << ",\n";
   out << "  \"dispatch_us\": " << summary_json(r.dispatch_us) << ",\n";
   out << "  \"combine_us\": " << summary_json(r.combine_us) << ",\n";
@@ -116,7 +121,12 @@ void print_run_table(std::ostream& out, const Scenario& scenario, const Simulati
       << ", " << r.gpus << " GPUs (" << scenario.cluster.gpu.name << "), "
       << plan_label(scenario.parallel) << ", " << scenario.workload.tokens_per_gpu
       << " tokens/GPU x " << scenario.workload.micro_batches << " micro-batches, "
-      << r.measured_steps << " measured steps\n\n";
+      << r.measured_steps << " measured steps\n";
+  if (r.partial) {
+    out << "  partial: stopped after " << r.steps_run << " of " << scenario.workload.steps
+        << " steps (" << scenario.workload.warmup_steps << " warm-up)\n";
+  }
+  out << "\n";
 
   out << "  " << std::left << std::setw(20) << "phase" << std::right << std::setw(12) << "mean us"
       << std::setw(12) << "p50 us" << std::setw(12) << "p99 us" << std::setw(12) << "stddev"

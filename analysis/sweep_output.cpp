@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 #include <iomanip>
+#include <sstream>
 
 #include "analysis/text_format.h"
 
@@ -75,17 +76,23 @@ std::vector<std::string> sweep_csv_header(std::span<const std::string> axis_name
   return h;
 }
 
+std::string sweep_csv_header_line(std::span<const std::string> axis_names) {
+  return join_csv(sweep_csv_header(axis_names));
+}
+
+std::string sweep_csv_row_line(const SweepRow& row, int64_t total_points) {
+  std::vector<std::string> f = {std::to_string(row.point), std::to_string(total_points)};
+  f.insert(f.end(), row.axis_values.begin(), row.axis_values.end());
+  for (const std::optional<double>& v : row.metrics.values) {
+    f.push_back(v ? format_double(*v) : "");
+  }
+  return join_csv(f);
+}
+
 void write_sweep_csv(std::ostream& out, std::span<const std::string> axis_names,
                      int64_t total_points, std::span<const SweepRow> rows) {
-  out << join_csv(sweep_csv_header(axis_names)) << "\n";
-  for (const SweepRow& r : rows) {
-    std::vector<std::string> f = {std::to_string(r.point), std::to_string(total_points)};
-    f.insert(f.end(), r.axis_values.begin(), r.axis_values.end());
-    for (const std::optional<double>& v : r.metrics.values) {
-      f.push_back(v ? format_double(*v) : "");
-    }
-    out << join_csv(f) << "\n";
-  }
+  out << sweep_csv_header_line(axis_names) << "\n";
+  for (const SweepRow& r : rows) out << sweep_csv_row_line(r, total_points) << "\n";
 }
 
 SweepCsv read_sweep_csv(std::istream& in, const std::string& name) {
@@ -129,6 +136,86 @@ SweepCsv read_sweep_csv(std::istream& in, const std::string& name) {
   }
   if (line_no == 0) throw SweepError(name + ": empty file (expected a sweep CSV header)");
   return csv;
+}
+
+SweepResume read_sweep_resume(const std::string& text, const std::string& name,
+                              std::span<const std::string> axis_names, int64_t total_points,
+                              std::span<const SweepPoint> points) {
+  SweepResume resume;
+  const size_t last_break = text.rfind('\n');
+  if (last_break == std::string::npos) return resume;  // not even a whole header: start afresh
+  resume.complete_text = text.substr(0, last_break + 1);
+  std::istringstream in(resume.complete_text);
+  const SweepCsv csv = read_sweep_csv(in, name);
+  const std::vector<std::string> expected = sweep_csv_header(axis_names);
+  if (csv.header != join_csv(expected)) {
+    const std::vector<std::string> found = split_csv(csv.header, name + ":1");
+    const auto axes_of = [](const std::vector<std::string>& header) {
+      std::string list;
+      for (size_t i = 2; i + kSweepMetricCount < header.size(); ++i) {
+        list += (list.empty() ? "" : ", ") + header[i];
+      }
+      return "[" + list + "]";
+    };
+    const auto metrics_of = [](const std::vector<std::string>& header) {
+      return std::vector<std::string>(
+          header.end() - static_cast<std::ptrdiff_t>(std::min(header.size(), kSweepMetricCount)),
+          header.end());
+    };
+    std::string what;
+    if (axes_of(found) != axes_of(expected)) {
+      what = "its axes are " + axes_of(found) + ", this sweep's " + axes_of(expected);
+    } else if (metrics_of(found) != metrics_of(expected)) {
+      what = "its metric columns differ from this moesim's (" + csv.header + ")";
+    } else {
+      what = "its header differs: " + csv.header;
+    }
+    throw SweepError("--resume: " + name + " is not from this sweep: " + what);
+  }
+  if (!csv.rows.empty() && csv.total_points != total_points) {
+    throw SweepError("--resume: " + name + " is from a sweep of " +
+                     std::to_string(csv.total_points) + " points, this one has " +
+                     std::to_string(total_points));
+  }
+  if (csv.rows.size() > points.size()) {
+    throw SweepError("--resume: " + name + " holds " + std::to_string(csv.rows.size()) +
+                     " rows, this sweep (shard) has " + std::to_string(points.size()) + " points");
+  }
+  const size_t axes = axis_names.size();
+  for (size_t i = 0; i < csv.rows.size(); ++i) {
+    const auto& [point, line] = csv.rows[i];
+    const std::string where = name + ":" + std::to_string(i + 2);
+    if (point != points[i].index) {
+      throw SweepError("--resume: " + where + ": point " + std::to_string(point) +
+                       " where this sweep's point " + std::to_string(points[i].index) +
+                       " comes next (rows must be the sweep's first points in order)");
+    }
+    const std::vector<std::string> fields = split_csv(line, where);
+    SweepRow row;
+    row.point = point;
+    for (size_t a = 0; a < axes; ++a) {
+      const std::string& value = fields[2 + a];
+      if (value != points[i].axis_values[a].second) {
+        throw SweepError("--resume: " + where + ": point " + std::to_string(point) + " has " +
+                         axis_names[a] + "=" + value + ", this sweep " +
+                         points[i].axis_values[a].second);
+      }
+      row.axis_values.push_back(value);
+    }
+    for (size_t m = 0; m < kSweepMetricCount; ++m) {
+      const std::string& value = fields[2 + axes + m];
+      if (value.empty()) continue;
+      double v = 0.0;
+      const auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
+      if (ec != std::errc() || ptr != value.data() + value.size()) {
+        throw SweepError("--resume: " + where + ": " + std::string(kSweepMetricNames[m]) +
+                         ": not a number: '" + value + "'");
+      }
+      row.metrics.values[m] = v;
+    }
+    resume.rows.push_back(std::move(row));
+  }
+  return resume;
 }
 
 void merge_sweep_csv(std::span<const std::pair<std::string, SweepCsv>> shards, std::ostream& out) {

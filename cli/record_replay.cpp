@@ -9,6 +9,7 @@
 
 #include "analysis/run_report.h"
 #include "cli/commands.h"
+#include "cli/interrupt.h"
 #include "cli/options.h"
 #include "cli/progress.h"
 #include "cli/report_notes.h"
@@ -89,6 +90,8 @@ int replay_command(int argc, char** argv) {
     progress.update_step(step, steps, fraction);
   };
   options.keep_traffic_matrix = !report_dir.empty();
+  const InterruptStop interrupt;
+  options.stop_requested = interrupt.token();
   const ReplayResult r = replay_trace(scenario, trace_path, options);
   progress.finish();
   if (r.wraps > 0) {
@@ -103,6 +106,11 @@ int replay_command(int argc, char** argv) {
   } else {
     std::cout << "trace: " << trace_path << " (" << r.header.source << ")\n";
     print_run_table(std::cout, scenario, r.result);
+  }
+  if (r.result.partial) {
+    std::cerr << "moesim replay: interrupted: " << r.result.steps_run << " of "
+              << scenario.workload.steps << " steps simulated; the output covers those\n";
+    return kInterruptedExitCode;
   }
   return 0;
 }

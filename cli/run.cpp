@@ -8,6 +8,7 @@
 
 #include "analysis/run_report.h"
 #include "cli/commands.h"
+#include "cli/interrupt.h"
 #include "cli/options.h"
 #include "cli/progress.h"
 #include "cli/report_notes.h"
@@ -49,6 +50,8 @@ int run_command(int argc, char** argv) {
   options.step_progress = [&progress](int32_t step, int32_t steps, double fraction) {
     progress.update_step(step, steps, fraction);
   };
+  const InterruptStop interrupt;
+  options.stop_requested = interrupt.token();
   const SimulationResult result = simulate(scenario, options);
   progress.finish();
 
@@ -64,6 +67,11 @@ int run_command(int argc, char** argv) {
     write_run_json(std::cout, scenario, result);
   } else {
     print_run_table(std::cout, scenario, result);
+  }
+  if (result.partial) {
+    std::cerr << "moesim run: interrupted: " << result.steps_run << " of "
+              << scenario.workload.steps << " steps simulated; the output covers those\n";
+    return kInterruptedExitCode;
   }
   return 0;
 }

@@ -1,6 +1,7 @@
 // `moesim sweep FILE`: run the cross product of a scenario's sweep axes, one simulation per
 // point, into a CSV; `moesim merge OUT SHARD...`: join the CSVs of a sharded sweep.
 #include <boost/program_options.hpp>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -11,6 +12,7 @@
 #include "analysis/html_report.h"
 #include "analysis/sweep_output.h"
 #include "cli/commands.h"
+#include "cli/interrupt.h"
 #include "cli/options.h"
 #include "cli/progress.h"
 #include "cli/report_notes.h"
@@ -32,7 +34,12 @@ int sweep_command(int argc, char** argv) {
       "varying fastest) as its own simulation, and writes one CSV row per point ordered by\n"
       "point index. Results do not depend on --threads or --shard");
   opts.add_options()("help,h", "show this help")(
-      "out", po::value(&out_path), "write the CSV to this file (default: stdout, no table)")(
+      "out", po::value(&out_path),
+      "write the CSV to this file, each point's row as soon as it and the points before it are "
+      "done (default: stdout, no table)")(
+      "resume",
+      "with --out: keep the points already in the file (from a run that was stopped or killed) "
+      "and run the rest; the file ends as an uninterrupted run writes it")(
       "threads", po::value(&threads)->default_value(threads), "points simulated at once")(
       "shard", po::value(&shard_text)->default_value("1/1"),
       "I/N: run only the points p with p mod N == I-1 (for job arrays; join with moesim merge)")(
@@ -50,30 +57,69 @@ int sweep_command(int argc, char** argv) {
   for (const SweepAxis& a : base.sweep) axes.push_back(a.name);
   const auto total = static_cast<int64_t>(sweep_points(base.sweep).size());
 
+  if (vm.count("resume") && out_path.empty()) throw std::invalid_argument("--resume needs --out");
+
   SweepOptions options;
   options.threads = threads;
   options.shard = parse_shard(shard_text);
+  std::vector<SweepPoint> points;
+  for (SweepPoint& p : sweep_points(base.sweep)) {
+    if (options.shard.holds(p.index)) points.push_back(std::move(p));
+  }
+  std::vector<SweepRow> rows;  // every row of this shard in the CSV, resumed ones first
+  std::ofstream file;
+  std::ostream* csv = &std::cout;
+  if (!out_path.empty()) {
+    std::string existing;
+    if (vm.count("resume") && std::filesystem::exists(out_path)) {
+      existing = read_text_file(out_path);
+    }
+    SweepResume resume = read_sweep_resume(existing, out_path, axes, total, points);
+    if (!resume.complete_text.empty()) {
+      // Drops a last line cut by a kill; the rest is a valid prefix to append to.
+      std::filesystem::resize_file(out_path, resume.complete_text.size());
+      file.open(out_path, std::ios::binary | std::ios::app);
+      rows = std::move(resume.rows);
+      options.skip_points = static_cast<int64_t>(rows.size());
+      std::cerr << "moesim sweep: resuming " << out_path << ": " << rows.size() << " of "
+                << points.size() << " points done\n";
+    } else {
+      file.open(out_path, std::ios::binary | std::ios::trunc);
+    }
+    if (!file) throw std::runtime_error("cannot write " + out_path);
+    csv = &file;
+  }
+  if (options.skip_points == 0) *csv << sweep_csv_header_line(axes) << "\n" << std::flush;
+  options.on_row = [csv, total](const SweepRow& row) {
+    *csv << sweep_csv_row_line(row, total) << "\n" << std::flush;
+  };
+
   ProgressBar progress("sweeping " + base.name, !vm.count("no-progress"));
   options.progress = [&progress](int64_t done, int64_t n) { progress.update(done, n); };
-  const std::vector<SweepRow> rows = run_sweep(text, scenario_path, options);
+  const InterruptStop interrupt;
+  options.stop_requested = interrupt.token();
+  const std::vector<SweepRow> ran = run_sweep(text, scenario_path, options);
   progress.finish();
+  rows.insert(rows.end(), ran.begin(), ran.end());
+  const bool stopped = rows.size() < points.size();
   if (!report_dir.empty()) {
     const SweepReportTable table = sweep_report_table(axes, rows);
     announce_report("sweep", write_sweep_report(report_dir, base, table));
   }
-
-  if (out_path.empty()) {
-    write_sweep_csv(std::cout, axes, total, rows);
-    return 0;
+  if (!out_path.empty()) {
+    file.close();
+    if (!file) throw std::runtime_error("error writing " + out_path);
+    print_sweep_table(std::cout, axes, rows);
+    std::cout << rows.size() << " of " << total << " points (shard " << options.shard.index << "/"
+              << options.shard.count << ") written to " << out_path << "\n";
   }
-  std::ofstream out(out_path);
-  if (!out) throw std::runtime_error("cannot write " + out_path);
-  write_sweep_csv(out, axes, total, rows);
-  out.close();
-  if (!out) throw std::runtime_error("error writing " + out_path);
-  print_sweep_table(std::cout, axes, rows);
-  std::cout << rows.size() << " of " << total << " points (shard " << options.shard.index << "/"
-            << options.shard.count << ") written to " << out_path << "\n";
+  if (stopped) {
+    std::cerr << "moesim sweep: interrupted: partial: " << rows.size() << " of " << points.size()
+              << " points done"
+              << (out_path.empty() ? "" : "; run again with --resume to finish " + out_path)
+              << "\n";
+    return kInterruptedExitCode;
+  }
   return 0;
 }
 

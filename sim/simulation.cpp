@@ -208,6 +208,10 @@ SimulationResult simulate(const Scenario& scenario, RoutingSource& source,
   };
   if (workload.steps > 0) start_routing(0);
   for (int32_t step = 0; step < workload.steps; ++step) {
+    if (options.stop_requested != nullptr && options.stop_requested->load()) {
+      r.partial = true;  // the next step's routing, if started, is abandoned with its stream
+      break;
+    }
     const StepTraffic& step_traffic = traffic[static_cast<size_t>(step % 2)];
     TaskStream& step_routing = *routing[static_cast<size_t>(step % 2)];
     bool routed = false;
@@ -250,6 +254,7 @@ SimulationResult simulate(const Scenario& scenario, RoutingSource& source,
         std::chrono::duration<double>(step_routing.last_finish() - step_routing.started()).count();
     r.routing_wait_s += step_routing.waited_s();
     if (!routed) step_routed();
+    r.steps_run = step + 1;
     if (options.progress) options.progress(step + 1, workload.steps);
     if (step < workload.warmup_steps) continue;
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -34,6 +35,9 @@ struct SimulationOptions {
   std::function<void(int32_t, int32_t, double)> step_progress;
   // Keep the GPU-to-GPU dispatch bytes of the measured steps' forward layers (GPU^2 numbers).
   bool keep_traffic_matrix = false;
+  // When set and true before a step starts, the run ends there (steps are the safe points: the
+  // step's engine run is not cut) and the result holds the steps played so far. May be null.
+  const std::atomic<bool>* stop_requested = nullptr;
 };
 
 // Everything measured over the steps after warm-up. Times are in microseconds for reporting.
@@ -41,6 +45,10 @@ struct SimulationResult {
   std::string scenario_name;
   int32_t gpus = 0;
   int32_t measured_steps = 0;
+  // Steps played, warm-up included; fewer than the scenario's when a stop request ended the run
+  // early (`partial`), the measurements then covering the steps played.
+  int32_t steps_run = 0;
+  bool partial = false;
   DispatchAlgorithm dispatch_algorithm = DispatchAlgorithm::kDirect;
   // Samples: one per measured step; per forward exchange (micro-batch, MoE layer, replica);
   // per forward (micro-batch, layer) the slowest GPU's time.

@@ -1,7 +1,6 @@
 #include "sim/sweep.h"
 
 #include <algorithm>
-#include <atomic>
 #include <charconv>
 #include <exception>
 #include <mutex>
@@ -99,18 +98,33 @@ std::vector<SweepRow> run_sweep(std::string_view scenario_text, std::string_view
                                 const SweepOptions& options) {
   const Scenario base = parse_scenario(scenario_text, file_name);
   std::vector<SweepPoint> mine;
+  int64_t skipped = 0;
   for (SweepPoint& p : sweep_points(base.sweep)) {
-    if (options.shard.holds(p.index)) mine.push_back(std::move(p));
+    if (!options.shard.holds(p.index)) continue;
+    if (skipped < options.skip_points) {
+      ++skipped;
+      continue;
+    }
+    mine.push_back(std::move(p));
   }
+  if (skipped < options.skip_points) {
+    throw SweepError("cannot skip " + std::to_string(options.skip_points) +
+                     " points: the shard holds " + std::to_string(skipped));
+  }
+  const auto count = static_cast<int64_t>(mine.size());
   std::vector<SweepRow> rows(mine.size());
-  std::atomic<int64_t> done{0};
-  std::mutex progress_mutex;
-  parallel_for(static_cast<int64_t>(mine.size()), options.threads, [&](int64_t i, int32_t) {
+  std::vector<char> finished(mine.size(), 0);
+  int64_t done = 0;
+  int64_t in_order = 0;  // rows [0, in_order) are finished and handed to on_row
+  std::mutex finish_mutex;
+  parallel_for(count, options.threads, [&](int64_t i, int32_t) {
+    if (options.stop_requested != nullptr && options.stop_requested->load()) return;
+    SweepRow row;
     try {
       const Scenario s = parse_scenario_at(scenario_text, file_name, mine[i].axis_values);
       SimulationOptions sim;
       sim.threads = 1;
-      rows[i] = sweep_row(mine[i], simulate(s, sim));
+      row = sweep_row(mine[i], simulate(s, sim));
     } catch (const std::exception& e) {
       std::string where = "sweep point " + std::to_string(mine[i].index) + " (";
       for (size_t a = 0; a < mine[i].axis_values.size(); ++a) {
@@ -119,11 +133,16 @@ std::vector<SweepRow> run_sweep(std::string_view scenario_text, std::string_view
       }
       throw SweepError(where + "): " + e.what());
     }
-    if (options.progress) {
-      const std::lock_guard lock(progress_mutex);
-      options.progress(++done, static_cast<int64_t>(mine.size()));
+    const std::lock_guard lock(finish_mutex);
+    rows[i] = std::move(row);
+    finished[i] = 1;
+    while (in_order < count && finished[in_order]) {
+      if (options.on_row) options.on_row(rows[in_order]);
+      ++in_order;
     }
+    if (options.progress) options.progress(++done, count);
   });
+  rows.resize(static_cast<size_t>(in_order));
   return rows;
 }
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -97,15 +98,27 @@ SweepRow sweep_row(const SweepPoint& point, const SimulationResult& result);
 struct SweepOptions {
   int32_t threads = 2;  // points run at once, each a simulation with one routing thread
   SweepShard shard;
-  // Called after each point with (points done, points in this shard); from worker threads,
-  // one call at a time.
+  // The first `skip_points` points of this shard are done already (a resumed sweep): not run.
+  int64_t skip_points = 0;
+  // Called after each point with (points done, points to run: the shard's less the skipped);
+  // from worker threads, one call at a time.
   std::function<void(int64_t, int64_t)> progress;
+  // Called with each finished row in point order, as soon as it and every earlier point to run
+  // are done (a point that finishes early is held until then); one call at a time, from worker
+  // threads. A writer that flushes each row keeps a valid prefix of the CSV on disk.
+  std::function<void(const SweepRow&)> on_row;
+  // When set and true, points not yet started are not started (points are the safe points: a
+  // running point plays to its end) and run_sweep returns the rows done so far. May be null.
+  const std::atomic<bool>* stop_requested = nullptr;
 };
 
 // Runs the shard's points of the sweep declared in `scenario_text` (read from `file_name`, for
-// errors and relative paths). Rows come back ordered by point index; the numbers do not depend
-// on threads or sharding. A point that fails throws ScenarioError or the simulation's error,
-// naming the point (the lowest failing index when several fail).
+// errors and relative paths), less the skipped ones. Rows come back ordered by point index; the
+// numbers do not depend on threads or sharding. After a stop request, the rows are those of a
+// prefix of the points to run (points are started in order, so the finished ones are a prefix
+// once the running ones end). A point that fails throws ScenarioError or the simulation's error,
+// naming the point (the lowest failing index when several fail); on_row has seen every row
+// before it.
 std::vector<SweepRow> run_sweep(std::string_view scenario_text, std::string_view file_name,
                                 const SweepOptions& options);
 
