@@ -277,6 +277,18 @@ std::string metric_label(const std::string& name) {
   return base;
 }
 
+// A load ratio per exchange (mean, p50, p99, max), then the ratio of the totals.
+std::string load_summary(const std::vector<double>& per_exchange, const char* summed_name,
+                         double summed) {
+  std::string out = "-";
+  if (!per_exchange.empty()) {
+    const SampleSet s(per_exchange);
+    out = fixed(s.mean(), 3) + " per exchange (p50 " + fixed(s.p50(), 3) + ", p99 " +
+          fixed(s.p99(), 3) + ", max " + fixed(s.max(), 3) + ")";
+  }
+  return out + "; " + summed_name + " " + fixed(summed, 3);
+}
+
 std::string file_safe(const std::string& text) {
   std::string out;
   for (char c : text) {
@@ -319,9 +331,14 @@ ReportOutput write_run_report(const std::filesystem::path& dir, const Scenario& 
        << "<tr><td>idle fraction</td><td>" << fixed(r.idle_fraction, 3) << "</td></tr>\n"
        << "<tr><td>dropped token fraction</td><td>" << fixed(r.dropped_token_fraction, 4) << " ("
        << r.dropped_pairs << " of " << r.routed_pairs << " token-expert pairs)</td></tr>\n"
-       << "<tr><td>expert load max/mean</td><td>" << fixed(r.expert_max_over_mean, 3)
+       << "<tr><td>expert load max/mean</td><td>"
+       << load_summary(r.exchange_expert_max_over_mean, "summed over layers",
+                       r.expert_summed_over_layers_max_over_mean)
        << "</td></tr>\n"
-       << "<tr><td>GPU load max/mean</td><td>" << fixed(r.gpu_max_over_mean, 3) << "</td></tr>\n"
+       << "<tr><td>GPU load max/mean</td><td>"
+       << load_summary(r.exchange_gpu_max_over_mean, "summed over the step",
+                       r.gpu_summed_over_step_max_over_mean)
+       << "</td></tr>\n"
        << "<tr><td>all-to-all per GPU</td><td>" << fixed(r.alltoall_gbps_per_gpu, 1)
        << " GB/s (NVLink " << fixed(r.alltoall_nvlink_gbps_per_gpu, 1) << ", network "
        << fixed(r.alltoall_network_gbps_per_gpu, 1) << ")</td></tr>\n"

@@ -90,8 +90,13 @@ void write_run_json(std::ostream& out, const Scenario& scenario, const Simulatio
   out << "  \"dropped_pairs\": " << r.dropped_pairs << ",\n";
   out << "  \"dropped_token_fraction\": " << number(r.dropped_token_fraction) << ",\n";
   out << "  \"expert_load\": {\"max_over_mean\": " << number(r.expert_max_over_mean)
+      << ", \"max_over_mean_per_exchange\": " << summary_json(r.exchange_expert_max_over_mean)
+      << ", \"summed_over_layers_max_over_mean\": "
+      << number(r.expert_summed_over_layers_max_over_mean)
       << ", \"tokens_per_expert\": " << array_json(r.tokens_per_expert) << "},\n";
   out << "  \"gpu_load\": {\"max_over_mean\": " << number(r.gpu_max_over_mean)
+      << ", \"max_over_mean_per_exchange\": " << summary_json(r.exchange_gpu_max_over_mean)
+      << ", \"summed_over_step_max_over_mean\": " << number(r.gpu_summed_over_step_max_over_mean)
       << ", \"tokens_per_gpu\": " << array_json(r.gpu_tokens) << "},\n";
   out << "  \"alltoall_bandwidth_gbps_per_gpu\": {\"total\": " << number(r.alltoall_gbps_per_gpu)
       << ", \"nvlink\": " << number(r.alltoall_nvlink_gbps_per_gpu)
@@ -163,8 +168,23 @@ void print_run_table(std::ostream& out, const Scenario& scenario, const Simulati
   out << "\n  idle fraction            " << r.idle_fraction << "\n";
   out << "  dropped token fraction   " << r.dropped_token_fraction << " (" << r.dropped_pairs
       << " of " << r.routed_pairs << " token-expert pairs)\n";
-  out << "  expert load max/mean     " << r.expert_max_over_mean << "\n";
-  out << "  GPU load max/mean        " << r.gpu_max_over_mean << "\n";
+  // Per exchange (what a layer waits for), then the ratio of the step's totals.
+  auto load_row = [&](const char* name, const std::vector<double>& per_exchange,
+                      const char* summed_name, double summed) {
+    out << "  " << name;
+    if (per_exchange.empty()) {
+      out << "-";
+    } else {
+      const SampleSet s(per_exchange);
+      out << s.mean() << " per exchange (p50 " << s.p50() << ", p99 " << s.p99() << ", max "
+          << s.max() << ")";
+    }
+    out << "; " << summed_name << " " << summed << "\n";
+  };
+  load_row("expert load max/mean     ", r.exchange_expert_max_over_mean, "summed over layers",
+           r.expert_summed_over_layers_max_over_mean);
+  load_row("GPU load max/mean        ", r.exchange_gpu_max_over_mean, "summed over the step",
+           r.gpu_summed_over_step_max_over_mean);
   out << std::setprecision(1);
   out << "  all-to-all per GPU       " << r.alltoall_gbps_per_gpu << " GB/s (NVLink "
       << r.alltoall_nvlink_gbps_per_gpu << ", network " << r.alltoall_network_gbps_per_gpu << "), "

@@ -14,7 +14,9 @@ void print_run_table(std::ostream& out, const Scenario& scenario, const Simulati
 
 // The JSON document: step_time_us, dispatch_us, combine_us, expert_compute_us, attention_us (each
 // {count, mean, p50, p99, stddev, min, max}), idle_fraction, dropped_token_fraction,
-// expert_load {max_over_mean, tokens_per_expert}, gpu_load {max_over_mean, tokens_per_gpu},
+// expert_load {max_over_mean, max_over_mean_per_exchange, summed_over_layers_max_over_mean,
+// tokens_per_expert}, gpu_load {max_over_mean, max_over_mean_per_exchange,
+// summed_over_step_max_over_mean, tokens_per_gpu} (max_over_mean: the mean over exchanges),
 // alltoall_bandwidth_gbps_per_gpu {total, nvlink, network}, phase_us_per_gpu, and the run's
 // wall-clock split.
 void write_run_json(std::ostream& out, const Scenario& scenario, const SimulationResult& result);

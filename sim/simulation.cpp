@@ -4,12 +4,15 @@
 #include <chrono>
 #include <memory>
 #include <numeric>
+#include <optional>
 #include <stdexcept>
 
+#include "core/statistics.h"
 #include "models/network/network_model.h"
 #include "models/router/blas_kernels.h"
 #include "models/router/router.h"
 #include "scenarios/topology_file.h"
+#include "sim/exchange_load.h"
 #include "sim/parallel.h"
 #include "topologies/presets.h"
 
@@ -26,6 +29,11 @@ double max_over_mean(const std::vector<int64_t>& counts) {
   if (total <= 0.0) return 0.0;
   const double mean = total / static_cast<double>(counts.size());
   return static_cast<double>(*std::max_element(counts.begin(), counts.end())) / mean;
+}
+
+// The mean as the reports' summaries compute it, so the headline equals their "mean".
+double mean(const std::vector<double>& samples) {
+  return samples.empty() ? 0.0 : SampleSet(samples).mean();
 }
 
 // Routes a step: every (micro-batch, MoE layer, replica) task asks the source for each of the
@@ -280,6 +288,10 @@ SimulationResult simulate(const Scenario& scenario, RoutingSource& source,
         for (const MoeLayerTraffic& t : per_mb[layer]) {
           r.routed_pairs += t.routed_pairs;
           r.dropped_pairs += t.dropped_pairs;
+          if (const std::optional<ExchangeLoad> load = exchange_load(t)) {
+            r.exchange_expert_max_over_mean.push_back(load->expert_max_over_mean);
+            r.exchange_gpu_max_over_mean.push_back(load->gpu_max_over_mean);
+          }
           for (size_t e = 0; e < t.tokens_per_expert.size(); ++e) {
             r.tokens_per_expert[e] += t.tokens_per_expert[e];
             r.tokens_per_expert_by_layer[layer][e] += t.tokens_per_expert[e];
@@ -304,9 +316,11 @@ SimulationResult simulate(const Scenario& scenario, RoutingSource& source,
   r.dropped_token_fraction = r.routed_pairs > 0 ? static_cast<double>(r.dropped_pairs) /
                                                       static_cast<double>(r.routed_pairs)
                                                 : 0.0;
-  r.expert_max_over_mean = max_over_mean(r.tokens_per_expert);
+  r.expert_max_over_mean = mean(r.exchange_expert_max_over_mean);
+  r.gpu_max_over_mean = mean(r.exchange_gpu_max_over_mean);
+  r.expert_summed_over_layers_max_over_mean = max_over_mean(r.tokens_per_expert);
   // GPU load over the GPUs that hold routed experts (all of them under EP and TP alike).
-  r.gpu_max_over_mean = max_over_mean(r.gpu_tokens);
+  r.gpu_summed_over_step_max_over_mean = max_over_mean(r.gpu_tokens);
   if (exchange_ps > 0) {
     const double per_gpu_s = exchange_ps * 1e-12 * ep_group_gpus;
     r.alltoall_gbps_per_gpu = exchange_bytes / per_gpu_s * 1e-9;

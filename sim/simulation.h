@@ -63,10 +63,21 @@ struct SimulationResult {
   // layers and replicas; and per MoE layer.
   std::vector<int64_t> tokens_per_expert;
   std::vector<std::vector<int64_t>> tokens_per_expert_by_layer;
+  // Per exchange (measured step, micro-batch, MoE layer, replica, in that order; those that
+  // keep no token-expert pair left out): its hottest routed expert's pairs over the mean over
+  // routed experts, and its busiest GPU's expert rows over the mean over the replica's GPUs
+  // (sim/exchange_load.h). A layer waits for its slowest GPU, so these follow what costs time.
+  std::vector<double> exchange_expert_max_over_mean, exchange_gpu_max_over_mean;
+  // The headline load figures: the means of the per-exchange ones (0 without exchanges).
   double expert_max_over_mean = 0.0;
+  double gpu_max_over_mean = 0.0;
   // Expert rows computed per GPU over measured steps (forward).
   std::vector<int64_t> gpu_tokens;
-  double gpu_max_over_mean = 0.0;
+  // The same ratios of the totals: tokens_per_expert (expert e of every layer added together,
+  // unrelated experts) and gpu_tokens (a GPU's rows over the whole step); they hide imbalance
+  // that moves from layer to layer.
+  double expert_summed_over_layers_max_over_mean = 0.0;
+  double gpu_summed_over_step_max_over_mean = 0.0;
   // Achieved all-to-all bandwidth per GPU: exchange bytes / exchange time / GPUs in exchanges.
   double alltoall_gbps_per_gpu = 0.0;
   double alltoall_nvlink_gbps_per_gpu = 0.0;

@@ -60,7 +60,7 @@ enum class SweepMetric : uint8_t {
   kCombineP99Us,
   kExpertComputeMeanUs,
   kDroppedTokenFraction,
-  kExpertMaxOverMean,
+  kExpertMaxOverMean,  // the mean over exchanges (SimulationResult::expert_max_over_mean)
   kGpuMaxOverMean,
   kIdleFraction,
   kTokensPerSPerGpu,
