@@ -28,4 +28,13 @@ inline std::string tiny_scenario(
          extra + "\nseed: 7\n";
 }
 
+// A six-point sweep (capacity factor 0 and 1.0, top-k 1, 2 and 4) of a tiny EP8 training
+// scenario: the sweep and long-run tests' common case.
+inline std::string two_axis_sweep_scenario() {
+  return tiny_scenario("ep: 8", "kind: TRAINING tokens_per_gpu: 64 steps: 2",
+                       "router { capacity_factor: 1.0 }\n"
+                       "sweep { name: \"capacity_factor\" values: [\"0\", \"1.0\"] }\n"
+                       "sweep { name: \"top_k\" values: [\"1\", \"2\", \"4\"] }");
+}
+
 }  // namespace moesim::test

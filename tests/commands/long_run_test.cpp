@@ -29,11 +29,7 @@ using moesim::test::tiny_scenario;
 
 namespace {
 
-const std::string kSweepText =
-    tiny_scenario("ep: 8", "kind: TRAINING tokens_per_gpu: 64 steps: 2",
-                  "router { capacity_factor: 1.0 }\n"
-                  "sweep { name: \"capacity_factor\" values: [\"0\", \"1.0\"] }\n"
-                  "sweep { name: \"top_k\" values: [\"1\", \"2\", \"4\"] }");
+const std::string kSweepText = test::two_axis_sweep_scenario();
 const std::vector<std::string> kAxes = {"capacity_factor", "top_k"};
 
 std::string read_file(const std::filesystem::path& path) {
