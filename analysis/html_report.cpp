@@ -9,6 +9,7 @@
 #include <numeric>
 #include <sstream>
 
+#include "analysis/exchange_output.h"
 #include "analysis/text_format.h"
 #include "core/statistics.h"
 
@@ -297,6 +298,65 @@ std::string file_safe(const std::string& text) {
   return out;
 }
 
+// Straggler attribution (analysis/exchange_output.h): exchange time against imbalance, coloured
+// by the all-to-all's share of it, and the slowest exchanges.
+void write_straggler_section(Page& page, std::span<const ExchangeRecord> exchanges) {
+  page.section("Stragglers");
+  if (exchanges.empty()) {
+    page.note("No all-to-all exchange in this plan: no straggler to attribute.");
+    return;
+  }
+  auto row_of = [](const ExchangeRecord& e) {
+    std::vector<std::string> row;
+    for (size_t f = 0; f < kExchangeFieldCount; ++f) {
+      row.push_back(csv_number(exchange_field(e, static_cast<ExchangeField>(f))));
+    }
+    return row;
+  };
+  CsvTable all{{}, {}};
+  for (const ExchangeFieldName& f : kExchangeFields) all.header.emplace_back(f.key);
+  all.header.emplace_back("alltoall_fraction");
+  double longest_us = 0.0;
+  for (const ExchangeRecord& e : exchanges) {
+    std::vector<std::string> row = row_of(e);
+    const double time_us = exchange_field(e, ExchangeField::kTimeUs);
+    const double alltoall_us = exchange_field(e, ExchangeField::kAllToAllUs);
+    row.push_back(csv_number(time_us > 0 ? alltoall_us / time_us : 0.0));
+    all.rows.push_back(std::move(row));
+    longest_us = std::max(longest_us, time_us);
+  }
+  page.html() << "<p>Each forward exchange (step, micro-batch, MoE layer, replica) waits for the "
+                 "last GPU to reach its combine. That GPU computed the most rows of its replica "
+                 "in "
+              << straggler_was_busiest(exchanges) << " of " << exchanges.size()
+              << " exchanges.</p>\n";
+  const TimeUnit unit = time_unit_for(longest_us);
+  page.figure(scatter_figure(ScatterChart{
+      "exchange_time_vs_imbalance", "Exchange time against GPU load imbalance",
+      "One point per forward exchange: its busiest GPU's expert rows over the mean over the "
+      "replica's GPUs (x) against its time from dispatch start to combine end (y), coloured by "
+      "the share of that time in the dispatch and combine all-to-alls. Slow exchanges with a "
+      "low share were slowed by overload, slow ones with a high share by the network.",
+      all, static_cast<size_t>(ExchangeField::kGpuMaxOverMean),
+      static_cast<size_t>(ExchangeField::kTimeUs), kExchangeFieldCount, unit.scale,
+      "GPU load max/mean (ratio)", std::string("exchange time (") + unit.name + ")",
+      "all-to-all share of the exchange time"}));
+  CsvTable slowest{{}, {}};
+  std::vector<std::string> labels;
+  for (const ExchangeFieldName& f : kExchangeFields) {
+    slowest.header.emplace_back(f.key);
+    labels.emplace_back(f.label);
+  }
+  for (size_t i : slowest_exchanges(exchanges, kSlowestExchangesShown)) {
+    slowest.rows.push_back(row_of(exchanges[i]));
+  }
+  auto label = [](ExchangeField f) { return std::string(exchange_field_name(f).label); };
+  page.html() << "<p>The slowest exchanges (" << label(ExchangeField::kStragglerGpu)
+              << ": the combine's last arrival; " << label(ExchangeField::kStragglerExpert)
+              << ": its local expert with the most rows).</p>\n";
+  page.table("slowest_exchanges.csv", slowest, labels);
+}
+
 }  // namespace
 
 ReportOutput write_run_report(const std::filesystem::path& dir, const Scenario& scenario,
@@ -426,6 +486,8 @@ ReportOutput write_run_report(const std::filesystem::path& dir, const Scenario& 
                  "GPU",
                  "expert rows over " + steps}));
   }
+
+  write_straggler_section(page, r.exchanges);
 
   // Traffic.
   page.section("Dispatch traffic");

@@ -1,5 +1,6 @@
 #include "analysis/json_text.h"
 
+#include <cmath>
 #include <cstdio>
 
 namespace moesim {
@@ -19,6 +20,13 @@ std::string json_string(std::string_view s) {
     }
   }
   return out + "\"";
+}
+
+std::string json_number(double v) {
+  if (!std::isfinite(v)) return "null";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.9g", v);
+  return buf;
 }
 
 }  // namespace moesim

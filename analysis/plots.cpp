@@ -296,6 +296,31 @@ Figure line_figure(const LineChart& chart) {
   return Figure{chart.stem, chart.title, chart.caption, {{csv, chart.table}}, gp.str()};
 }
 
+Figure scatter_figure(const ScatterChart& chart) {
+  require_table(chart.stem, chart.table, 3);
+  const size_t columns = chart.table.header.size();
+  for (size_t c : {chart.x_column, chart.y_column, chart.color_column}) {
+    if (c >= columns) {
+      throw ReportError("figure " + chart.stem + ": column " + std::to_string(c) +
+                        " is outside the table");
+    }
+  }
+  const std::string csv = chart.stem + ".csv";
+  std::ostringstream gp;
+  gp << preamble(chart.title);
+  gp << kViridisPalette;
+  gp << "set xlabel " << gnuplot_quote(chart.x_label) << "\n";
+  gp << "set ylabel " << gnuplot_quote(chart.y_label) << "\n";
+  gp << "set cblabel " << gnuplot_quote(chart.color_label) << "\n";
+  gp << "set cbrange [0:1]\n";
+  gp << "set offsets graph 0.03, graph 0.03, graph 0.05, graph 0.05\n";
+  gp << "unset key\n";
+  gp << "plot " << gnuplot_quote(csv) << " using " << chart.x_column + 1 << ":($"
+     << chart.y_column + 1 << " * " << csv_number(chart.y_scale) << "):" << chart.color_column + 1
+     << " with points pt 7 ps 0.9 lc palette\n";
+  return Figure{chart.stem, chart.title, chart.caption, {{csv, chart.table}}, gp.str()};
+}
+
 TimeUnit time_unit_for(double max_us) {
   if (max_us >= 1e7) return {"s", 1e-6};
   if (max_us >= 1e4) return {"ms", 1e-3};

@@ -89,6 +89,17 @@ struct LineChart {
 };
 Figure line_figure(const LineChart& chart);
 
+// Points of a CSV, one per row: x and y from two columns, each coloured by a third column's
+// value on a 0-to-1 scale (Viridis), e.g. a part of the y value over its whole.
+struct ScatterChart {
+  std::string stem, title, caption;
+  CsvTable table;
+  size_t x_column = 0, y_column = 1, color_column = 2;
+  double y_scale = 1.0;  // the plot shows y * y_scale (e.g. 1e-3 for us -> ms)
+  std::string x_label, y_label, color_label;
+};
+Figure scatter_figure(const ScatterChart& chart);
+
 // The distribution of `samples`: a histogram and the empirical CDF side by side, both with the
 // p50 and p99 marked. Writes <stem>_histogram.csv (bin_lo, bin_hi, count) and <stem>_cdf.csv
 // (value, fraction). Throws ReportError on no samples.

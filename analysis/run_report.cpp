@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "analysis/exchange_output.h"
 #include "analysis/json_text.h"
 #include "core/statistics.h"
 
@@ -16,10 +17,7 @@ namespace moesim {
 namespace {
 
 std::string number(double v) {
-  if (!std::isfinite(v)) return "null";
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.9g", v);
-  return buf;
+  return json_number(v);
 }
 
 // {count, mean, p50, p99, stddev, min, max}; stddev is the sample standard deviation, 0 for a
@@ -98,6 +96,8 @@ void write_run_json(std::ostream& out, const Scenario& scenario, const Simulatio
       << ", \"max_over_mean_per_exchange\": " << summary_json(r.exchange_gpu_max_over_mean)
       << ", \"summed_over_step_max_over_mean\": " << number(r.gpu_summed_over_step_max_over_mean)
       << ", \"tokens_per_gpu\": " << array_json(r.gpu_tokens) << "},\n";
+  write_exchanges_json(out, r.exchanges);
+  out << ",\n";
   out << "  \"alltoall_bandwidth_gbps_per_gpu\": {\"total\": " << number(r.alltoall_gbps_per_gpu)
       << ", \"nvlink\": " << number(r.alltoall_nvlink_gbps_per_gpu)
       << ", \"network\": " << number(r.alltoall_network_gbps_per_gpu) << "},\n";
@@ -203,6 +203,8 @@ void print_run_table(std::ostream& out, const Scenario& scenario, const Simulati
   out << "  simulator work           " << r.work.engine_events << " events, " << r.work.flows
       << " flows, " << r.work.rate_recomputations << " rate recomputations ("
       << std::setprecision(0) << per_recomputation << " flows each)\n";
+
+  print_slowest_exchanges(out, r.exchanges);
 
   // Verdict: the largest phase.
   int top = 0;

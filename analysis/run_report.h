@@ -17,6 +17,8 @@ void print_run_table(std::ostream& out, const Scenario& scenario, const Simulati
 // expert_load {max_over_mean, max_over_mean_per_exchange, summed_over_layers_max_over_mean,
 // tokens_per_expert}, gpu_load {max_over_mean, max_over_mean_per_exchange,
 // summed_over_step_max_over_mean, tokens_per_gpu} (max_over_mean: the mean over exchanges),
+// exchanges {count, then one array per field of analysis/exchange_output.h: straggler
+// attribution},
 // alltoall_bandwidth_gbps_per_gpu {total, nvlink, network}, phase_us_per_gpu, and the run's
 // wall-clock split.
 void write_run_json(std::ostream& out, const Scenario& scenario, const SimulationResult& result);

@@ -283,14 +283,17 @@ SimulationResult simulate(const Scenario& scenario, RoutingSource& source,
     exchange_network += static_cast<double>(m.exchange_bytes.network);
     exchange_bytes += static_cast<double>(m.exchange_bytes.nvlink + m.exchange_bytes.network);
     exchange_ps += static_cast<double>(m.exchange_time.count_ps());
+    size_t slot = 0;  // traffic_slot order, as m.stragglers
     for (const auto& per_mb : step_traffic) {
       for (size_t layer = 0; layer < per_mb.size(); ++layer) {
         for (const MoeLayerTraffic& t : per_mb[layer]) {
           r.routed_pairs += t.routed_pairs;
           r.dropped_pairs += t.dropped_pairs;
+          const ExchangeStraggler& straggler = m.stragglers[slot++];
           if (const std::optional<ExchangeLoad> load = exchange_load(t)) {
             r.exchange_expert_max_over_mean.push_back(load->expert_max_over_mean);
             r.exchange_gpu_max_over_mean.push_back(load->gpu_max_over_mean);
+            if (straggler.gpu >= 0) r.exchanges.push_back({step, *load, straggler});
           }
           for (size_t e = 0; e < t.tokens_per_expert.size(); ++e) {
             r.tokens_per_expert[e] += t.tokens_per_expert[e];

@@ -12,6 +12,7 @@
 
 #include "models/router/routing_decision.h"
 #include "scenarios/scenario.h"
+#include "sim/exchange_load.h"
 #include "sim/moe_traffic.h"
 #include "sim/step_driver.h"
 
@@ -68,6 +69,9 @@ struct SimulationResult {
   // routed experts, and its busiest GPU's expert rows over the mean over the replica's GPUs
   // (sim/exchange_load.h). A layer waits for its slowest GPU, so these follow what costs time.
   std::vector<double> exchange_expert_max_over_mean, exchange_gpu_max_over_mean;
+  // The same exchanges where an all-to-all was played (EP > 1), in the same order, with the GPU
+  // each waited for and its time (sim/exchange_load.h): straggler attribution.
+  std::vector<ExchangeRecord> exchanges;
   // The headline load figures: the means of the per-exchange ones (0 without exchanges).
   double expert_max_over_mean = 0.0;
   double gpu_max_over_mean = 0.0;

@@ -27,7 +27,19 @@ StepDriver::StepDriver(Engine& engine, FlowNetwork& network, const StepSetup& se
     : setup_(setup),
       graph_(lay_out(network, setup, schedule)),
       cost_(network, setup, cost),
-      executor_(engine, cost_) {}
+      executor_(engine, cost_) {
+  const int32_t moe_layers = setup_.model->moe_layer_count();
+  const int32_t dp = setup_.plan->dp;
+  forward_exchanges_.assign(static_cast<size_t>(setup_.micro_batches) * moe_layers * dp,
+                            {kNone, kNone});
+  for (CollectiveIdx c = 0; c < graph_.collective_count(); ++c) {
+    const Collective& x = graph_.collective(c);
+    const bool dispatch = x.kind == CollectiveKind::kMoeDispatch;
+    if (x.backward || (!dispatch && x.kind != CollectiveKind::kMoeCombine)) continue;
+    const auto slot = traffic_slot(x.micro_batch, x.moe_layer, x.dp_rank, moe_layers, dp);
+    forward_exchanges_[static_cast<size_t>(slot)][dispatch ? 0 : 1] = c;
+  }
+}
 
 StepDriver::~StepDriver() = default;
 
@@ -77,6 +89,21 @@ StepMeasurement StepDriver::run_step(const StepTraffic& traffic, const AwaitTraf
       (c.kind == CollectiveKind::kMoeDispatch ? m.dispatch : m.combine).push_back(took);
   }
   m.exchange_bytes = cost_.exchange_bytes();
+  m.stragglers.reserve(forward_exchanges_.size());
+  for (const auto& [dispatch, combine] : forward_exchanges_) {
+    if (dispatch == kNone && combine == kNone) {  // no all-to-all in the plan (EP 1)
+      m.stragglers.emplace_back();
+      continue;
+    }
+    if (dispatch == kNone || combine == kNone) {
+      throw std::logic_error("StepDriver: the schedule left a forward exchange without its " +
+                             std::string(dispatch == kNone ? "dispatch" : "combine"));
+    }
+    const Collective& c = graph_.collective(combine);
+    m.stragglers.push_back(exchange_straggler(graph_, x, dispatch, combine,
+                                              cost_.slot(c.micro_batch, c.moe_layer, c.dp_rank),
+                                              *setup_.placement, setup_.plan->tp));
+  }
   cost_.bind(nullptr, nullptr);
   return m;
 }

@@ -14,6 +14,7 @@
 #include "core/engine.h"
 #include "models/network/flow_network.h"
 #include "sim/cost_model.h"
+#include "sim/exchange_load.h"
 #include "sim/executor.h"
 #include "sim/op_graph.h"
 #include "sim/schedule.h"
@@ -42,6 +43,9 @@ struct StepMeasurement {
   ExchangeBytes exchange_bytes;
   Time exchange_time;
   int32_t exchanges = 0;
+  // Per forward exchange, in traffic_slot order: the GPU it waited for (sim/exchange_load.h);
+  // gpu -1 where the plan has no all-to-all (EP 1), so no exchange was played.
+  std::vector<ExchangeStraggler> stragglers;
 };
 
 class StepDriver {
@@ -66,6 +70,8 @@ class StepDriver {
   OpGraph graph_;
   StepCostModel cost_;
   Executor executor_;
+  // [traffic slot] the forward exchange's dispatch and combine in graph_.
+  std::vector<std::array<CollectiveIdx, 2>> forward_exchanges_;
 };
 
 }  // namespace moesim

@@ -2,6 +2,7 @@
 // CSV contents against hand-worked inputs; gnuplot and process errors; a headless-browser check.
 #include <unistd.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstdlib>
 #include <filesystem>
@@ -9,8 +10,10 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
+#include "analysis/exchange_output.h"
 #include "analysis/html_report.h"
 #include "analysis/plots.h"
 #include "scenarios/scenario.h"
@@ -141,9 +144,10 @@ TEST_CASE("A run report draws every figure and links it with its data", "[report
         std::set<std::string>{"phase_time_by_gpu.svg", "tokens_per_expert.svg",
                               "expert_load_by_layer.svg", "expert_rows_by_gpu.svg",
                               "dispatch_matrix.svg", "latency_step.svg", "latency_dispatch.svg"});
-  // No combine samples: a note instead of a figure.
+  // No combine samples: a note instead of a figure; no exchanges: no straggler figure.
   CHECK_FALSE(fs::exists(tmp.path / "latency_combine.svg"));
   const std::string html = read_file(tmp.path / "index.html");
+  CHECK(html.find("no straggler to attribute") != std::string::npos);
   CHECK(html.find("No combine (forward) samples") != std::string::npos);
   // The scenario's name is escaped.
   CHECK(html.find("hand &lt;made&gt; &amp; &#39;quoted&#39;") != std::string::npos);
@@ -232,6 +236,58 @@ TEST_CASE("Run report CSVs hold the hand-worked numbers", "[report]") {
   CHECK(summary[3][1] == "0");
 }
 
+TEST_CASE("Stragglers: exchange time against imbalance, and the slowest exchanges", "[report]") {
+  SimulationResult r = hand_result();
+  // Two exchanges: 40 us with 10 us of all-to-all (GPU max/mean 1.5, GPU 1 last with 6 rows of
+  // a mean 4), then 20 us with 15 us of all-to-all (balanced, GPU 0 last).
+  for (const auto& [time_us, alltoall_us, gpu, rows, ratio] :
+       {std::tuple{40, 10, 1, 6, 1.5}, std::tuple{20, 15, 0, 4, 1.0}}) {
+    ExchangeRecord e;
+    e.step = 1;
+    e.load.gpu_max_over_mean = ratio;
+    e.load.busiest_gpu_rows = rows;
+    e.load.mean_gpu_rows = 4.0;
+    e.straggler.micro_batch = 0;
+    e.straggler.moe_layer = static_cast<int32_t>(r.exchanges.size());
+    e.straggler.replica = 0;
+    e.straggler.gpu = gpu;
+    e.straggler.rows = rows;
+    e.straggler.hottest_expert = 2 * gpu;
+    e.straggler.hottest_expert_rows = rows;
+    e.straggler.time = Time::us(time_us);
+    e.straggler.alltoall_time = Time::us(alltoall_us);
+    r.exchanges.push_back(e);
+  }
+  TempDir tmp;
+  const ReportOutput out = write_run_report(tmp.path, small_scenario(), r);
+  check_linked(tmp.path, out);
+  const fs::path& d = tmp.path;
+  CHECK(std::count(out.figures.begin(), out.figures.end(), "exchange_time_vs_imbalance.svg") == 1);
+  std::vector<std::string> header;
+  for (const ExchangeFieldName& f : kExchangeFields) header.emplace_back(f.key);
+  header.emplace_back("alltoall_fraction");
+  CHECK(header_of(d / "exchange_time_vs_imbalance.csv") == header);
+  REQUIRE(data_rows(d / "exchange_time_vs_imbalance.csv") == 2);
+  const size_t time = static_cast<size_t>(ExchangeField::kTimeUs);
+  const size_t ratio = static_cast<size_t>(ExchangeField::kGpuMaxOverMean);
+  CHECK(cell(d / "exchange_time_vs_imbalance.csv", 0, time) == 40.0);
+  CHECK(cell(d / "exchange_time_vs_imbalance.csv", 0, ratio) == 1.5);
+  CHECK(cell(d / "exchange_time_vs_imbalance.csv", 0, kExchangeFieldCount) == 0.25);  // 10 / 40
+  CHECK(cell(d / "exchange_time_vs_imbalance.csv", 1, kExchangeFieldCount) == 0.75);  // 15 / 20
+  // The script plots GPU max/mean against time, coloured by the all-to-all share.
+  CHECK(read_file(d / "exchange_time_vs_imbalance.gp").find("using 8:($5 * 1):14") !=
+        std::string::npos);
+  // The slowest first; the page shows the fields' labels.
+  CHECK(header_of(d / "slowest_exchanges.csv") ==
+        std::vector<std::string>(header.begin(), header.end() - 1));
+  REQUIRE(data_rows(d / "slowest_exchanges.csv") == 2);
+  CHECK(cell(d / "slowest_exchanges.csv", 0, time) == 40.0);
+  CHECK(cell(d / "slowest_exchanges.csv", 1, time) == 20.0);
+  const std::string html = read_file(d / "index.html");
+  CHECK(html.find("<th>last GPU</th>") != std::string::npos);
+  CHECK(html.find("most rows of its replica in 2 of 2 exchanges") != std::string::npos);
+}
+
 TEST_CASE("A run without the traffic matrix notes it instead of drawing it", "[report]") {
   TempDir tmp;
   SimulationResult r = hand_result();
@@ -285,6 +341,9 @@ workload { kind: PREFILL tokens_per_gpu: 64 sequence_length: 64 steps: 3 warmup_
   CHECK(data_rows(d / "expert_load_by_layer.csv") == layers);
   CHECK(data_rows(d / "dispatch_matrix.csv") == static_cast<size_t>(r.gpus * r.gpus));
   CHECK(data_rows(d / "latency_step_cdf.csv") <= 2);
+  // One point per forward exchange: 2 measured steps x 2 MoE layers.
+  REQUIRE(r.exchanges.size() == 4);
+  CHECK(data_rows(d / "exchange_time_vs_imbalance.csv") == r.exchanges.size());
   // Kept token-expert pairs in the heat map's data: routed minus dropped.
   double kept = 0.0;
   for (size_t row = 0; row < layers * 8; ++row) kept += cell(d / "tokens_per_expert.csv", row, 2);

@@ -1,6 +1,8 @@
 // Load figures per exchange against hand counts: one exchange's expert and GPU max/mean in
 // closed form, and a two-layer step whose hot experts differ, where the per-exchange figures
-// show the imbalance that the totals over layers and over the step hide.
+// show the imbalance that the totals over layers and over the step hide. Straggler attribution:
+// a hand-played exchange names its combine's last arrival, and in the two-layer step the
+// straggler moves with the hot expert.
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
@@ -9,6 +11,7 @@
 #include <vector>
 
 #include "analysis/run_report.h"
+#include "models/moe/placement.h"
 #include "scenarios/scenario.h"
 #include "sim/exchange_load.h"
 #include "sim/simulation.h"
@@ -45,6 +48,105 @@ TEST_CASE("one exchange's expert and GPU load, by hand", "[step][load]") {
   t.tokens_per_expert = {0, 0, 0, 0};
   t.tokens_per_local_expert = {{0, 0}, {}, {0, 0}};
   CHECK_FALSE(exchange_load(t).has_value());
+}
+
+// A forward exchange over `members` played by hand: dispatch launched at 10 us and done at
+// 20 us, combine launched at 50 us (the last arrival, as the executor launches it) and done at
+// 65 us; each member reaches the combine at arrival_us[i].
+struct HandExchange {
+  OpGraph graph;
+  Execution played;
+  CollectiveIdx dispatch = kNone, combine = kNone;
+
+  HandExchange(const std::vector<int32_t>& members, const std::vector<int64_t>& arrival_us)
+      : graph(static_cast<int32_t>(members.size())) {
+    Collective c;
+    c.kind = CollectiveKind::kMoeDispatch;
+    c.phase = Phase::kDispatch;
+    c.micro_batch = 1;
+    c.moe_layer = 2;
+    c.dp_rank = 0;
+    c.members = members;
+    dispatch = graph.add_collective(c);
+    c.kind = CollectiveKind::kMoeCombine;
+    c.phase = Phase::kCombine;
+    combine = graph.add_collective(c);
+    for (int32_t g : members) {
+      const OpId d = graph.add_member(g, Stream::kComm, dispatch);
+      graph.add_member(g, Stream::kComm, combine, std::span<const OpId>(&d, 1));
+    }
+    graph.finish();
+    played.op_start.assign(static_cast<size_t>(graph.op_count()), Time::zero());
+    played.op_end.assign(static_cast<size_t>(graph.op_count()), Time::zero());
+    for (size_t i = 0; i < members.size(); ++i) {
+      const Collective& k = graph.collective(combine);
+      played.op_start[static_cast<size_t>(k.member_ops[i])] = Time::us(arrival_us[i]);
+    }
+    played.collective_launch = {Time::us(10), Time::us(50)};
+    played.collective_finish = {Time::us(20), Time::us(65)};
+  }
+};
+
+TEST_CASE("a hand-played exchange: the straggler is the combine's last arrival", "[step][load]") {
+  // EP 3, six experts: rank r holds experts 2r and 2r + 1. Rows per GPU 4, 9, 5 (mean 6).
+  ParallelPlan plan;
+  plan.ep = 3;
+  const Placement placement(plan, 6, 3);
+  MoeLayerTraffic t;
+  t.tokens_per_expert = {3, 1, 2, 7, 4, 1};
+  t.tokens_per_local_expert = {{3, 1}, {2, 7}, {4, 1}};
+  const auto load = exchange_load(t);
+  REQUIRE(load.has_value());
+
+  // GPU 1 arrives last (50 us), after GPU 2 (40 us) and GPU 0 (30 us, the first).
+  const HandExchange overloaded({0, 1, 2}, {30, 50, 40});
+  const ExchangeStraggler s =
+      exchange_straggler(overloaded.graph, overloaded.played, overloaded.dispatch,
+                         overloaded.combine, t, placement, plan.tp);
+  CHECK(s.gpu == 1);  // the first finisher would be GPU 0
+  CHECK(s.micro_batch == 1);
+  CHECK(s.moe_layer == 2);
+  CHECK(s.replica == 0);
+  CHECK(s.rows == 9);
+  CHECK(s.hottest_expert == 3);  // its local experts 2 and 3 computed 2 and 7 rows
+  CHECK(s.hottest_expert_rows == 7);
+  CHECK(s.time == Time::us(55));           // 10 us to 65 us
+  CHECK(s.alltoall_time == Time::us(25));  // 10 us of dispatch, 15 us of combine
+  const ExchangeRecord record{3, *load, s};
+  CHECK(record.straggler_rows_over_mean() == Approx(9.0 / 6.0));
+
+  // The record decides, not the rows: GPU 2 (5 rows) arriving last is the straggler, with
+  // 5 / 6 of the mean, and its hottest expert is 4 (4 rows against expert 5's 1).
+  const HandExchange late({0, 1, 2}, {30, 40, 50});
+  const ExchangeStraggler l = exchange_straggler(late.graph, late.played, late.dispatch,
+                                                 late.combine, t, placement, plan.tp);
+  CHECK(l.gpu == 2);
+  CHECK(l.rows == 5);
+  CHECK(ExchangeRecord{3, *load, l}.straggler_rows_over_mean() == Approx(5.0 / 6.0));
+  CHECK(l.hottest_expert == 4);
+  CHECK(l.hottest_expert_rows == 4);
+
+  // Members arriving together: the lowest GPU index.
+  const HandExchange tie({0, 1, 2}, {50, 40, 50});
+  CHECK(exchange_straggler(tie.graph, tie.played, tie.dispatch, tie.combine, t, placement, plan.tp)
+            .gpu == 0);
+
+  // TP 2 x EP 2: GPUs 2 and 3 form EP rank 1 (experts 2 and 3), so GPU 2's hottest local
+  // expert is 3, not expert 1 of rank 2 mod 2 = 0.
+  ParallelPlan tp_plan;
+  tp_plan.tp = 2;
+  tp_plan.ep = 2;
+  const Placement tp_placement(tp_plan, 4, 2);
+  MoeLayerTraffic tp_traffic;
+  tp_traffic.tokens_per_expert = {1, 2, 5, 6};
+  tp_traffic.tokens_per_local_expert = {{1, 2}, {1, 2}, {5, 6}, {5, 6}};
+  const HandExchange tp({0, 1, 2, 3}, {20, 20, 50, 50});
+  const ExchangeStraggler p = exchange_straggler(tp.graph, tp.played, tp.dispatch, tp.combine,
+                                                 tp_traffic, tp_placement, tp_plan.tp);
+  CHECK(p.gpu == 2);
+  CHECK(p.rows == 11);
+  CHECK(p.hottest_expert == 3);
+  CHECK(p.hottest_expert_rows == 6);
 }
 
 // Top-1 routing by MoE layer: every token of layer l goes to hot_expert[l].
@@ -121,6 +223,74 @@ TEST_CASE("two layers with different hot experts: per exchange shows what the to
   CHECK_THAT(json.str(), Catch::Contains("\"gpu_load\": {\"max_over_mean\": 2, "
                                          "\"max_over_mean_per_exchange\": {\"count\": 4,"));
   CHECK_THAT(json.str(), Catch::Contains("\"summed_over_step_max_over_mean\": 1,"));
+
+  // Straggler attribution: layer 0's exchange waits for GPU 0 (16 rows of expert 0, GPU 1 has
+  // none), layer 1's for GPU 1 (16 rows of expert 2). Taking the first finisher instead would
+  // name the idle GPU in both, and the lowest index among members GPU 0 in both.
+  REQUIRE(r.exchanges.size() == 4);
+  for (size_t i = 0; i < r.exchanges.size(); ++i) {
+    INFO("exchange " << i);
+    const ExchangeRecord& e = r.exchanges[i];
+    const int32_t layer = static_cast<int32_t>(i % 2);
+    CHECK(e.step == static_cast<int32_t>(1 + i / 2));  // steps 1 and 2 (step 0 is warm-up)
+    CHECK(e.straggler.micro_batch == 0);
+    CHECK(e.straggler.moe_layer == layer);
+    CHECK(e.straggler.replica == 0);
+    CHECK(e.straggler.gpu == layer);
+    CHECK(e.straggler.rows == 16);
+    CHECK(e.straggler_rows_over_mean() == Approx(2.0));
+    CHECK(e.straggler.hottest_expert == (layer == 0 ? 0 : 2));
+    CHECK(e.straggler.hottest_expert_rows == 16);
+    CHECK(e.load.gpu_max_over_mean == Approx(r.exchange_gpu_max_over_mean[i]));
+    // 1F1B runs nothing between dispatch, expert FFN and combine on a GPU: the exchange's time
+    // is its dispatch, the straggler's expert FFN (the layer's slowest) and its combine, as the
+    // step's own samples measured them (one exchange per layer, in order).
+    const double dispatch = r.dispatch_us[i], combine = r.combine_us[i];
+    CHECK(e.straggler.alltoall_time.to_us() == Approx(dispatch + combine));
+    CHECK(e.straggler.time.to_us() == Approx(dispatch + r.expert_compute_us[i] + combine));
+  }
+  CHECK_THAT(json.str(), Catch::Contains("\"exchanges\": {\"count\": 4,\n"
+                                         "    \"step\": [1, 1, 2, 2],\n"
+                                         "    \"micro_batch\": [0, 0, 0, 0],\n"
+                                         "    \"moe_layer\": [0, 1, 0, 1],\n"
+                                         "    \"replica\": [0, 0, 0, 0],\n"));
+  CHECK_THAT(json.str(), Catch::Contains("\"straggler_gpu\": [0, 1, 0, 1],\n"
+                                         "    \"straggler_rows\": [16, 16, 16, 16],\n"
+                                         "    \"straggler_rows_over_mean\": [2, 2, 2, 2],\n"
+                                         "    \"straggler_expert\": [0, 2, 0, 2],\n"
+                                         "    \"straggler_expert_rows\": [16, 16, 16, 16]},\n"));
+  std::ostringstream table;
+  print_run_table(table, scenario, r);
+  CHECK_THAT(table.str(), Catch::Contains("computed the most rows of its replica in 4 of 4"));
+}
+
+TEST_CASE("a plan without an all-to-all has no straggler to attribute", "[step][load]") {
+  const test::ScratchDir dir("exchange_load_test_ep1");
+  const auto topology = dir / "one.pbtxt";
+  std::ofstream(topology) << "gpus_per_node: 1\n"
+                             "flat_switch { name: \"sw\" switch_kind: NVSWITCH gpus: 1 "
+                             "bandwidth: \"100GB/s\" latency: \"1us\" link_kind: NVLINK }\n";
+  std::ostringstream s;
+  s << "name: \"ep1\"\n"
+    << "model { layers: 1 dense_layers: 0 hidden_size: 1024 attention_heads: 8 kv_heads: 8 "
+       "head_dim: 128 expert_ffn_size: 512 dense_ffn_size: 512 routed_experts: 4 "
+       "shared_experts: 0 top_k: 1 vocab_size: 64 weights { dtype: \"bf16\" } "
+       "dispatch { dtype: \"bf16\" } combine { dtype: \"bf16\" } }\n"
+    << "cluster { topology_file: \"" << topology.string() << "\" gpu { peak_tflops_bf16: 100 "
+    << "peak_tflops_fp8: 200 hbm_bandwidth: \"1TB/s\" hbm_capacity: \"80GB\" "
+       "gemm_efficiency_max: 0.5 gemm_half_efficiency_rows: 100 memory_efficiency: 1.0 "
+       "kernel_launch: \"5us\" } }\n"
+    << "workload { kind: PREFILL tokens_per_gpu: 8 sequence_length: 8 steps: 2 "
+       "warmup_steps: 0 }\n"
+    << "seed: 7\n";
+  const Scenario scenario = parse_scenario(s.str(), "ep1.pbtxt");
+  HotExpertByLayer source(4, {1});
+  const SimulationResult r = simulate(scenario, source);
+  CHECK(r.exchange_gpu_max_over_mean.size() == 2);  // loads, but no exchange was played
+  CHECK(r.exchanges.empty());
+  std::ostringstream json;
+  write_run_json(json, scenario, r);
+  CHECK_THAT(json.str(), Catch::Contains("\"exchanges\": {\"count\": 0,\n    \"step\": [],"));
 }
 
 }  // namespace
