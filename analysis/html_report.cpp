@@ -12,6 +12,7 @@
 #include "analysis/exchange_output.h"
 #include "analysis/text_format.h"
 #include "core/statistics.h"
+#include "sim/executor.h"
 
 namespace moesim {
 namespace {
@@ -229,6 +230,52 @@ std::vector<BarSeries> phase_series(const CsvTable& table) {
   return series;
 }
 
+// Per GPU and communication phase (idle included), the time exposed and the time hidden behind
+// the GPU's computation: columns gpu, then <phase>_exposed_us and <phase>_hidden_us per phase;
+// the last row is the mean over GPUs. A result without hidden times has everything exposed.
+CsvTable communication_table(const SimulationResult& r, std::vector<BarSeries>& series) {
+  std::vector<int> phases;
+  CsvTable table{{"gpu"}, {}};
+  for (int p = 0; p < kPhaseCount; ++p) {
+    if (!is_communication_phase(static_cast<Phase>(p))) continue;
+    phases.push_back(p);
+    table.header.push_back(std::string(phase_name(static_cast<Phase>(p))) + "_exposed_us");
+    table.header.push_back(std::string(phase_name(static_cast<Phase>(p))) + "_hidden_us");
+  }
+  const size_t gpus = r.gpu_phase_us.size();
+  std::vector<double> mean(2 * phases.size(), 0.0);
+  for (size_t g = 0; g < gpus; ++g) {
+    std::vector<std::string> row = {std::to_string(g)};
+    for (size_t i = 0; i < phases.size(); ++i) {
+      const auto p = static_cast<size_t>(phases[i]);
+      const double hidden = g < r.gpu_hidden_us.size() ? r.gpu_hidden_us[g][p] : 0.0;
+      const double exposed = std::max(0.0, r.gpu_phase_us[g][p] - hidden);
+      mean[2 * i] += exposed / static_cast<double>(gpus);
+      mean[2 * i + 1] += hidden / static_cast<double>(gpus);
+      row.push_back(csv_number(exposed));
+      row.push_back(csv_number(hidden));
+    }
+    table.rows.push_back(std::move(row));
+  }
+  std::vector<std::string> mean_row = {"mean"};
+  for (double v : mean) mean_row.push_back(csv_number(v));
+  table.rows.push_back(std::move(mean_row));
+  // Exposed in the phase's colour, hidden hatched in it; only series with time somewhere.
+  for (size_t column = 1; column < table.header.size(); ++column) {
+    const bool used = std::any_of(table.rows.begin(), table.rows.end(), [&](const auto& row) {
+      return std::strtod(row[column].c_str(), nullptr) > 0.0;
+    });
+    if (!used) continue;
+    const int p = phases[(column - 1) / 2];
+    const bool hidden = (column - 1) % 2 == 1;
+    series.push_back(BarSeries{
+        column,
+        std::string(phase_name(static_cast<Phase>(p))) + (hidden ? " (hidden)" : " (exposed)"),
+        kPhaseStyles[p].color, hidden});
+  }
+  return table;
+}
+
 // The unit for a phase chart: by its tallest stacked bar (microseconds).
 TimeUnit phase_unit(const CsvTable& table) {
   double tallest = 0.0;
@@ -430,6 +477,19 @@ ReportOutput write_run_report(const std::filesystem::path& dir, const Scenario& 
               ") split by phase; idle is waiting for peers at a collective. The last bar is the "
               "mean over GPUs. The CSV is in microseconds.",
           phases, series, true, "GPU", std::string("time per step (") + unit.name + ")",
+          unit.scale}));
+    }
+    std::vector<BarSeries> comm_series;
+    const CsvTable comm = communication_table(r, comm_series);
+    if (!comm_series.empty()) {
+      const TimeUnit unit = phase_unit(comm);
+      page.figure(bar_figure(BarChart{
+          "communication_by_gpu", "Communication per GPU: exposed and hidden",
+          "Each GPU's communication and idle time per step (mean over " + steps +
+              "), split into the part hidden behind the GPU's computation (hatched: a kernel "
+              "ran on its compute stream meanwhile) and the part exposed, which lengthens the "
+              "step. The last bar is the mean over GPUs. The CSV is in microseconds.",
+          comm, comm_series, true, "GPU", std::string("time per step (") + unit.name + ")",
           unit.scale}));
     }
   }

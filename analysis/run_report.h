@@ -19,8 +19,10 @@ void print_run_table(std::ostream& out, const Scenario& scenario, const Simulati
 // summed_over_step_max_over_mean, tokens_per_gpu} (max_over_mean: the mean over exchanges),
 // exchanges {count, then one array per field of analysis/exchange_output.h: straggler
 // attribution},
-// alltoall_bandwidth_gbps_per_gpu {total, nvlink, network}, phase_us_per_gpu, and the run's
-// wall-clock split.
+// alltoall_bandwidth_gbps_per_gpu {total, nvlink, network}, phase_us_per_gpu (mean over GPUs,
+// per step, every phase), exposed_us_per_gpu and hidden_us_per_gpu (the same for the
+// communication phases and idle, split by whether the GPU's compute stream ran a kernel
+// meanwhile; exposed + hidden = the phase's time), and the run's wall-clock split.
 void write_run_json(std::ostream& out, const Scenario& scenario, const SimulationResult& result);
 
 }  // namespace moesim

@@ -131,7 +131,7 @@ class Resolver {
   ClusterSpec cluster(const Node& n) const;
   ParallelPlan parallel(const Node& n, const ModelSpec& model, const ClusterSpec& cluster,
                         bool derive_dp) const;
-  Workload workload(const Node& n) const;
+  Workload workload(const Node& n, const ParallelPlan& plan) const;
   RouterSpec router(const Node& n, const ModelSpec& model, const Workload& workload,
                     uint64_t seed) const;
 
@@ -562,7 +562,7 @@ ParallelPlan Resolver::parallel(const Node& n, const ModelSpec& model, const Clu
   return p;
 }
 
-Workload Resolver::workload(const Node& n) const {
+Workload Resolver::workload(const Node& n, const ParallelPlan& plan) const {
   const auto& in = static_cast<const proto::Workload&>(*n.message);
   Workload w;
   if (!in.has_kind() || in.kind() == proto::WORKLOAD_UNSPECIFIED) {
@@ -604,6 +604,28 @@ Workload Resolver::workload(const Node& n) const {
       fail(n, "sequence_length",
            "tokens_per_gpu " + std::to_string(w.tokens_per_gpu) +
                " is not a whole number of sequences of " + std::to_string(w.sequence_length));
+    }
+  }
+  if (in.has_schedule() && in.schedule() != proto::Workload::SCHEDULE_UNSPECIFIED) {
+    w.schedule = in.schedule() == proto::Workload::TWO_BATCH_OVERLAP
+                     ? ScheduleKind::kTwoBatchOverlap
+                     : ScheduleKind::kOneFOneB;
+  }
+  if (w.schedule == ScheduleKind::kTwoBatchOverlap) {
+    const char* name = "TWO_BATCH_OVERLAP";
+    if (w.kind == WorkloadKind::kTraining) {
+      fail(n, "schedule",
+           std::string(name) + " is for serving (PREFILL or DECODE); training uses ONE_F_ONE_B");
+    }
+    if (w.micro_batches % 2 != 0) {
+      fail(n, "schedule",
+           std::string(name) + " overlaps micro-batches in pairs (2k, 2k+1): micro_batches " +
+               std::to_string(w.micro_batches) + " is odd, expected an even number");
+    }
+    if (plan.tp != 1 || plan.pp != 1) {
+      fail(n, "schedule",
+           std::string(name) + " lays out tp 1 and pp 1 (DeepSeek's serving layout), got tp " +
+               std::to_string(plan.tp) + " pp " + std::to_string(plan.pp));
     }
   }
   return w;
@@ -769,7 +791,7 @@ Scenario Resolver::resolve(const proto::Scenario& in, bool derive_dp) const {
   s.model = model(child(top, "model"));
   s.cluster = cluster(child(top, "cluster"));
   s.parallel = parallel(child(top, "parallelism"), s.model, s.cluster, derive_dp);
-  s.workload = workload(child(top, "workload"));
+  s.workload = workload(child(top, "workload"), s.parallel);
   s.router = router(child(top, "router"), s.model, s.workload, s.seed);
   return s;
 }
@@ -953,6 +975,16 @@ Scenario load_scenario(const std::filesystem::path& file) {
   text << stream.rdbuf();
   if (stream.bad()) throw ScenarioError(file.string() + ": read error");
   return parse_scenario(text.str(), file.string());
+}
+
+std::string_view schedule_name(ScheduleKind kind) {
+  switch (kind) {
+    case ScheduleKind::kOneFOneB:
+      return "1f1b";
+    case ScheduleKind::kTwoBatchOverlap:
+      return "two_batch_overlap";
+  }
+  return "1f1b";
 }
 
 std::string_view workload_kind_name(WorkloadKind kind) {

@@ -49,8 +49,14 @@ enum class WorkloadKind : uint8_t { kTraining, kPrefill, kDecode };
 // "training", "prefill" or "decode", for reports.
 std::string_view workload_kind_name(WorkloadKind kind);
 
+// The step's schedule (sim/schedule.h makes one of each); proto Workload.Schedule documents them.
+enum class ScheduleKind : uint8_t { kOneFOneB, kTwoBatchOverlap };
+// "1f1b", "two_batch_overlap": for reports.
+std::string_view schedule_name(ScheduleKind kind);
+
 struct Workload {
   WorkloadKind kind = WorkloadKind::kTraining;
+  ScheduleKind schedule = ScheduleKind::kOneFOneB;
   int32_t tokens_per_gpu = 0;  // per micro-batch; decode: sequences, one new token each
   int32_t sequence_length = 0;
   int32_t micro_batches = 1;

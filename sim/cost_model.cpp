@@ -66,6 +66,7 @@ StepCostModel::StepCostModel(FlowNetwork& network, const StepSetup& setup, CostO
     if (setup.model->is_moe_layer(l)) moe_index_of_layer_[static_cast<size_t>(l)] = moe_layers_++;
   }
   attention_ = attention_time();
+  attention_core_ = attention_core_time();
   dense_ffn_ = dense_ffn_time();
   gate_and_shared_ = gate_and_shared_time();
   lm_head_ = lm_head_time();
@@ -94,16 +95,21 @@ Time StepCostModel::attention_time() const {
   const int64_t tokens = tokens_in_tp_group();
   const int64_t proj_cols = model.attention_params() / (int64_t{tp()} * model.hidden_size);
   Time t = g.gemm(tokens, proj_cols, model.hidden_size, dt);
+  t += attention_core_time();
+  return t;
+}
+
+Time StepCostModel::attention_core_time() const {
+  const ModelSpec& model = *setup_.model;
+  const GpuModel& g = gpu_;
+  const Dtype dt = model.weights.dtype;
+  const int64_t tokens = tokens_in_tp_group();
   const bool decode = setup_.kind == WorkloadKind::kDecode;
   const AttentionShape shape = attention_shape(model, tp(), decode);
-  if (decode) {
-    t += g.attention_decode(tokens, setup_.kv_context_length, shape, Dtype::kBf16);
-  } else {
-    const int64_t length = std::min<int64_t>(setup_.sequence_length, tokens);
-    const int64_t sequences = std::max<int64_t>(1, tokens / std::max<int64_t>(1, length));
-    t += g.attention_prefill(sequences, length, shape, dt, true);
-  }
-  return t;
+  if (decode) return g.attention_decode(tokens, setup_.kv_context_length, shape, Dtype::kBf16);
+  const int64_t length = std::min<int64_t>(setup_.sequence_length, tokens);
+  const int64_t sequences = std::max<int64_t>(1, tokens / std::max<int64_t>(1, length));
+  return g.attention_prefill(sequences, length, shape, dt, true);
 }
 
 Time StepCostModel::dense_ffn_time() const {
@@ -135,6 +141,10 @@ Time StepCostModel::kernel_time(const Op& op) {
   switch (op.kernel) {
     case KernelKind::kAttention:
       return attention_ * op.work_scale;
+    case KernelKind::kAttentionProjections:
+      return (attention_ - attention_core_) * op.work_scale;
+    case KernelKind::kAttentionCore:
+      return attention_core_ * op.work_scale;
     case KernelKind::kLmHead:
       return lm_head_ * op.work_scale;
     case KernelKind::kDenseFfn:

@@ -105,7 +105,8 @@ class StepCostModel final : public CostModel {
   void on_result(const Collective& c, const CollectiveResult& result) override;
 
  private:
-  Time attention_time() const;
+  Time attention_time() const;       // projections and core: the whole layer's attention
+  Time attention_core_time() const;  // the attention kernel alone (prefill or decode)
   Time dense_ffn_time() const;
   Time gate_and_shared_time() const;
   Time lm_head_time() const;
@@ -115,7 +116,7 @@ class StepCostModel final : public CostModel {
   StepSetup setup_;
   std::vector<int32_t> moe_index_of_layer_;
   int32_t moe_layers_ = 0;
-  Time attention_, dense_ffn_, gate_and_shared_, lm_head_;
+  Time attention_, attention_core_, dense_ffn_, gate_and_shared_, lm_head_;
   const StepTraffic* traffic_ = nullptr;
   const AwaitTrafficSlot* await_slot_ = nullptr;
   std::vector<uint8_t> slot_ready_;  // [micro_batch][moe_layer][dp_rank], once awaited

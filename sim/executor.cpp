@@ -23,6 +23,7 @@ Execution Executor::run(const OpGraph& graph, const CollectiveProgress& progress
   x_.collective_finish.assign(static_cast<size_t>(graph.collective_count()), Time::zero());
   x_.finish_order.reserve(static_cast<size_t>(graph.collective_count()));
   x_.gpu_phase_time.assign(gpus, {});
+  x_.gpu_hidden_time.assign(gpus, {});
   waiting_for_.resize(ops);
   for (OpId op = 0; op < graph.op_count(); ++op) {
     waiting_for_[static_cast<size_t>(op)] = graph.dependency_count(op);
@@ -43,9 +44,64 @@ Execution Executor::run(const OpGraph& graph, const CollectiveProgress& progress
                            std::to_string(graph.op_count()) + " ops not ended");
   }
   x_.end = engine_.now();
+  book_hidden_time();
   graph_ = nullptr;
   progress_ = nullptr;
   return std::move(x_);
+}
+
+bool is_communication_phase(Phase phase) {
+  switch (phase) {
+    case Phase::kTpCollective:
+    case Phase::kDispatch:
+    case Phase::kCombine:
+    case Phase::kPipeline:
+    case Phase::kGradientSync:
+    case Phase::kIdle:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// Each member booked [start, launch) as idle and [launch, end) to its collective's phase, the
+// launch clamped to its op (a posted send books nothing; a receiver whose data was in before it
+// arrived neither). The compute stream's kernels of a GPU run one at a time in op order, so
+// their intervals are sorted and disjoint: a member's overlap with them is a binary search and
+// a walk over the kernels it overlaps.
+void Executor::book_hidden_time() {
+  const auto gpus = static_cast<size_t>(graph_->gpus());
+  std::vector<std::vector<std::pair<Time, Time>>> busy(gpus);
+  for (OpId id = 0; id < graph_->op_count(); ++id) {
+    const Op& op = graph_->op(id);
+    const Time s = x_.op_start[static_cast<size_t>(id)], e = x_.op_end[static_cast<size_t>(id)];
+    if (op.is_kernel && op.stream == Stream::kCompute && e > s) {
+      busy[static_cast<size_t>(op.gpu)].emplace_back(s, e);
+    }
+  }
+  auto overlap = [](const std::vector<std::pair<Time, Time>>& intervals, Time lo, Time hi) {
+    Time sum = Time::zero();
+    if (hi <= lo) return sum;
+    auto it =
+        std::lower_bound(intervals.begin(), intervals.end(), lo,
+                         [](const std::pair<Time, Time>& k, Time t) { return k.second <= t; });
+    for (; it != intervals.end() && it->first < hi; ++it) {
+      sum += std::min(hi, it->second) - std::max(lo, it->first);
+    }
+    return sum;
+  };
+  for (OpId id = 0; id < graph_->op_count(); ++id) {
+    const Op& op = graph_->op(id);
+    if (op.is_kernel) continue;
+    const auto& intervals = busy[static_cast<size_t>(op.gpu)];
+    if (intervals.empty()) continue;
+    const Time s = x_.op_start[static_cast<size_t>(id)], e = x_.op_end[static_cast<size_t>(id)];
+    const Time launch = std::clamp(x_.collective_launch[static_cast<size_t>(op.collective)], s, e);
+    auto& hidden = x_.gpu_hidden_time[static_cast<size_t>(op.gpu)];
+    hidden[static_cast<size_t>(Phase::kIdle)] += overlap(intervals, s, launch);
+    hidden[static_cast<size_t>(graph_->collective(op.collective).phase)] +=
+        overlap(intervals, launch, e);
+  }
 }
 
 Time Executor::slowed_time(Time work) const {

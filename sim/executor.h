@@ -26,7 +26,15 @@ struct Execution {
   std::vector<Time> collective_launch, collective_finish;  // [collective]
   std::vector<CollectiveIdx> finish_order;                 // collectives as they ended
   std::vector<std::array<Time, kPhaseCount>> gpu_phase_time;  // [gpu][phase]
+  // [gpu][phase]: of the time a GPU's collective members booked to the phase (idle included),
+  // how much passed while a kernel ran on the GPU's compute stream, so hidden behind it. The
+  // rest of the phase's time is exposed. Kernels book nothing here.
+  std::vector<std::array<Time, kPhaseCount>> gpu_hidden_time;
 };
+
+// Whether a phase is booked by collective members (communication, or idle at a collective)
+// rather than by kernels: the phases that can be hidden behind computation.
+bool is_communication_phase(Phase phase);
 
 // Rules of play:
 // - An op starts once every op it depends on has ended (a stream's previous op included, so a
@@ -50,8 +58,10 @@ struct Execution {
 //   the SMs it loses (no memory-bandwidth contention), and the communication is not slowed by
 //   the kernels. A schedule that never has a kernel running beside a member in flight on a GPU
 //   is unaffected. The kernel's phase gets its stretched time.
-// Costs: run() is O(ops + dependencies + collective members) besides the cost model's and the
-// engine's work; re-timing is O(kernels running on the GPU) when it happens.
+// - Hidden and exposed: a member's booked time (idle, then its phase) counts as hidden where a
+//   kernel ran on its GPU's compute stream at the same time (Execution::gpu_hidden_time).
+// Costs: run() is O(ops log ops + dependencies + collective members) besides the cost model's and
+// the engine's work; re-timing is O(kernels running on the GPU) when it happens.
 class Executor final : public EventHandler, public CollectiveObserver {
  public:
   // Both must outlive the executor; the cost model's network must run on `engine`.
@@ -87,6 +97,7 @@ class Executor final : public EventHandler, public CollectiveObserver {
   void comm_begins(int32_t gpu);
   void comm_ends(int32_t gpu);
   void retime_kernels(int32_t gpu);
+  void book_hidden_time();
   Time slowed_time(Time work) const;
   void book(int32_t gpu, Phase phase, Time t) {
     x_.gpu_phase_time[static_cast<size_t>(gpu)][static_cast<size_t>(phase)] += t;

@@ -38,9 +38,13 @@ inline constexpr int32_t kNone = -1;
 
 // What a kernel computes; the cost model turns it into a duration when the op starts.
 enum class KernelKind : uint8_t {
-  kFixed,          // Op::fixed_time, as given
-  kMemoryBound,    // streams Op::bytes through HBM (the optimizer)
-  kAttention,      // a layer's attention (projections and kernel) for one micro-batch
+  kFixed,        // Op::fixed_time, as given
+  kMemoryBound,  // streams Op::bytes through HBM (the optimizer)
+  kAttention,    // a layer's attention (projections and kernel) for one micro-batch
+  // The same split in two, for schedules that overlap between them (decode's two-batch
+  // overlap): the projection GEMMs, and the attention kernel; together kAttention's time.
+  kAttentionProjections,
+  kAttentionCore,
   kLmHead,         // the LM head for one micro-batch
   kDenseFfn,       // a dense layer's FFN
   kGateAndShared,  // an MoE layer's router gate and shared experts

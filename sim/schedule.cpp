@@ -1,7 +1,9 @@
 #include "sim/schedule.h"
 
 #include <algorithm>
+#include <array>
 #include <stdexcept>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -299,7 +301,148 @@ class OneFOneBBuilder {
   OpId previous_ = kNone;
 };
 
+// Two-batch overlap (see TwoBatchOverlapSchedule): each layer of each micro-batch is a list of
+// segments, a segment some kernels in order and then, perhaps, an exchange; the pair's two
+// micro-batches take turns segment by segment.
+class TwoBatchBuilder {
+ public:
+  explicit TwoBatchBuilder(const StepSetup& setup)
+      : setup_(setup),
+        plan_(*setup.plan),
+        model_(*setup.model),
+        graph_(static_cast<int32_t>(setup.plan->world_size())) {
+    moe_index_of_layer_.assign(static_cast<size_t>(model_.layers), kNone);
+    for (int32_t l = 0; l < model_.layers; ++l) {
+      if (model_.is_moe_layer(l)) moe_index_of_layer_[static_cast<size_t>(l)] = moe_layers_++;
+    }
+    if (plan_.ep > 1) {
+      exchange_.assign(static_cast<size_t>(setup.micro_batches) * moe_layers_ * 2 * plan_.dp,
+                       kNone);
+    }
+  }
+
+  OpGraph build() && {
+    const bool decode = setup_.kind == WorkloadKind::kDecode;
+    for (int32_t d = 0; d < plan_.dp; ++d) {
+      for (int32_t b = 0; b < plan_.ep; ++b) {
+        gpu_ = plan_.gpu_of(0, b, d, 0);
+        d_ = d;
+        for (int32_t pair = 0; pair < setup_.micro_batches / 2; ++pair) {
+          pending_ = {kNone, kNone};
+          for (int32_t l = 0; l < model_.layers; ++l) {
+            for (const Segment& seg : segments(l, decode)) {
+              for (int32_t x = 0; x < 2; ++x) add_segment(seg, 2 * pair + x, x, l);
+            }
+          }
+          const Segment head{{{Phase::kAttention, KernelKind::kLmHead}}, Way::kNone};
+          for (int32_t x = 0; x < 2; ++x) add_segment(head, 2 * pair + x, x, kNone);
+        }
+      }
+    }
+    graph_.finish();
+    return std::move(graph_);
+  }
+
+ private:
+  enum class Way : uint8_t { kNone, kDispatch, kCombine };
+  struct Segment {
+    std::vector<std::pair<Phase, KernelKind>> kernels;
+    Way then;  // the exchange the segment ends with
+  };
+
+  std::vector<Segment> segments(int32_t layer, bool decode) const {
+    if (!model_.is_moe_layer(layer)) {
+      return {
+          {{{Phase::kAttention, KernelKind::kAttention}, {Phase::kDenseFfn, KernelKind::kDenseFfn}},
+           Way::kNone}};
+    }
+    const Segment experts{{{Phase::kExpertCompute, KernelKind::kExpertFfn}}, Way::kCombine};
+    if (!decode) {
+      return {{{{Phase::kAttention, KernelKind::kAttention},
+                {Phase::kDenseFfn, KernelKind::kGateAndShared}},
+               Way::kDispatch},
+              experts};
+    }
+    return {{{{Phase::kAttention, KernelKind::kAttentionProjections}}, Way::kNone},
+            {{{Phase::kAttention, KernelKind::kAttentionCore},
+              {Phase::kDenseFfn, KernelKind::kGateAndShared}},
+             Way::kDispatch},
+            experts};
+  }
+
+  // Micro-batch mb (the pair's x-th) runs the segment: its first kernel waits for the
+  // micro-batch's last exchange (the data it computes on), its exchange for its last kernel.
+  void add_segment(const Segment& seg, int32_t mb, int32_t x, int32_t layer) {
+    OpId last = kNone;
+    for (const auto& [phase, kind] : seg.kernels) {
+      Op op;
+      op.gpu = gpu_;
+      op.stream = Stream::kCompute;
+      op.phase = phase;
+      op.kernel = kind;
+      op.micro_batch = mb;
+      op.layer = layer;
+      OpId& wait = pending_[static_cast<size_t>(x)];
+      last = wait == kNone ? graph_.add_kernel(op) : graph_.add_kernel(op, std::span(&wait, 1));
+      wait = kNone;
+    }
+    if (seg.then == Way::kNone || plan_.ep == 1) return;
+    const bool dispatch = seg.then == Way::kDispatch;
+    const int32_t moe = moe_index_of_layer_[static_cast<size_t>(layer)];
+    const size_t key =
+        ((static_cast<size_t>(mb) * moe_layers_ + moe) * 2 + dispatch) * plan_.dp + d_;
+    CollectiveIdx& c = exchange_[key];
+    if (c == kNone) {
+      Collective e;
+      e.kind = dispatch ? CollectiveKind::kMoeDispatch : CollectiveKind::kMoeCombine;
+      e.phase = dispatch ? Phase::kDispatch : Phase::kCombine;
+      e.micro_batch = mb;
+      e.moe_layer = moe;
+      e.dp_rank = d_;
+      e.per_token = dispatch ? model_.dispatch_bytes_per_token() : model_.combine_bytes_per_token();
+      for (int32_t b = 0; b < plan_.ep; ++b) e.members.push_back(plan_.gpu_of(0, b, d_, 0));
+      c = graph_.add_collective(std::move(e));
+    }
+    pending_[static_cast<size_t>(x)] =
+        graph_.add_member(gpu_, Stream::kComm, c, std::span(&last, 1));
+  }
+
+  const StepSetup& setup_;
+  const ParallelPlan& plan_;
+  const ModelSpec& model_;
+  OpGraph graph_;
+  std::vector<int32_t> moe_index_of_layer_;
+  int32_t moe_layers_ = 0;
+  std::vector<CollectiveIdx> exchange_;  // [mb][moe layer][dispatch way][dp], kNone until made
+  int32_t gpu_ = 0, d_ = 0;
+  std::array<OpId, 2> pending_{kNone, kNone};  // per micro-batch of the pair: its last exchange
+};
+
 }  // namespace
+
+OpGraph TwoBatchOverlapSchedule::build(const StepSetup& setup) const {
+  if (setup.kind == WorkloadKind::kTraining) {
+    throw std::invalid_argument("two-batch overlap: for serving (prefill, decode), not training");
+  }
+  if (setup.micro_batches % 2 != 0) {
+    throw std::invalid_argument("two-batch overlap: needs an even number of micro-batches, got " +
+                                std::to_string(setup.micro_batches));
+  }
+  if (setup.plan->tp != 1 || setup.plan->pp != 1) {
+    throw std::invalid_argument("two-batch overlap: lays out tp 1 and pp 1 only");
+  }
+  return TwoBatchBuilder(setup).build();
+}
+
+std::unique_ptr<Schedule> make_schedule(ScheduleKind kind) {
+  switch (kind) {
+    case ScheduleKind::kOneFOneB:
+      return std::make_unique<OneFOneBSchedule>();
+    case ScheduleKind::kTwoBatchOverlap:
+      return std::make_unique<TwoBatchOverlapSchedule>();
+  }
+  return std::make_unique<OneFOneBSchedule>();
+}
 
 OpGraph OneFOneBSchedule::build(const StepSetup& setup) const {
   if (setup.plan->pp > setup.model->layers) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string_view>
 
@@ -35,5 +36,35 @@ class OneFOneBSchedule final : public Schedule {
   std::string_view name() const override { return "1f1b"; }
   OpGraph build(const StepSetup& setup) const override;
 };
+
+// Two-batch overlap for serving (PREFILL and DECODE), after DeepSeek's inference system
+// ("DeepSeek Inference System Overview", deepseek-ai/open-infra-index, and the profile-data
+// repository's prefill and decode traces) and SGLang's two-batch overlap (TBO). Micro-batches
+// 2k and 2k+1 (A and B) run together, layer by layer, each layer cut into segments at its
+// exchanges; the compute stream runs A's segment then B's, and each micro-batch's dispatch or
+// combine goes on the comm stream as soon as its segment is done, so it moves while the other
+// micro-batch computes. A segment that consumes an exchange (the expert FFN, the next layer)
+// waits for it.
+// - Prefill, per MoE layer: [attention, gate and shared experts] -> dispatch -> [expert FFN] ->
+//   combine. Compute: A.pre B.pre A.experts B.experts; comm: A.dispatch B.dispatch A.combine
+//   B.combine. With compute longer than communication every exchange runs beside the other
+//   micro-batch's compute but the pair's last combine, hidden only by A's LM head.
+// - Decode, per MoE layer, the 5-stage pipeline DeepSeek describes, attention split in two:
+//   [attention projections] (ATTN-0), [attention kernel, gate and shared experts] (ATTN-1) ->
+//   dispatch -> [expert FFN] -> combine, the two micro-batches taking turns at each of the three
+//   compute segments. moesim splits attention into its projection GEMMs and its attention
+//   kernel, and prices the gate and the shared experts as one kernel, so the shared experts run
+//   before the dispatch here (DeepSeek runs them beside the combine).
+// Dense layers are one compute segment. Pairs run one after another (pair k + 1 after pair k
+// on each stream). Lays out tp 1 and pp 1 only (DeepSeek's serving layout: attention DP, experts
+// EP); throws otherwise, and for training or an odd number of micro-batches.
+class TwoBatchOverlapSchedule final : public Schedule {
+ public:
+  std::string_view name() const override { return "two_batch_overlap"; }
+  OpGraph build(const StepSetup& setup) const override;
+};
+
+// The schedule a scenario's workload names (scenarios/scenario.h ScheduleKind).
+std::unique_ptr<Schedule> make_schedule(ScheduleKind kind);
 
 }  // namespace moesim

@@ -14,6 +14,7 @@
 #include "scenarios/topology_file.h"
 #include "sim/exchange_load.h"
 #include "sim/parallel.h"
+#include "sim/schedule.h"
 #include "topologies/presets.h"
 
 namespace moesim {
@@ -178,7 +179,8 @@ SimulationResult simulate(const Scenario& scenario, RoutingSource& source,
   setup.sequence_length = workload.sequence_length;
   setup.kv_context_length = workload.kv_context_length;
   setup.micro_batches = workload.micro_batches;
-  StepDriver driver(engine, network, setup);
+  const std::unique_ptr<Schedule> schedule = make_schedule(workload.schedule);
+  StepDriver driver(engine, network, setup, schedule.get(), options.cost);
   StepRouter step_router(scenario, source, topology, placement, algorithm, options.threads);
   auto* router = dynamic_cast<Router*>(&source);
   const bool update_bias = router != nullptr && scenario.router.selection_bias;
@@ -189,6 +191,7 @@ SimulationResult simulate(const Scenario& scenario, RoutingSource& source,
   r.gpus = gpus;
   r.dispatch_algorithm = algorithm;
   r.gpu_phase_us.assign(static_cast<size_t>(gpus), {});
+  r.gpu_hidden_us.assign(static_cast<size_t>(gpus), {});
   r.tokens_per_expert.assign(static_cast<size_t>(model.routed_experts), 0);
   r.tokens_per_expert_by_layer.assign(static_cast<size_t>(model.moe_layer_count()),
                                       std::vector<int64_t>(model.routed_experts, 0));
@@ -273,7 +276,10 @@ SimulationResult simulate(const Scenario& scenario, RoutingSource& source,
     for (Time t : m.expert_compute) r.expert_compute_us.push_back(t.to_us());
     for (Time t : m.attention) r.attention_us.push_back(t.to_us());
     for (int32_t g = 0; g < gpus; ++g) {
-      for (int p = 0; p < kPhaseCount; ++p) r.gpu_phase_us[g][p] += m.gpu_phase_time[g][p].to_us();
+      for (int p = 0; p < kPhaseCount; ++p) {
+        r.gpu_phase_us[g][p] += m.gpu_phase_time[g][p].to_us();
+        r.gpu_hidden_us[g][p] += m.gpu_hidden_time[g][p].to_us();
+      }
       idle_ps +=
           static_cast<double>(m.gpu_phase_time[g][static_cast<int>(Phase::kIdle)].count_ps());
       r.gpu_tokens[g] += m.gpu_expert_tokens[g];
@@ -311,8 +317,10 @@ SimulationResult simulate(const Scenario& scenario, RoutingSource& source,
     }
   }
   if (r.measured_steps > 0) {
-    for (auto& phases : r.gpu_phase_us) {
-      for (double& v : phases) v /= r.measured_steps;
+    for (auto* per_gpu : {&r.gpu_phase_us, &r.gpu_hidden_us}) {
+      for (auto& phases : *per_gpu) {
+        for (double& v : phases) v /= r.measured_steps;
+      }
     }
   }
   r.idle_fraction = busy_span_ps > 0 ? idle_ps / busy_span_ps : 0.0;

@@ -12,6 +12,7 @@
 
 #include "models/router/routing_decision.h"
 #include "scenarios/scenario.h"
+#include "sim/cost_model.h"
 #include "sim/exchange_load.h"
 #include "sim/moe_traffic.h"
 #include "sim/step_driver.h"
@@ -39,6 +40,9 @@ struct SimulationOptions {
   // When set and true before a step starts, the run ends there (steps are the safe points: the
   // step's engine run is not cut) and the result holds the steps played so far. May be null.
   const std::atomic<bool>* stop_requested = nullptr;
+  // How the step's ops are priced (the share of SMs communication takes while it overlaps
+  // computation); the defaults are the documented ones.
+  CostOptions cost;
 };
 
 // Everything measured over the steps after warm-up. Times are in microseconds for reporting.
@@ -56,6 +60,9 @@ struct SimulationResult {
   std::vector<double> step_time_us, dispatch_us, combine_us, expert_compute_us, attention_us;
   // Per GPU, microseconds in each phase, averaged over measured steps.
   std::vector<std::array<double, kPhaseCount>> gpu_phase_us;
+  // Per GPU, of each communication phase's (and idle's) microseconds, those hidden behind the
+  // GPU's computation (sim/executor.h); exposed = gpu_phase_us - gpu_hidden_us. Averaged alike.
+  std::vector<std::array<double, kPhaseCount>> gpu_hidden_us;
   double idle_fraction = 0.0;
   int64_t routed_pairs = 0;
   int64_t dropped_pairs = 0;

@@ -1,8 +1,10 @@
 #include "sim/step_driver.h"
 
 #include <algorithm>
+#include <map>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace moesim {
 namespace {
@@ -51,11 +53,15 @@ StepMeasurement StepDriver::run_step(const StepTraffic& traffic, const AwaitTraf
   StepMeasurement m;
   m.step_time = x.end - x.start;
   m.gpu_phase_time = std::move(x.gpu_phase_time);
+  m.gpu_hidden_time = std::move(x.gpu_hidden_time);
   m.gpu_expert_tokens.assign(static_cast<size_t>(graph_.gpus()), 0);
   // The slowest GPU's forward attention and expert FFN per (micro-batch, layer).
   const int32_t layers = setup_.model->layers;
   const size_t slots = static_cast<size_t>(setup_.micro_batches) * layers;
   std::vector<Time> attention_max(slots, Time::zero()), expert_max(slots, Time::zero());
+  // Attention split in two kernels (decode's two-batch overlap): a GPU's layer attention is
+  // their sum, keyed by (slot, GPU).
+  std::map<std::pair<size_t, int32_t>, Time> split_attention;
   for (OpId id = 0; id < graph_.op_count(); ++id) {
     const Op& op = graph_.op(id);
     if (!op.is_kernel || op.backward || op.layer < 0) continue;
@@ -63,7 +69,10 @@ StepMeasurement StepDriver::run_step(const StepTraffic& traffic, const AwaitTraf
     const bool expert = op.phase == Phase::kExpertCompute;
     if (!attention && !expert) continue;
     const size_t slot = static_cast<size_t>(op.micro_batch) * layers + op.layer;
-    const Time took = x.op_end[static_cast<size_t>(id)] - x.op_start[static_cast<size_t>(id)];
+    Time took = x.op_end[static_cast<size_t>(id)] - x.op_start[static_cast<size_t>(id)];
+    if (op.kernel == KernelKind::kAttentionProjections || op.kernel == KernelKind::kAttentionCore) {
+      took = split_attention[{slot, op.gpu}] += took;
+    }
     Time& max = attention ? attention_max[slot] : expert_max[slot];
     max = std::max(max, took);
     if (expert) {

@@ -36,6 +36,9 @@ struct StepMeasurement {
   std::vector<Time> expert_compute, attention;
   // Per GPU, time in each phase (summed over the step).
   std::vector<std::array<Time, kPhaseCount>> gpu_phase_time;
+  // Per GPU, the part of each communication phase's (and idle's) time that ran while the GPU's
+  // compute stream ran a kernel (Execution::gpu_hidden_time).
+  std::vector<std::array<Time, kPhaseCount>> gpu_hidden_time;
   // Per GPU, expert rows computed over the step's forward MoE layers.
   std::vector<int64_t> gpu_expert_tokens;
   // Every MoE exchange of the step (forward and backward): bytes by link kind, and the sum of

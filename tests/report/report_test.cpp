@@ -102,6 +102,9 @@ SimulationResult hand_result() {
   set(1, Phase::kDispatch, 5.0);
   set(1, Phase::kExpertCompute, 10.0);
   set(1, Phase::kIdle, 10.0);
+  // GPU 0 hid 3 of its 5 us of dispatch behind computation.
+  r.gpu_hidden_us.assign(2, {});
+  r.gpu_hidden_us[0][static_cast<int>(Phase::kDispatch)] = 3.0;
   r.tokens_per_expert_by_layer = {{1, 1, 1, 1}, {4, 0, 0, 0}, {2, 2, 0, 0}};
   r.tokens_per_expert = {7, 3, 1, 1};
   r.gpu_tokens = {5, 3};
@@ -143,7 +146,8 @@ TEST_CASE("A run report draws every figure and links it with its data", "[report
   CHECK(std::set<std::string>(out.figures.begin(), out.figures.end()) ==
         std::set<std::string>{"phase_time_by_gpu.svg", "tokens_per_expert.svg",
                               "expert_load_by_layer.svg", "expert_rows_by_gpu.svg",
-                              "dispatch_matrix.svg", "latency_step.svg", "latency_dispatch.svg"});
+                              "dispatch_matrix.svg", "latency_step.svg", "latency_dispatch.svg",
+                              "communication_by_gpu.svg"});
   // No combine samples: a note instead of a figure; no exchanges: no straggler figure.
   CHECK_FALSE(fs::exists(tmp.path / "latency_combine.svg"));
   const std::string html = read_file(tmp.path / "index.html");
@@ -176,6 +180,21 @@ TEST_CASE("Run report CSVs hold the hand-worked numbers", "[report]") {
   const std::string phase_gp = read_file(d / "phase_time_by_gpu.gp");
   CHECK(phase_gp.find("'dispatch'") != std::string::npos);
   CHECK(phase_gp.find("'combine'") == std::string::npos);
+
+  // Communication per GPU: exposed and hidden columns per communication phase and idle.
+  const fs::path comm = d / "communication_by_gpu.csv";
+  const auto comm_header = header_of(comm);
+  REQUIRE(comm_header.size() == 13);
+  CHECK(comm_header[3] == "dispatch_exposed_us");
+  CHECK(comm_header[4] == "dispatch_hidden_us");
+  CHECK(comm_header[11] == "idle_exposed_us");
+  REQUIRE(data_rows(comm) == 3);
+  CHECK(cell(comm, 0, 3) == 2.0);  // GPU 0: 5 - 3
+  CHECK(cell(comm, 0, 4) == 3.0);
+  CHECK(cell(comm, 1, 3) == 5.0);  // GPU 1: nothing hidden
+  CHECK(cell(comm, 2, 3) == 3.5);  // mean exposed (2 + 5) / 2
+  CHECK(cell(comm, 2, 4) == 1.5);
+  CHECK(cell(comm, 1, 11) == 10.0);  // GPU 1's idle, exposed
 
   // Tokens per expert: 3 layers x 4 experts, long format.
   CHECK(header_of(d / "tokens_per_expert.csv") ==

@@ -197,6 +197,30 @@ TEST_CASE("The efficiency fields override a GPU preset's", "[scenarios]") {
   CHECK(s.cluster.gpu.gemm_efficiency_max == find_gpu_preset("h100-sxm")->gemm_efficiency_max);
 }
 
+TEST_CASE("The workload's schedule: 1F1B by default; two-batch overlap where it applies",
+          "[scenarios]") {
+  CHECK(parse_scenario(kBase, "t.pbtxt").workload.schedule == ScheduleKind::kOneFOneB);
+  const Parts serving = with_workload(
+      "kind: PREFILL tokens_per_gpu: 4096 micro_batches: 2 schedule: TWO_BATCH_OVERLAP");
+  CHECK(parse_scenario(text_of(serving), "t.pbtxt").workload.schedule ==
+        ScheduleKind::kTwoBatchOverlap);
+  CHECK(schedule_name(ScheduleKind::kTwoBatchOverlap) == "two_batch_overlap");
+  CHECK(error_of(with_workload("kind: TRAINING tokens_per_gpu: 4096 micro_batches: 2 "
+                               "schedule: TWO_BATCH_OVERLAP")) ==
+        "t.pbtxt:4:65: workload.schedule: TWO_BATCH_OVERLAP is for serving (PREFILL or DECODE); "
+        "training uses ONE_F_ONE_B");
+  CHECK_THAT(error_of(with_workload("kind: PREFILL tokens_per_gpu: 4096 micro_batches: 3 "
+                                    "schedule: TWO_BATCH_OVERLAP")),
+             Catch::Contains("workload.schedule: TWO_BATCH_OVERLAP overlaps micro-batches in "
+                             "pairs (2k, 2k+1): micro_batches 3 is odd"));
+  Parts tp2 = serving;
+  tp2.parallelism = "tp: 2 ep: 4";
+  CHECK_THAT(error_of(tp2), Catch::Contains("lays out tp 1 and pp 1 (DeepSeek's serving "
+                                            "layout), got tp 2 pp 1"));
+  CHECK_THAT(error_of(with_workload("kind: PREFILL tokens_per_gpu: 4096 schedule: DUALPIPE_X")),
+             Catch::Contains("DUALPIPE_X"));
+}
+
 TEST_CASE("A syntax error reports the parser's line and column", "[scenarios]") {
   const std::string text = "model { preset: \"mixtral-8x7b\" }\ncluster {\n  topolgy: \"x\"\n}\n";
   const std::string e = error_of(text);

@@ -261,6 +261,56 @@ TEST_CASE("a dispatch overlapped with independent compute costs the max, not the
   }
 }
 
+double hidden_us(const Execution& x, int gpu, Phase p) {
+  return us(x.gpu_hidden_time.at(static_cast<size_t>(gpu))[static_cast<int>(p)]);
+}
+
+TEST_CASE("communication beside a kernel is hidden, the rest exposed", "[executor][overlap]") {
+  const double bytes = 1e6;
+  const double a2a = transfer_us(bytes);  // 11 us
+  std::vector<OpId> k;
+  SECTION("the overlap case: hidden = min(C, A), exposed = A - hidden; after the kernel: none") {
+    for (double compute_us : {20.0, 4.0}) {
+      INFO("C = " << compute_us << " us");
+      const OverlapCase o{Time::us(static_cast<int64_t>(compute_us)), Time::us(5), bytes, false,
+                          false};
+      const Execution x = play_overlap(0.0, o, k);
+      for (int gpu = 0; gpu < 2; ++gpu) {
+        CHECK(hidden_us(x, gpu, Phase::kDispatch) ==
+              Approx(std::min(compute_us, a2a)).margin(1e-6));
+        CHECK(hidden_us(x, gpu, Phase::kIdle) == 0.0);
+        // Kernels book nothing as hidden.
+        CHECK(hidden_us(x, gpu, Phase::kExpertCompute) == 0.0);
+      }
+    }
+    const Execution x = play_overlap(0.0, {Time::us(20), Time::us(5), bytes, true, false}, k);
+    CHECK(hidden_us(x, 0, Phase::kDispatch) == 0.0);
+    CHECK(phase_us(x, 0, Phase::kDispatch) == Approx(a2a).margin(1e-6));
+  }
+  SECTION("a wait for a late peer is hidden while the GPU computes, like the transfer") {
+    // GPU 0: a 6 us kernel, and beside it its member from t = 0. GPU 1: a 4 us kernel, then its
+    // member. The all-to-all launches at 4 and ends at 4 + A. GPU 0 idles [0, 4] under its
+    // kernel (all hidden) and moves [4, 4 + A], of which [4, 6] is under the kernel. GPU 1's
+    // kernel ended before its member started: nothing hidden.
+    Bench b;
+    OpGraph g(2);
+    const CollectiveIdx c = g.add_collective(all_to_all({0, 1}, Bytes(1'000'000)));
+    g.add_kernel(fixed(0, Time::us(6)));
+    g.add_member(0, Stream::kComm, c);
+    const OpId k1 = g.add_kernel(fixed(1, Time::us(4)));
+    g.add_member(1, Stream::kComm, c, std::vector<OpId>{k1});
+    g.finish();
+    const Execution x = b.executor.run(g);
+    CHECK(phase_us(x, 0, Phase::kIdle) == Approx(4.0));
+    CHECK(hidden_us(x, 0, Phase::kIdle) == Approx(4.0));
+    CHECK(hidden_us(x, 0, Phase::kDispatch) == Approx(2.0));
+    CHECK(phase_us(x, 0, Phase::kDispatch) - hidden_us(x, 0, Phase::kDispatch) ==
+          Approx(a2a - 2.0).margin(1e-6));
+    CHECK(hidden_us(x, 1, Phase::kIdle) == 0.0);
+    CHECK(hidden_us(x, 1, Phase::kDispatch) == 0.0);
+  }
+}
+
 TEST_CASE("the SM share must be a fraction below one", "[executor]") {
   Engine engine;
   const Topology topology = build_nvswitch_node({2, Bandwidth::gigabytes_per_s(100)});
