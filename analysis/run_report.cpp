@@ -99,6 +99,9 @@ void write_run_json(std::ostream& out, const Scenario& scenario, const Simulatio
       << (r.dispatch_algorithm == DispatchAlgorithm::kHierarchical ? "\"hierarchical\""
                                                                    : "\"direct\"")
       << ",\n";
+  out << "  \"token_model\": {\"origin\": "
+      << json_string(token_model_origin_name(scenario.router.token_model_origin))
+      << ", \"summary\": " << json_string(token_model_summary(scenario.router)) << "},\n";
   out << "  \"measured_steps\": " << r.measured_steps << ",\n";
   // Only in a run stopped early, so a complete run's document stays as it was.
   if (r.partial) {
@@ -161,6 +164,7 @@ void print_run_table(std::ostream& out, const Scenario& scenario, const Simulati
     out << ", schedule " << schedule_name(scenario.workload.schedule);
   }
   out << "\n";
+  out << "  token model: " << token_model_summary(scenario.router) << "\n";
   if (r.partial) {
     out << "  partial: stopped after " << r.steps_run << " of " << scenario.workload.steps
         << " steps (" << scenario.workload.warmup_steps << " warm-up)\n";

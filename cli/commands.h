@@ -13,6 +13,7 @@ int merge_command(int argc, char** argv);
 int record_command(int argc, char** argv);
 int replay_command(int argc, char** argv);
 int import_command(int argc, char** argv);
+int fit_command(int argc, char** argv);
 int moe_collective_command(int argc, char** argv);
 int collective_command(int argc, char** argv);
 

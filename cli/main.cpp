@@ -25,6 +25,7 @@ constexpr Command kCommands[] = {
     {"record", moesim::cli::record_command, "write a scenario's routing decisions as a trace"},
     {"replay", moesim::cli::replay_command, "simulate a scenario with a routing trace"},
     {"import", moesim::cli::import_command, "convert a CSV, JSONL or .npy routing log to a trace"},
+    {"fit", moesim::cli::fit_command, "fit the synthetic token model to a routing trace or log"},
     {"collective", moesim::cli::collective_command, "time a collective over message sizes"},
     {"moe-collective", moesim::cli::moe_collective_command,
      "one DeepEP-style MoE dispatch or combine phase, DeepEP's bandwidth figures"},

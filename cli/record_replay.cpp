@@ -70,7 +70,11 @@ int replay_command(int argc, char** argv) {
   opts.add_options()("help,h", "show this help")(
       "format", po::value(&format)->default_value("table"), "output: table or json")(
       "report", po::value(&report_dir), "write an HTML report with figures into this folder")(
-      "no-progress", "do not print progress on stderr");
+      "no-progress", "do not print progress on stderr")(
+      "grow-with-fit",
+      "when the trace's batches are smaller than the scenario's micro-batch, fit the token "
+      "model to the trace and run the scenario's router on it instead of replaying (the "
+      "output says which routed)");
   po::options_description hidden;
   hidden.add_options()("trace", po::value(&trace_path))("scenario", po::value(&scenario_path));
   po::positional_options_description positional;
@@ -92,20 +96,31 @@ int replay_command(int argc, char** argv) {
   options.keep_traffic_matrix = !report_dir.empty();
   const InterruptStop interrupt;
   options.stop_requested = interrupt.token();
-  const ReplayResult r = replay_trace(scenario, trace_path, options);
+  const ReplayResult r = replay_trace(scenario, trace_path, options, vm.count("grow-with-fit") > 0);
   progress.finish();
+  const bool grown = r.scenario.router.token_model_origin == TokenModelOrigin::kFitted;
+  if (!grown && r.header.tokens_per_batch > 0 &&
+      r.header.tokens_per_batch < micro_batch_tokens(scenario)) {
+    std::cerr << "moesim replay: note: the trace's batches hold " << r.header.tokens_per_batch
+              << " tokens, the scenario's micro-batch " << micro_batch_tokens(scenario)
+              << ": each rank got its share of the smaller batch; --grow-with-fit runs a token "
+                 "model fitted to the trace at the scenario's size instead\n";
+  }
   if (r.wraps > 0) {
     std::cerr << "moesim replay: note: the trace holds " << r.trace_batches
               << " batches; the run's micro-batches went around it " << r.wraps << " time(s)\n";
   }
   if (!report_dir.empty()) {
-    write_and_announce_run_report("replay", report_dir, scenario, r.result);
+    write_and_announce_run_report("replay", report_dir, r.scenario, r.result);
   }
   if (format == "json") {
-    write_run_json(std::cout, scenario, r.result);
+    write_run_json(std::cout, r.scenario, r.result);
   } else {
     std::cout << "trace: " << trace_path << " (" << r.header.source << ")\n";
-    print_run_table(std::cout, scenario, r.result);
+    std::cout << "routing: "
+              << (grown ? "token model fitted to the trace (--grow-with-fit)" : "the trace")
+              << "\n";
+    print_run_table(std::cout, r.scenario, r.result);
   }
   if (r.result.partial) {
     std::cerr << "moesim replay: interrupted: " << r.result.steps_run << " of "

@@ -725,11 +725,28 @@ RouterSpec Resolver::router(const Node& n, const ModelSpec& model, const Workloa
     if (!(in.isotropic_scale() >= 0.0)) fail(n, "isotropic_scale", "must be >= 0");
     t.isotropic_scale = in.isotropic_scale();
   }
+  if (in.has_common_centre_scale()) {
+    if (!(in.common_centre_scale() >= 0.0)) fail(n, "common_centre_scale", "must be >= 0");
+    t.common_scale = in.common_centre_scale();
+  }
   if (in.has_offset_correlation()) {
     if (!(in.offset_correlation() >= 0.0 && in.offset_correlation() < 1.0)) {
       fail(n, "offset_correlation", "expected a value in [0, 1)");
     }
     t.offset_correlation = in.offset_correlation();
+  }
+  const bool token_fields = in.has_clusters() || in.has_zipf_exponent() || in.has_spread() ||
+                            in.has_rank() || in.has_sequence_correlation() ||
+                            in.has_centre_scale() || in.has_isotropic_scale() ||
+                            in.has_offset_correlation() || in.has_common_centre_scale();
+  r.token_model_origin = token_fields ? TokenModelOrigin::kScenario : TokenModelOrigin::kDefault;
+  if (in.has_token_model_fitted_to()) {
+    if (in.token_model_fitted_to().empty()) fail(n, "token_model_fitted_to", "is empty");
+    if (!token_fields) {
+      fail(n, "token_model_fitted_to", "is set but no token model field (clusters, ...) is");
+    }
+    r.token_model_origin = TokenModelOrigin::kFitted;
+    r.token_model_fitted_to = in.token_model_fitted_to();
   }
   if (in.has_gate_weights_file()) {
     const std::filesystem::path p = existing_file(n, "gate_weights_file", in.gate_weights_file());

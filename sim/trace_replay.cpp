@@ -1,12 +1,15 @@
 #include "sim/trace_replay.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "models/router/router.h"
+#include "models/router/token_model_fit.h"
 #include "models/trace/trace_routing_source.h"
+#include "models/trace/trace_sample.h"
 #include "models/trace/trace_writer.h"
 #include "sim/parallel.h"
 
@@ -107,12 +110,52 @@ void check_trace_fits(const TraceHeader& header, const Scenario& scenario,
   }
 }
 
+int64_t micro_batch_tokens(const Scenario& scenario) {
+  const ParallelPlan& plan = scenario.parallel;
+  return int64_t{plan.tp} * plan.ep * plan.dp * scenario.workload.tokens_per_gpu;
+}
+
 ReplayResult replay_trace(const Scenario& scenario, const std::filesystem::path& trace,
-                          const SimulationOptions& options) {
+                          const SimulationOptions& options, bool grow_with_fit) {
   TraceRoutingSource source(trace);
   check_trace_fits(source.header(), scenario, trace.string());
   ReplayResult r;
   r.header = source.header();
+  r.scenario = scenario;
+  const int64_t wanted = micro_batch_tokens(scenario);
+  if (grow_with_fit && r.header.tokens_per_batch < wanted) {
+    const int32_t B = r.header.tokens_per_batch;
+    if (B <= 0) {
+      throw TraceError(trace.string() +
+                       ": batches of varying size; fit the token model with "
+                       "`moesim fit --tokens-per-batch N` and run the scenario with it instead");
+    }
+    const TraceSample sample = read_trace_sample(trace);
+    if (sample.trace_batches < 2) {
+      throw TraceError(trace.string() +
+                       ": one batch; --grow-with-fit needs two or more (or fit "
+                       "with `moesim fit --tokens-per-batch N` and run the scenario with it)");
+    }
+    TokenModelFitOptions fit_options;
+    fit_options.tokens_per_batch = B;
+    const TokenModelFit fit = fit_token_model(sample.sample, fit_options);
+    TokenModel& t = r.scenario.router.tokens;
+    const TokenModel keep = t;
+    t = fit.model;
+    t.hidden = keep.hidden;
+    t.sequence_tokens = keep.sequence_tokens;
+    r.scenario.router.token_model_origin = TokenModelOrigin::kFitted;
+    char loss[32];
+    std::snprintf(loss, sizeof(loss), "%.4f", fit.loss);
+    r.scenario.router.token_model_fitted_to =
+        trace.string() + " by replay --grow-with-fit: its batches of " + std::to_string(B) +
+        " tokens are smaller than the scenario's micro-batch of " + std::to_string(wanted) +
+        "; fit loss " + loss;
+    r.result = simulate(r.scenario, options);
+    return r;
+  }
+  r.scenario.router.token_model_origin = TokenModelOrigin::kTrace;
+  r.scenario.router.token_model_fitted_to = trace.string();
   r.result = simulate(scenario, source, options);
   r.trace_batches = source.trace_batches();
   r.wraps = source.wraps();

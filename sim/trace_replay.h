@@ -37,6 +37,9 @@ void check_trace_fits(const TraceHeader& header, const Scenario& scenario,
 
 struct ReplayResult {
   SimulationResult result;
+  // The scenario as simulated: its router's token model origin says what routed (kTrace: the
+  // trace itself; kFitted: the token model fitted to it, with what it was fitted to).
+  Scenario scenario;
   TraceHeader header;
   int64_t trace_batches = -1;  // -1 when the run did not reach the trace's end
   int64_t wraps = 0;           // how often the trace was restarted to cover the run
@@ -44,7 +47,17 @@ struct ReplayResult {
 
 // Simulates the scenario with the trace in place of its router (placement from the scenario,
 // so a trace recorded at one EP size replays at another).
+// With grow_with_fit, a trace whose batches hold fewer tokens than one micro-batch of the
+// scenario (tokens_per_gpu x data-holding ranks) is not replayed (each rank would get a share of
+// a small batch, and a large run would go around it): the scenario's token model is fitted to
+// the trace at the trace's batch (fit_token_model with its defaults) and the scenario runs with
+// its router on the fitted model. A trace at least as large as the micro-batch is replayed as
+// without the option. Throws TraceError when the fit cannot be made (fewer than two batches, or
+// batches of varying size).
 ReplayResult replay_trace(const Scenario& scenario, const std::filesystem::path& trace,
-                          const SimulationOptions& options = {});
+                          const SimulationOptions& options = {}, bool grow_with_fit = false);
+
+// Tokens of one micro-batch over the data-holding ranks: what a trace batch is compared with.
+int64_t micro_batch_tokens(const Scenario& scenario);
 
 }  // namespace moesim

@@ -341,4 +341,41 @@ void Router::route_with_stats(const RoutingRequest& request, RoutingDecision& ou
                     sc.gating, out, stats);
 }
 
+const char* token_model_origin_name(TokenModelOrigin origin) {
+  switch (origin) {
+    case TokenModelOrigin::kDefault:
+      return "default (uncalibrated)";
+    case TokenModelOrigin::kScenario:
+      return "scenario-given";
+    case TokenModelOrigin::kFitted:
+      return "fitted";
+    case TokenModelOrigin::kTrace:
+      return "trace";
+  }
+  return "?";
+}
+
+std::string token_model_summary(const RouterSpec& spec) {
+  if (spec.token_model_origin == TokenModelOrigin::kTrace) {
+    return "none: routing replayed from " + spec.token_model_fitted_to;
+  }
+  if (spec.source == TokenSourceKind::kHiddenStatesFile) {
+    return "none: hidden states read from " + spec.tokens_file;
+  }
+  const TokenModel& t = spec.tokens;
+  char params[256];
+  std::snprintf(params, sizeof(params),
+                "%d clusters, zipf %.3g, centre %.3g, common centre %.3g, spread %.3g, isotropic "
+                "%.3g, sequence correlation %.3g, offset correlation %.3g",
+                t.clusters, t.popularity_exponent, t.centre_scale, t.common_scale, t.offset_scale,
+                t.isotropic_scale, t.stay_probability, t.offset_correlation);
+  std::string text = token_model_origin_name(spec.token_model_origin);
+  if (spec.token_model_origin == TokenModelOrigin::kFitted) {
+    text += " to " + spec.token_model_fitted_to;
+  } else if (spec.token_model_origin == TokenModelOrigin::kDefault) {
+    text += ", calibrated to no routing data";
+  }
+  return text + " (" + params + ")";
+}
+
 }  // namespace moesim

@@ -32,10 +32,19 @@ enum class GateSourceKind : uint8_t { kRandom, kNpy, kSafetensors };
 // own matrices are hidden x experts.
 enum class GateLayout : uint8_t { kExpertsByHidden, kHiddenByExperts };
 
+// Where a router's token model parameters come from, so that a result says what its routing
+// rests on: the defaults below (calibrated to no routing data), values a scenario gave, values
+// `moesim fit` fitted to a trace, or no token model at all (a replayed trace).
+enum class TokenModelOrigin : uint8_t { kDefault, kScenario, kFitted, kTrace };
+
 // Hidden states as a mixture of Gaussian clusters: token = centre_c + A_c u [+ sigma_iso eps],
 // u ~ N(0, I_rank). Cluster popularity is Zipf(popularity_exponent); along a sequence a token
 // keeps its predecessor's cluster with probability stay_probability, and u follows an AR(1)
 // with coefficient offset_correlation while the cluster is kept.
+// The defaults are NOT calibrated to any routing data: they are a moderate skew chosen by hand,
+// the same for every model preset (presets set no token model). They give untrained-looking
+// imbalance (per-layer max/mean ~7-13 for DeepSeek-V3 at 4,096 tokens per GPU); `moesim fit`
+// fits these parameters to a real trace (README, "Fitting the token model to a trace").
 struct TokenModel {
   int32_t hidden = 0;
   int32_t clusters = 16;
@@ -43,6 +52,9 @@ struct TokenModel {
   // Centre entries are N(0, centre_scale^2); with N(0, 1/H) gate entries a centre's logits have
   // standard deviation close to centre_scale, so these are in logit units.
   double centre_scale = 1.0;
+  // A centre shared by every cluster (entries N(0, common_scale^2), added to each cluster's):
+  // experts every token favours, as a trained router's hot experts. 0: none.
+  double common_scale = 0.0;
   int32_t offset_rank = 16;   // r
   double offset_scale = 0.5;  // A_c entries N(0, offset_scale^2 / r): offsets of size ~offset_scale
   double isotropic_scale = 0.0;     // sigma_iso
@@ -74,7 +86,9 @@ struct RouterSpec {
 
   TokenSourceKind source = TokenSourceKind::kLogitSpace;
   TokenModel tokens;
-  std::string tokens_file;  // .npy, tokens x hidden, for kHiddenStatesFile
+  TokenModelOrigin token_model_origin = TokenModelOrigin::kDefault;
+  std::string token_model_fitted_to;  // kFitted (or kTrace): what the parameters came from
+  std::string tokens_file;            // .npy, tokens x hidden, for kHiddenStatesFile
 
   GateSourceKind gate_source = GateSourceKind::kRandom;
   std::string gate_file;
@@ -89,5 +103,10 @@ struct RouterSpec {
   // Throws std::invalid_argument naming the first bad field and what was expected.
   void validate() const;
 };
+
+// "default (uncalibrated)", "scenario-given", "fitted" or "trace": the JSON value of the origin.
+const char* token_model_origin_name(TokenModelOrigin origin);
+// One line for a run's output: which token model routed, e.g. "fitted to X: 16 clusters, ...".
+std::string token_model_summary(const RouterSpec& spec);
 
 }  // namespace moesim

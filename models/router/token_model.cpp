@@ -20,6 +20,7 @@ ClusterTokenModel::ClusterTokenModel(const TokenModel& model, uint64_t seed) : m
   if (model.offset_rank < 1) bad("offset_rank must be >= 1");
   if (!(model.popularity_exponent >= 0.0)) bad("popularity_exponent must be >= 0");
   if (!(model.centre_scale >= 0.0)) bad("centre_scale must be >= 0");
+  if (!(model.common_scale >= 0.0)) bad("common_scale must be >= 0");
   if (!(model.offset_scale >= 0.0)) bad("offset_scale must be >= 0");
   if (!(model.isotropic_scale >= 0.0)) bad("isotropic_scale must be >= 0");
   if (!(model.stay_probability >= 0.0 && model.stay_probability <= 1.0)) {
@@ -45,6 +46,17 @@ ClusterTokenModel::ClusterTokenModel(const TokenModel& model, uint64_t seed) : m
   centres_.resize(model.clusters * H);
   fill_standard_normal(stream, centres_);
   for (float& v : centres_) v *= static_cast<float>(model.centre_scale);
+  if (model.common_scale > 0.0) {
+    // Its own stream, so the clusters' draws stay as they were without it.
+    RandomStream common_stream(seed, "router.tokens.common");
+    std::vector<float> common(H);
+    fill_standard_normal(common_stream, common);
+    for (size_t c = 0; c < static_cast<size_t>(model.clusters); ++c) {
+      for (size_t h = 0; h < H; ++h) {
+        centres_[c * H + h] += static_cast<float>(model.common_scale) * common[h];
+      }
+    }
+  }
   bases_.resize(model.clusters * r * H);
   fill_standard_normal(stream, bases_);
   const auto base_scale = static_cast<float>(model.offset_scale / std::sqrt(double(r)));

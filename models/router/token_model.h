@@ -6,8 +6,8 @@
 #include <span>
 #include <vector>
 
-#include "models/router/router_spec.h"
 #include "core/random.h"
+#include "models/router/router_spec.h"
 
 namespace moesim {
 
