@@ -118,7 +118,7 @@ int fit_command(int argc, char** argv) {
       "fraction of the tokens, at the end, kept out of the fit and compared at 1x, 4x and 16x "
       "the batch")("seed", po::value(&seed)->default_value(1), "seed of the synthetic draws")(
       "evaluations", po::value(&evaluations)->default_value(200),
-      "synthetic routings tried per cluster count (4, 8, 16, 32, 64)");
+      "synthetic routings tried per (cluster count, offset rank): (4, 16, 64) x (2, 16)");
   po::options_description hidden;
   hidden.add_options()("input", po::value(&input));
   po::positional_options_description positional;
@@ -218,9 +218,13 @@ int fit_command(int argc, char** argv) {
             << fixed(m.offset_correlation, 3) << ", common_centre_scale "
             << fixed(m.common_scale, 3) << "; wrote " << out_path << "\n\n";
   print_comparison(std::cout, "fitted part", fit.trace, fit.fitted);
-  if (fit.trace_large.tokens_per_batch > 0) {
+  for (size_t i = 0; i < fit.trace_larger.size(); ++i) {
     std::cout << "\n";
-    print_comparison(std::cout, "fitted part at 4x the batch", fit.trace_large, fit.fitted_large);
+    print_comparison(std::cout,
+                     "fitted part at " +
+                         std::to_string(fit.trace_larger[i].tokens_per_batch / tokens_per_batch) +
+                         "x the batch",
+                     fit.trace_larger[i], fit.fitted_larger[i]);
   }
   if (held > 0) {
     const RoutingSample held_part = sample.slice(fit_tokens, sample.tokens());

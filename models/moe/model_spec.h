@@ -100,7 +100,10 @@ struct ModelSpec {
 };
 
 // The built-in models: mixtral-8x7b, mixtral-8x22b, deepseek-v3, qwen3-30b-a3b,
-// qwen3-235b-a22b, dbrx, switch-base-128.
+// qwen3-235b-a22b, dbrx, switch-base-128. Token model: no preset sets one; every preset routes
+// synthetic tokens with the router's default TokenModel (models/router/router_spec.h), which is
+// calibrated to no routing data of any of these models (the run's output says so). `moesim fit`
+// fits one to a trace of the model.
 std::span<const ModelSpec> model_presets();
 // nullptr when `name` is not a preset.
 const ModelSpec* find_model_preset(std::string_view name);

@@ -6,6 +6,8 @@
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "models/router/router.h"
 
@@ -55,7 +57,7 @@ double fit_loss(const RoutingStatistics& model, const RoutingStatistics& referen
 namespace {
 
 constexpr int kParameters = 6;
-constexpr int32_t kLargeBatch = 4;
+constexpr int32_t kLargerBatches[] = {4, 16};
 using Point = std::array<double, kParameters>;
 
 double logistic(double x) {
@@ -68,10 +70,11 @@ double logit(double p) {
 // Unconstrained coordinates to parameters: exponent in (0, 3), spread and isotropic scale
 // positive (log), stay probability in (0, 1), offset correlation in (0, 0.98), common centre
 // scale positive (log).
-TokenModel to_model(const Point& x, int32_t clusters, int32_t hidden) {
+TokenModel to_model(const Point& x, int32_t clusters, int32_t rank, int32_t hidden) {
   TokenModel m;
   m.hidden = hidden;
   m.clusters = clusters;
+  m.offset_rank = rank;
   m.centre_scale = 1.0;
   m.popularity_exponent = 3.0 * logistic(x[0]);
   m.offset_scale = std::exp(std::clamp(x[1], -6.0, 4.0));
@@ -101,24 +104,37 @@ TokenModelFit fit_token_model(const RoutingSample& sample, const TokenModelFitOp
   best.loss = std::numeric_limits<double>::infinity();
   const int64_t tokens = options.synthetic_tokens > 0 ? options.synthetic_tokens
                                                       : std::max<int64_t>(sample.tokens(), 16 * B);
-  // How imbalance falls as the batch grows is fitted too, from the sample's own batches of
-  // kLargeBatch x B when it holds two or more: the synthetic stream is drawn in requests of that
-  // size (one sequence each, as consecutive tokens of a trace are) and measured at both sizes.
-  const bool large = sample.tokens() / (kLargeBatch * B) >= 2;
-  const int32_t request = large ? kLargeBatch * B : B;
-  if (large) best.trace_large = routing_statistics(sample, request);
+  // How imbalance falls as the batch grows is fitted too, from the sample's own batches of 4x
+  // and 16x B where it holds two or more: the synthetic stream is drawn in requests of the
+  // largest such size (one sequence each, as consecutive tokens of a trace are) and measured at
+  // every size.
+  int32_t request = B;
+  for (const int32_t scale : kLargerBatches) {
+    if (sample.tokens() / (int64_t{scale} * B) < 2) break;
+    request = scale * B;
+    best.trace_larger.push_back(routing_statistics(sample, request));
+  }
   const int64_t requests = std::max<int64_t>(2, tokens / request);
+  const auto larger_statistics = [&](const RoutingSample& synthetic) {
+    std::vector<RoutingStatistics> out;
+    for (const RoutingStatistics& t : best.trace_larger) {
+      out.push_back(routing_statistics(synthetic, t.tokens_per_batch));
+    }
+    return out;
+  };
 
-  const auto evaluate = [&](const Point& x, int32_t clusters, RoutingStatistics& stats) {
-    const TokenModel m = to_model(x, clusters, options.hidden);
+  const auto evaluate = [&](const Point& x, int32_t clusters, int32_t rank,
+                            RoutingStatistics& stats) {
+    const TokenModel m = to_model(x, clusters, rank, options.hidden);
     const RoutingSample synthetic = synthesize_routing(
         m, sample.experts, sample.top_k, sample.layers(), request, requests, options.seed);
     stats = routing_statistics(synthetic, B);
     ++best.evaluations;
     double loss = fit_loss(stats, best.trace);
-    if (large) {
+    for (size_t i = 0; i < best.trace_larger.size(); ++i) {
       const StatisticsError e =
-          statistics_error(routing_statistics(synthetic, request), best.trace_large);
+          statistics_error(routing_statistics(synthetic, best.trace_larger[i].tokens_per_batch),
+                           best.trace_larger[i]);
       loss += e.max_over_mean * e.max_over_mean + e.load_curve * e.load_curve;
     }
     return loss;
@@ -132,7 +148,11 @@ TokenModelFit fit_token_model(const RoutingSample& sample, const TokenModelFitOp
   const Point start = {logit(1.0 / 3.0), std::log(0.5), std::log(0.3),
                        logit(excess),    0.0,           std::log(0.3)};
 
+  std::vector<std::pair<int32_t, int32_t>> shapes;
   for (const int32_t clusters : options.cluster_counts) {
+    for (const int32_t rank : options.offset_ranks) shapes.emplace_back(clusters, rank);
+  }
+  for (const auto& [clusters, rank] : shapes) {
     // The common centre sets how far the hottest experts stand out, which ranges over orders of
     // magnitude between traces: start from the best of a coarse scan of it.
     Point from = start;
@@ -142,7 +162,7 @@ TokenModelFit fit_token_model(const RoutingSample& sample, const TokenModelFitOp
       Point p = start;
       p[5] = std::log(common);
       RoutingStatistics s;
-      const double f = evaluate(p, clusters, s);
+      const double f = evaluate(p, clusters, rank, s);
       ++used;
       if (f < from_value) from = p, from_value = f;
     }
@@ -155,7 +175,7 @@ TokenModelFit fit_token_model(const RoutingSample& sample, const TokenModelFitOp
       for (int i = 0; i <= kParameters; ++i) {
         simplex[i] = centre;
         if (i > 0) simplex[i][i - 1] += 1.0;
-        value[i] = evaluate(simplex[i], clusters, stats[i]);
+        value[i] = evaluate(simplex[i], clusters, rank, stats[i]);
         ++used;
       }
     };
@@ -189,12 +209,12 @@ TokenModelFit fit_token_model(const RoutingSample& sample, const TokenModelFitOp
       };
       RoutingStatistics s_r;
       const Point reflected = along(-1.0);
-      const double f_r = evaluate(reflected, clusters, s_r);
+      const double f_r = evaluate(reflected, clusters, rank, s_r);
       ++used;
       if (f_r < value[lowest]) {
         RoutingStatistics s_e;
         const Point expanded = along(-2.0);
-        const double f_e = evaluate(expanded, clusters, s_e);
+        const double f_e = evaluate(expanded, clusters, rank, s_e);
         ++used;
         if (f_e < f_r) {
           simplex[worst] = expanded, value[worst] = f_e, stats[worst] = s_e;
@@ -209,7 +229,7 @@ TokenModelFit fit_token_model(const RoutingSample& sample, const TokenModelFitOp
       }
       RoutingStatistics s_c;
       const Point contracted = f_r < value[worst] ? along(-0.5) : along(0.5);
-      const double f_c = evaluate(contracted, clusters, s_c);
+      const double f_c = evaluate(contracted, clusters, rank, s_c);
       ++used;
       if (f_c < std::min(f_r, value[worst])) {
         simplex[worst] = contracted, value[worst] = f_c, stats[worst] = s_c;
@@ -221,7 +241,7 @@ TokenModelFit fit_token_model(const RoutingSample& sample, const TokenModelFitOp
         for (int j = 0; j < kParameters; ++j) {
           simplex[i][j] = simplex[lowest][j] + 0.5 * (simplex[i][j] - simplex[lowest][j]);
         }
-        value[i] = evaluate(simplex[i], clusters, stats[i]);
+        value[i] = evaluate(simplex[i], clusters, rank, stats[i]);
         ++used;
       }
     }
@@ -229,14 +249,11 @@ TokenModelFit fit_token_model(const RoutingSample& sample, const TokenModelFitOp
         static_cast<size_t>(std::min_element(value.begin(), value.end()) - value.begin());
     if (value[at] < best.loss) {
       best.loss = value[at];
-      best.model = to_model(simplex[at], clusters, options.hidden);
+      best.model = to_model(simplex[at], clusters, rank, options.hidden);
       best.fitted = stats[at];
-      if (large) {
-        best.fitted_large =
-            routing_statistics(synthesize_routing(best.model, sample.experts, sample.top_k,
-                                                  sample.layers(), request, requests, options.seed),
-                               request);
-      }
+      best.fitted_larger =
+          larger_statistics(synthesize_routing(best.model, sample.experts, sample.top_k,
+                                               sample.layers(), request, requests, options.seed));
     }
   }
   return best;

@@ -28,8 +28,11 @@ struct TokenModelFitOptions {
   // Synthetic tokens per candidate: 0 for max(the sample's tokens, 16 batches) rounded to whole
   // batches. More lowers the synthetic side's noise at a proportional cost.
   int64_t synthetic_tokens = 0;
-  // Cluster counts tried; each gets its own Nelder-Mead search over the continuous parameters.
-  std::vector<int32_t> cluster_counts = {4, 8, 16, 32, 64};
+  // Cluster counts and offset ranks tried; each pair gets its own Nelder-Mead search over the
+  // continuous parameters. A low rank correlates a cluster's offsets across experts, so pairs of
+  // experts are chosen together without making either hot (zero-mean offsets).
+  std::vector<int32_t> cluster_counts = {4, 16, 64};
+  std::vector<int32_t> offset_ranks = {2, 16};
   int32_t evaluations_per_count = 200;
 };
 
@@ -37,23 +40,24 @@ struct TokenModelFit {
   TokenModel model;  // hidden is the fit's; a scenario sets its own hidden and sequence_tokens
   RoutingStatistics trace;
   RoutingStatistics fitted;  // of the fitted model's synthetic routing at the trace's batch
-  // The same at 4x the batch, when the sample holds two such batches (else tokens_per_batch 0).
-  RoutingStatistics trace_large;
-  RoutingStatistics fitted_large;
+  // The same at 4x and 16x the batch, those of the two the sample holds two batches of.
+  std::vector<RoutingStatistics> trace_larger;
+  std::vector<RoutingStatistics> fitted_larger;
   double loss = 0.0;
   int32_t evaluations = 0;
 };
 
 // The figure the fit minimises at one batch size: squared relative errors of max/mean's mean,
 // co-selection and following, the load curve's mean absolute error (a fraction of the mean
-// load), and a quarter weight on max/mean's spread across batches. The fit adds, at 4x the
-// batch (when the sample holds two such batches), max/mean's and the load curve's terms.
+// load), and a quarter weight on max/mean's spread across batches. The fit adds, at 4x and 16x
+// the batch (where the sample holds two such batches), max/mean's and the load curve's terms.
 double fit_loss(const RoutingStatistics& model, const RoutingStatistics& reference);
 
 // Fits popularity_exponent, offset_scale, isotropic_scale, stay_probability, offset_correlation
 // and common_scale (centre_scale fixed at 1: top-k is invariant to scaling every logit, so only
-// ratios matter) for each of options.cluster_counts and keeps the best. Deterministic for the
-// options. Throws std::invalid_argument when the sample holds fewer than two whole batches.
+// ratios matter) for each cluster count and offset rank of the options and keeps the best.
+// Deterministic for the options. Throws std::invalid_argument when the sample holds fewer than two
+// whole batches.
 TokenModelFit fit_token_model(const RoutingSample& sample, const TokenModelFitOptions& options);
 
 }  // namespace moesim

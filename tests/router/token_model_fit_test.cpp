@@ -130,6 +130,7 @@ TEST_CASE("fit: synthetic routing from known parameters is fitted back") {
   TokenModelFitOptions options;
   options.tokens_per_batch = B;
   options.cluster_counts = {8};
+  options.offset_ranks = {16};
   options.evaluations_per_count = 80;
   const TokenModelFit fit = fit_token_model(data, options);
   // The statistics come back (the fit's own figure and a fresh draw of the fitted model).
