@@ -45,6 +45,7 @@ enum class KernelKind : uint8_t {
   kDenseFfn,       // a dense layer's FFN
   kGateAndShared,  // an MoE layer's router gate and shared experts
   kExpertFfn,      // the GPU's grouped expert FFN for one (micro-batch, MoE layer) slot
+  kAttentionCore,  // the attention kernel alone (no projections): selective recomputation
 };
 
 enum class CollectiveKind : uint8_t {

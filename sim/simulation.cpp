@@ -178,6 +178,7 @@ SimulationResult simulate(const Scenario& scenario, RoutingSource& source,
   setup.sequence_length = workload.sequence_length;
   setup.kv_context_length = workload.kv_context_length;
   setup.micro_batches = workload.micro_batches;
+  setup.options = workload.options;
   StepDriver driver(engine, network, setup);
   StepRouter step_router(scenario, source, topology, placement, algorithm, options.threads);
   auto* router = dynamic_cast<Router*>(&source);
