@@ -386,6 +386,16 @@ GpuSpec Resolver::gpu(const Node& n) const {
       fail(n, "kernel_launch", e.what());
     }
   }
+  if (in.has_grouped_gemm_kernel()) {
+    const std::optional<GroupedGemmKernel> k =
+        grouped_gemm_kernel_from_name(in.grouped_gemm_kernel());
+    if (!k) {
+      fail(n, "grouped_gemm_kernel",
+           "unknown kernel family '" + in.grouped_gemm_kernel() +
+               "', expected cublas-dense, pytorch-grouped or deepgemm");
+    }
+    g.grouped_gemm_kernel = *k;
+  }
   return g;
 }
 
@@ -628,6 +638,45 @@ Workload Resolver::workload(const Node& n, const ParallelPlan& plan) const {
                std::to_string(plan.tp) + " pp " + std::to_string(plan.pp));
     }
   }
+  // The step options (StepOptions); the training-only ones are refused elsewhere, not ignored.
+  const bool training = w.kind == WorkloadKind::kTraining;
+  const auto training_only = [&](bool has, const char* field) {
+    if (has && !training) fail(n, field, "applies to TRAINING only");
+  };
+  training_only(in.has_distributed_optimizer(), "distributed_optimizer");
+  training_only(in.has_recomputation(), "recomputation");
+  training_only(in.has_gradients_in_dispatch_format(), "gradients_in_dispatch_format");
+  w.options.distributed_optimizer = in.distributed_optimizer();
+  w.options.gradients_in_dispatch_format = in.gradients_in_dispatch_format();
+  if (in.has_recomputation()) {
+    switch (in.recomputation()) {
+      case proto::RECOMPUTATION_NONE:
+        w.options.recomputation = Recomputation::kNone;
+        break;
+      case proto::RECOMPUTATION_SELECTIVE:
+        w.options.recomputation = Recomputation::kSelective;
+        break;
+      case proto::RECOMPUTATION_FULL:
+        w.options.recomputation = Recomputation::kFull;
+        break;
+      default:
+        fail(n, "recomputation",
+             "expected RECOMPUTATION_NONE, RECOMPUTATION_SELECTIVE or RECOMPUTATION_FULL");
+    }
+  }
+  const auto gemm_dtype = [&](bool has, const std::string& text, const char* field) {
+    std::optional<Dtype> d;
+    if (!has) return d;
+    d = dtype_from_name(text);
+    if (!d || (*d != Dtype::kBf16 && *d != Dtype::kFp8)) {
+      fail(n, field, "unknown GEMM precision '" + text + "', expected bf16 or fp8");
+    }
+    return d;
+  };
+  w.options.expert_gemm_dtype =
+      gemm_dtype(in.has_expert_gemm_dtype(), in.expert_gemm_dtype(), "expert_gemm_dtype");
+  w.options.dense_gemm_dtype =
+      gemm_dtype(in.has_dense_gemm_dtype(), in.dense_gemm_dtype(), "dense_gemm_dtype");
   return w;
 }
 
@@ -1002,6 +1051,18 @@ std::string_view schedule_name(ScheduleKind kind) {
       return "two_batch_overlap";
   }
   return "1f1b";
+}
+
+std::string_view recomputation_name(Recomputation r) {
+  switch (r) {
+    case Recomputation::kNone:
+      return "none";
+    case Recomputation::kSelective:
+      return "selective";
+    case Recomputation::kFull:
+      return "full";
+  }
+  return "?";
 }
 
 std::string_view workload_kind_name(WorkloadKind kind) {

@@ -54,6 +54,46 @@ enum class ScheduleKind : uint8_t { kOneFOneB, kTwoBatchOverlap };
 // "1f1b", "two_batch_overlap": for reports.
 std::string_view schedule_name(ScheduleKind kind);
 
+// Activation recomputation, Megatron-LM's --recompute-granularity (Korthikanti et al. 2022,
+// "Reducing Activation Recomputation in Large Transformer Models", sections 4.1-4.2).
+enum class Recomputation : uint8_t {
+  kNone,
+  // Megatron's selective: the core attention (QK^T, softmax, attention over V) is run again in
+  // the backward pass instead of keeping its internals. The memory model already assumes flash
+  // attention, which keeps none of them (no score matrix), so it saves no memory here and costs
+  // one more forward of the attention kernel per layer and micro-batch.
+  kSelective,
+  // Megatron's full (--recompute-method uniform --recompute-num-layers 1): only each layer's
+  // input is kept; the backward pass runs the layer's whole forward again first, its
+  // tensor-parallel collectives and MoE exchanges included, then its backward.
+  kFull,
+};
+// "none", "selective", "full".
+std::string_view recomputation_name(Recomputation r);
+
+// How a step runs its arithmetic and keeps its training state. Every default is the step as it
+// ran before these options existed, so a scenario that sets none of them is unchanged.
+struct StepOptions {
+  // Training: ZeRO-1 / Megatron's distributed optimizer (--use-distributed-optimizer; Rajbhandari
+  // et al. 2020, "ZeRO", stage 1). The FP32 master weights and Adam moments are sharded over the
+  // data-parallel ranks that hold a parameter (dense: the dp * ep ranks of a (tp, pp) position;
+  // routed experts: the dp ranks of an EP rank); gradients are reduce-scattered instead of
+  // all-reduced, each rank updates its shard, and the BF16 parameters are all-gathered.
+  bool distributed_optimizer = false;
+  Recomputation recomputation = Recomputation::kNone;
+  // Precision of the routed experts' grouped GEMMs and of the dense GEMMs (attention
+  // projections, dense FFNs, shared experts). nullopt: the model's weights dtype. The attention
+  // kernel, router gate and LM head keep the weights dtype (DeepSeek-V3 report 3.3: embedding,
+  // output head, gating and attention operators stay in higher precision under FP8 training).
+  std::optional<Dtype> expert_gemm_dtype;
+  std::optional<Dtype> dense_gemm_dtype;
+  // Training: the backward pass's dispatch-way exchange (the gradients of the expert outputs,
+  // sent to the experts' GPUs) in the model's dispatch format, as DeepSeek-V3 sends them (report
+  // 3.3.3: the activation gradient before the MoE down-projection is quantised to FP8, while
+  // both combines stay in BF16). false: in the combine format, as every backward exchange.
+  bool gradients_in_dispatch_format = false;
+};
+
 struct Workload {
   WorkloadKind kind = WorkloadKind::kTraining;
   ScheduleKind schedule = ScheduleKind::kOneFOneB;
@@ -63,6 +103,7 @@ struct Workload {
   int32_t steps = 1;
   int32_t warmup_steps = 0;       // the first steps, excluded from statistics
   int32_t kv_context_length = 0;  // decode only
+  StepOptions options;
 };
 
 // One sweep axis, names and values validated (every value resolves to a valid scenario).

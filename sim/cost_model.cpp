@@ -65,8 +65,8 @@ StepCostModel::StepCostModel(FlowNetwork& network, const StepSetup& setup, CostO
   for (int32_t l = 0; l < layers; ++l) {
     if (setup.model->is_moe_layer(l)) moe_index_of_layer_[static_cast<size_t>(l)] = moe_layers_++;
   }
-  attention_ = attention_time();
   attention_core_ = attention_core_time();
+  attention_ = attention_time();
   dense_ffn_ = dense_ffn_time();
   gate_and_shared_ = gate_and_shared_time();
   lm_head_ = lm_head_time();
@@ -88,34 +88,32 @@ const MoeLayerTraffic& StepCostModel::slot(int32_t mb, int32_t moe, int32_t d) {
   return (*traffic_)[static_cast<size_t>(mb)][static_cast<size_t>(moe)][static_cast<size_t>(d)];
 }
 
-Time StepCostModel::attention_time() const {
-  const ModelSpec& model = *setup_.model;
-  const GpuModel& g = gpu_;
-  const Dtype dt = model.weights.dtype;
-  const int64_t tokens = tokens_in_tp_group();
-  const int64_t proj_cols = model.attention_params() / (int64_t{tp()} * model.hidden_size);
-  Time t = g.gemm(tokens, proj_cols, model.hidden_size, dt);
-  t += attention_core_time();
-  return t;
-}
-
+// The attention kernel alone, in the weights dtype (prefill and training: causal flash
+// attention over whole sequences; decode: over the KV cache).
 Time StepCostModel::attention_core_time() const {
   const ModelSpec& model = *setup_.model;
   const GpuModel& g = gpu_;
-  const Dtype dt = model.weights.dtype;
   const int64_t tokens = tokens_in_tp_group();
   const bool decode = setup_.kind == WorkloadKind::kDecode;
   const AttentionShape shape = attention_shape(model, tp(), decode);
   if (decode) return g.attention_decode(tokens, setup_.kv_context_length, shape, Dtype::kBf16);
   const int64_t length = std::min<int64_t>(setup_.sequence_length, tokens);
   const int64_t sequences = std::max<int64_t>(1, tokens / std::max<int64_t>(1, length));
-  return g.attention_prefill(sequences, length, shape, dt, true);
+  return g.attention_prefill(sequences, length, shape, weights_dtype(), true);
+}
+
+// The projections (in the dense GEMM precision) and the attention kernel.
+Time StepCostModel::attention_time() const {
+  const ModelSpec& model = *setup_.model;
+  const int64_t tokens = tokens_in_tp_group();
+  const int64_t proj_cols = model.attention_params() / (int64_t{tp()} * model.hidden_size);
+  return gpu_.gemm(tokens, proj_cols, model.hidden_size, dense_dtype()) + attention_core_;
 }
 
 Time StepCostModel::dense_ffn_time() const {
   const ModelSpec& model = *setup_.model;
   return gpu_.gemm(tokens_in_tp_group(), int64_t{model.ffn_matrices} * model.dense_ffn_size / tp(),
-                   model.hidden_size, model.weights.dtype);
+                   model.hidden_size, dense_dtype());
 }
 
 Time StepCostModel::gate_and_shared_time() const {
@@ -125,7 +123,7 @@ Time StepCostModel::gate_and_shared_time() const {
     t +=
         gpu_.gemm(tokens_in_tp_group(),
                   int64_t{model.ffn_matrices} * model.shared_experts * model.expert_ffn_size / tp(),
-                  model.hidden_size, model.weights.dtype);
+                  model.hidden_size, dense_dtype());
   }
   return t;
 }
@@ -158,7 +156,7 @@ Time StepCostModel::kernel_time(const Op& op) {
           slot(op.micro_batch, moe_index_of_layer(op.layer), dp_rank_of_gpu(op.gpu));
       const auto& counts = traffic.tokens_per_local_expert[static_cast<size_t>(op.gpu)];
       return gpu_.grouped_expert_ffn(counts, model.hidden_size, model.expert_ffn_size,
-                                     model.weights.dtype, tp(), model.ffn_matrices) *
+                                     expert_dtype(), tp(), model.ffn_matrices) *
              op.work_scale;
     }
     case KernelKind::kFixed:

@@ -116,7 +116,11 @@ class StepCostModel final : public CostModel {
   StepSetup setup_;
   std::vector<int32_t> moe_index_of_layer_;
   int32_t moe_layers_ = 0;
-  Time attention_, attention_core_, dense_ffn_, gate_and_shared_, lm_head_;
+  Dtype expert_dtype() const { return setup_.options.expert_gemm_dtype.value_or(weights_dtype()); }
+  Dtype dense_dtype() const { return setup_.options.dense_gemm_dtype.value_or(weights_dtype()); }
+  Dtype weights_dtype() const { return setup_.model->weights.dtype; }
+
+  Time attention_core_, attention_, dense_ffn_, gate_and_shared_, lm_head_;
   const StepTraffic* traffic_ = nullptr;
   const AwaitTrafficSlot* await_slot_ = nullptr;
   std::vector<uint8_t> slot_ready_;  // [micro_batch][moe_layer][dp_rank], once awaited

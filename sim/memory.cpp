@@ -13,6 +13,11 @@ namespace {
 constexpr int64_t kActivationBytes = 2;  // bf16
 constexpr int64_t kLogitBytes = 4;       // fp32 router logits
 constexpr int64_t kKvBytes = 2;          // bf16 KV cache
+constexpr int64_t kAdamBytes = 12;       // fp32 master weight and two fp32 moments
+
+int64_t ceil_div(int64_t a, int64_t b) {
+  return (a + b - 1) / b;
+}
 
 // Elements one token stores in one layer's attention block (see memory.h).
 int64_t attention_elements(const ModelSpec& m) {
@@ -58,11 +63,16 @@ MemoryPerGpu memory_per_gpu(const ModelSpec& model, const ParallelPlan& plan,
   const int64_t kv_tokens_per_sequence =
       workload.kind == WorkloadKind::kDecode ? int64_t{workload.kv_context_length} + 1 : 1;
 
+  const StepOptions& options = workload.options;
+  // ZeRO-1: the optimizer state of each parameter split over the ranks holding it.
+  const int64_t dense_group = options.distributed_optimizer ? int64_t{plan.ep} * plan.dp : 1;
+  const int64_t expert_group = options.distributed_optimizer ? plan.dp : 1;
+
   MemoryPerGpu best;
   for (int32_t stage = 0; stage < plan.pp; ++stage) {
-    const int64_t params =
-        gpu_parameter_count(model, plan, stage, first[stage], first[stage + 1], local_experts)
-            .total();
+    const GpuParameterCount count =
+        gpu_parameter_count(model, plan, stage, first[stage], first[stage + 1], local_experts);
+    const int64_t params = count.total();
     int64_t token_bytes = 0;       // stored per token over the stage's layers
     int64_t layer_peak_bytes = 0;  // the largest single layer, per token
     for (int32_t layer = first[stage]; layer < first[stage + 1]; ++layer) {
@@ -77,9 +87,18 @@ MemoryPerGpu memory_per_gpu(const ModelSpec& model, const ParallelPlan& plan,
     if (training) {
       m.weights = Bytes(params * 2);
       m.gradients = Bytes(params * 2);
-      m.optimizer_state = Bytes(params * 12);
+      m.optimizer_state = Bytes(ceil_div(count.dense * kAdamBytes, dense_group) +
+                                ceil_div(count.routed_experts * kAdamBytes, expert_group));
       const int64_t in_flight = std::min<int64_t>(plan.pp - stage, workload.micro_batches);
-      m.activations = Bytes(tokens * token_bytes * in_flight);
+      if (options.recomputation == Recomputation::kFull) {
+        // Each layer's input kept per micro-batch in flight, and one layer's activations
+        // rebuilt for its backward.
+        const int64_t layers = first[stage + 1] - first[stage];
+        m.activations = Bytes(tokens * (layers * model.hidden_size * kActivationBytes * in_flight +
+                                        layer_peak_bytes));
+      } else {
+        m.activations = Bytes(tokens * token_bytes * in_flight);
+      }
     } else {
       m.weights = model.weights.bytes_for(params);
       m.activations = Bytes(tokens * layer_peak_bytes);

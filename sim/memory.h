@@ -4,10 +4,10 @@
 
 #include <cstdint>
 
+#include "core/units.h"
 #include "models/moe/model_spec.h"
 #include "models/moe/parallel_plan.h"
 #include "scenarios/scenario.h"
-#include "core/units.h"
 
 namespace moesim {
 
@@ -17,8 +17,12 @@ namespace moesim {
 // layers (split as stage_first_layers does) and the most routed experts any EP rank holds.
 //
 // Training: bf16 weights (2 bytes/param), bf16 gradients (2), Adam (fp32 master weights and two
-// fp32 moments: 12 bytes/param), not sharded over data-parallel ranks (no ZeRO). Serving:
-// weights in the model's weight format (block scales counted), nothing else per parameter.
+// fp32 moments: 12 bytes/param). With the distributed optimizer (ZeRO-1, StepOptions) Adam's 12
+// bytes are sharded over the ranks holding the parameter: ceil(12 * dense / (dp * ep)) +
+// ceil(12 * routed expert params / dp): 4 + 12/d bytes per parameter for d ranks (Megatron-LM's
+// docs/source/distrib_optimizer.md counts 4 + 16/d for fp16 parameters and gradients, its
+// optimizer keeping an fp32 gradient copy too, which this count does not have). Serving: weights
+// in the model's weight format (block scales counted), nothing else per parameter.
 //
 // Activations, 2 bytes per element (bf16), per token a GPU holds (tokens_per_gpu, its
 // sequence-parallel share; TP-sharded tensors hold tp times the tokens at 1/tp the width, so the
@@ -29,7 +33,11 @@ namespace moesim {
 // tp*top_k dispatched rows of hidden (each TP rank receives its group's tokens whole) plus
 // top_k * ffn_matrices * expert_ffn (balanced load), and shared experts' ffn_matrices *
 // expert_ffn each. Training keeps them for min(pp - stage, micro_batches) micro-batches in
-// flight (1F1B), the first stage the most; no recomputation. Serving keeps one layer's.
+// flight (1F1B), the first stage the most. Full recomputation keeps instead each layer's input
+// (hidden elements per token per layer, per micro-batch in flight) plus the largest layer's
+// activations once (rebuilt for its backward, one layer at a time); selective recomputation
+// keeps the same as none (the flash attention assumed already keeps no score matrix).
+// Serving keeps one layer's.
 //
 // KV cache (serving), 2 bytes per element: per sequence token kv_cache_elements_per_token() per
 // layer of the stage; the TP group's tp*tokens_per_gpu sequences (decode) or tokens (prefill)

@@ -42,7 +42,8 @@ enum class KernelKind : uint8_t {
   kMemoryBound,  // streams Op::bytes through HBM (the optimizer)
   kAttention,    // a layer's attention (projections and kernel) for one micro-batch
   // The same split in two, for schedules that overlap between them (decode's two-batch
-  // overlap): the projection GEMMs, and the attention kernel; together kAttention's time.
+  // overlap): the projection GEMMs, and the attention kernel alone (also what selective
+  // recomputation runs again); together kAttention's time.
   kAttentionProjections,
   kAttentionCore,
   kLmHead,         // the LM head for one micro-batch

@@ -46,6 +46,8 @@ std::vector<std::pair<int32_t, bool>> one_f_one_b(int32_t stage, int32_t stages,
 // the same four in reverse, each the other kind).
 enum class TpSlot : uint8_t { kBeforeAttention, kAfterAttention, kBeforeFfn, kAfterFfn };
 inline constexpr int32_t kTpSlots = 4;
+// Passes a collective can belong to: forward, backward, forward recomputed in the backward.
+inline constexpr size_t kPasses = 3;
 
 // The collectives a 1F1B step shares between GPUs, found by their keys in dense tables (one
 // entry per possible collective, O(1) lookup): the first member to reach one creates it.
@@ -65,11 +67,13 @@ class OneFOneBBuilder {
     }
     moe_layers_ = moe;
     const auto mb = static_cast<size_t>(setup.micro_batches);
-    if (plan_.tp > 1) tp_.assign(mb * layers * 2 * kTpSlots * plan_.ep * plan_.dp, kNone);
-    if (plan_.ep > 1) exchange_.assign(mb * moe_layers_ * 2 * 2 * plan_.dp, kNone);
+    if (plan_.tp > 1) tp_.assign(mb * layers * kPasses * kTpSlots * plan_.ep * plan_.dp, kNone);
+    if (plan_.ep > 1) exchange_.assign(mb * moe_layers_ * kPasses * 2 * plan_.dp, kNone);
     if (plan_.pp > 1) pipeline_.assign(mb * 2 * graph_.gpus(), kNone);
     dense_gradients_.assign(static_cast<size_t>(plan_.tp) * plan_.pp, kNone);
     expert_gradients_.assign(static_cast<size_t>(plan_.tp) * plan_.pp * plan_.ep, kNone);
+    dense_parameters_.assign(dense_gradients_.size(), kNone);
+    expert_parameters_.assign(expert_gradients_.size(), kNone);
   }
 
   OpGraph build() && {
@@ -104,12 +108,16 @@ class OneFOneBBuilder {
     op.stream = Stream::kCompute;
     op.phase = phase;
     op.kernel = kind;
-    op.backward = backward;
+    // A recomputed forward kernel is part of the backward pass at the forward's work.
+    op.backward = backward || recomputing_;
     op.micro_batch = mb;
     op.layer = layer;
     op.work_scale = backward ? 2 : 1;  // the backward pass does twice the matrix work
     previous_ = graph_.add_kernel(op, after());
   }
+  // Which pass a collective belongs to, for its key: forward, backward, or a forward
+  // recomputed in the backward pass (its own collectives, moving what the forward's did).
+  size_t pass(bool backward) const { return recomputing_ ? 2 : (backward ? 1 : 0); }
   void join(CollectiveIdx c) { previous_ = graph_.add_member(gpu_, Stream::kComm, c, after()); }
   // The table's collective, created by `make` if this is its first member.
   template <typename Make>
@@ -129,7 +137,8 @@ class OneFOneBBuilder {
     const bool gather =
         (slot == TpSlot::kBeforeAttention || slot == TpSlot::kBeforeFfn) != backward;
     const size_t key =
-        ((((static_cast<size_t>(mb) * model_.layers + layer) * 2 + backward) * kTpSlots +
+        ((((static_cast<size_t>(mb) * model_.layers + layer) * kPasses + pass(backward)) *
+              kTpSlots +
           static_cast<size_t>(slot)) *
              plan_.dp +
          d_) *
@@ -139,7 +148,7 @@ class OneFOneBBuilder {
       Collective c;
       c.kind = gather ? CollectiveKind::kAllGather : CollectiveKind::kReduceScatter;
       c.phase = Phase::kTpCollective;
-      c.backward = backward;
+      c.backward = backward || recomputing_;
       c.micro_batch = mb;
       for (int32_t a = 0; a < plan_.tp; ++a) c.members.push_back(plan_.gpu_of(a, b_, d_, s_));
       c.bytes = activation_bytes();
@@ -151,21 +160,25 @@ class OneFOneBBuilder {
     if (plan_.ep == 1) return;
     const int32_t moe = moe_index_of_layer_[static_cast<size_t>(layer)];
     const size_t key =
-        (((static_cast<size_t>(mb) * moe_layers_ + moe) * 2 + backward) * 2 + dispatch_pattern) *
+        (((static_cast<size_t>(mb) * moe_layers_ + moe) * kPasses + pass(backward)) * 2 +
+         dispatch_pattern) *
             plan_.dp +
         d_;
     join(find(exchange_, key, [&] {
       Collective c;
       c.kind = dispatch_pattern ? CollectiveKind::kMoeDispatch : CollectiveKind::kMoeCombine;
       c.phase = phase;
-      c.backward = backward;
+      c.backward = backward || recomputing_;
       c.micro_batch = mb;
       c.moe_layer = moe;
       c.dp_rank = d_;
       // Forward dispatch sends activations in the dispatch format; everything else (combine
-      // and both backward exchanges, which carry gradients) in the combine format.
-      c.per_token = (dispatch_pattern && !backward) ? model_.dispatch_bytes_per_token()
-                                                    : model_.combine_bytes_per_token();
+      // and both backward exchanges, which carry gradients) in the combine format, but the
+      // backward dispatch-way gradients where the scenario sends them in the dispatch format.
+      const bool dispatch_format =
+          dispatch_pattern && (!backward || setup_.options.gradients_in_dispatch_format);
+      c.per_token =
+          dispatch_format ? model_.dispatch_bytes_per_token() : model_.combine_bytes_per_token();
       for (int32_t e = 0; e < plan_.ep; ++e) {
         for (int32_t a = 0; a < plan_.tp; ++a) c.members.push_back(plan_.gpu_of(a, e, d_, s_));
       }
@@ -195,25 +208,28 @@ class OneFOneBBuilder {
     }
   }
 
+  // One layer's forward: in the forward pass, or recomputed at the start of its backward.
+  void forward_layer(int32_t mb, int32_t l) {
+    tp_collective(mb, l, false, TpSlot::kBeforeAttention);
+    kernel(Phase::kAttention, KernelKind::kAttention, false, mb, l);
+    tp_collective(mb, l, false, TpSlot::kAfterAttention);
+    tp_collective(mb, l, false, TpSlot::kBeforeFfn);
+    if (model_.is_moe_layer(l)) {
+      kernel(Phase::kDenseFfn, KernelKind::kGateAndShared, false, mb, l);
+      exchange(true, Phase::kDispatch, mb, l, false);
+      kernel(Phase::kExpertCompute, KernelKind::kExpertFfn, false, mb, l);
+      exchange(false, Phase::kCombine, mb, l, false);
+    } else {
+      kernel(Phase::kDenseFfn, KernelKind::kDenseFfn, false, mb, l);
+    }
+    tp_collective(mb, l, false, TpSlot::kAfterFfn);
+  }
+
   void add_forward(int32_t mb) {
     const int32_t first = stage_first_layer_[s_];
     const int32_t last = stage_first_layer_[s_ + 1];
     if (s_ > 0) send_recv(plan_.gpu_of(a_, b_, d_, s_ - 1), gpu_, mb, false);
-    for (int32_t l = first; l < last; ++l) {
-      tp_collective(mb, l, false, TpSlot::kBeforeAttention);
-      kernel(Phase::kAttention, KernelKind::kAttention, false, mb, l);
-      tp_collective(mb, l, false, TpSlot::kAfterAttention);
-      tp_collective(mb, l, false, TpSlot::kBeforeFfn);
-      if (model_.is_moe_layer(l)) {
-        kernel(Phase::kDenseFfn, KernelKind::kGateAndShared, false, mb, l);
-        exchange(true, Phase::kDispatch, mb, l, false);
-        kernel(Phase::kExpertCompute, KernelKind::kExpertFfn, false, mb, l);
-        exchange(false, Phase::kCombine, mb, l, false);
-      } else {
-        kernel(Phase::kDenseFfn, KernelKind::kDenseFfn, false, mb, l);
-      }
-      tp_collective(mb, l, false, TpSlot::kAfterFfn);
-    }
+    for (int32_t l = first; l < last; ++l) forward_layer(mb, l);
     if (s_ == plan_.pp - 1) kernel(Phase::kAttention, KernelKind::kLmHead, false, mb, kNone);
     if (s_ < plan_.pp - 1) send_recv(gpu_, plan_.gpu_of(a_, b_, d_, s_ + 1), mb, false);
   }
@@ -224,6 +240,11 @@ class OneFOneBBuilder {
     if (s_ < plan_.pp - 1) send_recv(plan_.gpu_of(a_, b_, d_, s_ + 1), gpu_, mb, true);
     if (s_ == plan_.pp - 1) kernel(Phase::kAttention, KernelKind::kLmHead, true, mb, kNone);
     for (int32_t l = last - 1; l >= first; --l) {
+      if (setup_.options.recomputation == Recomputation::kFull) {
+        recomputing_ = true;
+        forward_layer(mb, l);
+        recomputing_ = false;
+      }
       tp_collective(mb, l, true, TpSlot::kAfterFfn);
       if (model_.is_moe_layer(l)) {
         exchange(true, Phase::kCombine, mb, l, true);
@@ -235,52 +256,82 @@ class OneFOneBBuilder {
       }
       tp_collective(mb, l, true, TpSlot::kBeforeFfn);
       tp_collective(mb, l, true, TpSlot::kAfterAttention);
+      if (setup_.options.recomputation == Recomputation::kSelective) {
+        recomputing_ = true;
+        kernel(Phase::kAttention, KernelKind::kAttentionCore, false, mb, l);
+        recomputing_ = false;
+      }
       kernel(Phase::kAttention, KernelKind::kAttention, true, mb, l);
       tp_collective(mb, l, true, TpSlot::kBeforeAttention);
     }
     if (s_ > 0) send_recv(gpu_, plan_.gpu_of(a_, b_, d_, s_ - 1), mb, true);
   }
 
+  // A data-parallel collective of the training tail over the GPUs holding the same dense
+  // parameters (the dp * ep ranks of this (tp, pp) position) or the same routed experts (the dp
+  // ranks of this EP rank); found in `table` by that group's key.
+  void data_parallel(std::vector<CollectiveIdx>& table, bool experts, CollectiveKind kind,
+                     Bytes bytes) {
+    const size_t key =
+        (static_cast<size_t>(s_) * plan_.tp + a_) * (experts ? plan_.ep : 1) + (experts ? b_ : 0);
+    join(find(table, key, [&] {
+      Collective c;
+      c.kind = kind;
+      c.phase = Phase::kGradientSync;
+      for (int32_t dd = 0; dd < plan_.dp; ++dd) {
+        if (experts) {
+          c.members.push_back(plan_.gpu_of(a_, b_, dd, s_));
+          continue;
+        }
+        for (int32_t bb = 0; bb < plan_.ep; ++bb) c.members.push_back(plan_.gpu_of(a_, bb, dd, s_));
+      }
+      c.bytes = bytes;
+      return c;
+    }));
+  }
+
+  // The training tail: gradients reduced over the data-parallel ranks holding each parameter,
+  // then Adam. Without the distributed optimizer: one BF16 all-reduce of the dense gradients
+  // (over dp * ep ranks) and one of the routed experts' (over dp), then Adam on every parameter
+  // the GPU holds. With it (ZeRO-1): the same groups reduce-scatter the BF16 gradients, Adam
+  // updates the GPU's shard (ceil(parameters / group size) of each kind), and the BF16
+  // parameters are all-gathered back. A ring reduce-scatter plus all-gather moves what a ring
+  // all-reduce does; what shrinks is Adam's HBM traffic, by the group size.
   void add_gradient_sync_and_optimizer() {
     const GpuParameterCount params = gpu_parameter_count(
         *setup_.model, plan_, s_, stage_first_layer_[s_], stage_first_layer_[s_ + 1],
         static_cast<int64_t>(setup_.placement->experts_on(b_).size()));
-    const int64_t dense_params = params.dense;
-    const int64_t expert_params = params.routed_experts;
-    // Gradients are reduced in BF16 (2 bytes per parameter).
-    if (plan_.ep * plan_.dp > 1) {
-      const size_t key = static_cast<size_t>(s_) * plan_.tp + a_;
-      join(find(dense_gradients_, key, [&] {
-        Collective c;
-        c.kind = CollectiveKind::kAllReduce;
-        c.phase = Phase::kGradientSync;
-        for (int32_t dd = 0; dd < plan_.dp; ++dd) {
-          for (int32_t bb = 0; bb < plan_.ep; ++bb)
-            c.members.push_back(plan_.gpu_of(a_, bb, dd, s_));
-        }
-        c.bytes = Bytes(dense_params * 2);
-        return c;
-      }));
-    }
-    if (plan_.dp > 1 && expert_params > 0) {
-      const size_t key = (static_cast<size_t>(s_) * plan_.tp + a_) * plan_.ep + b_;
-      join(find(expert_gradients_, key, [&] {
-        Collective c;
-        c.kind = CollectiveKind::kAllReduce;
-        c.phase = Phase::kGradientSync;
-        for (int32_t dd = 0; dd < plan_.dp; ++dd) c.members.push_back(plan_.gpu_of(a_, b_, dd, s_));
-        c.bytes = Bytes(expert_params * 2);
-        return c;
-      }));
-    }
+    const bool zero = setup_.options.distributed_optimizer;
+    const int64_t dense_group = int64_t{plan_.ep} * plan_.dp;
+    const int64_t expert_group = plan_.dp;
+    const bool sync_dense = dense_group > 1;
+    const bool sync_experts = expert_group > 1 && params.routed_experts > 0;
+    // Each GPU's shard of a group's parameters (the whole when it is not sharded).
+    const auto shard = [&](int64_t n, int64_t group) { return zero ? (n + group - 1) / group : n; };
+    const int64_t dense_shard = shard(params.dense, dense_group);
+    const int64_t expert_shard = shard(params.routed_experts, expert_group);
+    // Gradients are reduced in BF16 (2 bytes per parameter): the whole buffer for an
+    // all-reduce, each member's shard for a reduce-scatter.
+    const CollectiveKind reduce =
+        zero ? CollectiveKind::kReduceScatter : CollectiveKind::kAllReduce;
+    if (sync_dense) data_parallel(dense_gradients_, false, reduce, Bytes(dense_shard * 2));
+    if (sync_experts) data_parallel(expert_gradients_, true, reduce, Bytes(expert_shard * 2));
     // Adam with FP32 master weights and moments: read and write about 16 bytes per parameter
     // (weight, gradient, two moments) plus the BF16 copy.
     Op op;
     op.gpu = gpu_;
     op.phase = Phase::kOptimizer;
     op.kernel = KernelKind::kMemoryBound;
-    op.bytes = Bytes((dense_params + expert_params) * 18);
+    op.bytes = Bytes((dense_shard + expert_shard) * 18);
     previous_ = graph_.add_kernel(op, after());
+    if (!zero) return;
+    // The updated BF16 parameters, each member's shard, gathered to every member.
+    if (sync_dense) {
+      data_parallel(dense_parameters_, false, CollectiveKind::kAllGather, Bytes(dense_shard * 2));
+    }
+    if (sync_experts) {
+      data_parallel(expert_parameters_, true, CollectiveKind::kAllGather, Bytes(expert_shard * 2));
+    }
   }
 
   const StepSetup& setup_;
@@ -291,11 +342,15 @@ class OneFOneBBuilder {
   std::vector<int32_t> moe_index_of_layer_;
   int32_t moe_layers_ = 0;
   // Keyed collectives, kNone until created.
-  std::vector<CollectiveIdx> tp_;                // [mb][layer][backward][slot][dp][ep]
-  std::vector<CollectiveIdx> exchange_;          // [mb][moe layer][backward][dispatch way][dp]
-  std::vector<CollectiveIdx> pipeline_;          // [mb][backward][sender]
-  std::vector<CollectiveIdx> dense_gradients_;   // [stage][tp]
-  std::vector<CollectiveIdx> expert_gradients_;  // [stage][tp][ep]
+  std::vector<CollectiveIdx> tp_;                 // [mb][layer][backward][slot][dp][ep]
+  std::vector<CollectiveIdx> exchange_;           // [mb][moe layer][backward][dispatch way][dp]
+  std::vector<CollectiveIdx> pipeline_;           // [mb][backward][sender]
+  std::vector<CollectiveIdx> dense_gradients_;    // [stage][tp]
+  std::vector<CollectiveIdx> expert_gradients_;   // [stage][tp][ep]
+  std::vector<CollectiveIdx> dense_parameters_;   // [stage][tp], ZeRO-1's all-gathers
+  std::vector<CollectiveIdx> expert_parameters_;  // [stage][tp][ep]
+  // Laying out a forward recomputed in the backward pass (activation recomputation).
+  bool recomputing_ = false;
   // The GPU being laid out and its coordinates, and its last op (what the next one waits for).
   int32_t gpu_ = 0, a_ = 0, b_ = 0, d_ = 0, s_ = 0;
   OpId previous_ = kNone;

@@ -179,6 +179,7 @@ SimulationResult simulate(const Scenario& scenario, RoutingSource& source,
   setup.sequence_length = workload.sequence_length;
   setup.kv_context_length = workload.kv_context_length;
   setup.micro_batches = workload.micro_batches;
+  setup.options = workload.options;
   const std::unique_ptr<Schedule> schedule = make_schedule(workload.schedule);
   StepDriver driver(engine, network, setup, schedule.get(), options.cost);
   StepRouter step_router(scenario, source, topology, placement, algorithm, options.threads);

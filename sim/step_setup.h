@@ -24,6 +24,7 @@ struct StepSetup {
   int32_t sequence_length = 0;
   int32_t kv_context_length = 0;
   int32_t micro_batches = 1;
+  StepOptions options;  // the workload's: recomputation, ZeRO-1, GEMM precisions
 };
 
 // The first layer of each pipeline stage, plus the end: layers split as evenly as possible,

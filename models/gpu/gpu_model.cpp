@@ -34,6 +34,11 @@ double GpuModel::gemm_efficiency(double rows) const {
   return saturating(spec_.gemm_efficiency_max, spec_.gemm_half_efficiency_rows, rows);
 }
 
+double GpuModel::grouped_gemm_efficiency(double rows, Dtype dtype) const {
+  return saturating(spec_.grouped_gemm_efficiency_max(dtype), spec_.gemm_half_efficiency_rows,
+                    rows);
+}
+
 double GpuModel::attention_efficiency(double length) const {
   return saturating(spec_.attention_efficiency_max, spec_.attention_half_efficiency_length, length);
 }
@@ -81,7 +86,7 @@ Time GpuModel::grouped_expert_ffn(std::span<const int32_t> tokens_per_local_expe
     if (rows < 0) throw std::invalid_argument("GpuModel::grouped_expert_ffn: negative row count");
     if (rows == 0) continue;
     total += roofline(flops_per_row * rows, Bytes(weight_bytes + bytes_per_row * rows), dtype,
-                      gemm_efficiency(rows));
+                      grouped_gemm_efficiency(rows, dtype));
   }
   return total;
 }

@@ -5,8 +5,8 @@
 #include <cstdint>
 #include <span>
 
-#include "models/gpu/gpu_spec.h"
 #include "core/units.h"
+#include "models/gpu/gpu_spec.h"
 
 namespace moesim {
 
@@ -26,6 +26,9 @@ class GpuModel {
 
   // eff(m) = gemm_efficiency_max * m / (m + gemm_half_efficiency_rows); 0 for m <= 0.
   double gemm_efficiency(double rows) const;
+  // The routed experts' grouped GEMMs: spec().grouped_gemm_efficiency_max(dtype) * m /
+  // (m + gemm_half_efficiency_rows); 0 for m <= 0.
+  double grouped_gemm_efficiency(double rows, Dtype dtype) const;
   // eff(L) = attention_efficiency_max * L / (L + attention_half_efficiency_length); 0 for L <= 0.
   double attention_efficiency(double length) const;
   // FLOPs at the `dtype` peak times `efficiency`, rounded up to whole ps (0 for no FLOPs).
@@ -47,12 +50,12 @@ class GpuModel {
   // One MoE layer's routed experts on this GPU as grouped GEMMs: tokens_per_local_expert[i]
   // rows go through local expert i, an FFN of `ffn_matrices` hidden x (ffn / tp_shards)
   // matrices (3: SwiGLU, 2 * 3 * m * hidden * ffn FLOPs forward). Per expert with m > 0 rows:
-  // its roofline at eff(m), reading its weights once plus the rows' input (dtype), the
-  // activated intermediate (written and read, dtype) and the output (BF16); experts with no
-  // rows are skipped (no weight reads). Two launches: the gate/up grouped GEMM with the
-  // activation in its epilogue, and the down grouped GEMM; launched even when no rows arrive.
-  // Training's backward pass is two such passes of the same shapes (input gradients and weight
-  // gradients, each the forward's FLOPs), as for gemm().
+  // its roofline at grouped_gemm_efficiency(m, dtype) (the spec's kernel family), reading its
+  // weights once plus the rows' input (dtype), the activated intermediate (written and read, dtype)
+  // and the output (BF16); experts with no rows are skipped (no weight reads). Two launches: the
+  // gate/up grouped GEMM with the activation in its epilogue, and the down grouped GEMM; launched
+  // even when no rows arrive. Training's backward pass is two such passes of the same shapes (input
+  // gradients and weight gradients, each the forward's FLOPs), as for gemm().
   Time grouped_expert_ffn(std::span<const int32_t> tokens_per_local_expert, int32_t hidden,
                           int32_t ffn, Dtype dtype, int32_t tp_shards,
                           int32_t ffn_matrices = 3) const;

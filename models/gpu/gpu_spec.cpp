@@ -40,6 +40,39 @@ double GpuSpec::peak_flops(Dtype d) const {
   return 0.0;
 }
 
+double GpuSpec::grouped_gemm_efficiency_max(Dtype d) const {
+  if (d != Dtype::kFp8) return gemm_efficiency_max;
+  switch (grouped_gemm_kernel) {
+    case GroupedGemmKernel::kCublasDense:
+      return gemm_efficiency_max;
+    case GroupedGemmKernel::kPytorchGrouped:
+      return pytorch_grouped_fp8_efficiency_max;
+    case GroupedGemmKernel::kDeepGemm:
+      return deepgemm_fp8_efficiency_max;
+  }
+  return gemm_efficiency_max;
+}
+
+std::string_view grouped_gemm_kernel_name(GroupedGemmKernel k) {
+  switch (k) {
+    case GroupedGemmKernel::kCublasDense:
+      return "cublas-dense";
+    case GroupedGemmKernel::kPytorchGrouped:
+      return "pytorch-grouped";
+    case GroupedGemmKernel::kDeepGemm:
+      return "deepgemm";
+  }
+  return "?";
+}
+
+std::optional<GroupedGemmKernel> grouped_gemm_kernel_from_name(std::string_view name) {
+  for (GroupedGemmKernel k : {GroupedGemmKernel::kCublasDense, GroupedGemmKernel::kPytorchGrouped,
+                              GroupedGemmKernel::kDeepGemm}) {
+    if (grouped_gemm_kernel_name(k) == name) return k;
+  }
+  return std::nullopt;
+}
+
 namespace {
 
 // H100 and H800 (the same chip; H800 only has NVLink cut): calibrated on an H100 SXM
@@ -54,8 +87,8 @@ namespace {
 // and 0.64 of peak at L = 512 to 8192: eff_max 0.66, L_half 384. 8 us per kernel is the fitted
 // fixed cost of a kernel timed on its own (launch, pipeline fill, tail); back-to-back tiny
 // kernels cost 1.0 us each from a CUDA graph and 10 us each from eager PyTorch (CPU-bound). FP8
-// grouped GEMMs (PyTorch's row-wise kernel) run 30-40% slower than this; the plateau is kept for
-// DeepGEMM-class kernels.
+// grouped GEMMs (PyTorch's row-wise kernel) run 30-40% slower than this: see the kernel families
+// below.
 // H200: the same 673 kernels measured on one lent H200 SXM (models/gpu/calibration/h200.csv,
 // 2026-12-04: 132 SMs, driver 580.159.04, PyTorch 2.11 with CUDA 13.0) and fitted by the same
 // grid search (fit_gpu_efficiency there): eff_max 0.71, m_half 32, memory efficiency 0.66, 7 us
@@ -74,6 +107,26 @@ namespace {
 //   2-CTA MMA tiles are 256 rows, so more rows are needed to fill them (m_half 384), and a
 //   plateau like Hopper's (0.70); HBM 0.85.
 // For these attention takes the GEMM curve and a kernel costs 4 us.
+//
+// FP8 grouped GEMMs by kernel family (GroupedGemmKernel; BF16 grouped products take the dense
+// curve in every family, which the BF16 grouped expert FFNs above follow):
+// - cublas-dense: the dense plateau (gemm_max), what the model used for every grouped GEMM before
+//   the families, and the default.
+// - pytorch-grouped (torch._scaled_grouped_mm, row-wise scales): its plateau fitted by
+//   fit_gpu_efficiency on each GPU's own FP8 grouped expert FFNs with 8 or 32 experts (48
+//   points), the other parameters the preset's: 0.43 on both (median error 18% on the H100, 19%
+//   on the H200; 90th percentile 47%, 49%; cublas-dense's plateau: 42% and 44%, 129% and 125%).
+//   Each GPU's fit gives the same 0.43, so the H100's value, held out on the H200's
+//   measurements, has the H200 fit's errors. The H200 borrows DeepGEMM's H800 figure (the same
+//   SMs and clocks).
+// - deepgemm: DeepGEMM's FP8 grouped kernels were not available on the lent machines. Its plateau
+//   is fitted to one figure of DeepGEMM's README (first release, H800, NVCC 12.8): the contiguous
+//   grouped GEMM of 8 groups of 4096 rows, n 4096, k 7168 at 1288 TFLOPS, with the H100's m_half
+//   and fixed cost: 0.66 of the FP8 peak. The README's other grouped figures are held out
+//   (models/gpu/calibration/README.md, "Kernel families").
+// Presets without FP8 measurements borrow the H100's FP8 plateaus: a100-80gb (no FP8 tensor
+// cores: FP8 runs at the BF16 rate anyway), b200 and gb200 (no Blackwell measurement; expect
+// at least the H100's FP8 grouped errors, README's tables).
 struct Efficiency {
   double gemm_max;
   double gemm_half_rows;
@@ -81,12 +134,21 @@ struct Efficiency {
   double attention_half_length;
   double memory;
   Time kernel;
+  double pytorch_grouped_fp8_max;
+  double deepgemm_fp8_max;
 };
 
-constexpr Efficiency kH100Measured{0.70, 32.0, 0.66, 384.0, 0.80, Time::us(8)};
-constexpr Efficiency kH200Measured{0.71, 32.0, 0.65, 352.0, 0.66, Time::us(7)};
-constexpr Efficiency kA100Assumed{0.82, 128.0, 0.82, 128.0, 0.85, Time::us(4)};
-constexpr Efficiency kBlackwellAssumed{0.70, 384.0, 0.70, 384.0, 0.85, Time::us(4)};
+constexpr double kDeepGemmFp8Max = 0.66;
+constexpr Efficiency kH100Measured{0.70, 32.0,        0.66, 384.0,
+                                   0.80, Time::us(8), 0.43, kDeepGemmFp8Max};
+constexpr Efficiency kH200Measured{0.71, 32.0,        0.65, 352.0,
+                                   0.66, Time::us(7), 0.43, kDeepGemmFp8Max};
+constexpr Efficiency kA100Assumed{
+    0.82,           128.0, 0.82, 128.0, 0.85, Time::us(4), kH100Measured.pytorch_grouped_fp8_max,
+    kDeepGemmFp8Max};
+constexpr Efficiency kBlackwellAssumed{
+    0.70,           384.0, 0.70, 384.0, 0.85, Time::us(4), kH100Measured.pytorch_grouped_fp8_max,
+    kDeepGemmFp8Max};
 
 GpuSpec make(std::string name, double bf16_tflops, double fp8_tflops, double hbm_tb_per_s,
              int64_t hbm_gb, const Efficiency& eff) {
@@ -102,6 +164,8 @@ GpuSpec make(std::string name, double bf16_tflops, double fp8_tflops, double hbm
   g.attention_half_efficiency_length = eff.attention_half_length;
   g.memory_efficiency = eff.memory;
   g.kernel_launch = eff.kernel;
+  g.pytorch_grouped_fp8_efficiency_max = eff.pytorch_grouped_fp8_max;
+  g.deepgemm_fp8_efficiency_max = eff.deepgemm_fp8_max;
   return g;
 }
 

@@ -32,6 +32,25 @@ std::string_view dtype_name(Dtype d);
 // "fp32", "bf16", "fp16", "fp8"; nullopt for anything else.
 std::optional<Dtype> dtype_from_name(std::string_view name);
 
+// The kernel family that runs the routed experts' grouped GEMMs; with the dtype it sets their
+// efficiency curve (GpuSpec::grouped_gemm_efficiency_max). BF16 grouped products run at the
+// dense curve in every family: on the H100 and H200 torch._grouped_mm with 8 or more experts per
+// GPU is within 3% (H100) and 7% (H200) of it at the median (models/gpu/calibration/README.md).
+enum class GroupedGemmKernel : uint8_t {
+  // Each expert's product at cuBLAS's dense curve (gemm_efficiency_max): the model before the
+  // families existed, and the default.
+  kCublasDense,
+  // PyTorch's grouped kernels: torch._grouped_mm (BF16) and torch._scaled_grouped_mm (FP8 with
+  // row-wise scales), the kernels measure_kernels.py timed.
+  kPytorchGrouped,
+  // DeepSeek's DeepGEMM (github.com/deepseek-ai/DeepGEMM): FP8 grouped GEMMs with 128-element
+  // block scales, the kernels DeepSeek-V3's FP8 MoE training and serving run.
+  kDeepGemm,
+};
+// "cublas-dense", "pytorch-grouped", "deepgemm"; nullopt for anything else.
+std::string_view grouped_gemm_kernel_name(GroupedGemmKernel k);
+std::optional<GroupedGemmKernel> grouped_gemm_kernel_from_name(std::string_view name);
+
 struct GpuSpec {
   std::string name;
   // Dense (not 2:4 sparse) tensor-core peaks, FLOP/s. FP16 runs at the BF16 rate; FP32 GEMMs are
@@ -55,9 +74,18 @@ struct GpuSpec {
   double memory_efficiency = 0.80;
   // Fixed cost of each kernel (launch, pipeline fill, tail), added to every kernel's roofline.
   Time kernel_launch = Time::us(8);
+  // The routed experts' grouped GEMMs: the kernel family, and the FP8 plateau of the two
+  // families that do not run at the dense curve (same half-efficiency rows as the dense curve;
+  // each preset says where its values come from). Without a preset: the H100's.
+  GroupedGemmKernel grouped_gemm_kernel = GroupedGemmKernel::kCublasDense;
+  double pytorch_grouped_fp8_efficiency_max = 0.43;
+  double deepgemm_fp8_efficiency_max = 0.66;
 
   // Peak FLOP/s for GEMMs in `d`.
   double peak_flops(Dtype d) const;
+  // The plateau of the routed experts' grouped GEMMs in `d` with this spec's kernel family:
+  // gemm_efficiency_max but for FP8 in the PyTorch and DeepGEMM families.
+  double grouped_gemm_efficiency_max(Dtype d) const;
 };
 
 // The built-in GPU types: a100-80gb, h100-sxm, h800, h200, b200, gb200.

@@ -2,6 +2,7 @@
 // models/gpu/calibration/h100-sxm.csv, h200 against h200.csv (both written by measure_kernels.py).
 #include <catch2/catch.hpp>
 
+#include <cmath>
 #include <map>
 #include <string>
 #include <vector>
@@ -157,6 +158,68 @@ TEST_CASE("the h200 fit beats the h100 fit on H200 expert FFNs", "[gpu][calibrat
   CHECK(before.bias < 0.0);
   CHECK(own.median < before.median);
   CHECK(own.p90 * 1.5 < before.p90);
+}
+
+TEST_CASE("the pytorch-grouped family follows PyTorch's FP8 grouped expert FFNs",
+          "[gpu][calibration]") {
+  // The family's FP8 plateau (0.43) is fitted on these 48 points on each GPU (fit_gpu_efficiency
+  // prints it first): bounds just above its errors there, and the dense plateau's errors, which
+  // the family exists to cut, well above them.
+  for (const CalibrationBounds* b : {&kH100, &kH200}) {
+    INFO(b->preset);
+    GpuSpec spec = *find_gpu_preset(b->preset);
+    const auto cases = kernel_cases(measurements(b->file), KernelClass::kExpertFfnFp8Many);
+    REQUIRE(cases.size() == 48);
+    const ErrorSummary dense = summarize(compare(GpuModel(spec), cases));
+    spec.grouped_gemm_kernel = GroupedGemmKernel::kPytorchGrouped;
+    const ErrorSummary family = summarize(compare(GpuModel(spec), cases));
+    CHECK(family.median < 0.19);
+    CHECK(family.p90 < 0.41);
+    CHECK(dense.bias < -0.3);  // the dense plateau: FP8 grouped FFNs 30% or more too fast
+    CHECK(family.median * 1.8 < dense.median);
+    CHECK(std::abs(family.bias) < 0.17);
+    // BF16 grouped expert FFNs are the same in either family.
+    const auto bf16 = kernel_cases(measurements(b->file), KernelClass::kExpertFfnBf16Many);
+    const GpuSpec plain = *find_gpu_preset(b->preset);
+    for (const KernelCase& c : bf16)
+      CHECK(c.model_time(GpuModel(spec)) == c.model_time(GpuModel(plain)));
+  }
+}
+
+TEST_CASE("the deepgemm family against DeepGEMM's published grouped GEMM rates",
+          "[gpu][calibration]") {
+  // DeepGEMM's README (github.com/deepseek-ai/DeepGEMM, first release, H800, NVCC 12.8),
+  // grouped FP8 GEMMs with 128-element block scales: (groups, rows per group, n, k, TFLOPS).
+  // The first contiguous case set the family's plateau (0.66); the others are held out. The
+  // model has no k term, so k = 2048 products are its worst (15% too fast; README's Small k).
+  struct Published {
+    int groups, rows, n, k;
+    double tflops;
+    double bound;  // |ln(model / published)|
+  };
+  const Published cases[] = {
+      {8, 4096, 4096, 7168, 1288, 0.01},  // fitted
+      {4, 8192, 4096, 7168, 1297, 0.02}, {4, 8192, 7168, 2048, 1099, 0.18},
+      {8, 4096, 7168, 2048, 1093, 0.18}, {1, 1024, 4096, 7168, 1233, 0.15},
+      {1, 1024, 7168, 2048, 925, 0.05},  {2, 512, 4096, 7168, 1040, 0.05},
+      {2, 512, 7168, 2048, 916, 0.05},   {4, 256, 4096, 7168, 932, 0.09},
+      {4, 256, 7168, 2048, 815, 0.05},
+  };
+  GpuSpec spec = *find_gpu_preset("h800");
+  spec.grouped_gemm_kernel = GroupedGemmKernel::kDeepGemm;
+  const GpuModel gpu(spec);
+  for (const Published& p : cases) {
+    // One grouped kernel: each group's product at the family's curve, one fixed cost.
+    const double flops = 2.0 * p.groups * p.rows * double(p.n) * p.k;
+    const double eff = gpu.grouped_gemm_efficiency(p.rows, Dtype::kFp8);
+    const Bytes bytes(int64_t{p.rows} * p.k + int64_t{p.k} * p.n + int64_t{p.rows} * p.n * 2);
+    Time t = gpu.launch();
+    for (int g = 0; g < p.groups; ++g) t += gpu.roofline(flops / p.groups, bytes, Dtype::kFp8, eff);
+    const double published_s = flops / (p.tflops * 1e12);
+    INFO(p.groups << " x " << p.rows << " rows, n " << p.n << ", k " << p.k << ": model "
+                  << t.to_us() << " us, published " << published_s * 1e6 << " us");
+    CHECK(std::abs(std::log(t.to_s() / published_s)) < p.bound);
+  }
 }
 
 }  // namespace

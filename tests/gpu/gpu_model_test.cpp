@@ -164,6 +164,42 @@ TEST_CASE("Grouped expert FFN: few rows are weight-read-bound; TP shards the wei
         transfer_time(Bytes(shard_bytes), h100().hbm_bandwidth * 0.85) + gpu.launch() * 2);
 }
 
+TEST_CASE("Grouped expert FFN: the kernel family sets the FP8 plateau, not BF16's", "[gpu]") {
+  // The hand-worked curve (0.72, m_half 256) with FP8 plateaus 0.45 (PyTorch's grouped kernel)
+  // and 0.60 (DeepGEMM). Eight DeepSeek-V3 experts (hidden 7168, FFN 2048) of 1024 rows each:
+  // 2 * 3 * 7168 * 2048 * 1024 = 90.19 GFLOP per expert, compute-bound at every plateau here
+  // (the weights, 44 MB in FP8 per expert, stream in 15.5 us; the compute takes 79-160 us).
+  GpuSpec spec = hand_worked();
+  spec.pytorch_grouped_fp8_efficiency_max = 0.45;
+  spec.deepgemm_fp8_efficiency_max = 0.60;
+  const std::vector<int32_t> rows(8, 1024);
+  const double flops = 8 * 2.0 * 3 * 7168 * 2048 * 1024;
+  const double fill = 1024.0 / (1024.0 + 256.0);  // m / (m + m_half)
+  auto ffn_s = [&](GroupedGemmKernel k, Dtype d) {
+    spec.grouped_gemm_kernel = k;
+    const GpuModel gpu(spec);
+    return seconds(gpu.grouped_expert_ffn(rows, 7168, 2048, d, 1) - gpu.launch() * 2);
+  };
+  const double fp8_peak = h100().peak_flops_fp8, bf16_peak = h100().peak_flops_bf16;
+  CHECK(ffn_s(GroupedGemmKernel::kCublasDense, Dtype::kFp8) ==
+        Approx(flops / (fp8_peak * 0.72 * fill)).epsilon(1e-6));
+  CHECK(ffn_s(GroupedGemmKernel::kPytorchGrouped, Dtype::kFp8) ==
+        Approx(flops / (fp8_peak * 0.45 * fill)).epsilon(1e-6));
+  CHECK(ffn_s(GroupedGemmKernel::kDeepGemm, Dtype::kFp8) ==
+        Approx(flops / (fp8_peak * 0.60 * fill)).epsilon(1e-6));
+  // BF16 runs at the dense curve in every family.
+  for (GroupedGemmKernel k : {GroupedGemmKernel::kCublasDense, GroupedGemmKernel::kPytorchGrouped,
+                              GroupedGemmKernel::kDeepGemm}) {
+    CHECK(ffn_s(k, Dtype::kBf16) == Approx(flops / (bf16_peak * 0.72 * fill)).epsilon(1e-6));
+  }
+  // Dense GEMMs keep the dense curve whatever the family.
+  spec.grouped_gemm_kernel = GroupedGemmKernel::kPytorchGrouped;
+  CHECK(GpuModel(spec).gemm(4096, 4096, 4096, Dtype::kFp8) ==
+        GpuModel(hand_worked()).gemm(4096, 4096, 4096, Dtype::kFp8));
+  CHECK(grouped_gemm_kernel_from_name("deepgemm") == GroupedGemmKernel::kDeepGemm);
+  CHECK(!grouped_gemm_kernel_from_name("cutlass"));
+}
+
 TEST_CASE("GPU model rejects impossible shapes", "[gpu]") {
   const GpuModel gpu(h100());
   const std::vector<int32_t> bad = {-1};

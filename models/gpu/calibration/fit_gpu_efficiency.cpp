@@ -9,7 +9,10 @@
 // curve (eff_max, L_half) is then fitted the same way on causal prefill attention, with the
 // memory efficiency and k0 just fitted. Times come from GpuModel itself, so the fit and the
 // simulator share one set of formulas. Prints the error table of the preset as it is, the fitted
-// parameters and the error table with them.
+// parameters and the error table with them. First, the FP8 plateau of PyTorch's grouped kernel
+// (GpuSpec::pytorch_grouped_fp8_efficiency_max) is fitted the same way on the FP8 grouped expert
+// FFNs with 8 or 32 experts per GPU, with the other parameters of FROM as they are (the
+// preset's, not the refit's: a preset keeps the curve its figures were built on).
 #include <algorithm>
 #include <cstdio>
 #include <exception>
@@ -42,6 +45,7 @@ constexpr KernelClass kTableClasses[] = {KernelClass::kDenseGemmBf16,
 
 // The grid, in whole steps so that every point prints as written.
 constexpr int kEffMaxPercentFrom = 50, kEffMaxPercentTo = 95;  // step 0.01
+constexpr int kFp8EffMaxPercentFrom = 20;  // the FP8 grouped plateau: 0.20-0.95, step 0.01
 constexpr double kHalfRows[] = {4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512};
 constexpr int kMemoryPercentFrom = 60, kMemoryPercentTo = 98;  // step 0.01
 constexpr int kKernelHalfUsTo = 32;                            // 0 to 16 us, step 0.5 us
@@ -92,11 +96,33 @@ int run(const std::string& path, const std::string& preset, const std::string& f
   print_parameters(start);
   std::printf("\n%s\n", error_table(GpuModel(start), measurements, kTableClasses).c_str());
 
+  std::vector<double> errors;
+  GpuSpec fp8 = start;
+  fp8.grouped_gemm_kernel = GroupedGemmKernel::kPytorchGrouped;
+  const std::vector<KernelCase> fp8_cases =
+      kernel_cases(measurements, KernelClass::kExpertFfnFp8Many);
+  double best_fp8 = 1e300;
+  double best_fp8_max = fp8.pytorch_grouped_fp8_efficiency_max;
+  for (int eff = kFp8EffMaxPercentFrom; eff <= kEffMaxPercentTo; ++eff) {
+    fp8.pytorch_grouped_fp8_efficiency_max = eff / 100.0;
+    const double o = objective(GpuModel(fp8), fp8_cases, errors);
+    if (o < best_fp8) {
+      best_fp8 = o;
+      best_fp8_max = fp8.pytorch_grouped_fp8_efficiency_max;
+    }
+  }
+  fp8.pytorch_grouped_fp8_efficiency_max = best_fp8_max;
+  std::printf("\nPyTorch grouped FP8 plateau, with %s's other parameters: %.2f\n", from.c_str(),
+              best_fp8_max);
+  print_fit("FP8 grouped expert FFN fit, the best grid point", GpuModel(fp8), fp8_cases);
+  constexpr KernelClass kFp8Classes[] = {KernelClass::kExpertFfnFp8Many,
+                                         KernelClass::kExpertFfnFp8One};
+  std::printf("\n%s", error_table(GpuModel(fp8), measurements, kFp8Classes).c_str());
+
   std::vector<KernelCase> gemm_cases;
   for (KernelClass c : kGemmFitClasses) {
     for (KernelCase& k : kernel_cases(measurements, c)) gemm_cases.push_back(std::move(k));
   }
-  std::vector<double> errors;
   GpuSpec best = start;
   double best_objective = objective(GpuModel(best), gemm_cases, errors);
   print_fit("GEMM fit over the dense and grouped GEMMs, the preset as it is", GpuModel(best),
@@ -155,6 +181,7 @@ int run(const std::string& path, const std::string& preset, const std::string& f
                   w.measured_s * 1e6);
     }
   }
+
   return 0;
 }
 
