@@ -48,7 +48,18 @@ void write_moe_phase_json(std::ostream& out, std::string_view op, std::string_vi
       << "  \"wire_bandwidth_gbps\": {\"nvlink\": " << r.wire_nvlink_gbps()
       << ", \"network\": " << r.wire_network_gbps() << "},\n"
       << "  \"wire_bytes_per_gpu\": {\"nvlink\": " << r.wire_nvlink_bytes_per_gpu
-      << ", \"network\": " << r.wire_network_bytes_per_gpu << "}\n"
+      << ", \"network\": " << r.wire_network_bytes_per_gpu << "},\n"
+      << "  \"flow_time_us\": " << r.flow_time.to_us() << ",\n"
+      << "  \"kernel_time_us\": " << r.bounds.kernel.to_us() << ",\n"
+      << "  \"bound\": \"" << to_string(r.bounds.bound) << "\",\n"
+      << "  \"busy_us\": {";
+  for (int i = 0; i < kCommResources; ++i) {
+    const auto resource = static_cast<CommResource>(i);
+    if (resource == CommResource::kLinks) continue;
+    out << (i == 0 ? "" : ", ") << "\"" << to_string(resource)
+        << "\": " << r.bounds.busy[static_cast<size_t>(i)].to_us();
+  }
+  out << "}\n"
       << "}\n";
 }
 
@@ -60,7 +71,17 @@ void print_moe_phase_table(std::ostream& out, std::string_view op, std::string_v
       << "  DeepEP bandwidth     NVLink " << r.nvlink_gbps() << " GB/s, RDMA " << r.rdma_gbps()
       << " GB/s\n"
       << "  bytes on the wire    NVLink " << r.wire_nvlink_gbps() << " GB/s, network "
-      << r.wire_network_gbps() << " GB/s per GPU\n";
+      << r.wire_network_gbps() << " GB/s per GPU\n"
+      << "  bound by             " << to_string(r.bounds.bound) << " (flow model "
+      << r.flow_time.to_us() << " us, kernel SMs and NICs " << r.bounds.kernel.to_us() << " us)\n"
+      << "  busiest, each        ";
+  for (int i = 0; i < kCommResources; ++i) {
+    const auto resource = static_cast<CommResource>(i);
+    if (resource == CommResource::kLinks) continue;
+    out << (i == 0 ? "" : ", ") << to_string(resource) << " "
+        << r.bounds.busy[static_cast<size_t>(i)].to_us() << " us";
+  }
+  out << "\n";
 }
 
 }  // namespace moesim

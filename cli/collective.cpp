@@ -58,6 +58,9 @@ int collective_command(int argc, char** argv) {
       "nodes", po::value<int>(), "nodes of a preset (default 1)")(
       "nic-gbps", po::value<double>(), "override a preset's NIC speed, Gb/s per GPU")(
       "oversubscription", po::value<double>(), "leaf down/up capacity ratio of a preset's fabric")(
+      "fabric-routing", po::value<std::string>(),
+      "adaptive (default: packets spread over every spine) | ecmp (whole flows hashed over the "
+      "spines)")("spines", po::value<int>(), "ecmp routing: spine switches (default one per rail)")(
       "op", po::value<std::string>(),
       "alltoall | allreduce | allgather | reducescatter; moe-dispatch | moe-combine run one "
       "DeepEP-style phase (see moesim moe-collective --help)")(
@@ -110,9 +113,12 @@ int collective_command(int argc, char** argv) {
     if (vm.count("nic-gbps")) options.nic_gbps = vm["nic-gbps"].as<double>();
     if (vm.count("oversubscription"))
       options.oversubscription = vm["oversubscription"].as<double>();
+    if (vm.count("fabric-routing"))
+      options.routing = parse_fabric_routing(vm["fabric-routing"].as<std::string>());
+    if (vm.count("spines")) options.spines = vm["spines"].as<int>();
     topo = build_cluster(options);
   } else {
-    for (const char* o : {"nodes", "nic-gbps", "oversubscription"}) {
+    for (const char* o : {"nodes", "nic-gbps", "oversubscription", "fabric-routing", "spines"}) {
       if (vm.count(o)) {
         throw std::invalid_argument(std::string("--") + o + " applies to a topology preset, and '" +
                                     topology_arg + "' is not one (it is read as a topology file)");

@@ -17,21 +17,22 @@ namespace moesim::cli {
 namespace {
 
 Topology cluster_from(const std::string& topology, int nodes, std::optional<double> nic_gbps,
-                      int spines) {
+                      const std::optional<std::string>& routing, int spines) {
   for (const NodePreset& p : node_presets()) {
     if (p.name == topology) {
       ClusterOptions options;
       options.preset = topology;
       options.nodes = nodes;
       options.nic_gbps = nic_gbps;
+      if (routing) options.routing = parse_fabric_routing(*routing);
       options.spines = spines;
       return build_cluster(options);
     }
   }
-  if (nic_gbps || nodes != 1 || spines != 0) {
+  if (nic_gbps || nodes != 1 || routing || spines != 0) {
     throw std::invalid_argument(
-        "--nodes, --nic-gbps and --spines apply to a topology preset, and '" + topology +
-        "' is not one (it is read as a topology file)");
+        "--nodes, --nic-gbps, --fabric-routing and --spines apply to a topology preset, and '" +
+        topology + "' is not one (it is read as a topology file)");
   }
   return load_topology_file(topology);
 }
@@ -45,12 +46,14 @@ int moe_collective_command(int argc, char** argv) {
   std::string model_name;
   std::string mode;
   std::string routing;
+  std::string fabric_routing;
   std::string format;
   int nodes = 1;
   int spines = 0;
   double nic_gbps = 0.0;
   int32_t tokens = 0;
   int32_t chunks = kDefaultPipelineChunks;
+  int32_t comm_sms = kDefaultCommSms;
   uint64_t seed = 1;
   double completion_tolerance = 0.0;
   po::options_description opts(
@@ -63,13 +66,16 @@ int moe_collective_command(int argc, char** argv) {
       "a topology preset or a topology file")("nodes", po::value(&nodes)->default_value(1),
                                               "nodes of the preset")(
       "nic-gbps", po::value(&nic_gbps), "NIC speed per GPU, Gb/s (default: the preset's)")(
-      "spines", po::value(&spines)->default_value(0),
-      "spine switches (0: one per rail; 1 stands for adaptive routing, which spreads packets "
-      "over every spine)")("model", po::value(&model_name)->default_value("deepseek-v3"),
-                           "a model preset")("mode", po::value(&mode)->default_value("normal"),
-                                             "normal or low-latency")(
+      "fabric-routing", po::value(&fabric_routing),
+      "adaptive (default: packets spread over every spine) or ecmp (whole flows hashed over "
+      "the spines)")("spines", po::value(&spines)->default_value(0),
+                     "ecmp routing: spine switches (0: one per rail)")(
+      "model", po::value(&model_name)->default_value("deepseek-v3"), "a model preset")(
+      "mode", po::value(&mode)->default_value("normal"), "normal or low-latency")(
       "tokens", po::value(&tokens),
       "tokens per GPU (default 4096 in normal mode, 128 in low-latency mode)")(
+      "comm-sms", po::value(&comm_sms)->default_value(comm_sms),
+      "SMs the normal kernels run on (DeepEP's num_sms), of the preset GPU's 132")(
       "chunks", po::value(&chunks)->default_value(chunks),
       "normal mode: pipeline chunks per transfer")(
       "ll-over-network",
@@ -120,6 +126,7 @@ int moe_collective_command(int argc, char** argv) {
   options.tokens_per_gpu =
       vm.count("tokens") ? tokens : (options.mode == MoeCommMode::kNormal ? 4096 : 128);
   options.pipeline_chunks = chunks;
+  options.kernel.sms = comm_sms;
   options.seed = seed;
   options.network.completion_tolerance = completion_tolerance;
   const ModelSpec* model = find_model_preset(model_name);
@@ -129,9 +136,10 @@ int moe_collective_command(int argc, char** argv) {
     throw std::invalid_argument("--model: unknown model preset '" + model_name +
                                 "'; known presets: " + known);
   }
-  const Topology cluster =
-      cluster_from(topology, nodes,
-                   vm.count("nic-gbps") ? std::optional<double>(nic_gbps) : std::nullopt, spines);
+  const Topology cluster = cluster_from(
+      topology, nodes, vm.count("nic-gbps") ? std::optional<double>(nic_gbps) : std::nullopt,
+      vm.count("fabric-routing") ? std::optional<std::string>(fabric_routing) : std::nullopt,
+      spines);
   const MoePhaseResult result = run_moe_phase(cluster, *model, options);
   if (format == "json") {
     write_moe_phase_json(std::cout, op, mode, options.tokens_per_gpu, result);

@@ -10,6 +10,7 @@
 #include "core/units.h"
 #include "models/gpu/gpu_model.h"
 #include "models/network/collectives.h"
+#include "models/network/comm_kernel.h"
 #include "models/network/flow_network.h"
 #include "sim/moe_traffic.h"
 #include "sim/op_graph.h"
@@ -19,11 +20,12 @@ namespace moesim {
 
 struct CostOptions {
   // Share of a GPU's SMs its communication kernels hold while one is in flight, taken from
-  // the kernels computing beside them. The default is DeepSeek-V3's (technical report, 3.2.2):
-  // its all-to-all kernels take 20 of the H800's 132 SMs. It matters only where a schedule
+  // the kernels computing beside them. The default is the communication kernel's SM count,
+  // the same one that bounds a DeepEP phase's copy rate (models/network/comm_kernel.h: 20 of
+  // the H800's 132 SMs, DeepSeek-V3 technical report 3.2.2). It matters only where a schedule
   // overlaps computation with communication on one GPU (see Executor for how it is applied);
   // in a schedule that overlaps nothing it has no effect. 0 <= fraction < 1.
-  double comm_sm_fraction = 20.0 / 132.0;
+  double comm_sm_fraction = kDefaultCommKernel.sm_fraction();
 };
 
 // Prices the ops that need no knowledge of the model: kFixed and kMemoryBound kernels, and

@@ -8,6 +8,7 @@
 #include "core/units.h"
 #include "models/moe/model_spec.h"
 #include "models/network/collectives.h"
+#include "models/network/comm_kernel.h"
 #include "models/network/flow_network.h"
 #include "models/router/routing_decision.h"
 #include "topologies/topology.h"
@@ -39,6 +40,9 @@ struct MoePhaseOptions {
   // kernels, pure RDMA) instead of over NVLink (DeepEP since it let low-latency mode use NVLink).
   bool low_latency_over_network = false;
   MoePhaseRouting routing = MoePhaseRouting::kIidLogits;
+  // The kernels' SMs and per-message costs (models/network/comm_kernel.h): the phase takes the
+  // longer of the flow model's time and the busiest GPU's SMs or NIC.
+  CommKernelSpec kernel = kDefaultCommKernel;
   uint64_t seed = 1;
   int32_t routing_threads = 2;  // results do not depend on it
   NetworkOptions network;
@@ -47,7 +51,12 @@ struct MoePhaseOptions {
 struct MoePhaseResult {
   int32_t gpus = 0;
   int32_t nodes = 0;
-  Time phase_time;  // first flow start to last byte delivered
+  // The longer of the flow model's time (first flow start to last byte delivered) and the
+  // kernel's own bound (bounds.kernel).
+  Time phase_time;
+  Time flow_time;
+  // Busy time of the busiest instance of each resource, and the one that bound the phase.
+  CommBounds bounds;
   int64_t tokens = 0;
   int64_t routed_pairs = 0;
   int64_t flows = 0;
@@ -88,8 +97,8 @@ MoePhaseResult run_moe_phase(const Topology& topology, const ModelSpec& model,
                              const MoePhaseOptions& options);
 
 // A copy of `topology` without its NVLink links, so that every GPU pair takes a network path
-// (efficiencies and node structure kept). Throws std::invalid_argument if some GPU pair then
-// has no path.
+// (efficiencies and node structure kept; a preset's single node keeps its NICs and leaves).
+// Throws std::invalid_argument if some GPU pair then has no path.
 Topology without_nvlink(const Topology& topology);
 
 }  // namespace moesim

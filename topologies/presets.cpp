@@ -4,6 +4,7 @@
 #include <array>
 #include <cmath>
 #include <stdexcept>
+#include <string>
 
 #include "topologies/builders.h"
 
@@ -73,6 +74,18 @@ const std::array<NodePreset, 6> kPresets{{
 
 }  // namespace
 
+std::string_view to_string(FabricRouting routing) {
+  return routing == FabricRouting::kAdaptive ? "adaptive" : "ecmp";
+}
+
+FabricRouting parse_fabric_routing(std::string_view name) {
+  for (auto r : {FabricRouting::kAdaptive, FabricRouting::kEcmp}) {
+    if (to_string(r) == name) return r;
+  }
+  throw std::invalid_argument("unknown fabric routing '" + std::string(name) +
+                              "' (expected adaptive or ecmp)");
+}
+
 std::span<const NodePreset> node_presets() {
   return kPresets;
 }
@@ -112,6 +125,11 @@ Topology build_cluster(const ClusterOptions& options) {
   if (options.spines < 0) {
     throw std::invalid_argument("cluster '" + options.preset + "': spines must not be negative");
   }
+  if (options.spines != 0 && options.routing == FabricRouting::kAdaptive) {
+    throw std::invalid_argument("cluster '" + options.preset +
+                                "': a spine count applies to ECMP routing; adaptive routing "
+                                "spreads packets over every spine, modelled as one");
+  }
   if (static_cast<int64_t>(options.nodes) * preset.gpus > kMaxClusterGpus) {
     throw std::invalid_argument("cluster '" + options.preset +
                                 "': " + std::to_string(options.nodes) + " nodes of " +
@@ -119,13 +137,13 @@ Topology build_cluster(const ClusterOptions& options) {
                                 std::to_string(kMaxClusterGpus) + " GPUs moesim simulates");
   }
   const NvSwitchNodeParams node{preset.gpus, preset.nvlink_per_gpu, kNvLinkLinkLatency};
-  if (options.nodes == 1) return with_link_efficiencies(build_nvswitch_node(node));
   RailFatTreeParams params;
   params.node = node;
   params.nodes = options.nodes;
   params.nic = options.nic_gbps ? Bandwidth::gbps(*options.nic_gbps) : preset.nic;
   params.pcie = preset.pcie;
-  params.spines = options.spines;
+  // Adaptive routing: one logical spine with every spine's capacity (see FabricRouting).
+  params.spines = options.routing == FabricRouting::kAdaptive ? 1 : options.spines;
   params.oversubscription = options.oversubscription;
   return with_link_efficiencies(build_rail_fat_tree(params));
 }

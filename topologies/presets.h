@@ -2,6 +2,7 @@
 // each from a data sheet, and build_cluster: a node preset scaled out on a rail fat-tree.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <span>
 #include <string>
@@ -31,18 +32,33 @@ std::vector<std::string> preset_names();
 // Throws std::invalid_argument listing the known presets for an unknown name.
 const NodePreset& find_preset(std::string_view name);
 
-// nic_gbps and oversubscription shape the scale-out fabric, which only exists for nodes > 1;
-// nodes == 1 builds the bare scale-up node.
+// How the leaf switches spread cross-rail traffic over the spines.
+// kAdaptive: per-packet adaptive routing, as NVIDIA Quantum InfiniBand switches do (and as
+// DeepEP's README recommends for its kernels): a flow's packets go to whichever uplink is least
+// loaded, so a flow model sees every spine of a leaf as one aggregated uplink (one logical spine
+// carrying nodes x NIC / oversubscription per leaf). kEcmp: per-flow hashing over `spines`
+// spines, as a fabric without adaptive routing (RoCE with static ECMP) does: whole flows may
+// collide on one uplink, which matters most on small fabrics.
+enum class FabricRouting : uint8_t { kAdaptive, kEcmp };
+std::string_view to_string(FabricRouting routing);
+// Throws std::invalid_argument naming the accepted values.
+FabricRouting parse_fabric_routing(std::string_view name);
+
+// The scale-out fabric is a non-blocking (unless oversubscription > 1) rail-optimised leaf/spine
+// of the preset's NICs, also for one node: a DGX's NICs connect to leaf switches whatever the
+// cluster's size, so traffic forced onto the network (DeepEP's pure-RDMA low-latency kernels)
+// has a path on one node too. Paths inside a node still take NVLink (shorter).
 struct ClusterOptions {
   std::string preset;
   int nodes = 1;
   std::optional<double> nic_gbps{};  // overrides the preset's NIC speed (Gb/s per GPU)
   double oversubscription = 1.0;     // leaf downlink / uplink capacity
-  int spines = 0;                    // 0: one spine per rail
+  FabricRouting routing = FabricRouting::kAdaptive;
+  int spines = 0;  // kEcmp only (0: one spine per rail); kAdaptive aggregates them into one
 };
 
-// One node for nodes == 1, else build_rail_fat_tree of the preset's node, with the per-link-kind
-// efficiencies stated (with their sources) in presets.cpp: network 0.97, NVLink 0.80, PCIe 0.90.
+// build_rail_fat_tree of the preset's node, with the per-link-kind efficiencies stated (with
+// their sources) in presets.cpp: network 0.97, NVLink 0.80, PCIe 0.90.
 Topology build_cluster(const ClusterOptions& options);
 
 }  // namespace moesim

@@ -286,7 +286,8 @@ TEST_CASE("two-tier fat-tree with ECMP agrees with SimGrid, all flows at t=0", "
 // three efficiencies, cross-rail paths over either spine, and PCIe links that moesim leaves out of
 // its fill (they sit behind a slower NIC) where SimGrid keeps them.
 TEST_CASE("rail fat-tree of two H100 nodes agrees with SimGrid, all flows at t=0", "[simgrid]") {
-  const Topology topology = build_cluster({.preset = "dgx-h100", .nodes = 2, .spines = 2});
+  const Topology topology = build_cluster(
+      {.preset = "dgx-h100", .nodes = 2, .routing = FabricRouting::kEcmp, .spines = 2});
   REQUIRE(topology.ecmp_width(0, 9) == 2);
   const Agreement a = compare_sets(topology, 3, 20, 0);
   report("2 x dgx-h100 rail fat-tree, t=0", a);

@@ -58,15 +58,37 @@ TEST_CASE("build_cluster scales a preset out on a rail fat-tree", "[presets]") {
   CHECK(t.efficiency(LinkKind::kNetwork) == 0.97);
   CHECK(t.efficiency(LinkKind::kNvLink) == 0.80);
 
+  // Adaptive routing by default: one logical spine per fabric carrying every spine's capacity,
+  // 4 nodes x 50 GB/s per leaf (non-blocking), so a cross-rail flow has no ECMP choice to lose.
+  CHECK(t.ecmp_width(2, 8 + 3) == 1u);
+  CHECK(t.link(t.path(2, 8 + 3, 0)[2]).capacity.gigabytes_per_second() == Approx(200.0));
+
   options.nic_gbps = 800;
   options.oversubscription = 4.0;
+  options.routing = FabricRouting::kEcmp;
   options.spines = 2;
   const Topology fast = build_cluster(options);
   const auto p = fast.path(2, 8 + 3, 0);
   REQUIRE(p.size() == 6);
   CHECK(fast.link(p[1]).capacity.gigabytes_per_second() == Approx(100.0));
-  // 4 nodes x 100 GB/s / (4 x 2 spines) = 50 GB/s per uplink.
+  // 4 nodes x 100 GB/s / (4 x 2 spines) = 50 GB/s per uplink, a flow hashed onto one of two.
   CHECK(fast.link(p[2]).capacity.gigabytes_per_second() == Approx(50.0));
+  CHECK(fast.ecmp_width(2, 8 + 3) == 2u);
+  options.spines = 0;
+  CHECK(build_cluster(options).ecmp_width(2, 8 + 3) == 8u);  // ECMP: one spine per rail
+}
+
+TEST_CASE("one node of a preset has its NICs on leaf switches", "[presets]") {
+  const Topology t = build_cluster({"dgx-h800"});
+  CHECK(t.node_count() == 1);
+  CHECK(t.path(0, 7, 0).size() == 2);  // NVLink is shorter
+  int nics = 0, switches = 0;
+  for (uint32_t v = 0; v < t.vertex_count(); ++v) {
+    nics += t.vertex_kind(VertexId{v}) == VertexKind::kNic;
+    switches += t.vertex_kind(VertexId{v}) == VertexKind::kSwitch;
+  }
+  CHECK(nics == 8);
+  CHECK(switches == 8 + 1);  // a leaf per rail and the (adaptive, aggregated) spine
 }
 
 TEST_CASE("nvl72 is one 72-GPU NVLink domain", "[presets]") {
@@ -85,6 +107,10 @@ TEST_CASE("bad cluster options are refused with what was expected", "[presets]")
   CHECK_THROWS_WITH(build_cluster({"dgx-h100", 2, -5.0}), Catch::Contains("nic_gbps"));
   CHECK_THROWS_WITH(build_cluster({"dgx-h100", 2, 400.0, 0.0}),
                     Catch::Contains("oversubscription"));
+  CHECK_THROWS_WITH(build_cluster({"dgx-h100", 2, 400.0, 1.0, FabricRouting::kAdaptive, 4}),
+                    Catch::Contains("spine count applies to ECMP"));
+  CHECK(parse_fabric_routing("ecmp") == FabricRouting::kEcmp);
+  CHECK_THROWS_WITH(parse_fabric_routing("spray"), Catch::Contains("expected adaptive or ecmp"));
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 // all-to-all shape), plus hand-worked cases of the DeepEP-style phase they rest on.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -107,16 +108,33 @@ TEST_CASE("low-latency dispatch sends each pair directly, over NVLink or through
   MoePhaseOptions o;
   o.mode = MoeCommMode::kLowLatency;
   const auto d = one_sender(4, 0, 64, {1, 2});
+  // Without per-message costs, the flow model alone: 128 KiB to GPU 1 over NVLink (1.8 us) and
+  // 128 KiB to GPU 2 at 10 GB/s + 1 us.
+  o.kernel.sm_message_cost = Time::zero();
+  o.kernel.nic_message_cost = Time::zero();
   const MoePhaseResult r = run_moe_phase(t, tiny_model(), d, o);
-  // 128 KiB to GPU 1 over NVLink (1.8 us) and 128 KiB to GPU 2 at 10 GB/s + 1 us.
   CHECK(r.time_us() == Approx(131072 / 10e9 * 1e6 + 1.0).epsilon(1e-6));
   CHECK(r.deepep_rdma_bytes_per_gpu == 128 * 2048 / 4.0);  // every (token, expert) pair
+  CHECK(r.bounds.bound == CommResource::kNic);
+  // With them: GPU 0's warps issue 128 messages and copy 64 over NVLink themselves (5.7 us); its
+  // NIC port is busy 64 x 2 KiB / 10 GB/s plus 64 messages' work, which outlasts the flows.
+  o.kernel = kDefaultCommKernel;
+  const MoePhaseResult m = run_moe_phase(t, tiny_model(), d, o);
+  const double nic_us = 131072 / 10e9 * 1e6 + 64 * o.kernel.nic_message_cost.to_us();
+  const double sm_us = 128 * o.kernel.sm_message_cost.to_us() + 131072 / 100e9 * 1e6;
+  CHECK(m.bounds.busy[static_cast<size_t>(CommResource::kSms)].to_us() ==
+        Approx(131072 / 100e9 * 1e6).epsilon(1e-6));
+  CHECK(m.bounds.kernel.to_us() == Approx(std::max(nic_us, sm_us)).epsilon(1e-6));
+  CHECK(m.time_us() == Approx(std::max(nic_us, 131072 / 10e9 * 1e6 + 1.0)).epsilon(1e-6));
   // Through the NIC both share GPU 0's 10 GB/s port; the cross-rail path takes 1.6 us.
   o.low_latency_over_network = true;
   const MoePhaseResult n = run_moe_phase(t, tiny_model(), d, o);
-  CHECK(n.time_us() == Approx(2 * 131072 / 10e9 * 1e6 + 1.6).epsilon(1e-6));
+  CHECK(n.flow_time.to_us() == Approx(2 * 131072 / 10e9 * 1e6 + 1.6).epsilon(1e-6));
+  CHECK(n.bounds.kernel.to_us() ==
+        Approx(2 * 131072 / 10e9 * 1e6 + 128 * o.kernel.nic_message_cost.to_us()).epsilon(1e-6));
+  CHECK(n.time_us() == Approx(std::max(n.flow_time, n.bounds.kernel).to_us()).epsilon(1e-9));
   CHECK(n.wire_nvlink_bytes_per_gpu == 0.0);
-  // A single node has no network to fall back on.
+  // A bare NVSwitch node has no network to fall back on (a preset's node has, see below).
   const Topology node = build_nvswitch_node({4, Bandwidth::gigabytes_per_s(100), Time::ns(250)});
   CHECK_THROWS_WITH(run_moe_phase(node, tiny_model(), d, o), Catch::Contains("without NVLink"));
 }
@@ -135,19 +153,19 @@ TEST_CASE("bad phase options are refused", "[validation]") {
 
 namespace {
 
-// DeepSeek-V3 on H800 nodes with a 400 Gb/s NIC per GPU, as in DeepEP's README. Spines 1 in
-// low-latency mode: adaptive routing (which DeepEP recommends for it) spreads packets over
-// every spine, which a flow model sees as one aggregated spine layer.
-MoePhaseResult deepep_case(int nodes, MoeCommMode mode, MoePhase phase) {
+// DeepSeek-V3 on H800 nodes with a 400 Gb/s NIC per GPU, as in DeepEP's README, run with the
+// defaults a user gets (adaptive routing on a non-blocking fabric, 20 communication SMs): only
+// the mode, the node count and, for DeepEP's first low-latency table, pure RDMA.
+MoePhaseResult deepep_case(int nodes, MoeCommMode mode, MoePhase phase, bool pure_rdma = false) {
   ClusterOptions c;
   c.preset = "dgx-h800";
   c.nodes = nodes;
   c.nic_gbps = 400.0;
-  c.spines = mode == MoeCommMode::kLowLatency ? 1 : 0;
   MoePhaseOptions o;
   o.mode = mode;
   o.phase = phase;
   o.tokens_per_gpu = mode == MoeCommMode::kNormal ? 4096 : 128;
+  o.low_latency_over_network = pure_rdma;
   return run_moe_phase(build_cluster(c), *find_model_preset("deepseek-v3"), o);
 }
 
@@ -155,52 +173,92 @@ double relative_error(double model, double published) {
   return (model - published) / published;
 }
 
+// One published DeepEP H800 figure: GB/s for normal kernels (NVLink on one node, RDMA across
+// nodes, DeepEP's definitions), us for low-latency ones. `fitted` marks the three cases the
+// kernel parameters were fitted on (models/network/comm_kernel.h); `bound` is the accepted
+// relative error, 10% except the known misses of tests/validation/README.md.
+struct DeepEpFigure {
+  int nodes;
+  MoeCommMode mode;
+  MoePhase phase;
+  bool pure_rdma;
+  double published;
+  double bound;
+  bool fitted = false;
+};
+
+double model_figure(const DeepEpFigure& f) {
+  const MoePhaseResult r = deepep_case(f.nodes, f.mode, f.phase, f.pure_rdma);
+  if (f.mode == MoeCommMode::kLowLatency) return r.time_us();
+  return f.nodes == 1 ? r.nvlink_gbps() : r.rdma_gbps();
+}
+
+constexpr MoeCommMode kNormal = MoeCommMode::kNormal;
+constexpr MoeCommMode kLow = MoeCommMode::kLowLatency;
+constexpr MoePhase kDispatch = MoePhase::kDispatch;
+constexpr MoePhase kCombine = MoePhase::kCombine;
+
 }  // namespace
 
-// DeepEP README (2025), normal kernels; figures quoted from memory by the lead engineer.
-// Bound 25%: the model should reproduce bandwidth-bound phases (tests/validation/README.md).
-TEST_CASE("DeepEP intranode EP8 normal kernels: NVLink bandwidth", "[validation][deepep]") {
-  const MoePhaseResult d = deepep_case(1, MoeCommMode::kNormal, MoePhase::kDispatch);
-  const MoePhaseResult c = deepep_case(1, MoeCommMode::kNormal, MoePhase::kCombine);
-  CHECK(std::abs(relative_error(d.nvlink_gbps(), 153.0)) < 0.25);
-  CHECK(std::abs(relative_error(c.nvlink_gbps(), 158.0)) < 0.25);
-}
-
-TEST_CASE("DeepEP internode EP32 normal kernels: RDMA bandwidth", "[validation][deepep]") {
-  const MoePhaseResult d = deepep_case(4, MoeCommMode::kNormal, MoePhase::kDispatch);
-  const MoePhaseResult c = deepep_case(4, MoeCommMode::kNormal, MoePhase::kCombine);
-  CHECK(std::abs(relative_error(d.rdma_gbps(), 58.0)) < 0.25);
-  CHECK(std::abs(relative_error(c.rdma_gbps(), 57.0)) < 0.25);
-}
-
-// EP16 is known not to be reproduced (the model is NVLink-bound there at a rate DeepEP's
-// SM-limited forwarding does not reach): only the direction is checked, the model above.
-TEST_CASE("DeepEP internode EP16 normal kernels: the model is an upper bound",
-          "[validation][deepep]") {
-  const MoePhaseResult d = deepep_case(2, MoeCommMode::kNormal, MoePhase::kDispatch);
-  CHECK(d.rdma_gbps() > 43.0);
-  CHECK(d.rdma_gbps() < 43.0 * 1.6);
-}
-
-// Low-latency kernels: the flow model lacks per-message costs, so its latency is a lower bound
-// on DeepEP's: checked in [0.5, 1.1] of the published latency, and rising with EP as DeepEP's.
-TEST_CASE("DeepEP low-latency kernels EP8 to EP32: latency lower bound and trend",
-          "[validation][deepep]") {
-  const double published_dispatch_us[] = {77, 118, 155};
-  const double published_combine_us[] = {114, 195, 273};
-  double previous_us = 0.0;
-  for (int i = 0; i < 3; ++i) {
-    const int nodes = 1 << i;
-    const MoePhaseResult d = deepep_case(nodes, MoeCommMode::kLowLatency, MoePhase::kDispatch);
-    const MoePhaseResult c = deepep_case(nodes, MoeCommMode::kLowLatency, MoePhase::kCombine);
-    INFO("EP" << 8 * nodes << " dispatch " << d.time_us() << " us, combine " << c.time_us());
-    CHECK(d.time_us() / published_dispatch_us[i] > 0.5);
-    CHECK(d.time_us() / published_dispatch_us[i] < 1.1);
-    CHECK(c.time_us() / published_combine_us[i] > 0.5);
-    CHECK(c.time_us() / published_combine_us[i] < 1.1);
-    CHECK(d.time_us() > previous_us);
-    previous_us = d.time_us();
+// DeepEP README (2025); figures quoted from memory by the lead engineer and this helper. EP64
+// and above take seconds each to simulate and are checked from the CLI (README table).
+TEST_CASE("DeepEP normal kernels EP8 to EP32 within 10%", "[validation][deepep]") {
+  const DeepEpFigure figures[] = {
+      {1, kNormal, kDispatch, false, 153, 0.10, true}, {1, kNormal, kCombine, false, 158, 0.10},
+      {2, kNormal, kDispatch, false, 43, 0.10},        {2, kNormal, kCombine, false, 43, 0.10},
+      {4, kNormal, kDispatch, false, 58, 0.10},        {4, kNormal, kCombine, false, 57, 0.10},
+  };
+  for (const DeepEpFigure& f : figures) {
+    const double model = model_figure(f);
+    INFO("EP" << 8 * f.nodes << (f.phase == kDispatch ? " dispatch " : " combine ") << model
+              << " GB/s, published " << f.published);
+    CHECK(std::abs(relative_error(model, f.published)) < (f.fitted ? 0.005 : f.bound));
   }
+}
+
+TEST_CASE("DeepEP low-latency kernels EP8 to EP32, with NVLink and pure RDMA",
+          "[validation][deepep]") {
+  const DeepEpFigure figures[] = {
+      // With NVLink inside a node (DeepEP's current table).
+      {1, kLow, kDispatch, false, 77, 0.10, true},
+      {1, kLow, kCombine, false, 114, 0.10},
+      {2, kLow, kDispatch, false, 118, 0.25},  // known miss: the model is ~19% fast
+      {2, kLow, kCombine, false, 195, 0.15},   // known miss: ~11% fast
+      {4, kLow, kDispatch, false, 155, 0.10},
+      {4, kLow, kCombine, false, 273, 0.10},
+      // Every pair through the NIC (DeepEP's first table), EP8 included.
+      {1, kLow, kDispatch, true, 163, 0.10, true},
+      {1, kLow, kCombine, true, 318, 0.10},
+      {2, kLow, kDispatch, true, 173, 0.10},
+      {2, kLow, kCombine, true, 329, 0.10},
+      {4, kLow, kDispatch, true, 182, 0.10},
+      {4, kLow, kCombine, true, 350, 0.10},
+  };
+  double previous_rdma_dispatch = 0.0;
+  for (const DeepEpFigure& f : figures) {
+    const double model = model_figure(f);
+    INFO("EP" << 8 * f.nodes << (f.pure_rdma ? " pure RDMA" : " NVLink")
+              << (f.phase == kDispatch ? " dispatch " : " combine ") << model << " us, published "
+              << f.published);
+    CHECK(std::abs(relative_error(model, f.published)) < (f.fitted ? 0.005 : f.bound));
+    // Latency rises with EP, as DeepEP's does.
+    if (f.pure_rdma && f.phase == kDispatch) {
+      CHECK(model > previous_rdma_dispatch);
+      previous_rdma_dispatch = model;
+    }
+  }
+}
+
+TEST_CASE("the bounding resource follows the phase's shape", "[validation][deepep]") {
+  // One node, normal: the 20 SMs, not NVLink (DeepEP's kernels run at ~85% of the link).
+  CHECK(deepep_case(1, kNormal, kDispatch).bounds.bound == CommResource::kSms);
+  // Low latency over NVLink on one node: the warps' per-message work and copies.
+  CHECK(deepep_case(1, kLow, kDispatch).bounds.bound == CommResource::kSms);
+  // Across 4 nodes, low latency is the NICs' (bytes plus per-message work).
+  const MoePhaseResult r = deepep_case(4, kLow, kDispatch);
+  CHECK(r.bounds.bound == CommResource::kNic);
+  CHECK(r.bounds.busy[static_cast<size_t>(CommResource::kSpine)] <
+        r.bounds.busy[static_cast<size_t>(CommResource::kNic)]);  // non-blocking fabric
 }
 
 // nccl-tests' all-to-all across N nodes of 8 is NIC-bound: each GPU sends (n-8)/n of its
@@ -227,9 +285,21 @@ TEST_CASE("nccl-tests all-to-all busbw on 2, 4, 8 H100 nodes follows the NIC-bou
     const double busbw = algbw * (n - 1) / n;
     const double closed_form = 48.5 * (n - 1) / (n - 8);
     INFO(nodes << " nodes: busbw " << busbw << " GB/s, closed form " << closed_form);
-    CHECK(busbw == Approx(closed_form).epsilon(0.03));
+    CHECK(busbw == Approx(closed_form).epsilon(0.02));
     CHECK(busbw < previous);  // falls towards the NIC rate as N grows
     previous = busbw;
+    // Without PXN, cross-rail data crosses the spines: on the default fabric (non-blocking,
+    // adaptive routing) that costs nothing, so the direct algorithm reaches the same NIC bound;
+    // with per-flow ECMP over one spine per rail, flows collide on uplinks and fall short.
+    spec.algo = CollectiveAlgo::kDirect;
+    const double direct = static_cast<double>(spec.bytes.count()) /
+                          run_collective(t, spec).duration().to_s() * 1e-9 * (n - 1) / n;
+    CHECK(direct == Approx(closed_form).epsilon(0.03));
+    c.routing = FabricRouting::kEcmp;
+    const double ecmp = static_cast<double>(spec.bytes.count()) /
+                        run_collective(build_cluster(c), spec).duration().to_s() * 1e-9 * (n - 1) /
+                        n;
+    CHECK(ecmp < 0.95 * direct);
   }
 }
 
