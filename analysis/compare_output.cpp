@@ -275,12 +275,11 @@ void print_compare_table(std::ostream& out, const Scenario& scenario,
   print_columns(out, head, rows, {"model", "cluster", "plan", "w/g/opt/act/kv GiB", "fits"});
   out << "Times are per step, per GPU averaged over GPUs (a2a: dispatch + combine; idle: waiting "
          "for slower peers). Memory: the fullest GPU.\n";
-  if (!models) {
-    out << compare_verdict(comparisons) << "\n";
-    return;
-  }
+  if (!models) out << compare_verdict(comparisons) << "\n";
+  if (!models && !gpu_hour_usd) return;
 
-  // Each model's best plan: what the buying question reads.
+  // Each model's best plan (with several models, or to show one's cost): what the buying
+  // question reads.
   const bool clusters = several_clusters(comparisons);
   std::vector<std::string> mhead = {"model",       "kind",      "total B", "active B",  "GFLOP/tok",
                                     "weights GiB", "best plan", "fits",    "tok/s/GPU", "mem GiB"};
@@ -313,7 +312,8 @@ void print_compare_table(std::ostream& out, const Scenario& scenario,
   if (gpu_hour_usd) {
     out << " $/M tok: at $" << fixed(*gpu_hour_usd, 2) << " per GPU-hour.";
   }
-  out << "\n" << model_verdict(comparisons, scenario.workload.kind, gpu_hour_usd) << "\n";
+  out << "\n";
+  if (models) out << model_verdict(comparisons, scenario.workload.kind, gpu_hour_usd) << "\n";
 }
 
 void write_compare_json(std::ostream& out, const Scenario& scenario,

@@ -41,8 +41,8 @@ std::string model_verdict(std::span<const ClusterComparison> comparisons, Worklo
                           std::optional<double> gpu_hour_usd);
 
 // Ranked tables (one per cluster, side by side in one table when several; with several models
-// a model column and a table of each model's best plan), JSON, or CSV. `gpu_hour_usd` adds the
-// cost per million tokens.
+// a model column, a table of each model's best plan and model_verdict), JSON, or CSV.
+// `gpu_hour_usd` adds the cost per million tokens (and the best-plan table with one model).
 void print_compare_table(std::ostream& out, const Scenario& scenario,
                          std::span<const ClusterComparison> comparisons,
                          std::optional<double> gpu_hour_usd = std::nullopt);
