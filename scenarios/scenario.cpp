@@ -190,12 +190,17 @@ ModelSpec Resolver::model(const Node& n) const {
         {in.has_layers(), "layers"},
         {in.has_hidden_size(), "hidden_size"},
         {in.has_attention_heads(), "attention_heads"},
-        {in.has_expert_ffn_size(), "expert_ffn_size"},
         {in.has_routed_experts(), "routed_experts"},
-        {in.has_top_k(), "top_k"},
         {in.has_vocab_size(), "vocab_size"}};
     for (const auto& [has, name] : required) {
       if (!has) fail(n, "", std::string(name) + " is required when no preset is named");
+    }
+    // routed_experts 0 is a dense model: no experts to size or pick.
+    if (in.routed_experts() > 0) {
+      if (!in.has_expert_ffn_size()) {
+        fail(n, "", "expert_ffn_size is required when no preset is named");
+      }
+      if (!in.has_top_k()) fail(n, "", "top_k is required when no preset is named");
     }
   }
   // Each set field overrides the preset's value after a sign check; cross-field rules follow.
@@ -216,9 +221,9 @@ ModelSpec Resolver::model(const Node& n) const {
   take(in.has_head_dim(), in.head_dim(), "head_dim", m.head_dim, false);
   take(in.has_expert_ffn_size(), in.expert_ffn_size(), "expert_ffn_size", m.expert_ffn_size, false);
   take(in.has_dense_ffn_size(), in.dense_ffn_size(), "dense_ffn_size", m.dense_ffn_size, false);
-  take(in.has_routed_experts(), in.routed_experts(), "routed_experts", m.routed_experts, false);
+  take(in.has_routed_experts(), in.routed_experts(), "routed_experts", m.routed_experts, true);
   take(in.has_shared_experts(), in.shared_experts(), "shared_experts", m.shared_experts, true);
-  take(in.has_top_k(), in.top_k(), "top_k", m.top_k, false);
+  take(in.has_top_k(), in.top_k(), "top_k", m.top_k, m.is_dense());
   take(in.has_expert_groups(), in.expert_groups(), "expert_groups", m.expert_groups, false);
   take(in.has_topk_groups(), in.topk_groups(), "topk_groups", m.topk_groups, false);
   take(in.has_vocab_size(), in.vocab_size(), "vocab_size", m.vocab_size, false);
@@ -257,7 +262,25 @@ ModelSpec Resolver::model(const Node& n) const {
   if (in.has_dispatch()) m.dispatch = element_format(n, "dispatch");
   if (in.has_combine()) m.combine = element_format(n, "combine");
 
-  if (m.dense_layers >= m.layers && m.layers > 0) {
+  if (m.is_dense()) {
+    // A dense model (routed_experts 0): the expert fields would describe nothing, so a value
+    // that would matter for an MoE model is an error rather than ignored.
+    if (m.top_k != 0) {
+      fail(n, "top_k",
+           "must be 0 (or left out) for a dense model (routed_experts 0), got " +
+               std::to_string(m.top_k));
+    }
+    if (m.shared_experts != 0) {
+      fail(n, "shared_experts", "must be 0 for a dense model (routed_experts 0)");
+    }
+    if (m.expert_groups != 1 || m.topk_groups != 1) {
+      fail(n, m.expert_groups != 1 ? "expert_groups" : "topk_groups",
+           "must be 1 (or left out) for a dense model (routed_experts 0)");
+    }
+    if (m.dense_ffn_size <= 0) {
+      fail(n, "dense_ffn_size", "is required: a dense model (routed_experts 0) has dense FFNs");
+    }
+  } else if (m.dense_layers >= m.layers && m.layers > 0) {
     fail(n, "dense_layers",
          std::to_string(m.dense_layers) + " dense layers leave no MoE layer among " +
              std::to_string(m.layers));
@@ -266,7 +289,7 @@ ModelSpec Resolver::model(const Node& n) const {
     fail(n, "ffn_matrices",
          "expected 2 (plain FFN) or 3 (gated FFN), got " + std::to_string(m.ffn_matrices));
   }
-  if (m.moe_layer_count() == 0) {
+  if (!m.is_dense() && m.moe_layer_count() == 0) {
     fail(n, "moe_layer_interval",
          "leaves no MoE layer among " + std::to_string(m.layers - m.dense_layers) +
              " layers after the dense ones");
@@ -512,6 +535,11 @@ ParallelPlan Resolver::parallel(const Node& n, const ModelSpec& model, const Clu
       default:
         fail(n, "placement", "expected CONTIGUOUS, ROUND_ROBIN or EXPLICIT");
     }
+  }
+  if (model.is_dense() && p.ep != 1) {
+    fail(n, "ep",
+         "must be 1 for a dense model (" + model.name +
+             " has no routed experts); use dp for more replicas");
   }
   if (p.placement != PlacementKind::kExplicit) {
     if (in.expert_ep_rank_size() > 0) {
@@ -935,6 +963,15 @@ bool apply_axis(proto::Scenario& s, std::string_view axis, const std::string& va
     }
     s.mutable_parallelism()->set_placement(p);
     s.mutable_parallelism()->clear_expert_ep_rank();
+  } else if (axis == "model") {
+    // A whole model preset in place of the scenario's model; the experts the parallelism block
+    // names (hot experts, explicit placement) belonged to the old model, so they go too.
+    s.mutable_model()->Clear();
+    s.mutable_model()->set_preset(value);
+    s.mutable_parallelism()->clear_hot_experts();
+    s.mutable_parallelism()->clear_replicas();
+    s.mutable_parallelism()->clear_expert_ep_rank();
+    if (s.parallelism().placement() == proto::EXPLICIT) s.mutable_parallelism()->clear_placement();
   } else if (axis == "cluster") {
     proto::Cluster cluster;
     if (!pb::TextFormat::ParseFromString(value, &cluster)) throw bad("a cluster block's text");

@@ -145,7 +145,9 @@ Scenario parse_scenario_at(std::string_view text, std::string_view file_name_for
 // validated and resolved as a file would be. Fields: the sweep axes (sweep_axis_names(); "ep"
 // also sets dp to the GPUs that tp*ep*pp leave, "topology" replaces a topology_file, "gpu" the
 // gpu block) and name, sequence_length, tp, placement (CONTIGUOUS or ROUND_ROBIN; drops
-// expert_ep_rank) and cluster (a whole `cluster { ... }` block's text, replacing the scenario's).
+// expert_ep_rank), cluster (a whole `cluster { ... }` block's text, replacing the scenario's)
+// and model (a model preset's name, replacing the model block; drops hot_experts, replicas and
+// an explicit placement, which name the old model's experts).
 // Throws ScenarioError with the validation's message (no line numbers once anything is edited).
 Scenario parse_scenario_edited(std::string_view text, std::string_view file_name_for_errors,
                                std::span<const std::pair<std::string, std::string>> edits);

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "core/statistics.h"
+#include "models/moe/model_spec.h"
 #include "models/router/router.h"
 #include "sim/parallel.h"
 #include "sim/sweep.h"
@@ -114,7 +115,7 @@ std::vector<ParallelPlan> enumerate_plans(const ModelSpec& model, int32_t gpus,
   std::vector<ParallelPlan> plans;
   for (int32_t tp = 1; tp <= gpus_per_node; ++tp) {
     if (gpus_per_node % tp != 0 || model.attention_heads % tp != 0) continue;
-    for (int32_t ep = 1; ep <= model.routed_experts; ++ep) {
+    for (int32_t ep = 1; ep <= std::max(1, model.routed_experts); ++ep) {  // dense: ep 1
       if (model.routed_experts % ep != 0) continue;
       const int64_t group = int64_t{tp} * ep * pp;
       if (group > gpus || gpus % group != 0) continue;
@@ -262,16 +263,40 @@ std::vector<ClusterComparison> compare_plans(std::string_view scenario_text,
     choices.push_back(own);
   }
 
-  std::vector<ClusterComparison> out(choices.size());
+  // Each model resolved once on the scenario (at TP1 EP1, so that the scenario's own plan need
+  // not suit it), for its plans and name; the plans below are validated one by one.
+  struct ModelChoice {
+    std::string preset;  // empty: the scenario's own model, unedited
+    ModelSpec model;
+  };
+  std::vector<ModelChoice> models;
+  if (options.models.empty()) {
+    models.push_back({std::string(), scenario.model});
+  } else {
+    for (const std::string& name : options.models) {
+      if (find_model_preset(name) == nullptr) {
+        throw std::invalid_argument("unknown model preset '" + name + "'");
+      }
+      const std::pair<std::string, std::string> edits[] = {
+          {"model", name}, {"tp", "1"}, {"ep", "1"}};
+      models.push_back({name, parse_scenario_edited(scenario_text, file_name, edits).model});
+    }
+  }
+  const bool several_models = models.size() > 1;
+
+  std::vector<ClusterComparison> out(models.size() * choices.size());
   struct Job {
-    size_t cluster;
+    size_t cluster;  // index into out
     size_t plan;
   };
   std::vector<Job> jobs;
-  for (size_t c = 0; c < choices.size(); ++c) {
-    ClusterComparison& cc = out[c];
+  for (size_t i = 0; i < out.size(); ++i) {
+    const size_t c = i % choices.size();
+    const ModelChoice& mc = models[i / choices.size()];
+    ClusterComparison& cc = out[i];
     cc.label = choices[c].label;
     cc.cluster = choices[c].cluster;
+    cc.model = mc.model;
     const int32_t gpus = cc.cluster.gpu_count;
     if (gpus % pp != 0) {
       throw std::invalid_argument("cluster " + cc.label + ": its " + std::to_string(gpus) +
@@ -292,18 +317,18 @@ std::vector<ClusterComparison> compare_plans(std::string_view scenario_text,
           ": auxiliary-free bias balancing needs every cluster to have the scenario's GPU count "
           "(the bias moves with the router, which a re-sliced global batch hides)");
     }
-    for (const ParallelPlan& p :
-         enumerate_plans(scenario.model, gpus, cc.cluster.gpus_per_node, pp)) {
+    for (const ParallelPlan& p : enumerate_plans(cc.model, gpus, cc.cluster.gpus_per_node, pp)) {
       PlanOutcome o;
       o.plan = p;
       o.plan.placement = scenario.parallel.placement == PlacementKind::kRoundRobin
                              ? PlacementKind::kRoundRobin
                              : PlacementKind::kContiguous;
       cc.plans.push_back(o);
-      jobs.push_back({c, cc.plans.size() - 1});
+      jobs.push_back({i, cc.plans.size() - 1});
     }
     if (cc.plans.empty()) {
-      throw std::invalid_argument("cluster " + cc.label + ": no plan fits " + std::to_string(gpus) +
+      throw std::invalid_argument((several_models ? "model " + cc.model.name + ", " : "") +
+                                  "cluster " + cc.label + ": no plan fits " + std::to_string(gpus) +
                                   " GPUs");
     }
   }
@@ -312,13 +337,15 @@ std::vector<ClusterComparison> compare_plans(std::string_view scenario_text,
   std::mutex progress_mutex;
   parallel_for(static_cast<int64_t>(jobs.size()), options.threads, [&](int64_t j, int32_t) {
     ClusterComparison& cc = out[jobs[j].cluster];
+    const ClusterChoice& choice = choices[jobs[j].cluster % choices.size()];
+    const std::string& preset = models[jobs[j].cluster / choices.size()].preset;
     PlanOutcome& o = cc.plans[jobs[j].plan];
     try {
       std::vector<std::pair<std::string, std::string>> edits = {
-          {"name", scenario.name + " " + cc.label + " " + plan_label(o.plan)}};
-      if (!choices[jobs[j].cluster].scenario_text.empty()) {
-        edits.emplace_back("cluster", choices[jobs[j].cluster].scenario_text);
-      }
+          {"name", scenario.name + (preset.empty() ? "" : " " + preset) + " " + cc.label + " " +
+                       plan_label(o.plan)}};
+      if (!preset.empty()) edits.emplace_back("model", preset);
+      if (!choice.scenario_text.empty()) edits.emplace_back("cluster", choice.scenario_text);
       edits.emplace_back("tp", std::to_string(o.plan.tp));
       edits.emplace_back("ep", std::to_string(o.plan.ep));  // dp: the GPUs tp*ep*pp leave
       edits.emplace_back("placement", o.plan.placement == PlacementKind::kRoundRobin
@@ -352,7 +379,8 @@ std::vector<ClusterComparison> compare_plans(std::string_view scenario_text,
       o.idle_us = mean_over_gpus(o.result, {Phase::kIdle});
       o.memory = memory_per_gpu(s);
     } catch (const std::exception& e) {
-      throw std::runtime_error("cluster " + cc.label + ", plan " + plan_label(o.plan) + ": " +
+      throw std::runtime_error((several_models ? "model " + cc.model.name + ", " : "") +
+                               "cluster " + cc.label + ", plan " + plan_label(o.plan) + ": " +
                                e.what());
     }
     if (options.progress) {

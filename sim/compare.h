@@ -35,7 +35,8 @@ struct ClusterChoice {
 ClusterChoice parse_cluster_choice(std::string_view text);
 
 // The plans for `gpus` GPUs at pipeline size `pp`: every (tp, ep) with tp dividing both
-// gpus_per_node and the attention heads, ep dividing the routed experts, tp*ep*pp dividing the
+// gpus_per_node and the attention heads, ep dividing the routed experts (1 for a dense model),
+// tp*ep*pp dividing the
 // GPUs, and dp = gpus / (tp*ep*pp); ordered by tp, then ep. Contiguous placement.
 std::vector<ParallelPlan> enumerate_plans(const ModelSpec& model, int32_t gpus,
                                           int32_t gpus_per_node, int32_t pp);
@@ -87,29 +88,36 @@ struct PlanOutcome {
   double idle_us = 0;           // waiting at collectives for slower peers
 };
 
+// One model on one cluster: its plans.
 struct ClusterComparison {
-  std::string label;
+  std::string label;  // the cluster's
   ClusterSpec cluster;
+  ModelSpec model;                 // the scenario's, or the preset CompareOptions::models named
   int32_t tokens_per_gpu = 0;      // this cluster's share of the global batch
   std::vector<PlanOutcome> plans;  // fastest (step p50) first; ties keep enumeration order
 };
 
 struct CompareOptions {
   int32_t threads = 2;  // plans simulated at once
+  // Model presets to compare on the same clusters and workload, each in place of the
+  // scenario's model (parse_scenario_edited's "model" edit); empty: the scenario's own model.
+  std::vector<std::string> models;
   // Called after each plan with (plans done, plans in all), one call at a time.
   std::function<void(int64_t, int64_t)> progress;
 };
 
 // Simulates every plan of every cluster (the scenario's own cluster when `clusters` is empty)
-// on the model, workload and router of the scenario in `scenario_text` (read from `file_name`,
-// for errors and relative paths). The global batch per micro-batch is the scenario's
-// tokens_per_gpu times its data-holding ranks (GPUs / pp); a cluster with another GPU count
-// gets tokens_per_gpu = global / (its GPUs / pp), which must divide. Each (cluster, plan) is the
-// scenario edited as sweep points are (parse_scenario_edited: cluster, tp, ep with dp derived,
-// placement, tokens_per_gpu), so it is validated as a scenario file would be; its other
-// parallelism settings (pp, hot experts) stay. Results do not depend on threads. Throws
+// for every model (options.models, or the scenario's own) on the workload and router of the
+// scenario in `scenario_text` (read from `file_name`, for errors and relative paths). The result
+// holds one entry per (model, cluster), models outer, in the order given. The global batch per
+// micro-batch is the scenario's tokens_per_gpu times its data-holding ranks (GPUs / pp); a cluster
+// with another GPU count gets tokens_per_gpu = global / (its GPUs / pp), which must divide. Each
+// (cluster, plan) is the scenario edited as sweep points are (parse_scenario_edited: cluster, tp,
+// ep with dp derived, placement, tokens_per_gpu), so it is validated as a scenario file would be;
+// its other parallelism settings (pp, hot experts) stay. Results do not depend on threads. Throws
 // std::invalid_argument, ScenarioError for the scenario, and std::runtime_error naming the
-// cluster and plan (with the validation's message) for a plan the validation rejects.
+// cluster and plan (with the validation's message) for a plan the validation rejects (and the
+// model, when options.models names several).
 std::vector<ClusterComparison> compare_plans(std::string_view scenario_text,
                                              std::string_view file_name,
                                              std::span<const ClusterChoice> clusters,

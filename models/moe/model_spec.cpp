@@ -18,12 +18,12 @@ Bytes ElementFormat::bytes_for(int64_t elements) const {
 }
 
 bool ModelSpec::is_moe_layer(int32_t layer) const {
-  if (layer < dense_layers || layer >= layers) return false;
+  if (is_dense() || layer < dense_layers || layer >= layers) return false;
   return (layer - dense_layers) % moe_layer_interval == moe_layer_interval - 1;
 }
 
 int32_t ModelSpec::moe_layer_count() const {
-  if (layers <= dense_layers || moe_layer_interval <= 0) return 0;
+  if (is_dense() || layers <= dense_layers || moe_layer_interval <= 0) return 0;
   return (layers - dense_layers) / moe_layer_interval;
 }
 
@@ -99,8 +99,25 @@ ModelSpec gqa_model(std::string name) {
   return m;
 }
 
-std::array<ModelSpec, 7> make_presets() {
-  std::array<ModelSpec, 7> p;
+// A dense decoder: every layer has a gated (SwiGLU) FFN of `ffn` and no experts.
+ModelSpec dense_model(std::string name, int32_t layers, int32_t hidden, int32_t heads,
+                      int32_t kv_heads, int32_t ffn, int32_t vocab) {
+  ModelSpec m;
+  m.name = std::move(name);
+  m.layers = layers;
+  m.hidden_size = hidden;
+  m.attention_heads = heads;
+  m.kv_heads = kv_heads;
+  m.head_dim = hidden / heads;
+  m.dense_ffn_size = ffn;
+  m.vocab_size = vocab;
+  return m;
+}
+
+constexpr size_t kPresetCount = 12;
+
+std::array<ModelSpec, kPresetCount> make_presets() {
+  std::array<ModelSpec, kPresetCount> p;
 
   // mistralai/Mixtral-8x7B-v0.1 config.json; Jiang et al. 2024, "Mixtral of Experts"
   // (46.7B total, 12.9B active parameters). Softmax over the top-2 logits = renormalised top-2.
@@ -216,13 +233,38 @@ std::array<ModelSpec, 7> make_presets() {
   sw.top_k = 1;
   sw.vocab_size = 32128;
 
+  // Dense models (no routed experts: every layer's FFN is dense), for `moesim compare` against
+  // the MoE ones. Untied embedding and LM head in each (tie_word_embeddings false); Qwen2.5's
+  // q/k/v biases (10,240 per layer) and every model's norms are neglected, as for the MoE presets.
+  //
+  // meta-llama/Llama-2-13b-hf config.json (hidden 5120, 40 heads without GQA, 40 layers,
+  // intermediate 13824, vocab 32000); Touvron et al. 2023, "Llama 2" (13B; the checkpoint holds
+  // 13,015,864,320 parameters). About Mixtral-8x7B's active count (12.9B).
+  p[7] = dense_model("llama-2-13b", 40, 5120, 40, 40, 13824, 32000);
+  // meta-llama/Llama-2-70b-hf config.json (hidden 8192, 64 heads, 8 KV heads, 80 layers,
+  // intermediate 28672, vocab 32000); Llama 2 paper, table 1 (70B, GQA); the checkpoint holds
+  // 68,976,648,192 parameters. The Mixtral paper (Jiang et al. 2024, section 3) reports
+  // Mixtral-8x7B matching or outperforming it on most benchmarks.
+  p[8] = dense_model("llama-2-70b", 80, 8192, 64, 8, 28672, 32000);
+  // meta-llama/Llama-3.1-70B config.json (as Llama 2 70B but vocab 128256); Dubey et al. 2024,
+  // "The Llama 3 Herd of Models", table 3 (80 layers, model dimension 8192, FFN 28672, 64
+  // heads, 8 KV heads; 70.6B parameters per the model card).
+  p[9] = dense_model("llama-3.1-70b", 80, 8192, 64, 8, 28672, 128256);
+  // meta-llama/Llama-3.1-405B config.json (hidden 16384, 128 heads, 8 KV heads, 126 layers,
+  // intermediate 53248, vocab 128256); Llama 3 Herd paper, table 3 (405B).
+  p[10] = dense_model("llama-3.1-405b", 126, 16384, 128, 8, 53248, 128256);
+  // Qwen/Qwen2.5-72B config.json (hidden 8192, 64 heads, 8 KV heads, 80 layers, intermediate
+  // 29568, vocab 152064, untied); Qwen2.5 technical report (arXiv 2412.15115), table 1, and the
+  // model card: 72.7B parameters, 70.0B without embeddings.
+  p[11] = dense_model("qwen2.5-72b", 80, 8192, 64, 8, 29568, 152064);
+
   return p;
 }
 
 }  // namespace
 
 std::span<const ModelSpec> model_presets() {
-  static const std::array<ModelSpec, 7> presets = make_presets();
+  static const std::array<ModelSpec, kPresetCount> presets = make_presets();
   return presets;
 }
 

@@ -1,5 +1,5 @@
-// An MoE transformer's shape (layers, attention, experts, routing, data formats) with the
-// parameter counts and message sizes the step needs; plus the built-in model presets.
+// An MoE (or dense) transformer's shape (layers, attention, experts, routing, data formats) with
+// the parameter counts and message sizes the step needs; plus the built-in model presets.
 #pragma once
 
 #include <cstdint>
@@ -8,9 +8,9 @@
 #include <string_view>
 #include <vector>
 
+#include "core/units.h"
 #include "models/gpu/gpu_model.h"
 #include "models/gpu/gpu_spec.h"
-#include "core/units.h"
 
 namespace moesim {
 
@@ -32,6 +32,9 @@ enum class AttentionKind : uint8_t {
   kMla,  // multi-head latent attention (DeepSeek-V2/V3): a compressed KV latent is cached
 };
 
+// A dense model is one with no routed experts (routed_experts == 0, top_k == 0): it has no MoE
+// layer, every layer's FFN is dense (dense_ffn_size), and the step runs it with the same
+// attention and dense-FFN kernels as an MoE model's dense layers, with no routing or all-to-all.
 struct ModelSpec {
   std::string name;
   int32_t layers = 0;
@@ -66,6 +69,8 @@ struct ModelSpec {
   int32_t qk_rope_head_dim = 0;
   int32_t v_head_dim = 0;
 
+  // No routed experts, so no MoE layer (whatever dense_layers and moe_layer_interval say).
+  bool is_dense() const { return routed_experts == 0; }
   int32_t moe_layer_count() const;
   // Indices (among all layers) of the MoE layers, ascending.
   std::vector<int32_t> moe_layer_indices() const;
@@ -85,6 +90,10 @@ struct ModelSpec {
   int64_t total_params() const;
   // Weights one token passes through (top_k routed and all shared experts per MoE layer).
   int64_t active_params() const;
+  // Weights one token multiplies by: active_params() without the input embedding (a lookup).
+  // A token's forward pass takes 2 FLOPs per such weight, beside attention's QK^T and PV, which
+  // grow with the context; its training step three times that (backward twice the forward).
+  int64_t active_matmul_params() const { return active_params() - embedding_params() / 2; }
 
   // One token's hidden state as sent to an expert, and as an expert's output sent back.
   Bytes dispatch_bytes_per_token() const { return dispatch.bytes_for(hidden_size); }
@@ -99,8 +108,9 @@ struct ModelSpec {
   }
 };
 
-// The built-in models: mixtral-8x7b, mixtral-8x22b, deepseek-v3, qwen3-30b-a3b,
-// qwen3-235b-a22b, dbrx, switch-base-128. Token model: no preset sets one; every preset routes
+// The built-in models: MoE mixtral-8x7b, mixtral-8x22b, deepseek-v3, qwen3-30b-a3b,
+// qwen3-235b-a22b, dbrx, switch-base-128; dense llama-2-13b, llama-2-70b, llama-3.1-70b,
+// llama-3.1-405b, qwen2.5-72b. Token model: no preset sets one; every MoE preset routes
 // synthetic tokens with the router's default TokenModel (models/router/router_spec.h), which is
 // calibrated to no routing data of any of these models (the run's output says so). `moesim fit`
 // fits one to a trace of the model.

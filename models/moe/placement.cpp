@@ -19,7 +19,8 @@ namespace {
 Placement::Placement(const ParallelPlan& plan, int32_t routed_experts, int32_t ep_ranks_per_node)
     : ep_(plan.ep), experts_(routed_experts), ep_ranks_per_node_(std::max(1, ep_ranks_per_node)) {
   if (ep_ <= 0) fail("ep must be positive, got " + std::to_string(ep_));
-  if (experts_ <= 0) fail("routed experts must be positive, got " + std::to_string(experts_));
+  // 0: a dense model, which places nothing (every rank holds no expert).
+  if (experts_ < 0) fail("routed experts must be >= 0, got " + std::to_string(experts_));
 
   std::vector<std::vector<int32_t>> ranks(static_cast<size_t>(experts_));
   std::vector<int32_t> load(static_cast<size_t>(ep_), 0);

@@ -51,10 +51,17 @@ std::string shape_text(const std::vector<int64_t>& shape) {
 }  // namespace
 
 void RouterSpec::validate() const {
-  if (experts < 1) bad_field("experts", ">= 1");
-  if (top_k < 1 || top_k > std::min(experts, 64))
-    bad_field("top_k", "1 <= top_k <= min(experts, 64)");
-  if (layers < 1) bad_field("layers", ">= 1");
+  if (experts == 0) {
+    // A dense model's router: no MoE layer, so nothing is ever routed (route() rejects every
+    // layer), but the step can hold one like any other routing source.
+    if (top_k != 0) bad_field("top_k", "0 with no experts (a dense model)");
+    if (layers != 0) bad_field("layers", "0 with no experts (a dense model)");
+  } else {
+    if (experts < 1) bad_field("experts", ">= 0");
+    if (top_k < 1 || top_k > std::min(experts, 64))
+      bad_field("top_k", "1 <= top_k <= min(experts, 64)");
+    if (layers < 1) bad_field("layers", ">= 1");
+  }
   if (selection == RouterSelection::kGroupLimitedTopK) {
     if (groups < 1 || groups > 256 || experts % groups != 0) {
       bad_field("groups", "a divisor of experts, at most 256");

@@ -64,7 +64,8 @@ struct TokenModel {
 };
 
 struct RouterSpec {
-  int32_t experts = 0;  // routed experts E
+  // routed experts E; 0 (with top_k 0 and layers 0) for a dense model, which routes nothing
+  int32_t experts = 0;
   int32_t top_k = 1;
   int32_t layers = 1;  // MoE layers, each with its own gate and bias
   RouterScoring scoring = RouterScoring::kSoftmax;
