@@ -164,3 +164,20 @@ TEST_CASE("moesim compare rejects an unknown --model and a bad --gpu-hour-price"
                                     "': expected a positive number of US dollars per GPU-hour"));
   }
 }
+
+TEST_CASE("the model edit swaps the preset and drops what named the old model's experts",
+          "[commands]") {
+  std::string text = kText;
+  text.replace(text.find("ep: 8"), 5, "ep: 8 hot_experts: 0 replicas: 1");
+  (void)parse_scenario(text, "pair.pbtxt");  // valid for Mixtral as it stands
+  const std::pair<std::string, std::string> edits[] = {{"model", "llama-2-13b"}, {"ep", "1"}};
+  const Scenario s = parse_scenario_edited(text, "pair.pbtxt", edits);
+  CHECK(s.model.name == "llama-2-13b");
+  CHECK(s.model.is_dense());
+  CHECK(s.parallel.hot_experts.empty());
+  CHECK(s.parallel.dp == 8);
+  // Kept at ep 8, the dense model is refused by name.
+  const std::pair<std::string, std::string> keep_ep[] = {{"model", "llama-2-13b"}};
+  CHECK_THROWS_WITH(parse_scenario_edited(text, "pair.pbtxt", keep_ep),
+                    Catch::Contains("must be 1 for a dense model (llama-2-13b"));
+}
