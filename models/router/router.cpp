@@ -380,7 +380,7 @@ std::string token_model_summary(const RouterSpec& spec) {
   if (spec.token_model_origin == TokenModelOrigin::kFitted) {
     text += " to " + spec.token_model_fitted_to;
   } else if (spec.token_model_origin == TokenModelOrigin::kDefault) {
-    text += ", calibrated to no routing data";
+    text = "default, calibrated to no routing data";
   }
   return text + " (" + params + ")";
 }
