@@ -81,7 +81,7 @@ int moe_collective_command(int argc, char** argv) {
       "completion-tolerance", po::value(&completion_tolerance)->default_value(0.0),
       "finish together flows that drain within this fraction of their duration of the first "
       "(0: exact max-min)")("network", po::value<std::string>(),
-                            "exact | fast (default: exact below 128 GPUs, fast from 128)")(
+                            "exact | fast (default: exact below 512 GPUs, fast from 512)")(
       "format", po::value(&format)->default_value("table"), "table or json");
   po::variables_map vm;
   po::store(po::parse_command_line(argc, argv, opts), vm);
