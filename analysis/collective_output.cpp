@@ -11,15 +11,17 @@ void write_collective_json(std::ostream& out, std::span<const CollectiveSizeRow>
     out << (first ? "" : ",\n") << std::setprecision(10) << "  {\"size\": " << r.size_bytes
         << ", \"count\": " << r.size_bytes / 4 << ", \"time_us\": " << r.time_us
         << ", \"algbw_gbps\": " << r.algbw_gbps << ", \"busbw_gbps\": " << r.busbw_gbps
-        << ", \"flows\": " << r.flows << "}";
+        << ", \"flows\": " << r.flows << ", \"network_model\": \"" << r.network_tier << "\"}";
     first = false;
   }
   out << "\n]\n";
 }
 
 void print_collective_table(std::ostream& out, std::string_view op, std::string_view algo, int gpus,
-                            std::string_view topology, std::span<const CollectiveSizeRow> rows) {
-  out << "# " << op << " (" << algo << ") on " << gpus << " GPUs of " << topology << "\n"
+                            std::string_view topology, std::string_view network,
+                            std::span<const CollectiveSizeRow> rows) {
+  out << "# " << op << " (" << algo << ") on " << gpus << " GPUs of " << topology << ", " << network
+      << " network\n"
       << std::setw(14) << "size(B)" << std::setw(14) << "count" << std::setw(14) << "time(us)"
       << std::setw(14) << "algbw(GB/s)" << std::setw(14) << "busbw(GB/s)"
       << "\n";

@@ -19,14 +19,17 @@ struct CollectiveSizeRow {
   double algbw_gbps = 0.0;  // GB/s
   double busbw_gbps = 0.0;  // GB/s
   uint64_t flows = 0;
+  std::string_view network_tier = "exact";  // network_tier_name of the tier that timed it
 };
 
-// A JSON array of {size, count, time_us, algbw_gbps, busbw_gbps, flows}, 10 significant digits.
+// A JSON array of {size, count, time_us, algbw_gbps, busbw_gbps, flows, network_model}, 10
+// significant digits.
 void write_collective_json(std::ostream& out, std::span<const CollectiveSizeRow> rows);
-// "# OP (ALGO) on N GPUs of TOPOLOGY", then size, count, time, algbw and busbw in 14-wide
-// columns (2 decimals). Leaves `out` in fixed notation.
+// "# OP (ALGO) on N GPUs of TOPOLOGY, NETWORK network", then size, count, time, algbw and busbw in
+// 14-wide columns (2 decimals). Leaves `out` in fixed notation.
 void print_collective_table(std::ostream& out, std::string_view op, std::string_view algo, int gpus,
-                            std::string_view topology, std::span<const CollectiveSizeRow> rows);
+                            std::string_view topology, std::string_view network,
+                            std::span<const CollectiveSizeRow> rows);
 
 // One MoE phase (`moesim moe-collective`): op, mode, sizes, time and DeepEP's bandwidth and
 // byte figures, as JSON (10 significant digits) or as a short table (1 decimal).

@@ -14,6 +14,7 @@
 #include "analysis/json_text.h"
 #include "core/statistics.h"
 #include "sim/executor.h"
+#include "models/network/network_tier.h"
 
 namespace moesim {
 namespace {
@@ -102,6 +103,8 @@ void write_run_json(std::ostream& out, const Scenario& scenario, const Simulatio
   out << "  \"token_model\": {\"origin\": "
       << json_string(token_model_origin_name(scenario.router.token_model_origin))
       << ", \"summary\": " << json_string(token_model_summary(scenario.router)) << "},\n";
+  out << "  \"network_model\": {\"tier\": " << json_string(network_tier_name(r.network_tier))
+      << ", \"by_default\": " << (r.network_tier_by_default ? "true" : "false") << "},\n";
   out << "  \"measured_steps\": " << r.measured_steps << ",\n";
   // Only in a run stopped early, so a complete run's document stays as it was.
   if (r.partial) {
@@ -241,6 +244,17 @@ void print_run_table(std::ostream& out, const Scenario& scenario, const Simulati
   out << std::setprecision(2) << "  wall clock               routing done after "
       << r.routing_wall_s << " s, simulation " << r.simulation_wall_s << " s (" << r.routing_wait_s
       << " s of it waiting for routing; gate GEMMs on OpenBLAS's " << r.blas_core << " kernels)\n";
+  // Why this tier: the scenario's choice, or the default rule (choose_network_tier).
+  std::string why = " (set by the scenario)";
+  if (r.network_tier_by_default) {
+    why = r.network_tier == NetworkTier::kFast ? " (the default from " : " (the default below ";
+    why += std::to_string(kFastTierFromGpus) + " GPUs";
+    if (r.network_tier == NetworkTier::kExact && r.gpus >= kFastTierFromGpus) {
+      why = " (the default with a completion tolerance";
+    }
+    why += ")";
+  }
+  out << "  network model            " << network_tier_name(r.network_tier) << why << "\n";
   const double per_recomputation = r.work.rate_recomputations > 0
                                        ? static_cast<double>(r.work.region_flows) /
                                              static_cast<double>(r.work.rate_recomputations)

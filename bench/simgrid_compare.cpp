@@ -1,5 +1,6 @@
-// moesim's exact network tier against SimGrid 3.32 (LMM, CM02 in pure max-min mode, as in
-// tests/simgrid) on the same Zipf-sized all-to-all over one flat switch: wall time and peak memory.
+// moesim's network tiers (exact and fast) against SimGrid 3.32 (LMM, CM02 in pure max-min mode, as
+// in tests/simgrid) on the same Zipf-sized all-to-all over one flat switch: wall time and peak
+// memory.
 //
 // Each simulation runs in a forked child, so that its peak resident memory is its own (the
 // child's ru_maxrss less that of a child that simulates nothing) and SimGrid's once-per-process
@@ -25,7 +26,7 @@
 
 #include "bench/zipf_sizes.h"
 #include "core/engine.h"
-#include "models/network/network_model.h"
+#include "models/network/network_tier.h"
 #include "tests/simgrid/pure_maxmin_engine.h"
 #include "topologies/builders.h"
 
@@ -45,17 +46,26 @@ struct ChildResult {
 
 using Clock = std::chrono::steady_clock;
 
-ChildResult run_moesim(int gpus) {
+ChildResult run_moesim_tier(int gpus, NetworkTier tier) {
   const auto t0 = Clock::now();
   const Topology topology = flat_switch(gpus);
   const std::vector<int64_t> sizes = bench::zipf_sizes(gpus, 1);
   Engine engine;
-  NetworkModel net(engine, topology);
+  NetworkOptions options;
+  options.tier = tier;
+  TieredNetwork tiered(engine, topology, options);
+  FlowNetwork& net = tiered.get();
   for (int i = 0; i < gpus; ++i)
     for (int j = 0; j < gpus; ++j)
       if (i != j) net.start_flow(i, j, Bytes(sizes[static_cast<size_t>(i) * gpus + j]), nullptr);
   engine.run();
   return {std::chrono::duration<double>(Clock::now() - t0).count(), engine.now().to_us() * 1e-6};
+}
+ChildResult run_moesim(int gpus) {
+  return run_moesim_tier(gpus, NetworkTier::kExact);
+}
+ChildResult run_moesim_fast(int gpus) {
+  return run_moesim_tier(gpus, NetworkTier::kFast);
 }
 
 // One host per GPU, each with an up and a down link of the GPU's NVLink capacity (as moesim
@@ -175,12 +185,25 @@ void time_in_child(benchmark::State& state, Work work, double cap_s) {
 void BM_Moesim(benchmark::State& state) {
   time_in_child(state, run_moesim, 0.0);
 }
+// The fast tier on the same flows (its makespan within the error suite's bounds of the
+// exact one, bench/README.md "Network tiers").
+void BM_MoesimFast(benchmark::State& state) {
+  time_in_child(state, run_moesim_fast, 0.0);
+}
 void BM_SimGrid(benchmark::State& state) {
   time_in_child(state, run_simgrid, kSimGridCapSeconds);
 }
 
 BENCHMARK(BM_Moesim)->Arg(16)->Arg(64)->Arg(256)->Iterations(1)->UseManualTime()->Unit(
     benchmark::kMillisecond);
+BENCHMARK(BM_MoesimFast)
+    ->Arg(16)
+    ->Arg(64)
+    ->Arg(256)
+    ->Arg(1024)
+    ->Iterations(1)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_SimGrid)
     ->Arg(16)
     ->Arg(64)

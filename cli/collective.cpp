@@ -9,6 +9,7 @@
 #include "analysis/collective_output.h"
 #include "cli/commands.h"
 #include "models/network/collectives.h"
+#include "models/network/network_tier.h"
 #include "scenarios/topology_file.h"
 #include "scenarios/units_parse.h"
 #include "topologies/presets.h"
@@ -74,8 +75,9 @@ int collective_command(int argc, char** argv) {
       "gpus", po::value<int>(), "use GPUs 0..N-1 (default: all)")(
       "completion-tolerance", po::value<double>()->default_value(0.0),
       "finish together flows that drain within this fraction of their duration of the first "
-      "(0: exact max-min)")("format", po::value<std::string>()->default_value("table"),
-                            "table | json");
+      "(0: exact max-min)")("network", po::value<std::string>(),
+                            "exact | fast (default: exact below 512 GPUs, fast from 512)")(
+      "format", po::value<std::string>()->default_value("table"), "table | json");
   po::variables_map vm;
   po::store(po::parse_command_line(argc, argv, desc), vm);
   po::notify(vm);
@@ -141,6 +143,19 @@ int collective_command(int argc, char** argv) {
     }
   }
   for (int g = 0; g < n; ++g) spec.group.push_back(g);
+  std::optional<NetworkTier> requested;
+  if (vm.count("network")) {
+    requested = parse_network_tier(vm["network"].as<std::string>());
+    if (!requested) {
+      throw std::invalid_argument("--network must be exact or fast, not '" +
+                                  vm["network"].as<std::string>() + "'");
+    }
+  }
+  const NetworkTier tier = choose_network_tier(requested, n, spec.network.completion_tolerance);
+  spec.network.tier = tier;
+  const std::string network =
+      std::string(network_tier_name(tier)) +
+      (requested ? "" : " (the default for " + std::to_string(n) + " GPUs)");
 
   std::vector<CollectiveSizeRow> rows;
   for (int64_t size = min_bytes.count(); size <= max_bytes.count(); size *= step) {
@@ -148,13 +163,15 @@ int collective_command(int argc, char** argv) {
     const CollectiveResult r = run_collective(topo, spec);
     const double seconds = r.duration().to_s();
     const double algbw = seconds > 0 ? static_cast<double>(size) / seconds * 1e-9 : 0.0;
-    rows.push_back({size, r.duration().to_us(), algbw, algbw * bus_factor(op, n), r.flows});
+    rows.push_back({size, r.duration().to_us(), algbw, algbw * bus_factor(op, n), r.flows,
+                    network_tier_name(tier)});
     if (size > max_bytes.count() / step) break;
   }
   if (format == "json") {
     write_collective_json(std::cout, rows);
   } else {
-    print_collective_table(std::cout, to_string(op), to_string(algo), n, topology_arg, rows);
+    print_collective_table(std::cout, to_string(op), to_string(algo), n, topology_arg, network,
+                           rows);
   }
   return 0;
 }

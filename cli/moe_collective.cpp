@@ -9,6 +9,7 @@
 #include "analysis/collective_output.h"
 #include "cli/commands.h"
 #include "models/moe/model_spec.h"
+#include "models/network/network_tier.h"
 #include "scenarios/topology_file.h"
 #include "sim/moe_phase.h"
 #include "topologies/presets.h"
@@ -85,7 +86,9 @@ int moe_collective_command(int argc, char** argv) {
       "model)")("seed", po::value(&seed)->default_value(1), "routing seed")(
       "completion-tolerance", po::value(&completion_tolerance)->default_value(0.0),
       "finish together flows that drain within this fraction of their duration of the first "
-      "(0: exact max-min)")("format", po::value(&format)->default_value("table"), "table or json");
+      "(0: exact max-min)")("network", po::value<std::string>(),
+                            "exact | fast (default: exact below 512 GPUs, fast from 512)")(
+      "format", po::value(&format)->default_value("table"), "table or json");
   po::variables_map vm;
   po::store(po::parse_command_line(argc, argv, opts), vm);
   if (vm.count("help")) {
@@ -140,6 +143,16 @@ int moe_collective_command(int argc, char** argv) {
       topology, nodes, vm.count("nic-gbps") ? std::optional<double>(nic_gbps) : std::nullopt,
       vm.count("fabric-routing") ? std::optional<std::string>(fabric_routing) : std::nullopt,
       spines);
+  std::optional<NetworkTier> requested;
+  if (vm.count("network")) {
+    requested = parse_network_tier(vm["network"].as<std::string>());
+    if (!requested) {
+      throw std::invalid_argument("--network must be exact or fast, not '" +
+                                  vm["network"].as<std::string>() + "'");
+    }
+  }
+  options.network.tier =
+      choose_network_tier(requested, cluster.gpu_count(), options.network.completion_tolerance);
   const MoePhaseResult result = run_moe_phase(cluster, *model, options);
   if (format == "json") {
     write_moe_phase_json(std::cout, op, mode, options.tokens_per_gpu, result);

@@ -14,6 +14,7 @@
 #include <system_error>
 
 #include "models/moe/placement.h"
+#include "models/network/network_tier.h"
 #include "scenarios/scenario.pb.h"
 #include "scenarios/topology_file.h"
 #include "scenarios/units_parse.h"
@@ -436,6 +437,24 @@ ClusterSpec Resolver::cluster(const Node& n) const {
       fail(n, "completion_tolerance", "expected a fraction in [0, 1) (0 is exact max-min)");
     }
     c.completion_tolerance = in.completion_tolerance();
+  }
+  if (in.has_network_model()) {
+    switch (in.network_model()) {
+      case proto::EXACT:
+        c.network_tier = NetworkTier::kExact;
+        break;
+      case proto::FAST:
+        if (c.completion_tolerance > 0.0) {
+          fail(n, "network_model",
+               "FAST takes no completion_tolerance (it applies to the EXACT model only)");
+        }
+        c.network_tier = NetworkTier::kFast;
+        break;
+      default:
+        fail(n, "network_model",
+             "expected EXACT or FAST (or leave it out: EXACT below " +
+                 std::to_string(kFastTierFromGpus) + " GPUs, FAST from there on)");
+    }
   }
 
   if (in.has_topology_file()) {

@@ -15,6 +15,7 @@
 #include "models/gpu/gpu_spec.h"
 #include "models/moe/model_spec.h"
 #include "models/moe/parallel_plan.h"
+#include "models/network/flow_network.h"
 #include "models/router/router_spec.h"
 
 namespace moesim {
@@ -41,6 +42,8 @@ struct ClusterSpec {
   GpuSpec gpu;
   // The network model's NetworkOptions::completion_tolerance: 0 is exact max-min.
   double completion_tolerance = 0.0;
+  // The requested network tier; nullopt: the default for the GPU count (choose_network_tier).
+  std::optional<NetworkTier> network_tier;
 
   bool from_file() const { return !topology_file.empty(); }
 };

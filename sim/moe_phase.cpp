@@ -9,7 +9,7 @@
 #include "models/moe/parallel_plan.h"
 #include "models/moe/placement.h"
 #include "models/network/collectives.h"
-#include "models/network/network_model.h"
+#include "models/network/network_tier.h"
 #include "models/router/router.h"
 #include "sim/moe_traffic.h"
 #include "sim/parallel.h"
@@ -270,7 +270,8 @@ MoePhaseResult run_moe_phase(const Topology& cluster, const ModelSpec& model,
 
   // The phase plays through the same collectives as a step's exchanges (sim/step_driver.cpp).
   Engine engine(options.seed);
-  NetworkModel network(engine, topology, options.network);
+  TieredNetwork tiered_network(engine, topology, options.network);
+  FlowNetwork& network = tiered_network.get();
   Collectives collectives(network);
   PhaseObserver observer;
   std::vector<int32_t> members(static_cast<size_t>(gpus));

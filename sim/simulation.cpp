@@ -8,7 +8,7 @@
 #include <stdexcept>
 
 #include "core/statistics.h"
-#include "models/network/network_model.h"
+#include "models/network/network_tier.h"
 #include "models/router/blas_kernels.h"
 #include "models/router/router.h"
 #include "scenarios/topology_file.h"
@@ -167,7 +167,11 @@ SimulationResult simulate(const Scenario& scenario, RoutingSource& source,
   Engine engine(scenario.seed);
   NetworkOptions network_options;
   network_options.completion_tolerance = scenario.cluster.completion_tolerance;
-  NetworkModel network(engine, topology, network_options);
+  const NetworkTier tier = choose_network_tier(scenario.cluster.network_tier, gpus,
+                                               scenario.cluster.completion_tolerance);
+  network_options.tier = tier;
+  TieredNetwork tiered_network(engine, topology, network_options);
+  FlowNetwork& network = tiered_network.get();
   const GpuModel gpu(scenario.cluster.gpu);
   StepSetup setup;
   setup.model = &model;
@@ -191,6 +195,8 @@ SimulationResult simulate(const Scenario& scenario, RoutingSource& source,
   r.scenario_name = scenario.name;
   r.gpus = gpus;
   r.dispatch_algorithm = algorithm;
+  r.network_tier = tier;
+  r.network_tier_by_default = !scenario.cluster.network_tier.has_value();
   r.gpu_phase_us.assign(static_cast<size_t>(gpus), {});
   r.gpu_hidden_us.assign(static_cast<size_t>(gpus), {});
   r.tokens_per_expert.assign(static_cast<size_t>(model.routed_experts), 0);

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "models/network/flow_network.h"
 #include "models/router/routing_decision.h"
 #include "scenarios/scenario.h"
 #include "sim/cost_model.h"
@@ -55,6 +56,9 @@ struct SimulationResult {
   int32_t steps_run = 0;
   bool partial = false;
   DispatchAlgorithm dispatch_algorithm = DispatchAlgorithm::kDirect;
+  // The network tier the run used, and whether the scenario left it to the default rule.
+  NetworkTier network_tier = NetworkTier::kExact;
+  bool network_tier_by_default = true;
   // Samples: one per measured step; per forward exchange (micro-batch, MoE layer, replica);
   // per forward (micro-batch, layer) the slowest GPU's time.
   std::vector<double> step_time_us, dispatch_us, combine_us, expert_compute_us, attention_us;

@@ -6,7 +6,7 @@
 #include <string>
 #include <utility>
 
-#include "models/network/network_model.h"
+#include "models/network/network_tier.h"
 
 namespace moesim {
 
@@ -587,7 +587,8 @@ void add_ring(Collectives::Run& run, const RingPlan& plan, int steps, int64_t by
 
 CollectiveResult run_collective(const Topology& topology, const CollectiveSpec& spec) {
   Engine engine;
-  NetworkModel net(engine, topology, spec.network);
+  TieredNetwork tiered(engine, topology, spec.network);
+  FlowNetwork& net = tiered.get();
   Collectives collectives(net);
   struct Keep final : CollectiveObserver {
     void on_collective_done(CollectiveId, uint64_t, const CollectiveResult& r) override {

@@ -59,8 +59,16 @@ struct NetworkStats {
 // after it (finish - now <= e * (finish - start)) drains with it, so nearly simultaneous
 // completions cost one recomputation; those flows finish early by at most that fraction of
 // their duration, and their freed bandwidth is handed out that much earlier.
+//
+// The tier (models/network/network_tier.h) picks the model: kExact, NetworkModel (the reference,
+// the completion tolerance applying to it); kFast, FastNetwork (classes of flows by bottleneck
+// link on virtual clocks, full fills now and then; its error against kExact is measured in
+// bench/README.md).
+enum class NetworkTier : uint8_t { kExact, kFast };
+
 struct NetworkOptions {
   double completion_tolerance = 0.0;
+  NetworkTier tier = NetworkTier::kExact;
 };
 
 class FlowNetwork {

@@ -221,6 +221,19 @@ TEST_CASE("The workload's schedule: 1F1B by default; two-batch overlap where it 
              Catch::Contains("DUALPIPE_X"));
 }
 
+TEST_CASE("The network tier is read when given and left to the default rule otherwise",
+          "[scenarios]") {
+  const auto tier_of = [](const std::string& field) {
+    return parse_scenario(text_of(with_cluster(R"(topology: "dgx-h100" )" + field +
+                                               R"( gpu { preset: "h100-sxm" })")),
+                          "t.pbtxt")
+        .cluster.network_tier;
+  };
+  CHECK(tier_of("network_model: EXACT") == NetworkTier::kExact);
+  CHECK(tier_of("network_model: FAST") == NetworkTier::kFast);
+  CHECK(tier_of("") == std::nullopt);
+}
+
 TEST_CASE("A syntax error reports the parser's line and column", "[scenarios]") {
   const std::string text = "model { preset: \"mixtral-8x7b\" }\ncluster {\n  topolgy: \"x\"\n}\n";
   const std::string e = error_of(text);
@@ -295,6 +308,11 @@ TEST_CASE("Semantic errors name the field, its line and what was expected", "[sc
             R"(topology: "dgx-h100" completion_tolerance: 1.5 gpu { preset: "h100-sxm" })")),
         Catch::StartsWith("t.pbtxt:2:32: cluster.completion_tolerance: expected a fraction in "
                           "[0, 1)"));
+  }
+  SECTION("the fast network tier takes no completion tolerance") {
+    CHECK_THAT(error_of(with_cluster(R"(topology: "dgx-h100" completion_tolerance: 0.01
+        network_model: FAST gpu { preset: "h100-sxm" })")),
+               Catch::Contains("cluster.network_model: FAST takes no completion_tolerance"));
   }
   SECTION("a cluster beyond the largest moesim simulates (found by the scenario fuzzer)") {
     // 1,666,666 nodes of 8 GPUs: refused before anything is built.

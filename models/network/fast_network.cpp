@@ -1,0 +1,581 @@
+#include "models/network/fast_network.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+#include <string>
+
+namespace moesim {
+
+namespace {
+
+// SplitMix64's finaliser, as the exact tier draws ECMP hashes (the same paths for the same
+// start order).
+uint64_t mix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+}  // namespace
+
+FastNetwork::FastNetwork(Engine& engine, const Topology& topology, NetworkOptions options)
+    : engine_(engine), topology_(topology), options_(options) {
+  const size_t links = topology.links().size();
+  capacity_.resize(links);
+  for (size_t i = 0; i < links; ++i) {
+    capacity_[i] = topology.effective_capacity(LinkId{static_cast<uint32_t>(i)}).bytes_per_second();
+  }
+  mark_constraining_links();
+  classes_.resize(links);
+  idle_ = capacity_;
+  due_.resize_ids(links);
+  traffic_.resize(static_cast<size_t>(topology.gpu_count()));
+}
+
+// As NetworkModel::mark_constraining_links (the same rule, so both tiers fill over the same
+// links): a link every flow through which must also cross a link of no more capacity never
+// binds.
+void FastNetwork::mark_constraining_links() {
+  const auto links = topology_.links();
+  const size_t vertices = topology_.vertex_count();
+  std::vector<uint32_t> out_count(vertices, 0), in_count(vertices, 0);
+  std::vector<uint32_t> some_out(vertices, 0), some_in(vertices, 0);
+  for (uint32_t i = 0; i < links.size(); ++i) {
+    const size_t from = links[i].from.value, to = links[i].to.value;
+    ++out_count[from];
+    ++in_count[to];
+    some_out[from] ^= i;
+    some_in[to] ^= i;
+  }
+  auto tighter = [&](uint32_t m, uint32_t l) {
+    return capacity_[m] < capacity_[l] || (capacity_[m] == capacity_[l] && m < l);
+  };
+  constraining_.assign(links.size(), 1);
+  for (uint32_t l = 0; l < links.size(); ++l) {
+    const uint32_t back = topology_.reverse(LinkId{l}).value;
+    const VertexId head = links[l].to, tail = links[l].from;
+    const bool head_relays = topology_.gpu_index(head) < 0;
+    const bool tail_relays = topology_.gpu_index(tail) < 0;
+    const bool back_exists = back < links.size() && links[back].from.value == head.value &&
+                             links[back].to.value == tail.value;
+    if (!back_exists) continue;
+    if (head_relays && out_count[head.value] == 2 && tighter(some_out[head.value] ^ back, l)) {
+      constraining_[l] = 0;
+    }
+    if (tail_relays && in_count[tail.value] == 2 && tighter(some_in[tail.value] ^ back, l)) {
+      constraining_[l] = 0;
+    }
+  }
+}
+
+uint32_t FastNetwork::allocate_flow() {
+  if (free_flow_head_ != kNone) {
+    const uint32_t f = free_flow_head_;
+    free_flow_head_ = flows_[f].tag;
+    return f;
+  }
+  const auto f = static_cast<uint32_t>(flows_.size());
+  if (f >= LatencyWires::kMaxFlows) {
+    throw std::length_error("fast network: more than 2^31 flows at once");
+  }
+  flows_.emplace_back();
+  pieces_.resize_flows(flows_.size());
+  return f;
+}
+
+FlowId FastNetwork::start_flow(int src_gpu, int dst_gpu, Bytes bytes, FlowObserver* observer,
+                               uint32_t tag) {
+  return start(src_gpu, dst_gpu, bytes, observer, tag, mix64(flow_counter_), 1);
+}
+
+FlowId FastNetwork::start_flow(int src_gpu, int dst_gpu, Bytes bytes, FlowObserver* observer,
+                               uint32_t tag, uint64_t flow_hash) {
+  return start(src_gpu, dst_gpu, bytes, observer, tag, flow_hash, 1);
+}
+
+FlowId FastNetwork::start_flow_in_pieces(int src_gpu, int dst_gpu, Bytes bytes, uint32_t pieces,
+                                         FlowObserver* observer, uint32_t tag) {
+  if (pieces < 1 || pieces > FlowPieces::kMaxPieces) {
+    throw std::invalid_argument("fast network: a flow takes 1 to 65535 pieces, not " +
+                                std::to_string(pieces));
+  }
+  return start(src_gpu, dst_gpu, bytes, observer, tag, mix64(flow_counter_), pieces);
+}
+
+FlowId FastNetwork::start(int src_gpu, int dst_gpu, Bytes bytes, FlowObserver* observer,
+                          uint32_t tag, uint64_t flow_hash, uint32_t pieces) {
+  const int gpus = topology_.gpu_count();
+  if (src_gpu < 0 || src_gpu >= gpus || dst_gpu < 0 || dst_gpu >= gpus) {
+    throw std::out_of_range("fast network: flow " + std::to_string(src_gpu) + " -> " +
+                            std::to_string(dst_gpu) + " names a GPU outside [0, " +
+                            std::to_string(gpus) + ")");
+  }
+  if (bytes.count() < 0) {
+    throw std::invalid_argument("fast network: flow " + std::to_string(src_gpu) + " -> " +
+                                std::to_string(dst_gpu) + " has a negative size");
+  }
+  ++flow_counter_;
+  const std::span<const LinkId> path =
+      src_gpu == dst_gpu ? std::span<const LinkId>() : topology_.path(src_gpu, dst_gpu, flow_hash);
+  scratch_path_.clear();
+  for (const LinkId l : path) {
+    if (constraining_[l.value] != 0) scratch_path_.push_back(l.value);
+  }
+  if (scratch_path_.size() > 255) {
+    throw std::invalid_argument("fast network: the path " + std::to_string(src_gpu) + " -> " +
+                                std::to_string(dst_gpu) +
+                                " has more than 255 links that can "
+                                "constrain it");
+  }
+  const bool drains = bytes.count() > 0 && !path.empty();
+  if (drains && scratch_path_.empty()) {
+    throw std::logic_error("fast network: no link of the path " + std::to_string(src_gpu) + " -> " +
+                           std::to_string(dst_gpu) + " constrains it");
+  }
+  const uint32_t f = allocate_flow();
+  pieces_.start(f, pieces, flows_.size());
+  Flow& flow = flows_[f];
+  flow = Flow{};
+  flow.src = src_gpu;
+  flow.dst = dst_gpu;
+  flow.bytes = bytes.count();
+  flow.observer = observer;
+  flow.tag = tag;
+  {
+    const uint32_t wire = wires_.wire_for(topology_.path_latency(path).count_ps());
+    if (wire > std::numeric_limits<uint16_t>::max()) {
+      throw std::length_error("fast network: more than 65536 distinct path latencies");
+    }
+    if (wire == wire_timers_.size()) wire_timers_.emplace_back();
+    flow.wire = static_cast<uint16_t>(wire);
+  }
+  LinkKind kind = LinkKind::kNvLink;
+  for (const LinkId l : path) {
+    const LinkKind k = topology_.link(l).kind;
+    if (k == LinkKind::kNetwork || (k == LinkKind::kPcie && kind == LinkKind::kNvLink)) kind = k;
+  }
+  flow.kind = kind;
+  ++stats_.flows_started;
+  if (!drains) {
+    traffic_[static_cast<size_t>(src_gpu)].sent_bytes[static_cast<size_t>(kind)] += bytes.count();
+    send_on_wire(f, engine_.now().count_ps());
+    return FlowId{f};
+  }
+  // Paths are kept in blocks recycled by length (paths are short and of few lengths).
+  const auto hops = static_cast<uint32_t>(scratch_path_.size());
+  if (free_paths_.size() <= hops) free_paths_.resize(hops + 1, kNone);
+  uint32_t off = free_paths_[hops];
+  if (off != kNone) {
+    free_paths_[hops] = path_pool_[off];
+  } else {
+    off = static_cast<uint32_t>(path_pool_.size());
+    path_pool_.resize(path_pool_.size() + hops);
+  }
+  std::copy(scratch_path_.begin(), scratch_path_.end(), path_pool_.begin() + off);
+  flow.path = off;
+  flow.hops = static_cast<uint8_t>(hops);
+  flow.after_boundary = flow.bytes;
+  flow.key = next_piece_bytes(f);  // until it joins a class: bytes to its first boundary
+  starting_.push_back(f);
+  if (!starts_pending_) {
+    starts_pending_ = true;
+    engine_.schedule_at(engine_.now(), *this, make_tag(EventKind::kStarts, 0));
+  }
+  return FlowId{f};
+}
+
+// Bytes from the piece boundary the flow has reached to its next one (its last byte when it has
+// no more pieces to leave); moves the flow's boundary on.
+double FastNetwork::next_piece_bytes(uint32_t f) {
+  Flow& flow = flows_[f];
+  const int64_t after =
+      pieces_.more_to_leave(f) ? pieces_.bytes_after_leaving_piece(f, flow.bytes) : 0;
+  const int64_t piece = flow.after_boundary - after;
+  flow.after_boundary = after;
+  return static_cast<double>(piece);
+}
+
+void FastNetwork::on_event(uint64_t tag) {
+  const auto kind = static_cast<EventKind>(tag >> kKindShift);
+  const auto index = static_cast<uint32_t>(tag & ((uint64_t{1} << kKindShift) - 1));
+  switch (kind) {
+    case EventKind::kDrain:
+      drain_due();
+      break;
+    case EventKind::kDeliver:
+      deliver_due(index);
+      break;
+    case EventKind::kStarts:
+      take_starts();
+      break;
+  }
+}
+
+bool FastNetwork::fill_due() const {
+  return static_cast<double>(changes_since_fill_) >=
+         kRefillFraction * static_cast<double>(active_at_fill_);
+}
+
+void FastNetwork::take_starts() {
+  starts_pending_ = false;
+  if (starting_.empty()) return;
+  changes_since_fill_ += starting_.size();
+  if (fill_due()) {
+    fill();
+    return;
+  }
+  const int64_t now_ps = engine_.now().count_ps();
+  for (size_t i = 0; i < starting_.size(); ++i) {
+    if (!insert(starting_[i], now_ps)) {
+      starting_.erase(starting_.begin(), starting_.begin() + static_cast<long>(i));
+      fill();
+      return;
+    }
+  }
+  starting_.clear();
+  arm_drain_timer();
+}
+
+// Progressive filling over every flow on links: the links in order of their fair share, each
+// freezing its flows not yet frozen at that share. A link's share only rises as flows freeze
+// elsewhere, so a stale heap entry is a lower bound and is re-pushed when it surfaces.
+void FastNetwork::fill() {
+  const int64_t now_ps = engine_.now().count_ps();
+  ++stats_.recomputations;
+  // Every flow's bytes to its next boundary, from its class's clock; classes emptied.
+  const size_t links = capacity_.size();
+  for (uint32_t l = 0; l < links; ++l) {
+    Class& c = classes_[l];
+    if (c.members.empty()) continue;
+    advance(l, now_ps);
+    for (const Member& m : c.members) flows_[m.flow].key = std::max(m.key - c.virt, 0.0);
+    c.members.clear();  // keeps its capacity for the fill
+    c.share = c.level = c.virt = 0.0;
+    due_.remove(l);
+  }
+  for (const uint32_t f : starting_) {
+    flows_[f].active_pos = static_cast<uint32_t>(active_.size());
+    active_.push_back(f);
+  }
+  starting_.clear();
+  const size_t n = active_.size();
+  stats_.region_flows += n;
+  stats_.active_flows += n;
+
+  // The fill reads compact copies, by position in active_: each flow's key and links, and the
+  // class it freezes in (a million flows' records would not stay in cache).
+  fill_key_.resize(n);
+  fill_cls_.assign(n, kNone);
+  fill_off_.resize(n + 1);
+  fill_paths_.clear();
+  for (size_t i = 0; i < n; ++i) {
+    const Flow& flow = flows_[active_[i]];
+    fill_key_[i] = flow.key;
+    fill_off_[i] = static_cast<uint32_t>(fill_paths_.size());
+    const uint32_t* p = path_of(flow);
+    fill_paths_.insert(fill_paths_.end(), p, p + flow.hops);
+  }
+  fill_off_[n] = static_cast<uint32_t>(fill_paths_.size());
+  link_count_.assign(links, 0);
+  for (const uint32_t m : fill_paths_) ++link_count_[m];
+  link_start_.resize(links + 1);
+  uint32_t sum = 0;
+  for (size_t l = 0; l < links; ++l) {
+    link_start_[l] = sum;
+    sum += link_count_[l];
+  }
+  link_start_[links] = sum;
+  link_flows_.resize(sum);
+  link_cursor_.assign(link_start_.begin(), link_start_.end() - 1);
+  for (uint32_t i = 0; i < n; ++i) {
+    for (uint32_t k = fill_off_[i]; k < fill_off_[i + 1]; ++k) {
+      link_flows_[link_cursor_[fill_paths_[k]]++] = i;
+    }
+  }
+  residual_ = capacity_;
+  level_heap_.clear();
+  for (uint32_t l = 0; l < links; ++l) {
+    if (link_count_[l] > 0) level_heap_.emplace_back(capacity_[l] / link_count_[l], l);
+  }
+  const auto after = [](const std::pair<double, uint32_t>& a,
+                        const std::pair<double, uint32_t>& b) { return a > b; };
+  std::make_heap(level_heap_.begin(), level_heap_.end(), after);
+  while (!level_heap_.empty()) {
+    std::pop_heap(level_heap_.begin(), level_heap_.end(), after);
+    const auto [key, l] = level_heap_.back();
+    level_heap_.pop_back();
+    const uint32_t unfrozen = link_count_[l];
+    if (unfrozen == 0) continue;
+    const double share = std::max(residual_[l], 0.0) / unfrozen;
+    if (share > key * (1.0 + 1e-12)) {
+      level_heap_.emplace_back(share, l);
+      std::push_heap(level_heap_.begin(), level_heap_.end(), after);
+      continue;
+    }
+    // The link freezes: its unfrozen flows form its class at this share.
+    const double level = std::max(share, capacity_[l] * 1e-9);
+    Class& c = classes_[l];
+    for (uint32_t j = link_start_[l]; j < link_start_[l + 1]; ++j) {
+      const uint32_t i = link_flows_[j];
+      if (fill_cls_[i] != kNone) continue;
+      fill_cls_[i] = l;
+      c.members.push_back(Member{fill_key_[i], active_[i]});
+      for (uint32_t k = fill_off_[i]; k < fill_off_[i + 1]; ++k) {
+        const uint32_t m = fill_paths_[k];
+        residual_[m] -= level;
+        --link_count_[m];
+      }
+    }
+    c.level = level;
+    c.share = level * static_cast<double>(c.members.size());
+    c.virt = 0.0;
+    c.clock_ps = now_ps;
+    std::make_heap(c.members.begin(), c.members.end(), MemberAfter{});
+    rekey(l);
+  }
+  // What no class holds is idle: all of a link that carries no flow, and what flows frozen
+  // elsewhere leave of one that never froze. A frozen link's residual is ~0.
+  for (uint32_t l = 0; l < links; ++l) {
+    idle_[l] = classes_[l].members.empty() ? std::max(residual_[l], 0.0) : 0.0;
+  }
+  for (size_t i = 0; i < n; ++i) flows_[active_[i]].cls = fill_cls_[i];
+  stats_.rate_changes += n;
+  changes_since_fill_ = 0;
+  active_at_fill_ = active_.size();
+  arm_drain_timer();
+}
+
+// A start between fills: the flow joins the class of its link that would give it the least
+// (that link's class share and unused capacity over its members and it), and its rate is taken
+// from what its other links leave unused, else from their classes. False when no link of its
+// path has anything to give (every one is held entirely by flows bottlenecked elsewhere): only
+// a fill can say then what it gets.
+bool FastNetwork::insert(uint32_t f, int64_t now_ps) {
+  Flow& flow = flows_[f];
+  const uint32_t* p = path_of(flow);
+  uint32_t best = kNone;
+  double best_level = std::numeric_limits<double>::infinity();
+  for (uint32_t k = 0; k < flow.hops; ++k) {
+    const uint32_t m = p[k];
+    const Class& c = classes_[m];
+    const double level =
+        (c.share + std::max(idle_[m], 0.0)) / static_cast<double>(c.members.size() + 1);
+    if (level < best_level) {
+      best_level = level;
+      best = m;
+    }
+  }
+  if (!(best_level > capacity_[best] * 1e-6)) return false;
+  Class& c = classes_[best];
+  advance(best, now_ps);
+  c.share += std::max(idle_[best], 0.0);
+  idle_[best] = std::min(idle_[best], 0.0);
+  c.members.push_back(Member{c.virt + flow.key, f});
+  std::push_heap(c.members.begin(), c.members.end(), MemberAfter{});
+  c.level = c.share / static_cast<double>(c.members.size());
+  ++stats_.rate_changes;
+  rekey(best);
+  flow.cls = best;
+  flow.active_pos = static_cast<uint32_t>(active_.size());
+  active_.push_back(f);
+  const double rate = c.level;
+  for (uint32_t k = 0; k < flow.hops; ++k) {
+    const uint32_t m = p[k];
+    if (m == best) continue;
+    idle_[m] -= rate;
+    Class& other = classes_[m];
+    if (idle_[m] < 0.0 && !other.members.empty()) {
+      // The class of that link gives up what the link lacks, keeping at least a tenth.
+      const double share = std::max(other.share + idle_[m], 0.1 * other.share);
+      idle_[m] += other.share - share;
+      set_share(m, share, now_ps);
+    }
+  }
+  return true;
+}
+
+void FastNetwork::advance(uint32_t l, int64_t now_ps) {
+  Class& c = classes_[l];
+  c.virt += c.level * static_cast<double>(now_ps - c.clock_ps) * 1e-12;
+  c.clock_ps = now_ps;
+}
+
+void FastNetwork::set_share(uint32_t l, double share, int64_t now_ps) {
+  Class& c = classes_[l];
+  advance(l, now_ps);
+  c.share = share;
+  c.level = share / static_cast<double>(c.members.size());
+  ++stats_.rate_changes;
+  rekey(l);
+}
+
+void FastNetwork::absorb_idle(uint32_t l, int64_t now_ps) {
+  Class& c = classes_[l];
+  if (c.members.empty() || !(idle_[l] > 0.0)) return;
+  const double share = c.share + idle_[l];
+  idle_[l] = 0.0;
+  set_share(l, share, now_ps);
+}
+
+// The class's next boundary, in engine time, rounded up to a whole picosecond.
+void FastNetwork::rekey(uint32_t l) {
+  const Class& c = classes_[l];
+  if (c.members.empty()) {
+    due_.remove(l);
+    return;
+  }
+  const double bytes = c.members.front().key - c.virt;
+  int64_t at_ps = c.clock_ps;
+  if (bytes > 0.0) {
+    const double exact = bytes / c.level * 1e12;
+    const double limit = static_cast<double>(Time::max().count_ps() - c.clock_ps);
+    auto dt = static_cast<int64_t>(std::min(exact, limit));
+    if (static_cast<double>(dt) < exact && exact < limit) ++dt;
+    at_ps += dt;
+  }
+  due_.set(Due{at_ps, l});
+}
+
+void FastNetwork::arm_drain_timer() {
+  const int64_t head_ps = due_.empty() ? -1 : due_.top().at_ps;
+  if (head_ps == drain_timer_ps_) return;
+  if (drain_timer_ != EventId{}) engine_.cancel(drain_timer_);
+  drain_timer_ = EventId{};
+  drain_timer_ps_ = head_ps;
+  if (head_ps >= 0) {
+    drain_timer_ = engine_.schedule_at(Time::ps(head_ps), *this, make_tag(EventKind::kDrain, 0));
+  }
+}
+
+// Every class whose head reaches a boundary now: pieces go on in the class, last bytes leave.
+void FastNetwork::drain_due() {
+  drain_timer_ = EventId{};
+  drain_timer_ps_ = -1;
+  const int64_t now_ps = engine_.now().count_ps();
+  while (!due_.empty() && due_.top().at_ps <= now_ps) {
+    const uint32_t l = due_.top().link;
+    Class& c = classes_[l];
+    advance(l, now_ps);
+    // Within a picosecond's drain of the boundary counts as there (keys are rounded up to one).
+    const double reached = c.virt + 1.5e-12 * c.level;
+    const double rate = c.level;
+    done_.clear();
+    while (!c.members.empty() && c.members.front().key <= reached) {
+      std::pop_heap(c.members.begin(), c.members.end(), MemberAfter{});
+      const Member m = c.members.back();
+      c.members.pop_back();
+      if (pieces_.more_to_leave(m.flow)) {
+        leave_piece(m.flow, now_ps);
+        c.members.push_back(Member{m.key + next_piece_bytes(m.flow), m.flow});
+        std::push_heap(c.members.begin(), c.members.end(), MemberAfter{});
+      } else {
+        done_.push_back(m.flow);
+      }
+    }
+    // The class keeps its share: the members left take what the finished ones held.
+    if (c.members.empty()) {
+      idle_[l] += c.share;
+      c.share = 0.0;
+      c.level = 0.0;
+      due_.remove(l);
+    } else {
+      if (!done_.empty()) {
+        c.level = c.share / static_cast<double>(c.members.size());
+        ++stats_.rate_changes;
+      }
+      rekey(l);
+    }
+    for (const uint32_t f : done_) finish(f, rate, now_ps);
+  }
+  if (!active_.empty() && changes_since_fill_ > 0 && fill_due()) {
+    fill();
+  } else {
+    arm_drain_timer();
+  }
+}
+
+// A flow's last byte left: the rate it held on its other links goes to their classes.
+void FastNetwork::finish(uint32_t f, double rate, int64_t now_ps) {
+  Flow& flow = flows_[f];
+  const uint32_t* p = path_of(flow);
+  for (uint32_t k = 0; k < flow.hops; ++k) {
+    const uint32_t m = p[k];
+    if (m == flow.cls) continue;
+    idle_[m] += rate;
+    absorb_idle(m, now_ps);
+  }
+  path_pool_[flow.path] = free_paths_[flow.hops];
+  free_paths_[flow.hops] = flow.path;
+  flow.cls = kNone;
+  remove_active(f);
+  ++changes_since_fill_;
+  while (pieces_.more_to_leave(f)) leave_piece(f, now_ps);
+  traffic_[static_cast<size_t>(flow.src)].sent_bytes[static_cast<size_t>(flow.kind)] += flow.bytes;
+  send_on_wire(f, now_ps);
+}
+
+void FastNetwork::remove_active(uint32_t f) {
+  const uint32_t pos = flows_[f].active_pos;
+  const uint32_t last = active_.back();
+  active_[pos] = last;
+  flows_[last].active_pos = pos;
+  active_.pop_back();
+}
+
+void FastNetwork::send_on_wire(uint32_t f, int64_t now_ps) {
+  flows_[f].left_ps = now_ps;
+  if (wires_.push_flow(flows_[f].wire, f)) arm_wire(flows_[f].wire);
+}
+
+void FastNetwork::leave_piece(uint32_t f, int64_t now_ps) {
+  pieces_.note_left(f);
+  if (wires_.push_piece(flows_[f].wire, f, now_ps)) arm_wire(flows_[f].wire);
+}
+
+void FastNetwork::arm_wire(uint32_t w) {
+  const int64_t at_ps =
+      wires_.head_arrival_ps(w, [this](uint32_t flow) { return flows_[flow].left_ps; });
+  if (at_ps < 0) return;
+  WireTimer& timer = wire_timers_[w];
+  if (timer.at_ps == at_ps) return;
+  if (timer.event != EventId{}) engine_.cancel(timer.event);
+  timer.at_ps = at_ps;
+  timer.event = engine_.schedule_at(Time::ps(at_ps), *this, make_tag(EventKind::kDeliver, w));
+}
+
+void FastNetwork::deliver_due(uint32_t w) {
+  wire_timers_[w] = WireTimer{};
+  const int64_t now_ps = engine_.now().count_ps();
+  const auto left_ps = [this](uint32_t flow) { return flows_[flow].left_ps; };
+  LatencyWires::Arrival arrival;
+  while (wires_.pop_arrived(w, now_ps, left_ps, arrival)) {
+    if (arrival.piece) {
+      deliver_piece(arrival.flow);
+    } else {
+      deliver(arrival.flow);
+    }
+  }
+  arm_wire(w);
+}
+
+void FastNetwork::deliver_piece(uint32_t f) {
+  const uint16_t index = pieces_.note_arrived(f);
+  if (flows_[f].observer != nullptr)
+    flows_[f].observer->on_flow_piece(FlowId{f}, flows_[f].tag, index);
+}
+
+void FastNetwork::deliver(uint32_t f) {
+  Flow& flow = flows_[f];
+  traffic_[static_cast<size_t>(flow.dst)].received_bytes[static_cast<size_t>(flow.kind)] +=
+      flow.bytes;
+  ++stats_.flows_delivered;
+  while (pieces_.more_to_arrive(f)) deliver_piece(f);
+  if (flows_[f].observer != nullptr) flows_[f].observer->on_flow_done(FlowId{f}, flows_[f].tag);
+  flows_[f].tag = free_flow_head_;
+  free_flow_head_ = f;
+}
+
+}  // namespace moesim
