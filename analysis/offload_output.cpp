@@ -67,6 +67,10 @@ void print_offload_table(std::ostream& out, const Scenario& s, const OffloadResu
   } else {
     out << "prefetch        off\n";
   }
+  if (c.cpu) {
+    out << "cpu             " << c.cpu->name << " (" << c.cpu->description
+        << "): " << r.cpu_computed << " missed experts computed there instead of copied\n";
+  }
   out << "tokens          " << r.tokens << " decoded after " << c.context_length << " of context\n"
       << "decode          " << fmt("%.2f", r.tokens_per_s()) << " tokens/s\n"
       << "token latency   mean " << fmt("%.1f", f.latency_ms.mean()) << " ms, p50 "
@@ -77,7 +81,7 @@ void print_offload_table(std::ostream& out, const Scenario& s, const OffloadResu
   out << "\n"
       << "host link       " << fmt("%.1f", f.per_token_bytes / 1e6) << " MB per token, busy "
       << fmt("%.0f", 100.0 * f.link_utilisation) << "% of the time\n"
-      << "bound           " << r.bound() << ": GPU waits for copies "
+      << "bound           " << r.bound() << ": GPU waits for copies (or the CPU) "
       << fmt("%.0f", 100.0 * f.stall_fraction) << "% of the token time, computes "
       << fmt("%.0f", 100.0 * (r.total.to_s() > 0 ? r.compute_busy.to_s() / r.total.to_s() : 0))
       << "%\n";
@@ -112,7 +116,9 @@ void write_offload_json(std::ostream& out, const Scenario& s, const OffloadResul
       << ", \"prefetch\": {\"enabled\": " << (c.prefetch ? "true" : "false")
       << ", \"guess\": " << json_string(c.prefetch ? "accuracy_parameter" : "none")
       << ", \"accuracy\": " << json_number(c.prefetch_accuracy)
-      << ", \"copies\": " << r.prefetch_copies << ", \"used\": " << r.prefetch_used << "}}\n";
+      << ", \"copies\": " << r.prefetch_copies << ", \"used\": " << r.prefetch_used
+      << "}, \"cpu\": " << json_string(c.cpu ? c.cpu->name : "")
+      << ", \"cpu_computed\": " << r.cpu_computed << "}\n";
 }
 
 }  // namespace moesim

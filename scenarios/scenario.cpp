@@ -856,6 +856,13 @@ OffloadConfig Resolver::offload(const Node& n, const ModelSpec& model,
   } else if (in.has_prefetch_accuracy()) {
     fail(n, "prefetch_accuracy", "applies with prefetch: true only");
   }
+  if (in.has_cpu()) {
+    const CpuSpec* cpu = find_cpu_preset(in.cpu());
+    if (cpu == nullptr) {
+      fail(n, "cpu", "unknown CPU '" + in.cpu() + "'; presets: " + preset_names(cpu_presets()));
+    }
+    c.cpu = *cpu;
+  }
   if (!in.has_decode_tokens()) fail(n, "", "decode_tokens is required");
   c.decode_tokens = positive_int(n, "decode_tokens", true, in.decode_tokens());
   return c;

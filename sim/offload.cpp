@@ -188,7 +188,11 @@ OffloadResult simulate_offload(const ModelSpec& model, const GpuSpec& gpu_spec,
   Time compute = Time::zero();  // compute stream's clock
   Time link = Time::zero();     // when the host link is next free
   std::vector<int32_t> need, need_keys, next, guesses, pinned;
-  std::vector<Time> arrivals;
+  std::vector<Time> arrivals;  // GPU experts' copies landing
+  Time cpu_clock = Time::zero();
+  Time cpu_done = Time::zero();  // this layer's CPU-computed experts end
+  const Time cpu_expert =
+      config.cpu ? config.cpu->one_row(model.expert_params(), r.expert_bytes) : Time::zero();
   auto copy = [&](Time not_before) {
     const Time start = std::max(link, not_before);
     link = start + r.expert_copy_time;
@@ -226,6 +230,7 @@ OffloadResult simulate_offload(const ModelSpec& model, const GpuSpec& gpu_spec,
       need_keys.clear();
       for (int32_t e : need) need_keys.push_back(key_of(m, e));
       arrivals.clear();
+      cpu_done = Time::zero();
       for (size_t i = 0; i < need.size(); ++i) {
         const int32_t e = need[i];
         cache.record_use(need_keys[i]);
@@ -238,6 +243,16 @@ OffloadResult simulate_offload(const ModelSpec& model, const GpuSpec& gpu_spec,
           arrivals.push_back(std::max(ready[slot(m, e)], gate_done));
         } else {
           ++r.misses_per_layer[static_cast<size_t>(m)];
+          if (config.cpu) {
+            const Time cpu_end = std::max(cpu_clock, gate_done) + cpu_expert;
+            const Time gpu_end = std::max(link, gate_done) + r.expert_copy_time + expert_time;
+            if (cpu_end < gpu_end) {
+              cpu_clock = cpu_end;
+              cpu_done = std::max(cpu_done, cpu_end);
+              ++r.cpu_computed;
+              continue;
+            }
+          }
           const Time landed = copy(gate_done);
           arrivals.push_back(landed);
           on_evict(cache.insert(need_keys[i], need_keys), m);
@@ -281,6 +296,10 @@ OffloadResult simulate_offload(const ModelSpec& model, const GpuSpec& gpu_spec,
         }
         compute += expert_time;
         r.compute_busy += expert_time;
+      }
+      if (cpu_done > compute) {
+        r.copy_stall += cpu_done - compute;
+        compute = cpu_done;
       }
       for (int32_t s = 0; s < model.shared_experts; ++s) {
         compute += expert_time;

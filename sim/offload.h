@@ -22,7 +22,10 @@ namespace moesim {
 // layer's experts are known), then each missed expert is queued on the host link (FIFO, one copy
 // at a time, starting no earlier than the gate) and, with prefetch, the next MoE layer's guessed
 // experts after them; the experts run one by one in order of arrival, each when its copy has
-// landed. Then the LM head. A hit is an expert resident (or already on its way from a prefetch)
+// landed. With a CPU (OffloadConfig::cpu) a miss is instead computed there, on one CPU
+// stream from the gate on, when that ends before the copy would land plus the GPU's expert
+// time; its output then joins the GPU's (activations of a few KB, not counted). Then the LM
+// head. A hit is an expert resident (or already on its way from a prefetch)
 // when its layer's gate is known.
 //
 // Prefetch guesses. Mixtral-offloading guesses the next layer's experts by applying the next
@@ -47,6 +50,7 @@ struct OffloadResult {
   std::vector<int64_t> misses_per_layer;
   int64_t prefetch_copies = 0;
   int64_t prefetch_used = 0;  // prefetched experts used before being evicted
+  int64_t cpu_computed = 0;   // misses computed on the CPU instead of copied (Fiddler)
   Bytes expert_bytes;         // one expert at the expert precision
   Time expert_copy_time;      // one expert over the host link
   Bytes gpu_memory;           // resident weights + cache + KV cache

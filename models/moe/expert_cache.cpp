@@ -59,6 +59,46 @@ std::optional<WeightPrecision> weight_precision_from_name(std::string_view name)
   return std::nullopt;
 }
 
+Time CpuSpec::one_row(int64_t params, Bytes bytes) const {
+  const double compute_s =
+      2.0 * static_cast<double>(params) / (peak_flops_fp32 * compute_efficiency);
+  const Time compute = Time::ps(static_cast<int64_t>(compute_s * 1e12) + 1);
+  const Time memory = transfer_time(bytes, memory_bandwidth * memory_efficiency);
+  return compute > memory ? compute : memory;
+}
+
+namespace {
+
+// Uncalibrated, from data sheets; efficiencies assumed: STREAM-like kernels reach about 70% of
+// nominal DRAM bandwidth, and a one-row product (GEMV) half the vector peak.
+// - AMD Ryzen 9 5950X: 16 cores, 3.4 GHz base, two 256-bit FMA units per core: 16 x 3.4e9 x 32
+//   FP32 FLOPs = 1.74 TFLOP/s; dual-channel DDR4-3200, 51.2 GB/s.
+// - AMD EPYC 9654: 96 cores, 2.4 GHz base, AVX-512 on 256-bit units (32 FP32 FLOPs per cycle):
+//   7.37 TFLOP/s; 12 channels of DDR5-4800, 460.8 GB/s.
+CpuSpec cpu(const char* name, double tflops, double gb_per_s) {
+  CpuSpec c;
+  c.name = name;
+  c.description = "uncalibrated: data sheet";
+  c.peak_flops_fp32 = tflops * 1e12;
+  c.memory_bandwidth = Bandwidth::gigabytes_per_s(gb_per_s);
+  return c;
+}
+
+}  // namespace
+
+std::span<const CpuSpec> cpu_presets() {
+  static const std::array<CpuSpec, 2> presets = {cpu("ryzen9-5950x", 1.74, 51.2),
+                                                 cpu("epyc-9654", 7.37, 460.8)};
+  return presets;
+}
+
+const CpuSpec* find_cpu_preset(std::string_view name) {
+  for (const CpuSpec& c : cpu_presets()) {
+    if (c.name == name) return &c;
+  }
+  return nullptr;
+}
+
 std::string_view cache_policy_name(CachePolicy p) {
   switch (p) {
     case CachePolicy::kLru:

@@ -84,6 +84,23 @@ class ExpertCache {
   std::vector<std::pair<int32_t, Use>> uses_;  // every key ever used, unsorted
 };
 
+// A host CPU as a roofline, for computing a missed expert where its weights are (Fiddler,
+// Kamahori et al. 2024) instead of copying them: max(FLOPs / (peak * compute efficiency),
+// bytes / (memory bandwidth * memory efficiency)).
+struct CpuSpec {
+  std::string name;
+  std::string description;
+  double peak_flops_fp32 = 0.0;  // vector FMA peak, all cores
+  Bandwidth memory_bandwidth;    // DRAM, nominal
+  double compute_efficiency = 0.5;
+  double memory_efficiency = 0.7;
+  // One token through `params` weights stored in `bytes`: 2 FLOPs per weight.
+  Time one_row(int64_t params, Bytes bytes) const;
+};
+// The built-in CPUs: ryzen9-5950x (a desktop beside a consumer GPU), epyc-9654 (a server).
+std::span<const CpuSpec> cpu_presets();
+const CpuSpec* find_cpu_preset(std::string_view name);
+
 enum class CacheScope : uint8_t { kPerLayer, kShared };
 
 // Everything the decode-with-offloading model needs beyond the model, GPU and routing source.
@@ -100,6 +117,9 @@ struct OffloadConfig {
   // Probability that each of the next layer's chosen experts is among the guesses (the others
   // are guessed at random among the rest). Used for every token source: see sim/offload.h.
   double prefetch_accuracy = 0.0;
+  // Set: a missed expert is computed on this CPU when that ends before its copy would land and
+  // be computed on the GPU (Fiddler); it is then not cached.
+  std::optional<CpuSpec> cpu;
   int32_t decode_tokens = 0;   // tokens generated, one sequence
   int32_t context_length = 0;  // prompt tokens already in the KV cache before the first
 };

@@ -130,6 +130,32 @@ TEST_CASE("offload: hits, misses and copy time of the hand-worked sequence") {
   }
 }
 
+TEST_CASE("offload: a CPU faster than the copy computes the misses instead (Fiddler)") {
+  const ModelSpec model = tiny_model(1);
+  const GpuSpec gpu = *find_gpu_preset("h100-sxm");
+  const GpuModel g(gpu);
+  CpuSpec cpu;
+  cpu.name = "fast";
+  cpu.peak_flops_fp32 = 1e15;
+  cpu.memory_bandwidth = Bandwidth::gigabytes_per_s(1000.0);
+  // One row through 3 x 256 x 1024 bf16 weights: 1.5 MiB at 700 GB/s (compute 1.6 us is less).
+  const Time cpu_time = transfer_time(Bytes(3 * 256 * 1024 * 2), Bandwidth::gigabytes_per_s(700));
+  CHECK(cpu.one_row(3 * 256 * 1024, Bytes(3 * 256 * 1024 * 2)) == cpu_time);
+  SequenceSource source(4, {kSequence});
+  OffloadConfig config = lru_config(2, 6);
+  const OffloadResult copied = simulate_offload(model, gpu, config, source, 1);
+  config.cpu = cpu;
+  const OffloadResult r = simulate_offload(model, gpu, config, source, 1);
+  const Time expert = g.memory_time(Bytes(2 * model.expert_params())) + g.launch() * 2;
+  // Token 4's miss (expert 2) runs on the CPU and is not cached, so token 5's expert 0 stays
+  // resident and hits: one miss, computed on the CPU in place of the GPU's expert kernel.
+  CHECK(copied.misses_per_layer[0] == 2);
+  CHECK(r.misses_per_layer[0] == 1);
+  CHECK(r.cpu_computed == 1);
+  CHECK(r.link_bytes == Bytes(0));
+  CHECK(r.total == copied.total - copied.expert_copy_time * 2 - expert + cpu_time);
+}
+
 TEST_CASE("offload: a cache holding every expert equals the non-offloaded run") {
   // Two MoE layers, top-2 of 4 experts, routed by the router model: with all 4 experts cached
   // nothing crosses the host link and each token costs exactly its compute.
