@@ -81,8 +81,10 @@ void print_offload_table(std::ostream& out, const Scenario& s, const OffloadResu
   out << "\n"
       << "host link       " << fmt("%.1f", f.per_token_bytes / 1e6) << " MB per token, busy "
       << fmt("%.0f", 100.0 * f.link_utilisation) << "% of the time\n"
-      << "bound           " << r.bound() << ": GPU waits for copies (or the CPU) "
-      << fmt("%.0f", 100.0 * f.stall_fraction) << "% of the token time, computes "
+      << "bound           " << r.bound() << ": GPU waits for the CPU's experts "
+      << fmt("%.0f", 100.0 * (r.total.to_s() > 0 ? r.cpu_stall.to_s() / r.total.to_s() : 0))
+      << "%, for copies " << fmt("%.0f", 100.0 * f.stall_fraction)
+      << "% of the token time, computes "
       << fmt("%.0f", 100.0 * (r.total.to_s() > 0 ? r.compute_busy.to_s() / r.total.to_s() : 0))
       << "%\n";
 }

@@ -21,7 +21,8 @@ double OffloadResult::hit_rate() const {
 }
 
 std::string OffloadResult::bound() const {
-  return copy_stall * 2 > total ? "host link" : "GPU compute";
+  if (copy_stall * 2 > total) return "host link";
+  return cpu_stall * 2 > total ? "host CPU" : "GPU compute";
 }
 
 namespace {
@@ -298,7 +299,7 @@ OffloadResult simulate_offload(const ModelSpec& model, const GpuSpec& gpu_spec,
         r.compute_busy += expert_time;
       }
       if (cpu_done > compute) {
-        r.copy_stall += cpu_done - compute;
+        r.cpu_stall += cpu_done - compute;
         compute = cpu_done;
       }
       for (int32_t s = 0; s < model.shared_experts; ++s) {

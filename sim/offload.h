@@ -44,6 +44,7 @@ struct OffloadResult {
   Time total;
   Time compute_busy;  // GPU kernels
   Time copy_stall;    // compute stream waiting for an expert's copy
+  Time cpu_stall;     // compute stream waiting for experts computed on the CPU
   Time link_busy;     // host link copying
   Bytes link_bytes;
   std::vector<int64_t> hits_per_layer;  // per MoE layer
@@ -58,7 +59,8 @@ struct OffloadResult {
 
   double tokens_per_s() const;
   double hit_rate() const;  // over all MoE layers
-  // "host link" when copies stall the GPU for most of the token time, else "GPU compute".
+  // "host link" (or "host CPU") when waiting for copies (or the CPU's experts) takes most of
+  // the token time, else "GPU compute".
   std::string bound() const;
 };
 
