@@ -6,13 +6,16 @@
 #include <fstream>
 #include <iostream>
 
+#include "analysis/offload_output.h"
 #include "analysis/run_report.h"
 #include "cli/commands.h"
 #include "cli/interrupt.h"
 #include "cli/options.h"
 #include "cli/progress.h"
 #include "cli/report_notes.h"
+#include "models/router/router.h"
 #include "scenarios/scenario.h"
+#include "sim/offload.h"
 #include "sim/simulation.h"
 
 namespace moesim::cli {
@@ -43,6 +46,24 @@ int run_command(int argc, char** argv) {
   const std::filesystem::path path =
       scenario_path.empty() ? default_scenario_path() : std::filesystem::path(scenario_path);
   const Scenario scenario = load_scenario(path);
+  if (scenario.offload) {
+    // Decode with offloaded experts: one GPU, its own closed-form pipeline (sim/offload.h).
+    if (!report_dir.empty()) throw std::invalid_argument("--report: not for offload scenarios");
+    Router router(scenario.router);
+    const OffloadResult result = simulate_offload(scenario.model, scenario.cluster.gpu,
+                                                  *scenario.offload, router, scenario.seed);
+    if (!json_path.empty()) {
+      std::ofstream file(json_path);
+      if (!file) throw std::runtime_error("cannot write " + json_path);
+      write_offload_json(file, scenario, result);
+    }
+    if (format == "json") {
+      write_offload_json(std::cout, scenario, result);
+    } else {
+      print_offload_table(std::cout, scenario, result);
+    }
+    return 0;
+  }
   SimulationOptions options;
   options.threads = threads;
   options.keep_traffic_matrix = !report_dir.empty();

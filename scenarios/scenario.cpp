@@ -133,6 +133,7 @@ class Resolver {
   ParallelPlan parallel(const Node& n, const ModelSpec& model, const ClusterSpec& cluster,
                         bool derive_dp) const;
   Workload workload(const Node& n, const ParallelPlan& plan) const;
+  OffloadConfig offload(const Node& n, const ModelSpec& model, const Workload& workload) const;
   RouterSpec router(const Node& n, const ModelSpec& model, const Workload& workload,
                     uint64_t seed) const;
 
@@ -906,7 +907,100 @@ Scenario Resolver::resolve(const proto::Scenario& in, bool derive_dp) const {
   s.parallel = parallel(child(top, "parallelism"), s.model, s.cluster, derive_dp);
   s.workload = workload(child(top, "workload"), s.parallel);
   s.router = router(child(top, "router"), s.model, s.workload, s.seed);
+  if (in.has_offload()) {
+    s.offload = offload(child(top, "offload"), s.model, s.workload);
+    // The decoded tokens form one sequence: the router's sequence model runs along all of them.
+    s.router.tokens.sequence_tokens = 0;
+  }
   return s;
+}
+
+OffloadConfig Resolver::offload(const Node& n, const ModelSpec& model,
+                                const Workload& workload) const {
+  const auto& in = static_cast<const proto::Offload&>(*n.message);
+  OffloadConfig c;
+  if (workload.kind != WorkloadKind::kDecode || workload.tokens_per_gpu != 1) {
+    fail(n, "", "needs workload kind DECODE with tokens_per_gpu 1 (one sequence)");
+  }
+  c.context_length = workload.kv_context_length;
+  if (!in.has_host_link())
+    fail(n, "", "host_link is required: " + preset_names(host_link_presets()));
+  const HostLink* link = find_host_link_preset(in.host_link());
+  if (link == nullptr) {
+    fail(n, "host_link",
+         "unknown host link '" + in.host_link() +
+             "'; presets: " + preset_names(host_link_presets()));
+  }
+  c.host_link = *link;
+  if (in.has_host_link_efficiency()) {
+    if (!(in.host_link_efficiency() > 0.0 && in.host_link_efficiency() <= 1.0)) {
+      fail(n, "host_link_efficiency", "expected a value in (0, 1]");
+    }
+    c.host_link.efficiency = in.host_link_efficiency();
+  }
+  auto precision = [&](std::string_view field, bool has, const std::string& name,
+                       std::string_view fallback) {
+    const auto p = weight_precision_from_name(has ? std::string_view(name) : fallback);
+    if (!p) {
+      fail(n, field,
+           "unknown precision '" + name + "', expected bf16, fp16, fp8, int4, int3 or int2");
+    }
+    return *p;
+  };
+  const std::string model_weights(dtype_name(model.weights.dtype));
+  c.expert_precision = precision("expert_precision", in.has_expert_precision(),
+                                 in.expert_precision(), model_weights);
+  c.attention_precision = precision("attention_precision", in.has_attention_precision(),
+                                    in.attention_precision(), "bf16");
+  if (!in.has_policy() || in.policy() == proto::CACHE_POLICY_UNSPECIFIED) {
+    fail(n, "policy", "is required: LRU, LFU or STATIC");
+  }
+  c.policy = in.policy() == proto::LRU   ? CachePolicy::kLru
+             : in.policy() == proto::LFU ? CachePolicy::kLfu
+                                         : CachePolicy::kStatic;
+  c.scope = in.scope() == proto::SHARED ? CacheScope::kShared : CacheScope::kPerLayer;
+  if (!in.has_cache_experts()) fail(n, "", "cache_experts is required");
+  if (in.cache_experts() < 0) fail(n, "cache_experts", "must be >= 0");
+  c.cache_experts = in.cache_experts();
+  const int32_t limit = c.scope == CacheScope::kShared
+                            ? model.routed_experts * model.moe_layer_count()
+                            : model.routed_experts;
+  if (c.cache_experts > limit) {
+    fail(n, "cache_experts",
+         std::to_string(c.cache_experts) + " is more than the " + std::to_string(limit) +
+             " experts there are");
+  }
+  const int32_t need =
+      c.scope == CacheScope::kShared && in.prefetch() ? 2 * model.top_k : model.top_k;
+  if (c.policy != CachePolicy::kStatic && c.cache_experts < need) {
+    fail(n, "cache_experts",
+         "expected >= " + std::to_string(need) + " (the top-k of a layer" +
+             (need > model.top_k ? " and of the next" : "") + " must fit), got " +
+             std::to_string(c.cache_experts));
+  }
+  c.prefetch = in.prefetch();
+  if (c.prefetch && c.policy == CachePolicy::kStatic) {
+    fail(n, "prefetch", "a STATIC cache admits no prefetched expert; use LRU or LFU");
+  }
+  if (c.prefetch) {
+    if (!in.has_prefetch_accuracy()) fail(n, "", "prefetch_accuracy is required with prefetch");
+    if (!(in.prefetch_accuracy() >= 0.0 && in.prefetch_accuracy() <= 1.0)) {
+      fail(n, "prefetch_accuracy", "expected a probability in [0, 1]");
+    }
+    c.prefetch_accuracy = in.prefetch_accuracy();
+  } else if (in.has_prefetch_accuracy()) {
+    fail(n, "prefetch_accuracy", "applies with prefetch: true only");
+  }
+  if (in.has_cpu()) {
+    const CpuSpec* cpu = find_cpu_preset(in.cpu());
+    if (cpu == nullptr) {
+      fail(n, "cpu", "unknown CPU '" + in.cpu() + "'; presets: " + preset_names(cpu_presets()));
+    }
+    c.cpu = *cpu;
+  }
+  if (!in.has_decode_tokens()) fail(n, "", "decode_tokens is required");
+  c.decode_tokens = positive_int(n, "decode_tokens", true, in.decode_tokens());
+  return c;
 }
 
 // Parses `text` into `out`, throwing the parser's first error as file:line:column: message.

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "models/gpu/gpu_spec.h"
+#include "models/moe/expert_cache.h"
 #include "models/moe/model_spec.h"
 #include "models/moe/parallel_plan.h"
 #include "models/network/flow_network.h"
@@ -128,6 +129,8 @@ struct Scenario {
   RouterSpec router;
   uint64_t seed = 1;
   std::vector<SweepAxis> sweep;
+  // Set by an `offload` block: `moesim run` then decodes with offloaded experts (sim/offload.h).
+  std::optional<OffloadConfig> offload;
 };
 
 // Reads and resolves a scenario file; throws ScenarioError.

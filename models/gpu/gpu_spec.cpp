@@ -169,7 +169,19 @@ GpuSpec make(std::string name, double bf16_tflops, double fp8_tflops, double hbm
   return g;
 }
 
-std::array<GpuSpec, 6> make_presets() {
+GpuSpec uncalibrated(GpuSpec g, const char* sheet) {
+  g.description = std::string("uncalibrated: ") + sheet;
+  return g;
+}
+
+// Consumer and workstation parts for serving with offloaded experts: data-sheet peaks, no
+// kernel timed on any of them, so the A100's assumed efficiencies (GDDR6/GDDR6X streams at a
+// similar fraction of its nominal rate as HBM2e). GeForce cards run BF16/FP16 tensor math with
+// FP32 accumulation at half their FP16-accumulate rate; that half is the figure taken. No FP8
+// tensor cores before Ada: FP8 at the BF16 rate.
+constexpr Efficiency kWorkstationAssumed = kA100Assumed;
+
+std::array<GpuSpec, 11> make_presets() {
   return {
       // NVIDIA A100 Tensor Core GPU data sheet, 80GB SXM: BF16 312 TFLOPS dense, HBM2e
       // 2,039 GB/s. No FP8 tensor cores: FP8 is taken at the BF16 rate.
@@ -191,13 +203,32 @@ std::array<GpuSpec, 6> make_presets() {
       // with sparsity, so 2.5 and 5 PFLOPS dense per GPU; GB200 superchip: 384 GB HBM3e and
       // 16 TB/s for its two GPUs, so 192 GB and 8 TB/s per GPU.
       make("gb200", 2500.0, 5000.0, 8.0, 192, kBlackwellAssumed),
+      // NVIDIA A100 Tensor Core GPU data sheet, 40GB PCIe: BF16 312 TFLOPS dense, HBM2
+      // 1,555 GB/s.
+      uncalibrated(make("a100-40gb-pcie", 312.0, 312.0, 1.555, 40, kWorkstationAssumed),
+                   "A100 40GB PCIe data sheet"),
+      // NVIDIA L4 data sheet: BF16 242 and FP8 485 TFLOPS with sparsity (121 and 242.5 dense),
+      // GDDR6 300 GB/s, 24 GB.
+      uncalibrated(make("l4", 121.0, 242.5, 0.300, 24, kWorkstationAssumed), "L4 data sheet"),
+      // NVIDIA T4 data sheet: 65 TFLOPS FP16 mixed precision (dense; Turing has no BF16, taken
+      // at the FP16 rate), GDDR6 320 GB/s, 16 GB.
+      uncalibrated(make("t4", 65.0, 65.0, 0.320, 16, kWorkstationAssumed), "T4 data sheet"),
+      // GeForce RTX 3060 12 GB (GA106, NVIDIA Ampere GA10x architecture whitepaper's table
+      // scaled to 28 SMs at 1.777 GHz): FP16 tensor with FP32 accumulate 25.6 TFLOPS dense;
+      // GDDR6 192-bit at 15 Gbps, 360 GB/s.
+      uncalibrated(make("rtx3060-12gb", 25.6, 25.6, 0.360, 12, kWorkstationAssumed),
+                   "GeForce RTX 3060 12GB specifications, Ampere GA10x whitepaper"),
+      // GeForce RTX 4090 (NVIDIA Ada Lovelace architecture whitepaper, appendix table): FP16
+      // tensor with FP32 accumulate 165.2 and FP8 330.3 TFLOPS dense; GDDR6X 1,008 GB/s, 24 GB.
+      uncalibrated(make("rtx4090", 165.2, 330.3, 1.008, 24, kWorkstationAssumed),
+                   "Ada Lovelace architecture whitepaper"),
   };
 }
 
 }  // namespace
 
 std::span<const GpuSpec> gpu_presets() {
-  static const std::array<GpuSpec, 6> presets = make_presets();
+  static const std::array<GpuSpec, 11> presets = make_presets();
   return presets;
 }
 

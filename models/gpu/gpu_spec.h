@@ -53,6 +53,8 @@ std::optional<GroupedGemmKernel> grouped_gemm_kernel_from_name(std::string_view 
 
 struct GpuSpec {
   std::string name;
+  // Where the preset's numbers come from; "uncalibrated" when no kernel was timed on it.
+  std::string description;
   // Dense (not 2:4 sparse) tensor-core peaks, FLOP/s. FP16 runs at the BF16 rate; FP32 GEMMs are
   // taken at the TF32 rate, half the BF16 rate on every preset's data sheet.
   double peak_flops_bf16 = 0.0;
@@ -88,7 +90,8 @@ struct GpuSpec {
   double grouped_gemm_efficiency_max(Dtype d) const;
 };
 
-// The built-in GPU types: a100-80gb, h100-sxm, h800, h200, b200, gb200.
+// The built-in GPU types: a100-80gb, h100-sxm, h800, h200, b200, gb200, and the consumer and
+// workstation parts a100-40gb-pcie, l4, t4, rtx3060-12gb, rtx4090 (uncalibrated).
 std::span<const GpuSpec> gpu_presets();
 // nullptr when `name` is not a preset.
 const GpuSpec* find_gpu_preset(std::string_view name);

@@ -51,7 +51,20 @@ TEST_CASE("GPU presets carry the data sheets' dense peaks", "[gpu]") {
   CHECK(find_gpu_preset("gb200")->peak_flops_bf16 == Approx(2.5e15));
   CHECK(find_gpu_preset("h800")->peak_flops_bf16 == h100().peak_flops_bf16);
   CHECK(find_gpu_preset("v100") == nullptr);
-  CHECK(gpu_presets().size() == 6);
+  CHECK(gpu_presets().size() == 11);
+  // Consumer and workstation parts: data-sheet figures, marked uncalibrated.
+  for (const char* name : {"a100-40gb-pcie", "l4", "t4", "rtx3060-12gb", "rtx4090"}) {
+    const GpuSpec* g = find_gpu_preset(name);
+    REQUIRE(g != nullptr);
+    CHECK(g->description.find("uncalibrated") != std::string::npos);
+  }
+  CHECK(find_gpu_preset("rtx3060-12gb")->hbm_capacity == Bytes(12'000'000'000));
+  CHECK(find_gpu_preset("rtx3060-12gb")->hbm_bandwidth.bytes_per_second() == Approx(360e9));
+  CHECK(find_gpu_preset("rtx4090")->peak_flops_fp8 == Approx(330.3e12));
+  CHECK(find_gpu_preset("l4")->peak_flops_bf16 == Approx(121e12));
+  CHECK(find_gpu_preset("t4")->hbm_capacity == Bytes(16'000'000'000));
+  CHECK(find_gpu_preset("a100-40gb-pcie")->hbm_bandwidth.bytes_per_second() == Approx(1.555e12));
+  CHECK(find_gpu_preset("h100-sxm")->description.empty());
 }
 
 TEST_CASE("The GEMM efficiency curve rises monotonically toward its plateau", "[gpu]") {

@@ -458,5 +458,52 @@ TEST_CASE("Relative paths resolve against the scenario's folder", "[scenarios]")
   CHECK_THROWS_WITH(load_scenario(dir / "s.pbtxt"), Catch::Contains("cannot open"));
 }
 
+TEST_CASE("An offload block is resolved and its errors name the field", "[scenarios]") {
+  const std::string topo =
+      (std::filesystem::path(MOESIM_SOURCE_DIR) / "scenarios" / "topologies" / "single-gpu.pbtxt")
+          .string();
+  const std::string head =
+      "model { preset: \"mixtral-8x7b\" }\n"
+      "cluster { topology_file: \"" +
+      topo +
+      "\" gpu { preset: \"rtx3060-12gb\" } }\n"
+      "workload { kind: DECODE tokens_per_gpu: 1 kv_context_length: 64 }\n";
+  const Scenario s = parse_scenario(
+      head +
+          "offload { host_link: \"pcie3-x16\" expert_precision: \"int2\" policy: LFU "
+          "cache_experts: 2 decode_tokens: 8 }\n",
+      "o.pbtxt");
+  REQUIRE(s.offload.has_value());
+  CHECK(s.offload->host_link.nominal.gigabytes_per_second() == Approx(15.75));
+  CHECK(s.offload->expert_precision.bits == 2);
+  CHECK(s.offload->attention_precision.bits == 16);
+  CHECK(s.offload->policy == CachePolicy::kLfu);
+  CHECK(s.offload->context_length == 64);
+  CHECK(s.router.tokens.sequence_tokens == 0);
+  const std::pair<std::string, std::string> bad[] = {
+      {"host_link: \"pcie9\" policy: LRU cache_experts: 2 decode_tokens: 8",
+       "offload.host_link: unknown host link 'pcie9'"},
+      {"host_link: \"pcie4-x16\" policy: LRU cache_experts: 1 decode_tokens: 8",
+       "offload.cache_experts: expected >= 2"},
+      {"host_link: \"pcie4-x16\" policy: LRU cache_experts: 9 decode_tokens: 8",
+       "offload.cache_experts: 9 is more than the 8"},
+      {"host_link: \"pcie4-x16\" expert_precision: \"int5\" policy: LRU cache_experts: 2 "
+       "decode_tokens: 8",
+       "offload.expert_precision: unknown precision 'int5'"},
+      {"host_link: \"pcie4-x16\" policy: STATIC cache_experts: 2 prefetch: true "
+       "prefetch_accuracy: 0.5 decode_tokens: 8",
+       "offload.prefetch: a STATIC cache"},
+      {"host_link: \"pcie4-x16\" policy: LRU cache_experts: 2 prefetch: true decode_tokens: 8",
+       "offload: prefetch_accuracy is required"},
+      {"host_link: \"pcie4-x16\" policy: LRU cache_experts: 2 decode_tokens: 0",
+       "offload.decode_tokens: must be positive"},
+  };
+  for (const auto& [body, message] : bad) {
+    INFO(body);
+    CHECK_THROWS_WITH(parse_scenario(head + "offload { " + body + " }\n", "o.pbtxt"),
+                      Catch::Contains(message));
+  }
+}
+
 }  // namespace
 }  // namespace moesim

@@ -1,0 +1,126 @@
+// Table and JSON of an offloaded decode run.
+#include "analysis/offload_output.h"
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "analysis/json_text.h"
+#include "core/statistics.h"
+
+namespace moesim {
+
+namespace {
+
+struct Figures {
+  SampleSet latency_ms;
+  double per_token_bytes = 0.0;
+  double stall_fraction = 0.0;
+  double link_utilisation = 0.0;
+  std::vector<double> layer_hit_rate;
+};
+
+Figures figures(const OffloadResult& r) {
+  Figures f;
+  for (const Time t : r.token_latency) f.latency_ms.add(t.to_ms());
+  const double total = r.total.to_s();
+  f.per_token_bytes = static_cast<double>(r.link_bytes.count()) / r.tokens;
+  f.stall_fraction = total > 0 ? r.copy_stall.to_s() / total : 0.0;
+  f.link_utilisation = total > 0 ? r.link_busy.to_s() / total : 0.0;
+  for (size_t m = 0; m < r.hits_per_layer.size(); ++m) {
+    const auto all = r.hits_per_layer[m] + r.misses_per_layer[m];
+    f.layer_hit_rate.push_back(all > 0 ? static_cast<double>(r.hits_per_layer[m]) / all : 0.0);
+  }
+  return f;
+}
+
+std::string fmt(const char* format, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), format, v);
+  return buf;
+}
+
+}  // namespace
+
+void print_offload_table(std::ostream& out, const Scenario& s, const OffloadResult& r) {
+  const OffloadConfig& c = *s.offload;
+  const Figures f = figures(r);
+  out << "scenario        " << s.name << " (decode with offloaded experts, one sequence)\n"
+      << "gpu             " << s.cluster.gpu.name
+      << (s.cluster.gpu.description.empty() ? "" : " (" + s.cluster.gpu.description + ")")
+      << "; one GPU of the cluster's type (topology and parallelism not used)\n"
+      << "host link       " << c.host_link.name << ", "
+      << fmt("%.2f", c.host_link.achieved().gigabytes_per_second()) << " GB/s achieved\n"
+      << "experts         " << c.expert_precision.name << ", "
+      << fmt("%.1f", r.expert_bytes.count() / 1e6) << " MB each, "
+      << fmt("%.2f", r.expert_copy_time.to_ms()) << " ms to copy; attention "
+      << c.attention_precision.name << "\n"
+      << "cache           " << cache_policy_name(c.policy) << ", " << c.cache_experts
+      << (c.scope == CacheScope::kShared ? " experts shared by all layers" : " experts per layer")
+      << " (" << r.cache_slots << " in all); GPU memory " << fmt("%.2f", r.gpu_memory.count() / 1e9)
+      << " of " << fmt("%.2f", s.cluster.gpu.hbm_capacity.count() / 1e9) << " GB\n";
+  if (c.prefetch) {
+    out << "prefetch        next layer's experts, accuracy parameter "
+        << fmt("%.2f", c.prefetch_accuracy)
+        << " (not the router's gate: moesim's layers draw tokens independently); "
+        << r.prefetch_copies << " copies, " << r.prefetch_used << " used\n";
+  } else {
+    out << "prefetch        off\n";
+  }
+  if (c.cpu) {
+    out << "cpu             " << c.cpu->name << " (" << c.cpu->description
+        << "): " << r.cpu_computed << " missed experts computed there instead of copied\n";
+  }
+  out << "tokens          " << r.tokens << " decoded after " << c.context_length << " of context\n"
+      << "decode          " << fmt("%.2f", r.tokens_per_s()) << " tokens/s\n"
+      << "token latency   mean " << fmt("%.1f", f.latency_ms.mean()) << " ms, p50 "
+      << fmt("%.1f", f.latency_ms.p50()) << " ms, p99 " << fmt("%.1f", f.latency_ms.p99())
+      << " ms\n"
+      << "hit rate        " << fmt("%.1f", 100.0 * r.hit_rate()) << "% overall; per layer";
+  for (double h : f.layer_hit_rate) out << " " << fmt("%.0f", 100.0 * h);
+  out << "\n"
+      << "host link       " << fmt("%.1f", f.per_token_bytes / 1e6) << " MB per token, busy "
+      << fmt("%.0f", 100.0 * f.link_utilisation) << "% of the time\n"
+      << "bound           " << r.bound() << ": GPU waits for the CPU's experts "
+      << fmt("%.0f", 100.0 * (r.total.to_s() > 0 ? r.cpu_stall.to_s() / r.total.to_s() : 0))
+      << "%, for copies " << fmt("%.0f", 100.0 * f.stall_fraction)
+      << "% of the token time, computes "
+      << fmt("%.0f", 100.0 * (r.total.to_s() > 0 ? r.compute_busy.to_s() / r.total.to_s() : 0))
+      << "%\n";
+}
+
+void write_offload_json(std::ostream& out, const Scenario& s, const OffloadResult& r) {
+  const OffloadConfig& c = *s.offload;
+  const Figures f = figures(r);
+  out << "{\"scenario\": " << json_string(s.name)
+      << ", \"gpu\": " << json_string(s.cluster.gpu.name)
+      << ", \"host_link\": " << json_string(c.host_link.name) << ", \"host_link_gbytes_per_s\": "
+      << json_number(c.host_link.achieved().gigabytes_per_second())
+      << ", \"expert_precision\": " << json_string(c.expert_precision.name)
+      << ", \"attention_precision\": " << json_string(c.attention_precision.name)
+      << ", \"expert_bytes\": " << r.expert_bytes.count()
+      << ", \"policy\": " << json_string(cache_policy_name(c.policy))
+      << ", \"scope\": " << json_string(c.scope == CacheScope::kShared ? "shared" : "per_layer")
+      << ", \"cache_experts\": " << c.cache_experts
+      << ", \"gpu_memory_bytes\": " << r.gpu_memory.count() << ", \"tokens\": " << r.tokens
+      << ", \"tokens_per_s\": " << json_number(r.tokens_per_s())
+      << ", \"token_latency_ms\": {\"mean\": " << json_number(f.latency_ms.mean())
+      << ", \"p50\": " << json_number(f.latency_ms.p50())
+      << ", \"p99\": " << json_number(f.latency_ms.p99()) << "}"
+      << ", \"hit_rate\": " << json_number(r.hit_rate()) << ", \"hit_rate_per_layer\": [";
+  for (size_t i = 0; i < f.layer_hit_rate.size(); ++i) {
+    out << (i ? ", " : "") << json_number(f.layer_hit_rate[i]);
+  }
+  out << "], \"host_link_bytes_per_token\": " << json_number(f.per_token_bytes)
+      << ", \"host_link_utilisation\": " << json_number(f.link_utilisation)
+      << ", \"copy_stall_fraction\": " << json_number(f.stall_fraction)
+      << ", \"bound\": " << json_string(r.bound())
+      << ", \"prefetch\": {\"enabled\": " << (c.prefetch ? "true" : "false")
+      << ", \"guess\": " << json_string(c.prefetch ? "accuracy_parameter" : "none")
+      << ", \"accuracy\": " << json_number(c.prefetch_accuracy)
+      << ", \"copies\": " << r.prefetch_copies << ", \"used\": " << r.prefetch_used
+      << "}, \"cpu\": " << json_string(c.cpu ? c.cpu->name : "")
+      << ", \"cpu_computed\": " << r.cpu_computed << "}\n";
+}
+
+}  // namespace moesim

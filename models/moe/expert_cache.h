@@ -1,0 +1,127 @@
+// Expert offloading for serving on few GPUs: the experts live in host memory and a GPU-side
+// cache (LRU, LFU or a static popular set) holds some; the host link and quantised expert sizes.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/units.h"
+
+namespace moesim {
+
+// The link between host memory and the GPU that a missed expert is copied over.
+struct HostLink {
+  std::string name;
+  Bandwidth nominal;  // per direction (host to device)
+  double efficiency = 1.0;
+  Bandwidth achieved() const { return nominal * efficiency; }
+};
+
+// The built-in host links: pcie3-x16, pcie4-x16, pcie5-x16, nvlink-c2c.
+std::span<const HostLink> host_link_presets();
+const HostLink* find_host_link_preset(std::string_view name);
+
+// How an expert's (or attention's) weights are stored: `bits` per weight plus, for the integer
+// formats, one `group_meta_bytes` record (scale and zero point) per `group_size` weights.
+struct WeightPrecision {
+  std::string name;  // "bf16", "fp16", "fp8", "int4", "int3", "int2"
+  int32_t bits = 16;
+  int32_t group_size = 0;  // 0: no per-group metadata
+  int32_t group_meta_bytes = 0;
+
+  // Bytes of `params` weights, counting one metadata record per started group.
+  Bytes bytes_for(int64_t params) const;
+};
+// "bf16", "fp16", "fp8", "int4", "int3", "int2" (integer formats with fp16 scale and zero per 64
+// weights, as HQQ's default grouping in Mixtral-offloading); nullopt for anything else.
+std::optional<WeightPrecision> weight_precision_from_name(std::string_view name);
+
+enum class CachePolicy : uint8_t {
+  kLru,     // evict the least recently used expert
+  kLfu,     // evict the least frequently used (uses counted since the run began; ties: LRU)
+  kStatic,  // a fixed set of the most popular experts; misses are copied but never cached
+};
+std::string_view cache_policy_name(CachePolicy p);
+
+// One cache of experts, keyed by an int32 (an expert index, or layer * experts + expert for a
+// cache shared across layers). Capacity is small (a few to a few hundred experts): lookups and
+// evictions scan the resident list, O(capacity), which is cheaper than a hash map at that size.
+class ExpertCache {
+ public:
+  ExpertCache(CachePolicy policy, int32_t capacity);
+
+  CachePolicy policy() const { return policy_; }
+  int32_t capacity() const { return capacity_; }
+  std::span<const int32_t> resident() const { return keys_; }
+  bool contains(int32_t key) const;
+
+  // Records a use of `key` (resident or not): its recency and, for LFU, its count.
+  void record_use(int32_t key);
+  // Makes `key` resident. When full, evicts the policy's victim among keys not in `pinned`
+  // and returns it (nullopt when nothing was evicted). A static cache never admits: returns
+  // nullopt and leaves the set unchanged. Throws std::logic_error when every resident key is
+  // pinned.
+  std::optional<int32_t> insert(int32_t key, std::span<const int32_t> pinned);
+  // Places `key` without a use (the initial load, or a static set), evicting as insert() does.
+  void preload(int32_t key);
+
+ private:
+  struct Use {
+    int64_t last = -1;
+    int64_t count = 0;
+  };
+  Use& use_of(int32_t key);
+  const Use* find_use(int32_t key) const;
+
+  CachePolicy policy_;
+  int32_t capacity_;
+  int64_t clock_ = 0;
+  std::vector<int32_t> keys_;                  // resident keys
+  std::vector<std::pair<int32_t, Use>> uses_;  // every key ever used, unsorted
+};
+
+// A host CPU as a roofline, for computing a missed expert where its weights are (Fiddler,
+// Kamahori et al. 2024) instead of copying them: max(FLOPs / (peak * compute efficiency),
+// bytes / (memory bandwidth * memory efficiency)).
+struct CpuSpec {
+  std::string name;
+  std::string description;
+  double peak_flops_fp32 = 0.0;  // vector FMA peak, all cores
+  Bandwidth memory_bandwidth;    // DRAM, nominal
+  double compute_efficiency = 0.5;
+  double memory_efficiency = 0.7;
+  // One token through `params` weights stored in `bytes`: 2 FLOPs per weight.
+  Time one_row(int64_t params, Bytes bytes) const;
+};
+// The built-in CPUs: ryzen9-5950x (a desktop beside a consumer GPU), epyc-9654 (a server).
+std::span<const CpuSpec> cpu_presets();
+const CpuSpec* find_cpu_preset(std::string_view name);
+
+enum class CacheScope : uint8_t { kPerLayer, kShared };
+
+// Everything the decode-with-offloading model needs beyond the model, GPU and routing source.
+struct OffloadConfig {
+  HostLink host_link;
+  WeightPrecision expert_precision;     // routed experts, resident or copied
+  WeightPrecision attention_precision;  // attention projections (always resident)
+  CachePolicy policy = CachePolicy::kLru;
+  CacheScope scope = CacheScope::kPerLayer;
+  // Experts the GPU keeps: per MoE layer (kPerLayer) or in all (kShared).
+  int32_t cache_experts = 0;
+  // Speculative loading of the next MoE layer's likely experts while this layer computes.
+  bool prefetch = false;
+  // Probability that each of the next layer's chosen experts is among the guesses (the others
+  // are guessed at random among the rest). Used for every token source: see sim/offload.h.
+  double prefetch_accuracy = 0.0;
+  // Set: a missed expert is computed on this CPU when that ends before its copy would land and
+  // be computed on the GPU (Fiddler); it is then not cached.
+  std::optional<CpuSpec> cpu;
+  int32_t decode_tokens = 0;   // tokens generated, one sequence
+  int32_t context_length = 0;  // prompt tokens already in the KV cache before the first
+};
+
+}  // namespace moesim

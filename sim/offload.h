@@ -1,0 +1,72 @@
+// Decoding one sequence on one GPU with its experts offloaded to host memory: per token and
+// layer, attention and expert compute on the GPU, missed experts copied over the host link.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/units.h"
+#include "models/gpu/gpu_spec.h"
+#include "models/moe/expert_cache.h"
+#include "models/moe/model_spec.h"
+#include "models/router/routing_decision.h"
+
+namespace moesim {
+
+// The timing is a closed-form two-stream pipeline, not the operation graph: with one GPU and
+// one sequence every kernel depends on the one before (attention -> gate -> experts -> next
+// layer), so the only concurrency is the copy stream beside the compute stream, and a
+// recurrence over (compute clock, link clock) plays it exactly with no engine. Per token, per
+// layer: attention (projections at attention precision, KV read), the gate (this is when the
+// layer's experts are known), then each missed expert is queued on the host link (FIFO, one copy
+// at a time, starting no earlier than the gate) and, with prefetch, the next MoE layer's guessed
+// experts after them; the experts run one by one in order of arrival, each when its copy has
+// landed. With a CPU (OffloadConfig::cpu) a miss is instead computed there, on one CPU
+// stream from the gate on, when that ends before the copy would land plus the GPU's expert
+// time; its output then joins the GPU's (activations of a few KB, not counted). Then the LM
+// head. A hit is an expert resident (or already on its way from a prefetch)
+// when its layer's gate is known.
+//
+// Prefetch guesses. Mixtral-offloading guesses the next layer's experts by applying the next
+// layer's gate to this layer's hidden state. moesim's token sources draw each MoE layer's tokens
+// independently (the router seeds each layer's batch on its own, and traces record choices, not
+// hidden states), so that guess would carry no information here; every token source therefore
+// uses `prefetch_accuracy`: each of the next layer's chosen experts is guessed with that
+// probability, else a uniformly drawn expert it did not choose is guessed in its place.
+//
+// Tokens: MoE layer m's choices for decode token t are row t of one routing request of
+// decode_tokens tokens (layer m, micro-batch 0, rank 0), so the router's sequence model
+// (sequence_correlation, offset_correlation) sets how much consecutive tokens share experts.
+struct OffloadResult {
+  int32_t tokens = 0;
+  std::vector<Time> token_latency;  // per decode token
+  Time total;
+  Time compute_busy;  // GPU kernels
+  Time copy_stall;    // compute stream waiting for an expert's copy
+  Time cpu_stall;     // compute stream waiting for experts computed on the CPU
+  Time link_busy;     // host link copying
+  Bytes link_bytes;
+  std::vector<int64_t> hits_per_layer;  // per MoE layer
+  std::vector<int64_t> misses_per_layer;
+  int64_t prefetch_copies = 0;
+  int64_t prefetch_used = 0;  // prefetched experts used before being evicted
+  int64_t cpu_computed = 0;   // misses computed on the CPU instead of copied (Fiddler)
+  Bytes expert_bytes;         // one expert at the expert precision
+  Time expert_copy_time;      // one expert over the host link
+  Bytes gpu_memory;           // resident weights + cache + KV cache
+  int32_t cache_slots = 0;    // experts cached in all
+
+  double tokens_per_s() const;
+  double hit_rate() const;  // over all MoE layers
+  // "host link" (or "host CPU") when waiting for copies (or the CPU's experts) takes most of
+  // the token time, else "GPU compute".
+  std::string bound() const;
+};
+
+// Throws std::invalid_argument naming the offload field at fault (cache too small for top-k,
+// not fitting in the GPU's memory, no tokens).
+OffloadResult simulate_offload(const ModelSpec& model, const GpuSpec& gpu,
+                               const OffloadConfig& config, RoutingSource& routing, uint64_t seed);
+
+}  // namespace moesim

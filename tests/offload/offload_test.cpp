@@ -1,0 +1,240 @@
+// Expert offloading: the cache policies and the decode pipeline against hand-worked sequences
+// and closed forms.
+#include <catch2/catch.hpp>
+#include <stdexcept>
+#include <vector>
+
+#include "models/gpu/gpu_model.h"
+#include "models/moe/expert_cache.h"
+#include "models/router/router.h"
+#include "sim/offload.h"
+
+namespace moesim {
+namespace {
+
+// Replays fixed per-layer expert sequences, top-1 (one token per entry).
+class SequenceSource final : public RoutingSource {
+ public:
+  SequenceSource(int32_t experts, std::vector<std::vector<int32_t>> per_layer)
+      : experts_(experts), per_layer_(std::move(per_layer)) {}
+  int32_t experts() const override { return experts_; }
+  int32_t top_k() const override { return 1; }
+  void route(const RoutingRequest& request, RoutingDecision& out) override {
+    const auto& seq = per_layer_.at(static_cast<size_t>(request.layer));
+    out.reset(static_cast<int32_t>(seq.size()), experts_, 1);
+    for (size_t t = 0; t < seq.size(); ++t) {
+      out.expert_ids[t] = seq[t];
+      ++out.tokens_per_expert[static_cast<size_t>(seq[t])];
+    }
+  }
+
+ private:
+  int32_t experts_;
+  std::vector<std::vector<int32_t>> per_layer_;
+};
+
+ModelSpec tiny_model(int32_t layers) {
+  ModelSpec m;
+  m.name = "tiny";
+  m.layers = layers;
+  m.hidden_size = 256;
+  m.attention_heads = 4;
+  m.kv_heads = 4;
+  m.head_dim = 64;
+  m.expert_ffn_size = 1024;
+  m.routed_experts = 4;
+  m.top_k = 1;
+  m.vocab_size = 1000;
+  return m;
+}
+
+OffloadConfig lru_config(int32_t cache, int32_t tokens) {
+  OffloadConfig c;
+  c.host_link = *find_host_link_preset("pcie4-x16");
+  c.expert_precision = *weight_precision_from_name("bf16");
+  c.attention_precision = *weight_precision_from_name("bf16");
+  c.policy = CachePolicy::kLru;
+  c.cache_experts = cache;
+  c.decode_tokens = tokens;
+  c.context_length = 16;
+  return c;
+}
+
+// Sequence 0,0,0,1,2,0 through a 2-expert cache preloaded with {0, 1}:
+// LRU: hits at tokens 0-3; token 4 (expert 2) evicts 0 (last used at token 2, before 1 at 3);
+//      token 5 (expert 0) misses. 4 hits, 2 misses.
+// LFU: token 4 evicts 1 (1 use against 0's 3); token 5 hits. 5 hits, 1 miss.
+const std::vector<int32_t> kSequence = {0, 0, 0, 1, 2, 0};
+
+TEST_CASE("expert cache: LRU and LFU on a hand-worked sequence") {
+  for (const auto& [policy, misses] :
+       {std::pair{CachePolicy::kLru, 2}, std::pair{CachePolicy::kLfu, 1}}) {
+    ExpertCache cache(policy, 2);
+    cache.preload(0);
+    cache.preload(1);
+    int32_t miss = 0;
+    for (int32_t e : kSequence) {
+      cache.record_use(e);
+      if (!cache.contains(e)) {
+        ++miss;
+        cache.insert(e, std::vector<int32_t>{e});
+      }
+    }
+    CHECK(miss == misses);
+  }
+  ExpertCache stat(CachePolicy::kStatic, 1);
+  stat.preload(3);
+  CHECK_FALSE(stat.insert(2, {}).has_value());
+  CHECK(stat.contains(3));
+  CHECK_FALSE(stat.contains(2));
+  ExpertCache pinned(CachePolicy::kLru, 1);
+  pinned.preload(0);
+  CHECK_THROWS_AS(pinned.insert(1, std::vector<int32_t>{0}), std::logic_error);
+}
+
+TEST_CASE("offload: hits, misses and copy time of the hand-worked sequence") {
+  const ModelSpec model = tiny_model(1);
+  const GpuSpec gpu = *find_gpu_preset("h100-sxm");
+  const GpuModel g(gpu);
+  // One token's compute, independent of the cache: attention (projections and KV read), the
+  // gate, one expert, the LM head; the KV read grows with the context, so sum per token.
+  // One-row products stream their bf16 weights (2 bytes each) at the achieved HBM rate.
+  const Time attn_w = g.memory_time(Bytes(2 * model.attention_params())) + g.launch() * 2;
+  const Time expert = g.memory_time(Bytes(2 * model.expert_params())) + g.launch() * 2;
+  const Time gate = g.memory_time(Bytes(2 * 4 * 256)) + g.launch();
+  const Time lm = g.memory_time(Bytes(2 * 1000 * 256)) + g.launch();
+  const Time fixed = attn_w + expert + gate + lm;
+  Time compute = Time::zero();
+  for (int t = 0; t < 6; ++t) {
+    compute += fixed + g.attention_decode(1, 16 + t, attention_shape(model, 1, true), Dtype::kBf16);
+  }
+  // 3 weight matrices of 256 x 1024 in bf16 over PCIe 4.0 x16 at 0.9 x 31.5 GB/s.
+  const Bytes expert_bytes(3 * 256 * 1024 * 2);
+  const Time copy = transfer_time(expert_bytes, Bandwidth::gigabytes_per_s(31.5 * 0.9));
+
+  for (const auto& [policy, misses] :
+       {std::pair{CachePolicy::kLru, 2}, std::pair{CachePolicy::kLfu, 1}}) {
+    SequenceSource source(4, {kSequence});
+    OffloadConfig config = lru_config(2, 6);
+    config.policy = policy;
+    const OffloadResult r = simulate_offload(model, gpu, config, source, 1);
+    REQUIRE(r.tokens == 6);
+    CHECK(r.misses_per_layer[0] == misses);
+    CHECK(r.hits_per_layer[0] == 6 - misses);
+    CHECK(r.expert_bytes == expert_bytes);
+    CHECK(r.link_bytes == expert_bytes * misses);
+    // Each miss waits for its whole copy: the link is idle when the gate decides.
+    CHECK(r.copy_stall == copy * misses);
+    CHECK(r.total == compute + copy * misses);
+    CHECK(r.compute_busy == compute);
+  }
+}
+
+TEST_CASE("offload: a CPU faster than the copy computes the misses instead (Fiddler)") {
+  const ModelSpec model = tiny_model(1);
+  const GpuSpec gpu = *find_gpu_preset("h100-sxm");
+  const GpuModel g(gpu);
+  CpuSpec cpu;
+  cpu.name = "fast";
+  cpu.peak_flops_fp32 = 1e15;
+  cpu.memory_bandwidth = Bandwidth::gigabytes_per_s(1000.0);
+  // One row through 3 x 256 x 1024 bf16 weights: 1.5 MiB at 700 GB/s (compute 1.6 us is less).
+  const Time cpu_time = transfer_time(Bytes(3 * 256 * 1024 * 2), Bandwidth::gigabytes_per_s(700));
+  CHECK(cpu.one_row(3 * 256 * 1024, Bytes(3 * 256 * 1024 * 2)) == cpu_time);
+  SequenceSource source(4, {kSequence});
+  OffloadConfig config = lru_config(2, 6);
+  const OffloadResult copied = simulate_offload(model, gpu, config, source, 1);
+  config.cpu = cpu;
+  const OffloadResult r = simulate_offload(model, gpu, config, source, 1);
+  const Time expert = g.memory_time(Bytes(2 * model.expert_params())) + g.launch() * 2;
+  // Token 4's miss (expert 2) runs on the CPU and is not cached, so token 5's expert 0 stays
+  // resident and hits: one miss, computed on the CPU in place of the GPU's expert kernel.
+  CHECK(copied.misses_per_layer[0] == 2);
+  CHECK(r.misses_per_layer[0] == 1);
+  CHECK(r.cpu_computed == 1);
+  CHECK(r.link_bytes == Bytes(0));
+  CHECK(r.total == copied.total - copied.expert_copy_time * 2 - expert + cpu_time);
+}
+
+TEST_CASE("offload: a cache holding every expert equals the non-offloaded run") {
+  // Two MoE layers, top-2 of 4 experts, routed by the router model: with all 4 experts cached
+  // nothing crosses the host link and each token costs exactly its compute.
+  ModelSpec model = tiny_model(2);
+  model.top_k = 2;
+  RouterSpec spec;
+  spec.experts = 4;
+  spec.top_k = 2;
+  spec.layers = 2;
+  spec.tokens.hidden = 256;
+  spec.seed = 7;
+  Router router(spec);
+  const GpuSpec gpu = *find_gpu_preset("l4");
+  OffloadConfig config = lru_config(4, 20);
+  config.prefetch = true;
+  config.prefetch_accuracy = 0.5;
+  const OffloadResult r = simulate_offload(model, gpu, config, router, 1);
+  CHECK(r.link_bytes == Bytes(0));
+  CHECK(r.copy_stall == Time::zero());
+  CHECK(r.hit_rate() == 1.0);
+  CHECK(r.total == r.compute_busy);
+  // And against a closed form: per token 2 layers x (attention + gate + 2 experts) + LM head.
+  const GpuModel g(gpu);
+  // One-row products stream their bf16 weights (2 bytes each) at the achieved HBM rate.
+  const Time attn_w = g.memory_time(Bytes(2 * model.attention_params())) + g.launch() * 2;
+  const Time expert = g.memory_time(Bytes(2 * model.expert_params())) + g.launch() * 2;
+  const Time gate = g.memory_time(Bytes(2 * 4 * 256)) + g.launch();
+  const Time lm = g.memory_time(Bytes(2 * 1000 * 256)) + g.launch();
+  Time expected = Time::zero();
+  for (int t = 0; t < 20; ++t) {
+    const Time attn =
+        attn_w + g.attention_decode(1, 16 + t, attention_shape(model, 1, true), Dtype::kBf16);
+    expected += (attn + gate + expert * 2) * 2 + lm;
+  }
+  CHECK(r.total == expected);
+}
+
+TEST_CASE("offload: perfect prefetch hides copies that fit behind compute") {
+  // Two layers alternating experts so the per-layer LRU of 1 misses every time; a perfect guess
+  // for layer 1 is issued at layer 0's gate, so layer 1's copy starts earlier than a demand one.
+  const ModelSpec model = tiny_model(2);
+  const GpuSpec gpu = *find_gpu_preset("h100-sxm");
+  const std::vector<int32_t> seq = {1, 2, 3, 1, 2, 3};
+  OffloadConfig config = lru_config(1, 6);
+  SequenceSource a(4, {seq, seq});
+  const OffloadResult demand = simulate_offload(model, gpu, config, a, 1);
+  config.prefetch = true;
+  config.prefetch_accuracy = 1.0;
+  SequenceSource b(4, {seq, seq});
+  const OffloadResult pre = simulate_offload(model, gpu, config, b, 1);
+  CHECK(demand.misses_per_layer[1] == 6);
+  CHECK(pre.misses_per_layer[1] == 0);
+  CHECK(pre.prefetch_copies == 6);
+  CHECK(pre.prefetch_used == 6);
+  CHECK(pre.total < demand.total);
+  CHECK(pre.link_bytes == demand.link_bytes);
+}
+
+TEST_CASE("offload: bad configurations name the field") {
+  const ModelSpec model = tiny_model(1);
+  const GpuSpec gpu = *find_gpu_preset("h100-sxm");
+  SequenceSource source(4, {kSequence});
+  OffloadConfig config = lru_config(0, 6);
+  CHECK_THROWS_WITH(simulate_offload(model, gpu, config, source, 1),
+                    Catch::Contains("offload.cache_experts"));
+  config = lru_config(2, 0);
+  CHECK_THROWS_WITH(simulate_offload(model, gpu, config, source, 1),
+                    Catch::Contains("offload.decode_tokens"));
+}
+
+TEST_CASE("host links and weight precisions from their data sheets") {
+  CHECK(find_host_link_preset("pcie3-x16")->nominal.gigabytes_per_second() == Approx(15.75));
+  CHECK(find_host_link_preset("pcie5-x16")->nominal.gigabytes_per_second() == Approx(63.0));
+  CHECK(find_host_link_preset("nvlink-c2c")->nominal.gigabytes_per_second() == Approx(450.0));
+  // 3-bit, groups of 64 with 4 bytes each: 3.5 bits per weight.
+  CHECK(weight_precision_from_name("int3")->bytes_for(6400) == Bytes(2400 + 400));
+  CHECK(weight_precision_from_name("int4")->bytes_for(65) == Bytes(33 + 8));
+  CHECK_FALSE(weight_precision_from_name("int5").has_value());
+}
+
+}  // namespace
+}  // namespace moesim
