@@ -609,6 +609,8 @@ Workload Resolver::workload(const Node& n, const ParallelPlan& plan) const {
   if (in.has_schedule() && in.schedule() != proto::Workload::SCHEDULE_UNSPECIFIED) {
     w.schedule = in.schedule() == proto::Workload::TWO_BATCH_OVERLAP
                      ? ScheduleKind::kTwoBatchOverlap
+                 : in.schedule() == proto::Workload::ONE_F_ONE_B_EP_OVERLAP
+                     ? ScheduleKind::kOneFOneBEpOverlap
                      : ScheduleKind::kOneFOneB;
   }
   if (w.schedule == ScheduleKind::kTwoBatchOverlap) {
@@ -626,6 +628,19 @@ Workload Resolver::workload(const Node& n, const ParallelPlan& plan) const {
       fail(n, "schedule",
            std::string(name) + " lays out tp 1 and pp 1 (DeepSeek's serving layout), got tp " +
                std::to_string(plan.tp) + " pp " + std::to_string(plan.pp));
+    }
+  }
+  if (w.schedule == ScheduleKind::kOneFOneBEpOverlap) {
+    if (w.kind != WorkloadKind::kTraining) {
+      fail(n, "schedule",
+           "ONE_F_ONE_B_EP_OVERLAP pairs forwards with backwards: TRAINING only (serving: "
+           "TWO_BATCH_OVERLAP)");
+    }
+    if (plan.pp != 1) {
+      fail(n, "schedule",
+           "ONE_F_ONE_B_EP_OVERLAP lays out pp 1 only (a paired forward would wait for the next "
+           "stage's gradient), got pp " +
+               std::to_string(plan.pp));
     }
   }
   return w;
@@ -983,6 +998,8 @@ std::string_view schedule_name(ScheduleKind kind) {
       return "1f1b";
     case ScheduleKind::kTwoBatchOverlap:
       return "two_batch_overlap";
+    case ScheduleKind::kOneFOneBEpOverlap:
+      return "1f1b_ep_overlap";
   }
   return "1f1b";
 }
