@@ -667,6 +667,8 @@ Workload Resolver::workload(const Node& n, const ParallelPlan& plan) const {
   if (in.has_schedule() && in.schedule() != proto::Workload::SCHEDULE_UNSPECIFIED) {
     w.schedule = in.schedule() == proto::Workload::TWO_BATCH_OVERLAP
                      ? ScheduleKind::kTwoBatchOverlap
+                 : in.schedule() == proto::Workload::ONE_F_ONE_B_EP_OVERLAP
+                     ? ScheduleKind::kOneFOneBEpOverlap
                      : ScheduleKind::kOneFOneB;
   }
   if (w.schedule == ScheduleKind::kTwoBatchOverlap) {
@@ -725,6 +727,19 @@ Workload Resolver::workload(const Node& n, const ParallelPlan& plan) const {
       gemm_dtype(in.has_expert_gemm_dtype(), in.expert_gemm_dtype(), "expert_gemm_dtype");
   w.options.dense_gemm_dtype =
       gemm_dtype(in.has_dense_gemm_dtype(), in.dense_gemm_dtype(), "dense_gemm_dtype");
+  if (w.schedule == ScheduleKind::kOneFOneBEpOverlap) {
+    if (w.kind != WorkloadKind::kTraining) {
+      fail(n, "schedule",
+           "ONE_F_ONE_B_EP_OVERLAP pairs forwards with backwards: TRAINING only (serving: "
+           "TWO_BATCH_OVERLAP)");
+    }
+    if (plan.pp != 1) {
+      fail(n, "schedule",
+           "ONE_F_ONE_B_EP_OVERLAP lays out pp 1 only (a paired forward would wait for the next "
+           "stage's gradient), got pp " +
+               std::to_string(plan.pp));
+    }
+  }
   return w;
 }
 
@@ -1199,6 +1214,8 @@ std::string_view schedule_name(ScheduleKind kind) {
       return "1f1b";
     case ScheduleKind::kTwoBatchOverlap:
       return "two_batch_overlap";
+    case ScheduleKind::kOneFOneBEpOverlap:
+      return "1f1b_ep_overlap";
   }
   return "1f1b";
 }

@@ -42,6 +42,39 @@ std::vector<std::pair<int32_t, bool>> one_f_one_b(int32_t stage, int32_t stages,
   return order;
 }
 
+// A step of a stage's work: micro-batch mb's forward or backward; `paired`: a forward run
+// overlapped with the backward listed right after it.
+struct Work {
+  int32_t mb;
+  bool backward;
+  bool paired;
+};
+
+// Megatron-Core's 1F1B with EP all-to-all overlap (laid out for one stage: see
+// OneFOneBSchedule): one more warm-up forward than 1F1B, so that a forward and the backward it
+// is paired with are of different micro-batches, then each forward paired with the next
+// backward, then the remaining backwards. Without `overlap`, plain 1F1B.
+std::vector<Work> work_order(int32_t stage, int32_t stages, int32_t micro_batches, bool training,
+                             bool overlap) {
+  std::vector<Work> order;
+  if (!overlap || !training) {
+    for (const auto& [mb, backward] : one_f_one_b(stage, stages, micro_batches, training)) {
+      order.push_back({mb, backward, false});
+    }
+    return order;
+  }
+  const int32_t warmup = std::min(stages - stage, micro_batches);
+  int32_t next_forward = 0;
+  int32_t next_backward = 0;
+  for (; next_forward < warmup; ++next_forward) order.push_back({next_forward, false, false});
+  while (next_forward < micro_batches) {
+    order.push_back({next_forward++, false, true});
+    order.push_back({next_backward++, true, false});
+  }
+  while (next_backward < micro_batches) order.push_back({next_backward++, true, false});
+  return order;
+}
+
 // Where a tensor-parallel collective sits in a layer, in forward order (the backward pass runs
 // the same four in reverse, each the other kind).
 enum class TpSlot : uint8_t { kBeforeAttention, kAfterAttention, kBeforeFfn, kAfterFfn };
@@ -53,8 +86,9 @@ inline constexpr size_t kPasses = 3;
 // entry per possible collective, O(1) lookup): the first member to reach one creates it.
 class OneFOneBBuilder {
  public:
-  explicit OneFOneBBuilder(const StepSetup& setup)
-      : setup_(setup),
+  OneFOneBBuilder(const StepSetup& setup, bool ep_overlap)
+      : ep_overlap_(ep_overlap),
+        setup_(setup),
         plan_(*setup.plan),
         model_(*setup.model),
         graph_(static_cast<int32_t>(setup.plan->world_size())),
@@ -79,15 +113,21 @@ class OneFOneBBuilder {
   OpGraph build() && {
     const bool training = setup_.kind == WorkloadKind::kTraining;
     for (int32_t s = 0; s < plan_.pp; ++s) {
-      const auto order = one_f_one_b(s, plan_.pp, setup_.micro_batches, training);
+      const std::vector<Work> order =
+          work_order(s, plan_.pp, setup_.micro_batches, training, ep_overlap_);
       for (int32_t d = 0; d < plan_.dp; ++d) {
         for (int32_t b = 0; b < plan_.ep; ++b) {
           for (int32_t a = 0; a < plan_.tp; ++a) {
             gpu_ = plan_.gpu_of(a, b, d, s);
             a_ = a, b_ = b, d_ = d, s_ = s;
-            previous_ = kNone;
-            for (const auto& [mb, backward] : order) {
-              backward ? add_backward(mb) : add_forward(mb);
+            previous_ = also_ = kNone;
+            for (size_t i = 0; i < order.size(); ++i) {
+              const Work& w = order[i];
+              if (w.paired) {
+                add_pair(w.mb, order[++i].mb);
+              } else {
+                w.backward ? add_backward(w.mb) : add_forward(w.mb);
+              }
             }
             if (training) add_gradient_sync_and_optimizer();
           }
@@ -99,8 +139,13 @@ class OneFOneBBuilder {
   }
 
  private:
-  std::span<const OpId> after() const {
-    return previous_ == kNone ? std::span<const OpId>() : std::span<const OpId>(&previous_, 1);
+  // What the GPU's next op waits for: its last op, and after an overlapped pair the pair's other
+  // chain's last op too.
+  std::span<const OpId> after() {
+    waits_ = {previous_, also_};
+    const size_t n = (previous_ != kNone) + (also_ != kNone);
+    if (previous_ == kNone) waits_[0] = also_;
+    return std::span<const OpId>(waits_.data(), n);
   }
   void kernel(Phase phase, KernelKind kind, bool backward, int32_t mb, int32_t layer) {
     Op op;
@@ -113,12 +158,24 @@ class OneFOneBBuilder {
     op.micro_batch = mb;
     op.layer = layer;
     op.work_scale = backward ? 2 : 1;  // the backward pass does twice the matrix work
+    if (capture_ != nullptr) {
+      capture_->push_back({op, kNone, false});
+      return;
+    }
     previous_ = graph_.add_kernel(op, after());
+    also_ = kNone;
+  }
+  void join(CollectiveIdx c) {
+    if (capture_ != nullptr) {
+      capture_->push_back({Op{}, c, false});
+      return;
+    }
+    previous_ = graph_.add_member(gpu_, Stream::kComm, c, after());
+    also_ = kNone;
   }
   // Which pass a collective belongs to, for its key: forward, backward, or a forward
   // recomputed in the backward pass (its own collectives, moving what the forward's did).
   size_t pass(bool backward) const { return recomputing_ ? 2 : (backward ? 1 : 0); }
-  void join(CollectiveIdx c) { previous_ = graph_.add_member(gpu_, Stream::kComm, c, after()); }
   // The table's collective, created by `make` if this is its first member.
   template <typename Make>
   CollectiveIdx find(std::vector<CollectiveIdx>& table, size_t key, Make make) {
@@ -202,6 +259,10 @@ class OneFOneBBuilder {
       return p;
     });
     if (gpu_ == from) {
+      if (capture_ != nullptr) {
+        capture_->push_back({Op{}, c, true});
+        return;
+      }
       graph_.add_member(gpu_, Stream::kComm, c, after());
     } else {
       join(c);
@@ -334,6 +395,53 @@ class OneFOneBBuilder {
     }
   }
 
+  // Megatron-Core's EP overlap: forward mb_f and backward mb_b of the GPU, each laid out as
+  // 1F1B would (captured, not added), cut into segments that end at a collective the chain
+  // waits for (an exchange, a TP collective, a receive), and emitted taking turns: forward
+  // segment, backward segment, ... Each keeps its own chain (an op waits for its micro-batch's
+  // previous op), the streams keep the order of emission, so one's exchange runs on the comm
+  // stream while the other's kernels run. What comes after the pair waits for both chains.
+  struct Captured {
+    Op kernel;  // when `collective` is kNone
+    CollectiveIdx collective;
+    bool posted;  // a pipeline send: nothing waits for it
+  };
+  void add_pair(int32_t mb_f, int32_t mb_b) {
+    std::array<std::vector<Captured>, 2> items;
+    capture_ = &items[0];
+    add_forward(mb_f);
+    capture_ = &items[1];
+    add_backward(mb_b);
+    capture_ = nullptr;
+    std::array<OpId, 2> chain{previous_, previous_};
+    if (also_ != kNone) chain = {previous_, also_};
+    std::array<size_t, 2> next{0, 0};
+    auto chain_after = [&](int x) {
+      return chain[x] == kNone ? std::span<const OpId>() : std::span<const OpId>(&chain[x], 1);
+    };
+    while (next[0] < items[0].size() || next[1] < items[1].size()) {
+      for (int x = 0; x < 2; ++x) {
+        // One segment of item x: its kernels up to and including the next awaited collective.
+        while (next[x] < items[x].size()) {
+          const Captured& step = items[x][next[x]++];
+          if (step.collective == kNone) {
+            chain[x] = graph_.add_kernel(step.kernel, chain_after(x));
+            continue;
+          }
+          const OpId member =
+              graph_.add_member(gpu_, Stream::kComm, step.collective, chain_after(x));
+          if (step.posted) continue;
+          chain[x] = member;
+          break;
+        }
+      }
+    }
+    previous_ = chain[0];
+    also_ = chain[1] != chain[0] ? chain[1] : kNone;
+  }
+
+  bool ep_overlap_;
+  std::vector<Captured>* capture_ = nullptr;  // add_pair's capture, else null
   const StepSetup& setup_;
   const ParallelPlan& plan_;
   const ModelSpec& model_;
@@ -354,6 +462,8 @@ class OneFOneBBuilder {
   // The GPU being laid out and its coordinates, and its last op (what the next one waits for).
   int32_t gpu_ = 0, a_ = 0, b_ = 0, d_ = 0, s_ = 0;
   OpId previous_ = kNone;
+  OpId also_ = kNone;  // after an overlapped pair: the other chain's last op
+  std::array<OpId, 2> waits_{kNone, kNone};
 };
 
 // Two-batch overlap (see TwoBatchOverlapSchedule): each layer of each micro-batch is a list of
@@ -495,6 +605,8 @@ std::unique_ptr<Schedule> make_schedule(ScheduleKind kind) {
       return std::make_unique<OneFOneBSchedule>();
     case ScheduleKind::kTwoBatchOverlap:
       return std::make_unique<TwoBatchOverlapSchedule>();
+    case ScheduleKind::kOneFOneBEpOverlap:
+      return std::make_unique<OneFOneBSchedule>(true);
   }
   return std::make_unique<OneFOneBSchedule>();
 }
@@ -503,7 +615,10 @@ OpGraph OneFOneBSchedule::build(const StepSetup& setup) const {
   if (setup.plan->pp > setup.model->layers) {
     throw std::invalid_argument("1F1B: more pipeline stages than layers");
   }
-  return OneFOneBBuilder(setup).build();
+  if (ep_overlap_ && setup.plan->pp > 1) {
+    throw std::invalid_argument("1F1B with EP overlap: lays out pp 1 only");
+  }
+  return OneFOneBBuilder(setup, ep_overlap_).build();
 }
 
 }  // namespace moesim

@@ -31,10 +31,26 @@ class Schedule {
 // reduce-scatter; backward in reverse at twice the work. Activations go to the next stage by
 // posted sends (the sending GPU does not wait for them). Training ends with the data-parallel
 // gradient all-reduces and the optimizer.
+//
+// With `ep_overlap`, Megatron-Core's EP all-to-all overlap in 1F1B (its combined 1F1B,
+// --overlap-moe-expert-parallel-comm, NVIDIA Megatron-LM core/pipeline_parallel): each stage runs
+// one warm-up forward, then pairs every forward with the next backward (another micro-batch)
+// and runs them interleaved at the layer level: the pair's two chains take turns on the compute
+// stream segment by segment (a segment ends at a collective its chain waits for), so the dispatch
+// or combine of one micro-batch's layer runs on the comm stream during the other micro-batch's
+// attention or expert kernels. Each chain keeps 1F1B's own order; the op after a pair waits for
+// both. The tail (gradient sync, optimizer) is 1F1B's. One pipeline stage only (throws for pp > 1):
+// paired with a backward, a stage's forward waits for the gradient from the next stage, which
+// chains the stages' pairs one after another (tried: Mixtral pp 2 ep 4 ran 26% slower than 1F1B);
+// Megatron-Core pairs across virtual pipeline stages there, which moesim does not lay out.
 class OneFOneBSchedule final : public Schedule {
  public:
-  std::string_view name() const override { return "1f1b"; }
+  explicit OneFOneBSchedule(bool ep_overlap = false) : ep_overlap_(ep_overlap) {}
+  std::string_view name() const override { return ep_overlap_ ? "1f1b_ep_overlap" : "1f1b"; }
   OpGraph build(const StepSetup& setup) const override;
+
+ private:
+  bool ep_overlap_;
 };
 
 // Two-batch overlap for serving (PREFILL and DECODE), after DeepSeek's inference system

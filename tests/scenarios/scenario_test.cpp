@@ -205,6 +205,14 @@ TEST_CASE("The workload's schedule: 1F1B by default; two-batch overlap where it 
   CHECK(parse_scenario(text_of(serving), "t.pbtxt").workload.schedule ==
         ScheduleKind::kTwoBatchOverlap);
   CHECK(schedule_name(ScheduleKind::kTwoBatchOverlap) == "two_batch_overlap");
+  CHECK(parse_scenario(text_of(with_workload("kind: TRAINING tokens_per_gpu: 4096 "
+                                             "schedule: ONE_F_ONE_B_EP_OVERLAP")),
+                       "t.pbtxt")
+            .workload.schedule == ScheduleKind::kOneFOneBEpOverlap);
+  CHECK_THAT(error_of(with_workload("kind: PREFILL tokens_per_gpu: 4096 "
+                                    "schedule: ONE_F_ONE_B_EP_OVERLAP")),
+             Catch::Contains("workload.schedule: ONE_F_ONE_B_EP_OVERLAP pairs forwards with "
+                             "backwards: TRAINING only"));
   CHECK(error_of(with_workload("kind: TRAINING tokens_per_gpu: 4096 micro_batches: 2 "
                                "schedule: TWO_BATCH_OVERLAP")) ==
         "t.pbtxt:4:65: workload.schedule: TWO_BATCH_OVERLAP is for serving (PREFILL or DECODE); "

@@ -1,5 +1,6 @@
-// Two-batch overlap (sim/schedule.h TwoBatchOverlapSchedule) against a hand-worked timeline on
-// two GPUs, and against the same step laid out without overlap (1F1B: every op in sequence).
+// The overlapping schedules (sim/schedule.h: two-batch overlap, 1F1B with EP overlap) against
+// hand-worked timelines on two GPUs, and against the same step laid out without overlap (1F1B:
+// every op in sequence, the sum).
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <filesystem>
@@ -122,6 +123,58 @@ TEST_CASE("two-batch overlap: the step is the hand-worked timeline, without over
     const SimulationResult slowed = simulate(scenario(kind, "TWO_BATCH_OVERLAP"), source, with_sms);
     CHECK(slowed.step_time_us[0] > tbo.step_time_us[0]);
     CHECK(slowed.step_time_us[0] < serial.step_time_us[0]);
+  }
+}
+
+TEST_CASE("1F1B with EP overlap: a forward and the next backward interleave by layer",
+          "[step][schedule][ep_overlap]") {
+  SimulationOptions options;
+  options.cost.comm_sm_fraction = 0.0;
+  RoundRobinSource source(4);
+  // Without overlap (pp 1): F0 B0 F1 B1, then the gradient all-reduce R and the optimizer O.
+  // Forward: attention A, gate G, dispatch X, experts E, combine X, LM head H; backward the
+  // same in reverse at twice the kernel work, its exchanges X too (BF16 both ways, the same
+  // tokens moved).
+  const SimulationResult serial = simulate(scenario("TRAINING", "ONE_F_ONE_B"), source, options);
+  const double a = serial.attention_us[0];
+  const double h = phase_us(serial, 0, Phase::kAttention) / 6 - a;
+  const double g = phase_us(serial, 0, Phase::kDenseFfn) / 6;
+  const double e = serial.expert_compute_us[0];
+  const double x = serial.dispatch_us[0];
+  const double r = phase_us(serial, 0, Phase::kGradientSync);
+  const double o = phase_us(serial, 0, Phase::kOptimizer);
+  REQUIRE(serial.combine_us[0] == Approx(x).margin(1e-6));
+  const double forward = a + g + x + e + x + h;
+  const double backward = 2 * h + x + 2 * e + x + 2 * g + 2 * a;
+  CHECK(serial.step_time_us[0] == Approx(2 * forward + 2 * backward + r + o).margin(1e-3));
+  REQUIRE(x < e);
+
+  // With overlap: one more warm-up forward (F0), then F1 paired with B0, then B1. The pair's
+  // chains take turns by segment, each segment ending at an exchange:
+  //   compute  F1:[A G] B0:[2H] F1:[E] B0:[2E] F1:[H] B0:[2G 2A]
+  //   comm     F1:dispatch B0:combine' F1:combine B0:dispatch'
+  // Each op starts when its stream and its own micro-batch's previous op are both done.
+  const double t0 = forward;                             // F0 ends
+  const double p = a + g;                                // F1's attention and gate
+  const double s1 = t0 + p + std::max(2 * h, x);         // B0's combine' and F1's experts start
+  const double f1_experts_end = s1 + e;                  // F1's combine: [s1 + E, s1 + E + X]
+  const double b0_experts_end = f1_experts_end + 2 * e;  // B0's dispatch' then takes X
+  const double f1_head_end = b0_experts_end + h;         // F1's combine long done (X < 2E)
+  const double b0_end = std::max(b0_experts_end + x, f1_head_end) + 2 * g + 2 * a;
+  const double expected = b0_end + backward + r + o;  // B1 after both chains, then the tail
+  const SimulationResult overlap =
+      simulate(scenario("TRAINING", "ONE_F_ONE_B_EP_OVERLAP"), source, options);
+  CHECK(overlap.step_time_us[0] == Approx(expected).margin(1e-3));
+  CHECK(overlap.step_time_us[0] < serial.step_time_us[0]);
+  // Hidden: F1's dispatch (beside B0's LM head backward, min(X, 2H)), B0's combine' (beside
+  // F1's experts), F1's combine (beside B0's experts), B0's dispatch' (beside F1's LM head,
+  // min(X, H)); F0's and B1's exchanges are exposed.
+  const double hidden = std::min(x, 2 * h) + x + x + std::min(x, h);
+  for (int gpu = 0; gpu < 2; ++gpu) {
+    CHECK(hidden_us(overlap, gpu, Phase::kDispatch) + hidden_us(overlap, gpu, Phase::kCombine) ==
+          Approx(hidden).margin(1e-3));
+    CHECK(phase_us(overlap, gpu, Phase::kDispatch) + phase_us(overlap, gpu, Phase::kCombine) ==
+          Approx(8 * x).margin(1e-3));
   }
 }
 
