@@ -6,6 +6,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "models/network/flow_paths.h"
+
 namespace moesim {
 
 namespace {
@@ -28,47 +30,11 @@ FastNetwork::FastNetwork(Engine& engine, const Topology& topology, NetworkOption
   for (size_t i = 0; i < links; ++i) {
     capacity_[i] = topology.effective_capacity(LinkId{static_cast<uint32_t>(i)}).bytes_per_second();
   }
-  mark_constraining_links();
+  constraining_ = constraining_links(topology_, capacity_);
   classes_.resize(links);
   idle_ = capacity_;
   due_.resize_ids(links);
   traffic_.resize(static_cast<size_t>(topology.gpu_count()));
-}
-
-// As NetworkModel::mark_constraining_links (the same rule, so both tiers fill over the same
-// links): a link every flow through which must also cross a link of no more capacity never
-// binds.
-void FastNetwork::mark_constraining_links() {
-  const auto links = topology_.links();
-  const size_t vertices = topology_.vertex_count();
-  std::vector<uint32_t> out_count(vertices, 0), in_count(vertices, 0);
-  std::vector<uint32_t> some_out(vertices, 0), some_in(vertices, 0);
-  for (uint32_t i = 0; i < links.size(); ++i) {
-    const size_t from = links[i].from.value, to = links[i].to.value;
-    ++out_count[from];
-    ++in_count[to];
-    some_out[from] ^= i;
-    some_in[to] ^= i;
-  }
-  auto tighter = [&](uint32_t m, uint32_t l) {
-    return capacity_[m] < capacity_[l] || (capacity_[m] == capacity_[l] && m < l);
-  };
-  constraining_.assign(links.size(), 1);
-  for (uint32_t l = 0; l < links.size(); ++l) {
-    const uint32_t back = topology_.reverse(LinkId{l}).value;
-    const VertexId head = links[l].to, tail = links[l].from;
-    const bool head_relays = topology_.gpu_index(head) < 0;
-    const bool tail_relays = topology_.gpu_index(tail) < 0;
-    const bool back_exists = back < links.size() && links[back].from.value == head.value &&
-                             links[back].to.value == tail.value;
-    if (!back_exists) continue;
-    if (head_relays && out_count[head.value] == 2 && tighter(some_out[head.value] ^ back, l)) {
-      constraining_[l] = 0;
-    }
-    if (tail_relays && in_count[tail.value] == 2 && tighter(some_in[tail.value] ^ back, l)) {
-      constraining_[l] = 0;
-    }
-  }
 }
 
 uint32_t FastNetwork::allocate_flow() {
@@ -107,16 +73,7 @@ FlowId FastNetwork::start_flow_in_pieces(int src_gpu, int dst_gpu, Bytes bytes, 
 
 FlowId FastNetwork::start(int src_gpu, int dst_gpu, Bytes bytes, FlowObserver* observer,
                           uint32_t tag, uint64_t flow_hash, uint32_t pieces) {
-  const int gpus = topology_.gpu_count();
-  if (src_gpu < 0 || src_gpu >= gpus || dst_gpu < 0 || dst_gpu >= gpus) {
-    throw std::out_of_range("fast network: flow " + std::to_string(src_gpu) + " -> " +
-                            std::to_string(dst_gpu) + " names a GPU outside [0, " +
-                            std::to_string(gpus) + ")");
-  }
-  if (bytes.count() < 0) {
-    throw std::invalid_argument("fast network: flow " + std::to_string(src_gpu) + " -> " +
-                                std::to_string(dst_gpu) + " has a negative size");
-  }
+  check_flow_request("fast network", topology_, src_gpu, dst_gpu, bytes);
   ++flow_counter_;
   const std::span<const LinkId> path =
       src_gpu == dst_gpu ? std::span<const LinkId>() : topology_.path(src_gpu, dst_gpu, flow_hash);

@@ -117,7 +117,6 @@ class FastNetwork final : public FlowNetwork, public EventHandler {
     static uint32_t id(const Due& d) { return d.link; }
   };
 
-  void mark_constraining_links();
   uint32_t allocate_flow();
   FlowId start(int src_gpu, int dst_gpu, Bytes bytes, FlowObserver* observer, uint32_t tag,
                uint64_t flow_hash, uint32_t pieces);

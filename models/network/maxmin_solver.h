@@ -43,6 +43,7 @@ class MaxMinSolver {
 
   size_t link_count() const { return capacity_.size(); }
   double capacity(uint32_t link) const { return capacity_[link]; }
+  std::span<const double> capacities() const { return capacity_; }
 
   // Flow ids are [0, flow_ids()); growing keeps every flow.
   void resize_flows(size_t flow_ids);

@@ -5,6 +5,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "models/network/flow_paths.h"
+
 namespace moesim {
 
 namespace {
@@ -37,52 +39,8 @@ NetworkModel::NetworkModel(Engine& engine, const Topology& topology, NetworkOpti
                                 std::to_string(options_.completion_tolerance) +
                                 " is outside [0, 1)");
   }
-  mark_constraining_links();
+  constraining_ = constraining_links(topology_, solver_.capacities());
   traffic_.resize(static_cast<size_t>(topology.gpu_count()));
-}
-
-// A link can never be a bottleneck if every flow through it must also cross another link of no
-// more capacity: the next link when its head is a switch or NIC with one way onward, or the
-// previous one when its tail has one way in (paths are shortest, so they never turn straight
-// back). Leaving such links out of the fill is exact and shortens the paths it walks (a GPU's
-// PCIe link to its NIC sits behind the NIC's slower network link). Ties in capacity are broken
-// by link id, so that of two such links exactly one stays and every chain ends at a kept link.
-void NetworkModel::mark_constraining_links() {
-  const auto links = topology_.links();
-  const size_t vertices = topology_.vertex_count();
-  std::vector<uint32_t> out_count(vertices, 0), in_count(vertices, 0);
-  std::vector<uint32_t> some_out(vertices, 0), some_in(vertices, 0);
-  for (uint32_t i = 0; i < links.size(); ++i) {
-    const size_t from = links[i].from.value, to = links[i].to.value;
-    ++out_count[from];
-    ++in_count[to];
-    // Any one other than a given link's reverse: with two links, the one that is not it.
-    some_out[from] ^= i;
-    some_in[to] ^= i;
-  }
-  auto tighter = [&](uint32_t m, uint32_t l) {
-    return solver_.capacity(m) < solver_.capacity(l) ||
-           (solver_.capacity(m) == solver_.capacity(l) && m < l);
-  };
-  constraining_.assign(links.size(), 1);
-  for (uint32_t l = 0; l < links.size(); ++l) {
-    const uint32_t back = topology_.reverse(LinkId{l}).value;
-    const VertexId head = links[l].to, tail = links[l].from;
-    const bool head_relays = topology_.gpu_index(head) < 0;
-    const bool tail_relays = topology_.gpu_index(tail) < 0;
-    const bool back_exists = back < links.size() && links[back].from.value == head.value &&
-                             links[back].to.value == tail.value;
-    if (!back_exists) continue;
-    // The one link onward from the head other than the way back: some_out xor back.
-    if (head_relays && out_count[head.value] == 2) {
-      const uint32_t next = some_out[head.value] ^ back;
-      if (tighter(next, l)) constraining_[l] = 0;
-    }
-    if (tail_relays && in_count[tail.value] == 2) {
-      const uint32_t previous = some_in[tail.value] ^ back;
-      if (tighter(previous, l)) constraining_[l] = 0;
-    }
-  }
 }
 
 // Free flow slots are kept in a list threaded through the slots themselves (a free slot's
@@ -134,16 +92,7 @@ FlowId NetworkModel::start_flow_in_pieces(int src_gpu, int dst_gpu, Bytes bytes,
 
 FlowId NetworkModel::start(int src_gpu, int dst_gpu, Bytes bytes, FlowObserver* observer,
                            uint32_t tag, uint64_t flow_hash, uint32_t pieces) {
-  const int gpus = topology_.gpu_count();
-  if (src_gpu < 0 || src_gpu >= gpus || dst_gpu < 0 || dst_gpu >= gpus) {
-    throw std::out_of_range("network model: flow " + std::to_string(src_gpu) + " -> " +
-                            std::to_string(dst_gpu) + " names a GPU outside [0, " +
-                            std::to_string(gpus) + ")");
-  }
-  if (bytes.count() < 0) {
-    throw std::invalid_argument("network model: flow " + std::to_string(src_gpu) + " -> " +
-                                std::to_string(dst_gpu) + " has a negative size");
-  }
+  check_flow_request("network model", topology_, src_gpu, dst_gpu, bytes);
   ++flow_counter_;
   const std::span<const LinkId> path =
       src_gpu == dst_gpu ? std::span<const LinkId>() : topology_.path(src_gpu, dst_gpu, flow_hash);

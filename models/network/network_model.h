@@ -66,7 +66,6 @@ class NetworkModel final : public FlowNetwork, public EventHandler {
   }
   static constexpr uint32_t kNone = 0xffffffffu;
 
-  void mark_constraining_links();
   uint32_t allocate_flow();
   FlowId start(int src_gpu, int dst_gpu, Bytes bytes, FlowObserver* observer, uint32_t tag,
                uint64_t flow_hash, uint32_t pieces);
