@@ -171,16 +171,18 @@ class HotExpertByLayer final : public RoutingSource {
   std::vector<int32_t> hot_;
 };
 
-TEST_CASE("two layers with different hot experts: per exchange shows what the totals hide",
-          "[step][load]") {
-  const test::ScratchDir dir("exchange_load_test");
-  const auto topology = dir / "switch2.pbtxt";
-  std::ofstream(topology) << "gpus_per_node: 2\n"
-                             "flat_switch { name: \"sw\" switch_kind: NVSWITCH gpus: 2 "
-                             "bandwidth: \"100GB/s\" latency: \"1us\" link_kind: NVLINK }\n";
+// A tiny scenario on one switch of `gpus` GPUs: `layers` MoE layers of four experts, top-1,
+// prefill of 8 tokens per GPU, `parallelism` and `steps` lines as given.
+Scenario tiny_scenario(const test::ScratchDir& dir, int32_t gpus, int32_t layers,
+                       const std::string& parallelism, const std::string& steps) {
+  const auto topology = dir / "switch.pbtxt";
+  std::ofstream(topology) << "gpus_per_node: " << gpus << "\n"
+                          << "flat_switch { name: \"sw\" switch_kind: NVSWITCH gpus: " << gpus
+                          << " bandwidth: \"100GB/s\" latency: \"1us\" link_kind: NVLINK }\n";
   std::ostringstream s;
-  s << "name: \"two_layers\"\n"
-    << "model { layers: 2 dense_layers: 0 hidden_size: 1024 attention_heads: 8 kv_heads: 8 "
+  s << "name: \"tiny\"\n"
+    << "model { layers: " << layers
+    << " dense_layers: 0 hidden_size: 1024 attention_heads: 8 kv_heads: 8 "
        "head_dim: 128 expert_ffn_size: 512 dense_ffn_size: 512 routed_experts: 4 "
        "shared_experts: 0 top_k: 1 vocab_size: 64 weights { dtype: \"bf16\" } "
        "dispatch { dtype: \"bf16\" } combine { dtype: \"bf16\" } }\n"
@@ -188,11 +190,17 @@ TEST_CASE("two layers with different hot experts: per exchange shows what the to
     << "peak_tflops_fp8: 200 hbm_bandwidth: \"1TB/s\" hbm_capacity: \"80GB\" "
        "gemm_efficiency_max: 0.5 gemm_half_efficiency_rows: 100 memory_efficiency: 1.0 "
        "kernel_launch: \"5us\" } }\n"
-    << "parallelism { ep: 2 }\n"
-    << "workload { kind: PREFILL tokens_per_gpu: 8 sequence_length: 8 steps: 3 "
-       "warmup_steps: 1 }\n"
+    << parallelism << "workload { kind: PREFILL tokens_per_gpu: 8 sequence_length: 8 " << steps
+    << " }\n"
     << "seed: 7\n";
-  const Scenario scenario = parse_scenario(s.str(), "two_layers.pbtxt");
+  return parse_scenario(s.str(), "tiny.pbtxt");
+}
+
+TEST_CASE("two layers with different hot experts: per exchange shows what the totals hide",
+          "[step][load]") {
+  const test::ScratchDir dir("exchange_load_test");
+  const Scenario scenario =
+      tiny_scenario(dir, 2, 2, "parallelism { ep: 2 }\n", "steps: 3 warmup_steps: 1");
   // Contiguous placement: experts 0, 1 on GPU 0 and 2, 3 on GPU 1. Layer 0 sends all 16
   // tokens to expert 0 (GPU 0), layer 1 to expert 2 (GPU 1).
   HotExpertByLayer source(4, {0, 2});
@@ -266,24 +274,7 @@ TEST_CASE("two layers with different hot experts: per exchange shows what the to
 
 TEST_CASE("a plan without an all-to-all has no straggler to attribute", "[step][load]") {
   const test::ScratchDir dir("exchange_load_test_ep1");
-  const auto topology = dir / "one.pbtxt";
-  std::ofstream(topology) << "gpus_per_node: 1\n"
-                             "flat_switch { name: \"sw\" switch_kind: NVSWITCH gpus: 1 "
-                             "bandwidth: \"100GB/s\" latency: \"1us\" link_kind: NVLINK }\n";
-  std::ostringstream s;
-  s << "name: \"ep1\"\n"
-    << "model { layers: 1 dense_layers: 0 hidden_size: 1024 attention_heads: 8 kv_heads: 8 "
-       "head_dim: 128 expert_ffn_size: 512 dense_ffn_size: 512 routed_experts: 4 "
-       "shared_experts: 0 top_k: 1 vocab_size: 64 weights { dtype: \"bf16\" } "
-       "dispatch { dtype: \"bf16\" } combine { dtype: \"bf16\" } }\n"
-    << "cluster { topology_file: \"" << topology.string() << "\" gpu { peak_tflops_bf16: 100 "
-    << "peak_tflops_fp8: 200 hbm_bandwidth: \"1TB/s\" hbm_capacity: \"80GB\" "
-       "gemm_efficiency_max: 0.5 gemm_half_efficiency_rows: 100 memory_efficiency: 1.0 "
-       "kernel_launch: \"5us\" } }\n"
-    << "workload { kind: PREFILL tokens_per_gpu: 8 sequence_length: 8 steps: 2 "
-       "warmup_steps: 0 }\n"
-    << "seed: 7\n";
-  const Scenario scenario = parse_scenario(s.str(), "ep1.pbtxt");
+  const Scenario scenario = tiny_scenario(dir, 1, 1, "", "steps: 2 warmup_steps: 0");
   HotExpertByLayer source(4, {1});
   const SimulationResult r = simulate(scenario, source);
   CHECK(r.exchange_gpu_max_over_mean.size() == 2);  // loads, but no exchange was played
