@@ -121,17 +121,22 @@ FlowId FastNetwork::start(int src_gpu, int dst_gpu, Bytes bytes, FlowObserver* o
     send_on_wire(f, engine_.now().count_ps());
     return FlowId{f};
   }
-  // Paths are kept in blocks recycled by length (paths are short and of few lengths).
+  // Paths are kept in blocks recycled by length (paths are short and of few lengths): the hop
+  // count, then the links.
   const auto hops = static_cast<uint32_t>(scratch_path_.size());
   if (free_paths_.size() <= hops) free_paths_.resize(hops + 1, kNone);
   uint32_t off = free_paths_[hops];
   if (off != kNone) {
-    free_paths_[hops] = path_pool_[off];
+    free_paths_[hops] = path_pool_[off + 1];
   } else {
     off = static_cast<uint32_t>(path_pool_.size());
-    path_pool_.resize(path_pool_.size() + hops);
+    if (path_pool_.size() + hops + 1 > std::numeric_limits<uint32_t>::max()) {
+      throw std::length_error("fast network: more than 2^32 path entries at once");
+    }
+    path_pool_.resize(path_pool_.size() + hops + 1);
   }
-  std::copy(scratch_path_.begin(), scratch_path_.end(), path_pool_.begin() + off);
+  path_pool_[off] = hops;
+  std::copy(scratch_path_.begin(), scratch_path_.end(), path_pool_.begin() + off + 1);
   flow.path = off;
   flow.hops = static_cast<uint8_t>(hops);
   flow.after_boundary = flow.bytes;
@@ -202,42 +207,49 @@ void FastNetwork::take_starts() {
 void FastNetwork::fill() {
   const int64_t now_ps = engine_.now().count_ps();
   ++stats_.recomputations;
-  // Every flow's bytes to its next boundary, from its class's clock; classes emptied.
+  // The fill reads compact copies, by fill position: each flow's id, path block, bytes to its
+  // next boundary and links. They are gathered class by class, so the flows that freeze
+  // together again (most do) sit together and the freezing pass reads them in order rather than
+  // gathering from a million flows' records; classes are emptied.
   const size_t links = capacity_.size();
+  const size_t n = active_count_ + starting_.size();
+  fill_key_.resize(n);
+  fill_flow_.resize(n);
+  fill_block_.resize(n);
+  fill_off_.resize(n + 1);
+  fill_paths_.resize(n * 2);
+  size_t i = 0;
+  uint32_t at = 0;
+  const auto gather = [&](uint32_t flow, uint32_t block, double key) {
+    fill_key_[i] = key;
+    fill_flow_[i] = flow;
+    fill_block_[i] = block;
+    fill_off_[i] = at;
+    const uint32_t hops = hops_at(block);
+    if (fill_paths_.size() < at + hops) fill_paths_.resize(2 * (at + hops));
+    const uint32_t* p = links_at(block);
+    for (uint32_t k = 0; k < hops; ++k) fill_paths_[at + k] = p[k];
+    at += hops;
+    ++i;
+  };
   for (uint32_t l = 0; l < links; ++l) {
     Class& c = classes_[l];
     if (c.members.empty()) continue;
     advance(l, now_ps);
-    for (const Member& m : c.members) flows_[m.flow].key = std::max(m.key - c.virt, 0.0);
+    for (const Member& m : c.members) gather(m.flow, m.path, std::max(m.key - c.virt, 0.0));
     c.members.clear();  // keeps its capacity for the fill
     c.share = c.level = c.virt = 0.0;
     due_.remove(l);
   }
-  for (const uint32_t f : starting_) {
-    flows_[f].active_pos = static_cast<uint32_t>(active_.size());
-    active_.push_back(f);
-  }
+  for (const uint32_t f : starting_) gather(f, flows_[f].path, flows_[f].key);
   starting_.clear();
-  const size_t n = active_.size();
+  fill_off_[n] = at;
+  active_count_ = n;
   stats_.region_flows += n;
   stats_.active_flows += n;
 
-  // The fill reads compact copies, by position in active_: each flow's key and links, and the
-  // class it freezes in (a million flows' records would not stay in cache).
-  fill_key_.resize(n);
-  fill_cls_.assign(n, kNone);
-  fill_off_.resize(n + 1);
-  fill_paths_.clear();
-  for (size_t i = 0; i < n; ++i) {
-    const Flow& flow = flows_[active_[i]];
-    fill_key_[i] = flow.key;
-    fill_off_[i] = static_cast<uint32_t>(fill_paths_.size());
-    const uint32_t* p = path_of(flow);
-    fill_paths_.insert(fill_paths_.end(), p, p + flow.hops);
-  }
-  fill_off_[n] = static_cast<uint32_t>(fill_paths_.size());
   link_count_.assign(links, 0);
-  for (const uint32_t m : fill_paths_) ++link_count_[m];
+  for (uint32_t k = 0; k < at; ++k) ++link_count_[fill_paths_[k]];
   link_start_.resize(links + 1);
   uint32_t sum = 0;
   for (size_t l = 0; l < links; ++l) {
@@ -247,11 +259,12 @@ void FastNetwork::fill() {
   link_start_[links] = sum;
   link_flows_.resize(sum);
   link_cursor_.assign(link_start_.begin(), link_start_.end() - 1);
-  for (uint32_t i = 0; i < n; ++i) {
-    for (uint32_t k = fill_off_[i]; k < fill_off_[i + 1]; ++k) {
-      link_flows_[link_cursor_[fill_paths_[k]]++] = i;
+  for (uint32_t j = 0; j < n; ++j) {
+    for (uint32_t k = fill_off_[j]; k < fill_off_[j + 1]; ++k) {
+      link_flows_[link_cursor_[fill_paths_[k]]++] = j;
     }
   }
+  fill_frozen_.assign((n + 63) / 64, 0);
   residual_ = capacity_;
   level_heap_.clear();
   for (uint32_t l = 0; l < links; ++l) {
@@ -260,13 +273,20 @@ void FastNetwork::fill() {
   const auto after = [](const std::pair<double, uint32_t>& a,
                         const std::pair<double, uint32_t>& b) { return a > b; };
   std::make_heap(level_heap_.begin(), level_heap_.end(), after);
+  // Locals: the stores below may alias any vector's members, which would reload them.
+  const uint32_t* link_flows = link_flows_.data();
+  const uint32_t* fill_off = fill_off_.data();
+  const uint32_t* fill_paths = fill_paths_.data();
+  uint64_t* frozen = fill_frozen_.data();
+  double* residual = residual_.data();
+  uint32_t* link_count = link_count_.data();
   while (!level_heap_.empty()) {
     std::pop_heap(level_heap_.begin(), level_heap_.end(), after);
     const auto [key, l] = level_heap_.back();
     level_heap_.pop_back();
-    const uint32_t unfrozen = link_count_[l];
+    const uint32_t unfrozen = link_count[l];
     if (unfrozen == 0) continue;
-    const double share = std::max(residual_[l], 0.0) / unfrozen;
+    const double share = std::max(residual[l], 0.0) / unfrozen;
     if (share > key * (1.0 + 1e-12)) {
       level_heap_.emplace_back(share, l);
       std::push_heap(level_heap_.begin(), level_heap_.end(), after);
@@ -275,15 +295,17 @@ void FastNetwork::fill() {
     // The link freezes: its unfrozen flows form its class at this share.
     const double level = std::max(share, capacity_[l] * 1e-9);
     Class& c = classes_[l];
+    c.members.reserve(unfrozen);
     for (uint32_t j = link_start_[l]; j < link_start_[l + 1]; ++j) {
-      const uint32_t i = link_flows_[j];
-      if (fill_cls_[i] != kNone) continue;
-      fill_cls_[i] = l;
-      c.members.push_back(Member{fill_key_[i], active_[i]});
-      for (uint32_t k = fill_off_[i]; k < fill_off_[i + 1]; ++k) {
-        const uint32_t m = fill_paths_[k];
-        residual_[m] -= level;
-        --link_count_[m];
+      const uint32_t e = link_flows[j];
+      const uint64_t bit = uint64_t{1} << (e & 63);
+      if ((frozen[e >> 6] & bit) != 0) continue;
+      frozen[e >> 6] |= bit;
+      c.members.push_back(Member{fill_key_[e], fill_flow_[e], fill_block_[e]});
+      for (uint32_t k = fill_off[e]; k < fill_off[e + 1]; ++k) {
+        const uint32_t m = fill_paths[k];
+        residual[m] -= level;
+        --link_count[m];
       }
     }
     c.level = level;
@@ -298,10 +320,9 @@ void FastNetwork::fill() {
   for (uint32_t l = 0; l < links; ++l) {
     idle_[l] = classes_[l].members.empty() ? std::max(residual_[l], 0.0) : 0.0;
   }
-  for (size_t i = 0; i < n; ++i) flows_[active_[i]].cls = fill_cls_[i];
   stats_.rate_changes += n;
   changes_since_fill_ = 0;
-  active_at_fill_ = active_.size();
+  active_at_fill_ = n;
   arm_drain_timer();
 }
 
@@ -312,7 +333,7 @@ void FastNetwork::fill() {
 // a fill can say then what it gets.
 bool FastNetwork::insert(uint32_t f, int64_t now_ps) {
   Flow& flow = flows_[f];
-  const uint32_t* p = path_of(flow);
+  const uint32_t* p = links_at(flow.path);
   uint32_t best = kNone;
   double best_level = std::numeric_limits<double>::infinity();
   for (uint32_t k = 0; k < flow.hops; ++k) {
@@ -330,14 +351,12 @@ bool FastNetwork::insert(uint32_t f, int64_t now_ps) {
   advance(best, now_ps);
   c.share += std::max(idle_[best], 0.0);
   idle_[best] = std::min(idle_[best], 0.0);
-  c.members.push_back(Member{c.virt + flow.key, f});
+  c.members.push_back(Member{c.virt + flow.key, f, flow.path});
   std::push_heap(c.members.begin(), c.members.end(), MemberAfter{});
   c.level = c.share / static_cast<double>(c.members.size());
   ++stats_.rate_changes;
   rekey(best);
-  flow.cls = best;
-  flow.active_pos = static_cast<uint32_t>(active_.size());
-  active_.push_back(f);
+  ++active_count_;
   const double rate = c.level;
   for (uint32_t k = 0; k < flow.hops; ++k) {
     const uint32_t m = p[k];
@@ -426,7 +445,7 @@ void FastNetwork::drain_due() {
       c.members.pop_back();
       if (pieces_.more_to_leave(m.flow)) {
         leave_piece(m.flow, now_ps);
-        c.members.push_back(Member{m.key + next_piece_bytes(m.flow), m.flow});
+        c.members.push_back(Member{m.key + next_piece_bytes(m.flow), m.flow, m.path});
         std::push_heap(c.members.begin(), c.members.end(), MemberAfter{});
       } else {
         done_.push_back(m.flow);
@@ -445,9 +464,9 @@ void FastNetwork::drain_due() {
       }
       rekey(l);
     }
-    for (const uint32_t f : done_) finish(f, rate, now_ps);
+    for (const uint32_t f : done_) finish(f, l, rate, now_ps);
   }
-  if (!active_.empty() && changes_since_fill_ > 0 && fill_due()) {
+  if (active_count_ > 0 && changes_since_fill_ > 0 && fill_due()) {
     fill();
   } else {
     arm_drain_timer();
@@ -455,31 +474,22 @@ void FastNetwork::drain_due() {
 }
 
 // A flow's last byte left: the rate it held on its other links goes to their classes.
-void FastNetwork::finish(uint32_t f, double rate, int64_t now_ps) {
+void FastNetwork::finish(uint32_t f, uint32_t cls, double rate, int64_t now_ps) {
   Flow& flow = flows_[f];
-  const uint32_t* p = path_of(flow);
+  const uint32_t* p = links_at(flow.path);
   for (uint32_t k = 0; k < flow.hops; ++k) {
     const uint32_t m = p[k];
-    if (m == flow.cls) continue;
+    if (m == cls) continue;
     idle_[m] += rate;
     absorb_idle(m, now_ps);
   }
-  path_pool_[flow.path] = free_paths_[flow.hops];
+  path_pool_[flow.path + 1] = free_paths_[flow.hops];
   free_paths_[flow.hops] = flow.path;
-  flow.cls = kNone;
-  remove_active(f);
+  --active_count_;
   ++changes_since_fill_;
   while (pieces_.more_to_leave(f)) leave_piece(f, now_ps);
   traffic_[static_cast<size_t>(flow.src)].sent_bytes[static_cast<size_t>(flow.kind)] += flow.bytes;
   send_on_wire(f, now_ps);
-}
-
-void FastNetwork::remove_active(uint32_t f) {
-  const uint32_t pos = flows_[f].active_pos;
-  const uint32_t last = active_.back();
-  active_[pos] = last;
-  flows_[last].active_pos = pos;
-  active_.pop_back();
 }
 
 void FastNetwork::send_on_wire(uint32_t f, int64_t now_ps) {
