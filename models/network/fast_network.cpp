@@ -121,24 +121,16 @@ FlowId FastNetwork::start(int src_gpu, int dst_gpu, Bytes bytes, FlowObserver* o
     send_on_wire(f, engine_.now().count_ps());
     return FlowId{f};
   }
-  // Paths are kept in blocks recycled by length (paths are short and of few lengths): the hop
-  // count, then the links.
+  // A block appended to the pool: the hop count, then the links (the next fill rewrites the
+  // pool in fill order and drops finished flows' blocks).
   const auto hops = static_cast<uint32_t>(scratch_path_.size());
-  if (free_paths_.size() <= hops) free_paths_.resize(hops + 1, kNone);
-  uint32_t off = free_paths_[hops];
-  if (off != kNone) {
-    free_paths_[hops] = path_pool_[off + 1];
-  } else {
-    off = static_cast<uint32_t>(path_pool_.size());
-    if (path_pool_.size() + hops + 1 > std::numeric_limits<uint32_t>::max()) {
-      throw std::length_error("fast network: more than 2^32 path entries at once");
-    }
-    path_pool_.resize(path_pool_.size() + hops + 1);
+  const size_t off = path_pool_.size();
+  if (off + hops + 1 > std::numeric_limits<uint32_t>::max()) {
+    throw std::length_error("fast network: more than 2^32 path entries at once");
   }
-  path_pool_[off] = hops;
-  std::copy(scratch_path_.begin(), scratch_path_.end(), path_pool_.begin() + off + 1);
-  flow.path = off;
-  flow.hops = static_cast<uint8_t>(hops);
+  path_pool_.push_back(hops);
+  path_pool_.insert(path_pool_.end(), scratch_path_.begin(), scratch_path_.end());
+  flow.path = static_cast<uint32_t>(off);
   flow.after_boundary = flow.bytes;
   flow.key = next_piece_bytes(f);  // until it joins a class: bytes to its first boundary
   starting_.push_back(f);
@@ -216,20 +208,20 @@ void FastNetwork::fill() {
   fill_key_.resize(n);
   fill_flow_.resize(n);
   fill_block_.resize(n);
-  fill_off_.resize(n + 1);
-  fill_paths_.resize(n * 2);
+  // The flows' path blocks are copied into a new pool in fill order, so that the next fill
+  // reads them in order too; finished flows' blocks are left behind.
+  fill_pool_.resize(n * 3);
   size_t i = 0;
   uint32_t at = 0;
   const auto gather = [&](uint32_t flow, uint32_t block, double key) {
     fill_key_[i] = key;
     fill_flow_[i] = flow;
-    fill_block_[i] = block;
-    fill_off_[i] = at;
-    const uint32_t hops = hops_at(block);
-    if (fill_paths_.size() < at + hops) fill_paths_.resize(2 * (at + hops));
-    const uint32_t* p = links_at(block);
-    for (uint32_t k = 0; k < hops; ++k) fill_paths_[at + k] = p[k];
-    at += hops;
+    fill_block_[i] = at;
+    const uint32_t hops = path_pool_[block];
+    if (fill_pool_.size() < size_t{at} + hops + 1) fill_pool_.resize(2 * (size_t{at} + hops + 1));
+    const uint32_t* p = path_pool_.data() + block;
+    for (uint32_t k = 0; k <= hops; ++k) fill_pool_[at + k] = p[k];
+    at += hops + 1;
     ++i;
   };
   for (uint32_t l = 0; l < links; ++l) {
@@ -243,13 +235,16 @@ void FastNetwork::fill() {
   }
   for (const uint32_t f : starting_) gather(f, flows_[f].path, flows_[f].key);
   starting_.clear();
-  fill_off_[n] = at;
+  fill_pool_.resize(at);
+  path_pool_.swap(fill_pool_);
   active_count_ = n;
   stats_.region_flows += n;
   stats_.active_flows += n;
 
   link_count_.assign(links, 0);
-  for (uint32_t k = 0; k < at; ++k) ++link_count_[fill_paths_[k]];
+  for (uint32_t b = 0; b < at; b += path_pool_[b] + 1) {
+    for (uint32_t k = b + 1; k <= b + path_pool_[b]; ++k) ++link_count_[path_pool_[k]];
+  }
   link_start_.resize(links + 1);
   uint32_t sum = 0;
   for (size_t l = 0; l < links; ++l) {
@@ -260,8 +255,9 @@ void FastNetwork::fill() {
   link_flows_.resize(sum);
   link_cursor_.assign(link_start_.begin(), link_start_.end() - 1);
   for (uint32_t j = 0; j < n; ++j) {
-    for (uint32_t k = fill_off_[j]; k < fill_off_[j + 1]; ++k) {
-      link_flows_[link_cursor_[fill_paths_[k]]++] = j;
+    const uint32_t b = fill_block_[j];
+    for (uint32_t k = b + 1; k <= b + path_pool_[b]; ++k) {
+      link_flows_[link_cursor_[path_pool_[k]]++] = j;
     }
   }
   fill_frozen_.assign((n + 63) / 64, 0);
@@ -275,8 +271,8 @@ void FastNetwork::fill() {
   std::make_heap(level_heap_.begin(), level_heap_.end(), after);
   // Locals: the stores below may alias any vector's members, which would reload them.
   const uint32_t* link_flows = link_flows_.data();
-  const uint32_t* fill_off = fill_off_.data();
-  const uint32_t* fill_paths = fill_paths_.data();
+  const uint32_t* fill_block = fill_block_.data();
+  const uint32_t* pool = path_pool_.data();
   uint64_t* frozen = fill_frozen_.data();
   double* residual = residual_.data();
   uint32_t* link_count = link_count_.data();
@@ -302,8 +298,9 @@ void FastNetwork::fill() {
       if ((frozen[e >> 6] & bit) != 0) continue;
       frozen[e >> 6] |= bit;
       c.members.push_back(Member{fill_key_[e], fill_flow_[e], fill_block_[e]});
-      for (uint32_t k = fill_off[e]; k < fill_off[e + 1]; ++k) {
-        const uint32_t m = fill_paths[k];
+      const uint32_t b = fill_block[e];
+      for (uint32_t k = b + 1; k <= b + pool[b]; ++k) {
+        const uint32_t m = pool[k];
         residual[m] -= level;
         --link_count[m];
       }
@@ -334,9 +331,10 @@ void FastNetwork::fill() {
 bool FastNetwork::insert(uint32_t f, int64_t now_ps) {
   Flow& flow = flows_[f];
   const uint32_t* p = links_at(flow.path);
+  const uint32_t hops = hops_at(flow.path);
   uint32_t best = kNone;
   double best_level = std::numeric_limits<double>::infinity();
-  for (uint32_t k = 0; k < flow.hops; ++k) {
+  for (uint32_t k = 0; k < hops; ++k) {
     const uint32_t m = p[k];
     const Class& c = classes_[m];
     const double level =
@@ -358,7 +356,7 @@ bool FastNetwork::insert(uint32_t f, int64_t now_ps) {
   rekey(best);
   ++active_count_;
   const double rate = c.level;
-  for (uint32_t k = 0; k < flow.hops; ++k) {
+  for (uint32_t k = 0; k < hops; ++k) {
     const uint32_t m = p[k];
     if (m == best) continue;
     idle_[m] -= rate;
@@ -438,7 +436,7 @@ void FastNetwork::drain_due() {
     // Within a picosecond's drain of the boundary counts as there (keys are rounded up to one).
     const double reached = c.virt + 1.5e-12 * c.level;
     const double rate = c.level;
-    done_.clear();
+    done_.clear();  // (flow, path block) of the members that finished
     while (!c.members.empty() && c.members.front().key <= reached) {
       std::pop_heap(c.members.begin(), c.members.end(), MemberAfter{});
       const Member m = c.members.back();
@@ -448,7 +446,7 @@ void FastNetwork::drain_due() {
         c.members.push_back(Member{m.key + next_piece_bytes(m.flow), m.flow, m.path});
         std::push_heap(c.members.begin(), c.members.end(), MemberAfter{});
       } else {
-        done_.push_back(m.flow);
+        done_.emplace_back(m.flow, m.path);
       }
     }
     // The class keeps its share: the members left take what the finished ones held.
@@ -464,7 +462,7 @@ void FastNetwork::drain_due() {
       }
       rekey(l);
     }
-    for (const uint32_t f : done_) finish(f, l, rate, now_ps);
+    for (const auto& [f, block] : done_) finish(f, block, l, rate, now_ps);
   }
   if (active_count_ > 0 && changes_since_fill_ > 0 && fill_due()) {
     fill();
@@ -474,17 +472,16 @@ void FastNetwork::drain_due() {
 }
 
 // A flow's last byte left: the rate it held on its other links goes to their classes.
-void FastNetwork::finish(uint32_t f, uint32_t cls, double rate, int64_t now_ps) {
+void FastNetwork::finish(uint32_t f, uint32_t block, uint32_t cls, double rate, int64_t now_ps) {
   Flow& flow = flows_[f];
-  const uint32_t* p = links_at(flow.path);
-  for (uint32_t k = 0; k < flow.hops; ++k) {
+  const uint32_t* p = links_at(block);
+  const uint32_t hops = hops_at(block);
+  for (uint32_t k = 0; k < hops; ++k) {
     const uint32_t m = p[k];
     if (m == cls) continue;
     idle_[m] += rate;
     absorb_idle(m, now_ps);
   }
-  path_pool_[flow.path + 1] = free_paths_[flow.hops];
-  free_paths_[flow.hops] = flow.path;
   --active_count_;
   ++changes_since_fill_;
   while (pieces_.more_to_leave(f)) leave_piece(f, now_ps);

@@ -83,9 +83,8 @@ class FastNetwork final : public FlowNetwork, public EventHandler {
     double key = 0.0;            // in a class: the class's virtual bytes at its next piece boundary
     FlowObserver* observer = nullptr;
     uint32_t tag = 0;   // a free slot's: the next free slot
-    uint32_t path = 0;  // its block in path_pool_: the hop count, then its constraining links
+    uint32_t path = 0;  // until its first fill or insert: its block in path_pool_
     uint16_t wire = 0;
-    uint8_t hops = 0;
     LinkKind kind = LinkKind::kNvLink;
   };
   struct Member {  // 16 bytes: the path's block rides along so a fill need not read the flow
@@ -132,7 +131,7 @@ class FastNetwork final : public FlowNetwork, public EventHandler {
   void absorb_idle(uint32_t link, int64_t now_ps);
   void rekey(uint32_t link);
   void drain_due();
-  void finish(uint32_t flow, uint32_t cls, double rate, int64_t now_ps);
+  void finish(uint32_t flow, uint32_t block, uint32_t cls, double rate, int64_t now_ps);
   double next_piece_bytes(uint32_t flow);
   void arm_drain_timer();
   void send_on_wire(uint32_t flow, int64_t now_ps);
@@ -150,8 +149,9 @@ class FastNetwork final : public FlowNetwork, public EventHandler {
   std::vector<uint32_t> scratch_path_;
 
   std::vector<Flow> flows_;
-  std::vector<uint32_t> path_pool_;   // blocks recycled by length through free_paths_
-  std::vector<uint32_t> free_paths_;  // per length: the first free block (its [1] links the next)
+  // Path blocks (hop count, then links) in the last fill's order, then those of flows started
+  // since; rewritten by each fill. A member holds its flow's block.
+  std::vector<uint32_t> path_pool_;
   uint32_t free_flow_head_ = kNone;
   size_t active_count_ = 0;         // flows on links (in classes)
   std::vector<uint32_t> starting_;  // flows started at this instant, not yet in classes
@@ -169,9 +169,9 @@ class FastNetwork final : public FlowNetwork, public EventHandler {
 
   // Fill scratch.
   std::vector<uint32_t> link_start_, link_flows_, link_count_, link_cursor_;
-  std::vector<uint32_t> done_;  // drain_due's finished flows of one class
+  std::vector<std::pair<uint32_t, uint32_t>> done_;  // drain_due's, of one class
   std::vector<double> residual_, fill_key_;
-  std::vector<uint32_t> fill_flow_, fill_block_, fill_off_, fill_paths_;
+  std::vector<uint32_t> fill_flow_, fill_block_, fill_pool_;
   std::vector<uint64_t> fill_frozen_;  // one bit per fill position: a million flows in 128 KB
   std::vector<std::pair<double, uint32_t>> level_heap_;
 
