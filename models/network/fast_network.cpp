@@ -10,19 +10,6 @@
 
 namespace moesim {
 
-namespace {
-
-// SplitMix64's finaliser, as the exact tier draws ECMP hashes (the same paths for the same
-// start order).
-uint64_t mix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
-
-}  // namespace
-
 FastNetwork::FastNetwork(Engine& engine, const Topology& topology, NetworkOptions options)
     : engine_(engine), topology_(topology), options_(options) {
   const size_t links = topology.links().size();
@@ -54,7 +41,7 @@ uint32_t FastNetwork::allocate_flow() {
 
 FlowId FastNetwork::start_flow(int src_gpu, int dst_gpu, Bytes bytes, FlowObserver* observer,
                                uint32_t tag) {
-  return start(src_gpu, dst_gpu, bytes, observer, tag, mix64(flow_counter_), 1);
+  return start(src_gpu, dst_gpu, bytes, observer, tag, ecmp_hash(flow_counter_), 1);
 }
 
 FlowId FastNetwork::start_flow(int src_gpu, int dst_gpu, Bytes bytes, FlowObserver* observer,
@@ -68,29 +55,18 @@ FlowId FastNetwork::start_flow_in_pieces(int src_gpu, int dst_gpu, Bytes bytes, 
     throw std::invalid_argument("fast network: a flow takes 1 to 65535 pieces, not " +
                                 std::to_string(pieces));
   }
-  return start(src_gpu, dst_gpu, bytes, observer, tag, mix64(flow_counter_), pieces);
+  return start(src_gpu, dst_gpu, bytes, observer, tag, ecmp_hash(flow_counter_), pieces);
 }
 
 FlowId FastNetwork::start(int src_gpu, int dst_gpu, Bytes bytes, FlowObserver* observer,
                           uint32_t tag, uint64_t flow_hash, uint32_t pieces) {
   check_flow_request("fast network", topology_, src_gpu, dst_gpu, bytes);
   ++flow_counter_;
-  const std::span<const LinkId> path =
-      src_gpu == dst_gpu ? std::span<const LinkId>() : topology_.path(src_gpu, dst_gpu, flow_hash);
-  scratch_path_.clear();
-  for (const LinkId l : path) {
-    if (constraining_[l.value] != 0) scratch_path_.push_back(l.value);
-  }
-  if (scratch_path_.size() > 255) {
-    throw std::invalid_argument("fast network: the path " + std::to_string(src_gpu) + " -> " +
-                                std::to_string(dst_gpu) +
-                                " has more than 255 links that can "
-                                "constrain it");
-  }
-  const bool drains = bytes.count() > 0 && !path.empty();
-  if (drains && scratch_path_.empty()) {
-    throw std::logic_error("fast network: no link of the path " + std::to_string(src_gpu) + " -> " +
-                           std::to_string(dst_gpu) + " constrains it");
+  const bool routed_later = bytes.count() > 0 && src_gpu != dst_gpu;
+  FlowRoute route;
+  if (!routed_later) {
+    route = route_flow("fast network", topology_, constraining_, src_gpu, dst_gpu, flow_hash, false,
+                       scratch_path_);
   }
   const uint32_t f = allocate_flow();
   pieces_.start(f, pieces, flows_.size());
@@ -101,44 +77,77 @@ FlowId FastNetwork::start(int src_gpu, int dst_gpu, Bytes bytes, FlowObserver* o
   flow.bytes = bytes.count();
   flow.observer = observer;
   flow.tag = tag;
-  {
-    const uint32_t wire = wires_.wire_for(topology_.path_latency(path).count_ps());
-    if (wire > std::numeric_limits<uint16_t>::max()) {
-      throw std::length_error("fast network: more than 65536 distinct path latencies");
-    }
-    if (wire == wire_timers_.size()) wire_timers_.emplace_back();
-    flow.wire = static_cast<uint16_t>(wire);
-  }
-  LinkKind kind = LinkKind::kNvLink;
-  for (const LinkId l : path) {
-    const LinkKind k = topology_.link(l).kind;
-    if (k == LinkKind::kNetwork || (k == LinkKind::kPcie && kind == LinkKind::kNvLink)) kind = k;
-  }
-  flow.kind = kind;
   ++stats_.flows_started;
-  if (!drains) {
-    traffic_[static_cast<size_t>(src_gpu)].sent_bytes[static_cast<size_t>(kind)] += bytes.count();
-    send_on_wire(f, engine_.now().count_ps());
+  if (routed_later) {
+    // Its route is found with the instant's other starts, destination by destination
+    // (route_starts); until then left_ps holds its ECMP hash.
+    flow.left_ps = static_cast<int64_t>(flow_hash);
+    flow.after_boundary = flow.bytes;
+    flow.key = next_piece_bytes(f);  // until it joins a class: bytes to its first boundary
+    unrouted_.push_back(f);
+    if (!starts_pending_) {
+      starts_pending_ = true;
+      engine_.schedule_at(engine_.now(), *this, make_tag(EventKind::kStarts, 0));
+    }
     return FlowId{f};
   }
-  // A block appended to the pool: the hop count, then the links (the next fill rewrites the
-  // pool in fill order and drops finished flows' blocks).
-  const auto hops = static_cast<uint32_t>(scratch_path_.size());
-  const size_t off = path_pool_.size();
-  if (off + hops + 1 > std::numeric_limits<uint32_t>::max()) {
-    throw std::length_error("fast network: more than 2^32 path entries at once");
-  }
-  path_pool_.push_back(hops);
-  path_pool_.insert(path_pool_.end(), scratch_path_.begin(), scratch_path_.end());
-  flow.path = static_cast<uint32_t>(off);
-  flow.after_boundary = flow.bytes;
-  flow.key = next_piece_bytes(f);  // until it joins a class: bytes to its first boundary
-  starting_.push_back(f);
-  if (!starts_pending_) {
-    starts_pending_ = true;
-    engine_.schedule_at(engine_.now(), *this, make_tag(EventKind::kStarts, 0));
-  }
+  set_wire(f, route);
+  traffic_[static_cast<size_t>(src_gpu)].sent_bytes[static_cast<size_t>(route.kind)] +=
+      bytes.count();
+  send_on_wire(f, engine_.now().count_ps());
   return FlowId{f};
+}
+
+void FastNetwork::set_wire(uint32_t f, const FlowRoute& route) {
+  const uint32_t wire = wires_.wire_for(route.latency.count_ps());
+  if (wire > std::numeric_limits<uint16_t>::max()) {
+    throw std::length_error("fast network: more than 65536 distinct path latencies");
+  }
+  if (wire == wire_timers_.size()) wire_timers_.emplace_back();
+  flows_[f].wire = static_cast<uint16_t>(wire);
+  flows_[f].kind = route.kind;
+}
+
+// The routes of the flows started at this instant, looked up destination by destination: the
+// topology's path table for one destination stays in cache across its sources (an all-to-all
+// starts its flows source by source, and at a million flows looking them up in that order
+// missed the cache at every hop). Each flow's path block is appended to the pool.
+void FastNetwork::route_starts() {
+  if (unrouted_.empty()) return;
+  const auto gpus = static_cast<size_t>(topology_.gpu_count());
+  if (unrouted_.size() >= gpus) {
+    // Counting sort by destination (stable: start order within a destination).
+    route_order_.resize(unrouted_.size());
+    link_cursor_.assign(gpus + 1, 0);
+    for (const uint32_t f : unrouted_) ++link_cursor_[static_cast<size_t>(flows_[f].dst) + 1];
+    for (size_t g = 0; g < gpus; ++g) link_cursor_[g + 1] += link_cursor_[g];
+    for (const uint32_t f : unrouted_) {
+      route_order_[link_cursor_[static_cast<size_t>(flows_[f].dst)]++] = f;
+    }
+    unrouted_.swap(route_order_);
+  } else {
+    std::stable_sort(unrouted_.begin(), unrouted_.end(),
+                     [this](uint32_t a, uint32_t b) { return flows_[a].dst < flows_[b].dst; });
+  }
+  for (const uint32_t f : unrouted_) {
+    Flow& flow = flows_[f];
+    const FlowRoute route = route_flow("fast network", topology_, constraining_, flow.src, flow.dst,
+                                       static_cast<uint64_t>(flow.left_ps), true, scratch_path_);
+    set_wire(f, route);
+    flow.left_ps = 0;
+    // A block appended to the pool: the hop count, then the links (the next fill rewrites the
+    // pool in fill order and drops finished flows' blocks).
+    const auto hops = static_cast<uint32_t>(scratch_path_.size());
+    const size_t off = path_pool_.size();
+    if (off + hops + 1 > std::numeric_limits<uint32_t>::max()) {
+      throw std::length_error("fast network: more than 2^32 path entries at once");
+    }
+    path_pool_.push_back(hops);
+    path_pool_.insert(path_pool_.end(), scratch_path_.begin(), scratch_path_.end());
+    flow.path = static_cast<uint32_t>(off);
+    starting_.push_back(f);
+  }
+  unrouted_.clear();
 }
 
 // Bytes from the piece boundary the flow has reached to its next one (its last byte when it has
@@ -175,6 +184,7 @@ bool FastNetwork::fill_due() const {
 
 void FastNetwork::take_starts() {
   starts_pending_ = false;
+  route_starts();
   if (starting_.empty()) return;
   changes_since_fill_ += starting_.size();
   if (fill_due()) {
@@ -197,6 +207,7 @@ void FastNetwork::take_starts() {
 // freezing its flows not yet frozen at that share. A link's share only rises as flows freeze
 // elsewhere, so a stale heap entry is a lower bound and is re-pushed when it surfaces.
 void FastNetwork::fill() {
+  route_starts();  // a drain at the instant of starts not yet taken fills them in too
   const int64_t now_ps = engine_.now().count_ps();
   ++stats_.recomputations;
   // The fill reads compact copies, by fill position: each flow's id, path block, bytes to its

@@ -11,6 +11,7 @@
 #include "core/indexed_heap.h"
 #include "core/units.h"
 #include "models/network/flow_network.h"
+#include "models/network/flow_paths.h"
 #include "models/network/flow_pieces.h"
 #include "models/network/latency_wires.h"
 #include "topologies/topology.h"
@@ -60,7 +61,9 @@ class FastNetwork final : public FlowNetwork, public EventHandler {
   const GpuTraffic& gpu_traffic(int gpu) const override {
     return traffic_.at(static_cast<size_t>(gpu));
   }
-  size_t active_flows() const override { return active_count_ + starting_.size(); }
+  size_t active_flows() const override {
+    return active_count_ + starting_.size() + unrouted_.size();
+  }
   const NetworkStats& stats() const override { return stats_; }
   Engine& engine() const override { return engine_; }
   const Topology& topology() const override { return topology_; }
@@ -78,7 +81,7 @@ class FastNetwork final : public FlowNetwork, public EventHandler {
   struct Flow {
     int32_t src = 0, dst = 0;
     int64_t bytes = 0;
-    int64_t left_ps = 0;         // in flight: when its last byte left
+    int64_t left_ps = 0;         // in flight: when its last byte left; before routing: its hash
     int64_t after_boundary = 0;  // bytes to send after its next piece boundary
     double key = 0.0;            // in a class: the class's virtual bytes at its next piece boundary
     FlowObserver* observer = nullptr;
@@ -122,6 +125,8 @@ class FastNetwork final : public FlowNetwork, public EventHandler {
   uint32_t hops_at(uint32_t block) const { return path_pool_[block]; }
   const uint32_t* links_at(uint32_t block) const { return path_pool_.data() + block + 1; }
 
+  void set_wire(uint32_t flow, const FlowRoute& route);
+  void route_starts();
   void take_starts();
   void fill();
   bool insert(uint32_t flow, int64_t now_ps);
@@ -154,7 +159,9 @@ class FastNetwork final : public FlowNetwork, public EventHandler {
   std::vector<uint32_t> path_pool_;
   uint32_t free_flow_head_ = kNone;
   size_t active_count_ = 0;         // flows on links (in classes)
-  std::vector<uint32_t> starting_;  // flows started at this instant, not yet in classes
+  std::vector<uint32_t> unrouted_;  // flows started at this instant, not yet routed
+  std::vector<uint32_t> starting_;  // flows started at this instant, routed, not yet in classes
+  std::vector<uint32_t> route_order_;
   bool starts_pending_ = false;
 
   // Per link.
