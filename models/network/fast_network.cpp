@@ -10,19 +10,6 @@
 
 namespace moesim {
 
-namespace {
-
-// SplitMix64's finaliser, as the exact tier draws ECMP hashes (the same paths for the same
-// start order).
-uint64_t mix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
-
-}  // namespace
-
 FastNetwork::FastNetwork(Engine& engine, const Topology& topology, NetworkOptions options)
     : engine_(engine), topology_(topology), options_(options) {
   const size_t links = topology.links().size();
@@ -54,7 +41,7 @@ uint32_t FastNetwork::allocate_flow() {
 
 FlowId FastNetwork::start_flow(int src_gpu, int dst_gpu, Bytes bytes, FlowObserver* observer,
                                uint32_t tag) {
-  return start(src_gpu, dst_gpu, bytes, observer, tag, mix64(flow_counter_), 1);
+  return start(src_gpu, dst_gpu, bytes, observer, tag, ecmp_hash(flow_counter_), 1);
 }
 
 FlowId FastNetwork::start_flow(int src_gpu, int dst_gpu, Bytes bytes, FlowObserver* observer,
@@ -68,29 +55,18 @@ FlowId FastNetwork::start_flow_in_pieces(int src_gpu, int dst_gpu, Bytes bytes, 
     throw std::invalid_argument("fast network: a flow takes 1 to 65535 pieces, not " +
                                 std::to_string(pieces));
   }
-  return start(src_gpu, dst_gpu, bytes, observer, tag, mix64(flow_counter_), pieces);
+  return start(src_gpu, dst_gpu, bytes, observer, tag, ecmp_hash(flow_counter_), pieces);
 }
 
 FlowId FastNetwork::start(int src_gpu, int dst_gpu, Bytes bytes, FlowObserver* observer,
                           uint32_t tag, uint64_t flow_hash, uint32_t pieces) {
   check_flow_request("fast network", topology_, src_gpu, dst_gpu, bytes);
   ++flow_counter_;
-  const std::span<const LinkId> path =
-      src_gpu == dst_gpu ? std::span<const LinkId>() : topology_.path(src_gpu, dst_gpu, flow_hash);
-  scratch_path_.clear();
-  for (const LinkId l : path) {
-    if (constraining_[l.value] != 0) scratch_path_.push_back(l.value);
-  }
-  if (scratch_path_.size() > 255) {
-    throw std::invalid_argument("fast network: the path " + std::to_string(src_gpu) + " -> " +
-                                std::to_string(dst_gpu) +
-                                " has more than 255 links that can "
-                                "constrain it");
-  }
-  const bool drains = bytes.count() > 0 && !path.empty();
-  if (drains && scratch_path_.empty()) {
-    throw std::logic_error("fast network: no link of the path " + std::to_string(src_gpu) + " -> " +
-                           std::to_string(dst_gpu) + " constrains it");
+  const bool routed_later = bytes.count() > 0 && src_gpu != dst_gpu;
+  FlowRoute route;
+  if (!routed_later) {
+    route = route_flow("fast network", topology_, constraining_, src_gpu, dst_gpu, flow_hash, false,
+                       scratch_path_);
   }
   const uint32_t f = allocate_flow();
   pieces_.start(f, pieces, flows_.size());
@@ -101,47 +77,77 @@ FlowId FastNetwork::start(int src_gpu, int dst_gpu, Bytes bytes, FlowObserver* o
   flow.bytes = bytes.count();
   flow.observer = observer;
   flow.tag = tag;
-  {
-    const uint32_t wire = wires_.wire_for(topology_.path_latency(path).count_ps());
-    if (wire > std::numeric_limits<uint16_t>::max()) {
-      throw std::length_error("fast network: more than 65536 distinct path latencies");
-    }
-    if (wire == wire_timers_.size()) wire_timers_.emplace_back();
-    flow.wire = static_cast<uint16_t>(wire);
-  }
-  LinkKind kind = LinkKind::kNvLink;
-  for (const LinkId l : path) {
-    const LinkKind k = topology_.link(l).kind;
-    if (k == LinkKind::kNetwork || (k == LinkKind::kPcie && kind == LinkKind::kNvLink)) kind = k;
-  }
-  flow.kind = kind;
   ++stats_.flows_started;
-  if (!drains) {
-    traffic_[static_cast<size_t>(src_gpu)].sent_bytes[static_cast<size_t>(kind)] += bytes.count();
-    send_on_wire(f, engine_.now().count_ps());
+  if (routed_later) {
+    // Its route is found with the instant's other starts, destination by destination
+    // (route_starts); until then left_ps holds its ECMP hash.
+    flow.left_ps = static_cast<int64_t>(flow_hash);
+    flow.after_boundary = flow.bytes;
+    flow.key = next_piece_bytes(f);  // until it joins a class: bytes to its first boundary
+    unrouted_.push_back(f);
+    if (!starts_pending_) {
+      starts_pending_ = true;
+      engine_.schedule_at(engine_.now(), *this, make_tag(EventKind::kStarts, 0));
+    }
     return FlowId{f};
   }
-  // Paths are kept in blocks recycled by length (paths are short and of few lengths).
-  const auto hops = static_cast<uint32_t>(scratch_path_.size());
-  if (free_paths_.size() <= hops) free_paths_.resize(hops + 1, kNone);
-  uint32_t off = free_paths_[hops];
-  if (off != kNone) {
-    free_paths_[hops] = path_pool_[off];
-  } else {
-    off = static_cast<uint32_t>(path_pool_.size());
-    path_pool_.resize(path_pool_.size() + hops);
-  }
-  std::copy(scratch_path_.begin(), scratch_path_.end(), path_pool_.begin() + off);
-  flow.path = off;
-  flow.hops = static_cast<uint8_t>(hops);
-  flow.after_boundary = flow.bytes;
-  flow.key = next_piece_bytes(f);  // until it joins a class: bytes to its first boundary
-  starting_.push_back(f);
-  if (!starts_pending_) {
-    starts_pending_ = true;
-    engine_.schedule_at(engine_.now(), *this, make_tag(EventKind::kStarts, 0));
-  }
+  set_wire(f, route);
+  traffic_[static_cast<size_t>(src_gpu)].sent_bytes[static_cast<size_t>(route.kind)] +=
+      bytes.count();
+  send_on_wire(f, engine_.now().count_ps());
   return FlowId{f};
+}
+
+void FastNetwork::set_wire(uint32_t f, const FlowRoute& route) {
+  const uint32_t wire = wires_.wire_for(route.latency.count_ps());
+  if (wire > std::numeric_limits<uint16_t>::max()) {
+    throw std::length_error("fast network: more than 65536 distinct path latencies");
+  }
+  if (wire == wire_timers_.size()) wire_timers_.emplace_back();
+  flows_[f].wire = static_cast<uint16_t>(wire);
+  flows_[f].kind = route.kind;
+}
+
+// The routes of the flows started at this instant, looked up destination by destination: the
+// topology's path table for one destination stays in cache across its sources (an all-to-all
+// starts its flows source by source, and at a million flows looking them up in that order
+// missed the cache at every hop). Each flow's path block is appended to the pool.
+void FastNetwork::route_starts() {
+  if (unrouted_.empty()) return;
+  const auto gpus = static_cast<size_t>(topology_.gpu_count());
+  if (unrouted_.size() >= gpus) {
+    // Counting sort by destination (stable: start order within a destination).
+    route_order_.resize(unrouted_.size());
+    link_cursor_.assign(gpus + 1, 0);
+    for (const uint32_t f : unrouted_) ++link_cursor_[static_cast<size_t>(flows_[f].dst) + 1];
+    for (size_t g = 0; g < gpus; ++g) link_cursor_[g + 1] += link_cursor_[g];
+    for (const uint32_t f : unrouted_) {
+      route_order_[link_cursor_[static_cast<size_t>(flows_[f].dst)]++] = f;
+    }
+    unrouted_.swap(route_order_);
+  } else {
+    std::stable_sort(unrouted_.begin(), unrouted_.end(),
+                     [this](uint32_t a, uint32_t b) { return flows_[a].dst < flows_[b].dst; });
+  }
+  for (const uint32_t f : unrouted_) {
+    Flow& flow = flows_[f];
+    const FlowRoute route = route_flow("fast network", topology_, constraining_, flow.src, flow.dst,
+                                       static_cast<uint64_t>(flow.left_ps), true, scratch_path_);
+    set_wire(f, route);
+    flow.left_ps = 0;
+    // A block appended to the pool: the hop count, then the links (the next fill rewrites the
+    // pool in fill order and drops finished flows' blocks).
+    const auto hops = static_cast<uint32_t>(scratch_path_.size());
+    const size_t off = path_pool_.size();
+    if (off + hops + 1 > std::numeric_limits<uint32_t>::max()) {
+      throw std::length_error("fast network: more than 2^32 path entries at once");
+    }
+    path_pool_.push_back(hops);
+    path_pool_.insert(path_pool_.end(), scratch_path_.begin(), scratch_path_.end());
+    flow.path = static_cast<uint32_t>(off);
+    starting_.push_back(f);
+  }
+  unrouted_.clear();
 }
 
 // Bytes from the piece boundary the flow has reached to its next one (its last byte when it has
@@ -178,6 +184,7 @@ bool FastNetwork::fill_due() const {
 
 void FastNetwork::take_starts() {
   starts_pending_ = false;
+  route_starts();
   if (starting_.empty()) return;
   changes_since_fill_ += starting_.size();
   if (fill_due()) {
@@ -200,44 +207,55 @@ void FastNetwork::take_starts() {
 // freezing its flows not yet frozen at that share. A link's share only rises as flows freeze
 // elsewhere, so a stale heap entry is a lower bound and is re-pushed when it surfaces.
 void FastNetwork::fill() {
+  route_starts();  // a drain at the instant of starts not yet taken fills them in too
   const int64_t now_ps = engine_.now().count_ps();
   ++stats_.recomputations;
-  // Every flow's bytes to its next boundary, from its class's clock; classes emptied.
+  // The fill reads compact copies, by fill position: each flow's id, path block, bytes to its
+  // next boundary and links. They are gathered class by class, so the flows that freeze
+  // together again (most do) sit together and the freezing pass reads them in order rather than
+  // gathering from a million flows' records; classes are emptied.
   const size_t links = capacity_.size();
+  const size_t n = active_count_ + starting_.size();
+  fill_key_.resize(n);
+  fill_flow_.resize(n);
+  fill_block_.resize(n);
+  // The flows' path blocks are copied into a new pool in fill order, so that the next fill
+  // reads them in order too; finished flows' blocks are left behind.
+  fill_pool_.resize(n * 3);
+  size_t i = 0;
+  uint32_t at = 0;
+  const auto gather = [&](uint32_t flow, uint32_t block, double key) {
+    fill_key_[i] = key;
+    fill_flow_[i] = flow;
+    fill_block_[i] = at;
+    const uint32_t hops = path_pool_[block];
+    if (fill_pool_.size() < size_t{at} + hops + 1) fill_pool_.resize(2 * (size_t{at} + hops + 1));
+    const uint32_t* p = path_pool_.data() + block;
+    for (uint32_t k = 0; k <= hops; ++k) fill_pool_[at + k] = p[k];
+    at += hops + 1;
+    ++i;
+  };
   for (uint32_t l = 0; l < links; ++l) {
     Class& c = classes_[l];
     if (c.members.empty()) continue;
     advance(l, now_ps);
-    for (const Member& m : c.members) flows_[m.flow].key = std::max(m.key - c.virt, 0.0);
+    for (const Member& m : c.members) gather(m.flow, m.path, std::max(m.key - c.virt, 0.0));
     c.members.clear();  // keeps its capacity for the fill
     c.share = c.level = c.virt = 0.0;
     due_.remove(l);
   }
-  for (const uint32_t f : starting_) {
-    flows_[f].active_pos = static_cast<uint32_t>(active_.size());
-    active_.push_back(f);
-  }
+  for (const uint32_t f : starting_) gather(f, flows_[f].path, flows_[f].key);
   starting_.clear();
-  const size_t n = active_.size();
+  fill_pool_.resize(at);
+  path_pool_.swap(fill_pool_);
+  active_count_ = n;
   stats_.region_flows += n;
   stats_.active_flows += n;
 
-  // The fill reads compact copies, by position in active_: each flow's key and links, and the
-  // class it freezes in (a million flows' records would not stay in cache).
-  fill_key_.resize(n);
-  fill_cls_.assign(n, kNone);
-  fill_off_.resize(n + 1);
-  fill_paths_.clear();
-  for (size_t i = 0; i < n; ++i) {
-    const Flow& flow = flows_[active_[i]];
-    fill_key_[i] = flow.key;
-    fill_off_[i] = static_cast<uint32_t>(fill_paths_.size());
-    const uint32_t* p = path_of(flow);
-    fill_paths_.insert(fill_paths_.end(), p, p + flow.hops);
-  }
-  fill_off_[n] = static_cast<uint32_t>(fill_paths_.size());
   link_count_.assign(links, 0);
-  for (const uint32_t m : fill_paths_) ++link_count_[m];
+  for (uint32_t b = 0; b < at; b += path_pool_[b] + 1) {
+    for (uint32_t k = b + 1; k <= b + path_pool_[b]; ++k) ++link_count_[path_pool_[k]];
+  }
   link_start_.resize(links + 1);
   uint32_t sum = 0;
   for (size_t l = 0; l < links; ++l) {
@@ -247,11 +265,13 @@ void FastNetwork::fill() {
   link_start_[links] = sum;
   link_flows_.resize(sum);
   link_cursor_.assign(link_start_.begin(), link_start_.end() - 1);
-  for (uint32_t i = 0; i < n; ++i) {
-    for (uint32_t k = fill_off_[i]; k < fill_off_[i + 1]; ++k) {
-      link_flows_[link_cursor_[fill_paths_[k]]++] = i;
+  for (uint32_t j = 0; j < n; ++j) {
+    const uint32_t b = fill_block_[j];
+    for (uint32_t k = b + 1; k <= b + path_pool_[b]; ++k) {
+      link_flows_[link_cursor_[path_pool_[k]]++] = j;
     }
   }
+  fill_frozen_.assign((n + 63) / 64, 0);
   residual_ = capacity_;
   level_heap_.clear();
   for (uint32_t l = 0; l < links; ++l) {
@@ -260,13 +280,20 @@ void FastNetwork::fill() {
   const auto after = [](const std::pair<double, uint32_t>& a,
                         const std::pair<double, uint32_t>& b) { return a > b; };
   std::make_heap(level_heap_.begin(), level_heap_.end(), after);
+  // Locals: the stores below may alias any vector's members, which would reload them.
+  const uint32_t* link_flows = link_flows_.data();
+  const uint32_t* fill_block = fill_block_.data();
+  const uint32_t* pool = path_pool_.data();
+  uint64_t* frozen = fill_frozen_.data();
+  double* residual = residual_.data();
+  uint32_t* link_count = link_count_.data();
   while (!level_heap_.empty()) {
     std::pop_heap(level_heap_.begin(), level_heap_.end(), after);
     const auto [key, l] = level_heap_.back();
     level_heap_.pop_back();
-    const uint32_t unfrozen = link_count_[l];
+    const uint32_t unfrozen = link_count[l];
     if (unfrozen == 0) continue;
-    const double share = std::max(residual_[l], 0.0) / unfrozen;
+    const double share = std::max(residual[l], 0.0) / unfrozen;
     if (share > key * (1.0 + 1e-12)) {
       level_heap_.emplace_back(share, l);
       std::push_heap(level_heap_.begin(), level_heap_.end(), after);
@@ -275,15 +302,18 @@ void FastNetwork::fill() {
     // The link freezes: its unfrozen flows form its class at this share.
     const double level = std::max(share, capacity_[l] * 1e-9);
     Class& c = classes_[l];
+    c.members.reserve(unfrozen);
     for (uint32_t j = link_start_[l]; j < link_start_[l + 1]; ++j) {
-      const uint32_t i = link_flows_[j];
-      if (fill_cls_[i] != kNone) continue;
-      fill_cls_[i] = l;
-      c.members.push_back(Member{fill_key_[i], active_[i]});
-      for (uint32_t k = fill_off_[i]; k < fill_off_[i + 1]; ++k) {
-        const uint32_t m = fill_paths_[k];
-        residual_[m] -= level;
-        --link_count_[m];
+      const uint32_t e = link_flows[j];
+      const uint64_t bit = uint64_t{1} << (e & 63);
+      if ((frozen[e >> 6] & bit) != 0) continue;
+      frozen[e >> 6] |= bit;
+      c.members.push_back(Member{fill_key_[e], fill_flow_[e], fill_block_[e]});
+      const uint32_t b = fill_block[e];
+      for (uint32_t k = b + 1; k <= b + pool[b]; ++k) {
+        const uint32_t m = pool[k];
+        residual[m] -= level;
+        --link_count[m];
       }
     }
     c.level = level;
@@ -298,10 +328,9 @@ void FastNetwork::fill() {
   for (uint32_t l = 0; l < links; ++l) {
     idle_[l] = classes_[l].members.empty() ? std::max(residual_[l], 0.0) : 0.0;
   }
-  for (size_t i = 0; i < n; ++i) flows_[active_[i]].cls = fill_cls_[i];
   stats_.rate_changes += n;
   changes_since_fill_ = 0;
-  active_at_fill_ = active_.size();
+  active_at_fill_ = n;
   arm_drain_timer();
 }
 
@@ -312,10 +341,11 @@ void FastNetwork::fill() {
 // a fill can say then what it gets.
 bool FastNetwork::insert(uint32_t f, int64_t now_ps) {
   Flow& flow = flows_[f];
-  const uint32_t* p = path_of(flow);
+  const uint32_t* p = links_at(flow.path);
+  const uint32_t hops = hops_at(flow.path);
   uint32_t best = kNone;
   double best_level = std::numeric_limits<double>::infinity();
-  for (uint32_t k = 0; k < flow.hops; ++k) {
+  for (uint32_t k = 0; k < hops; ++k) {
     const uint32_t m = p[k];
     const Class& c = classes_[m];
     const double level =
@@ -330,16 +360,14 @@ bool FastNetwork::insert(uint32_t f, int64_t now_ps) {
   advance(best, now_ps);
   c.share += std::max(idle_[best], 0.0);
   idle_[best] = std::min(idle_[best], 0.0);
-  c.members.push_back(Member{c.virt + flow.key, f});
+  c.members.push_back(Member{c.virt + flow.key, f, flow.path});
   std::push_heap(c.members.begin(), c.members.end(), MemberAfter{});
   c.level = c.share / static_cast<double>(c.members.size());
   ++stats_.rate_changes;
   rekey(best);
-  flow.cls = best;
-  flow.active_pos = static_cast<uint32_t>(active_.size());
-  active_.push_back(f);
+  ++active_count_;
   const double rate = c.level;
-  for (uint32_t k = 0; k < flow.hops; ++k) {
+  for (uint32_t k = 0; k < hops; ++k) {
     const uint32_t m = p[k];
     if (m == best) continue;
     idle_[m] -= rate;
@@ -419,17 +447,17 @@ void FastNetwork::drain_due() {
     // Within a picosecond's drain of the boundary counts as there (keys are rounded up to one).
     const double reached = c.virt + 1.5e-12 * c.level;
     const double rate = c.level;
-    done_.clear();
+    done_.clear();  // (flow, path block) of the members that finished
     while (!c.members.empty() && c.members.front().key <= reached) {
       std::pop_heap(c.members.begin(), c.members.end(), MemberAfter{});
       const Member m = c.members.back();
       c.members.pop_back();
       if (pieces_.more_to_leave(m.flow)) {
         leave_piece(m.flow, now_ps);
-        c.members.push_back(Member{m.key + next_piece_bytes(m.flow), m.flow});
+        c.members.push_back(Member{m.key + next_piece_bytes(m.flow), m.flow, m.path});
         std::push_heap(c.members.begin(), c.members.end(), MemberAfter{});
       } else {
-        done_.push_back(m.flow);
+        done_.emplace_back(m.flow, m.path);
       }
     }
     // The class keeps its share: the members left take what the finished ones held.
@@ -445,9 +473,9 @@ void FastNetwork::drain_due() {
       }
       rekey(l);
     }
-    for (const uint32_t f : done_) finish(f, rate, now_ps);
+    for (const auto& [f, block] : done_) finish(f, block, l, rate, now_ps);
   }
-  if (!active_.empty() && changes_since_fill_ > 0 && fill_due()) {
+  if (active_count_ > 0 && changes_since_fill_ > 0 && fill_due()) {
     fill();
   } else {
     arm_drain_timer();
@@ -455,31 +483,21 @@ void FastNetwork::drain_due() {
 }
 
 // A flow's last byte left: the rate it held on its other links goes to their classes.
-void FastNetwork::finish(uint32_t f, double rate, int64_t now_ps) {
+void FastNetwork::finish(uint32_t f, uint32_t block, uint32_t cls, double rate, int64_t now_ps) {
   Flow& flow = flows_[f];
-  const uint32_t* p = path_of(flow);
-  for (uint32_t k = 0; k < flow.hops; ++k) {
+  const uint32_t* p = links_at(block);
+  const uint32_t hops = hops_at(block);
+  for (uint32_t k = 0; k < hops; ++k) {
     const uint32_t m = p[k];
-    if (m == flow.cls) continue;
+    if (m == cls) continue;
     idle_[m] += rate;
     absorb_idle(m, now_ps);
   }
-  path_pool_[flow.path] = free_paths_[flow.hops];
-  free_paths_[flow.hops] = flow.path;
-  flow.cls = kNone;
-  remove_active(f);
+  --active_count_;
   ++changes_since_fill_;
   while (pieces_.more_to_leave(f)) leave_piece(f, now_ps);
   traffic_[static_cast<size_t>(flow.src)].sent_bytes[static_cast<size_t>(flow.kind)] += flow.bytes;
   send_on_wire(f, now_ps);
-}
-
-void FastNetwork::remove_active(uint32_t f) {
-  const uint32_t pos = flows_[f].active_pos;
-  const uint32_t last = active_.back();
-  active_[pos] = last;
-  flows_[last].active_pos = pos;
-  active_.pop_back();
 }
 
 void FastNetwork::send_on_wire(uint32_t f, int64_t now_ps) {

@@ -11,6 +11,7 @@
 #include "core/indexed_heap.h"
 #include "core/units.h"
 #include "models/network/flow_network.h"
+#include "models/network/flow_paths.h"
 #include "models/network/flow_pieces.h"
 #include "models/network/latency_wires.h"
 #include "topologies/topology.h"
@@ -60,7 +61,9 @@ class FastNetwork final : public FlowNetwork, public EventHandler {
   const GpuTraffic& gpu_traffic(int gpu) const override {
     return traffic_.at(static_cast<size_t>(gpu));
   }
-  size_t active_flows() const override { return active_.size() + starting_.size(); }
+  size_t active_flows() const override {
+    return active_count_ + starting_.size() + unrouted_.size();
+  }
   const NetworkStats& stats() const override { return stats_; }
   Engine& engine() const override { return engine_; }
   const Topology& topology() const override { return topology_; }
@@ -78,21 +81,19 @@ class FastNetwork final : public FlowNetwork, public EventHandler {
   struct Flow {
     int32_t src = 0, dst = 0;
     int64_t bytes = 0;
-    int64_t left_ps = 0;         // in flight: when its last byte left
+    int64_t left_ps = 0;         // in flight: when its last byte left; before routing: its hash
     int64_t after_boundary = 0;  // bytes to send after its next piece boundary
     double key = 0.0;            // in a class: the class's virtual bytes at its next piece boundary
     FlowObserver* observer = nullptr;
-    uint32_t tag = 0;         // a free slot's: the next free slot
-    uint32_t cls = kNone;     // the link whose class it drains in
-    uint32_t path = 0;        // its constraining links at path in path_pool_
-    uint32_t active_pos = 0;  // its index in active_
+    uint32_t tag = 0;   // a free slot's: the next free slot
+    uint32_t path = 0;  // until its first fill or insert: its block in path_pool_
     uint16_t wire = 0;
-    uint8_t hops = 0;
     LinkKind kind = LinkKind::kNvLink;
   };
-  struct Member {
+  struct Member {  // 16 bytes: the path's block rides along so a fill need not read the flow
     double key;
     uint32_t flow;
+    uint32_t path;
   };
   struct MemberAfter {  // std heap order: the smallest key (then flow) on top
     bool operator()(const Member& a, const Member& b) const {
@@ -120,8 +121,12 @@ class FastNetwork final : public FlowNetwork, public EventHandler {
   uint32_t allocate_flow();
   FlowId start(int src_gpu, int dst_gpu, Bytes bytes, FlowObserver* observer, uint32_t tag,
                uint64_t flow_hash, uint32_t pieces);
-  const uint32_t* path_of(const Flow& f) const { return path_pool_.data() + f.path; }
+  // A path block: its hop count, then its links.
+  uint32_t hops_at(uint32_t block) const { return path_pool_[block]; }
+  const uint32_t* links_at(uint32_t block) const { return path_pool_.data() + block + 1; }
 
+  void set_wire(uint32_t flow, const FlowRoute& route);
+  void route_starts();
   void take_starts();
   void fill();
   bool insert(uint32_t flow, int64_t now_ps);
@@ -131,7 +136,7 @@ class FastNetwork final : public FlowNetwork, public EventHandler {
   void absorb_idle(uint32_t link, int64_t now_ps);
   void rekey(uint32_t link);
   void drain_due();
-  void finish(uint32_t flow, double rate, int64_t now_ps);
+  void finish(uint32_t flow, uint32_t block, uint32_t cls, double rate, int64_t now_ps);
   double next_piece_bytes(uint32_t flow);
   void arm_drain_timer();
   void send_on_wire(uint32_t flow, int64_t now_ps);
@@ -140,7 +145,6 @@ class FastNetwork final : public FlowNetwork, public EventHandler {
   void deliver_due(uint32_t wire);
   void deliver(uint32_t flow);
   void deliver_piece(uint32_t flow);
-  void remove_active(uint32_t flow);
 
   Engine& engine_;
   const Topology& topology_;
@@ -150,11 +154,14 @@ class FastNetwork final : public FlowNetwork, public EventHandler {
   std::vector<uint32_t> scratch_path_;
 
   std::vector<Flow> flows_;
-  std::vector<uint32_t> path_pool_;   // blocks recycled by length through free_paths_
-  std::vector<uint32_t> free_paths_;  // per length: the first free block (it links the next)
+  // Path blocks (hop count, then links) in the last fill's order, then those of flows started
+  // since; rewritten by each fill. A member holds its flow's block.
+  std::vector<uint32_t> path_pool_;
   uint32_t free_flow_head_ = kNone;
-  std::vector<uint32_t> active_;    // flows on links (in classes)
-  std::vector<uint32_t> starting_;  // flows started at this instant, not yet in classes
+  size_t active_count_ = 0;         // flows on links (in classes)
+  std::vector<uint32_t> unrouted_;  // flows started at this instant, not yet routed
+  std::vector<uint32_t> starting_;  // flows started at this instant, routed, not yet in classes
+  std::vector<uint32_t> route_order_;
   bool starts_pending_ = false;
 
   // Per link.
@@ -169,10 +176,10 @@ class FastNetwork final : public FlowNetwork, public EventHandler {
 
   // Fill scratch.
   std::vector<uint32_t> link_start_, link_flows_, link_count_, link_cursor_;
-  std::vector<uint32_t> done_;  // drain_due's finished flows of one class
+  std::vector<std::pair<uint32_t, uint32_t>> done_;  // drain_due's, of one class
   std::vector<double> residual_, fill_key_;
-  std::vector<uint32_t> fill_cls_, fill_off_, fill_paths_;
-  std::vector<uint8_t> frozen_link_;
+  std::vector<uint32_t> fill_flow_, fill_block_, fill_pool_;
+  std::vector<uint64_t> fill_frozen_;  // one bit per fill position: a million flows in 128 KB
   std::vector<std::pair<double, uint32_t>> level_heap_;
 
   LatencyWires wires_;

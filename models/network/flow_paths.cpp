@@ -57,4 +57,35 @@ void check_flow_request(std::string_view network, const Topology& topology, int 
   throw std::invalid_argument(flow + " has a negative size");
 }
 
+FlowRoute route_flow(std::string_view network, const Topology& topology,
+                     std::span<const uint8_t> constraining, int src_gpu, int dst_gpu,
+                     uint64_t flow_hash, bool drains, std::vector<uint32_t>& links) {
+  const std::span<const LinkId> path =
+      src_gpu == dst_gpu ? std::span<const LinkId>() : topology.path(src_gpu, dst_gpu, flow_hash);
+  links.clear();
+  FlowRoute route;
+  route.empty = path.empty();
+  for (const LinkId l : path) {
+    if (constraining[l.value] != 0) links.push_back(l.value);
+    const LinkKind k = topology.link(l).kind;
+    if (k == LinkKind::kNetwork || (k == LinkKind::kPcie && route.kind == LinkKind::kNvLink)) {
+      route.kind = k;
+    }
+  }
+  route.latency = topology.path_latency(path);
+  if (links.size() > kMaxConstrainingLinks) {
+    throw std::invalid_argument(std::string(network) + ": the path " + std::to_string(src_gpu) +
+                                " -> " + std::to_string(dst_gpu) + " has " +
+                                std::to_string(links.size()) +
+                                " links that can constrain it; at most " +
+                                std::to_string(kMaxConstrainingLinks) + " are supported");
+  }
+  if (drains && !route.empty && links.empty()) {
+    throw std::logic_error(std::string(network) + ": no link of the path " +
+                           std::to_string(src_gpu) + " -> " + std::to_string(dst_gpu) +
+                           " constrains it");
+  }
+  return route;
+}
+
 }  // namespace moesim

@@ -11,13 +11,7 @@ namespace moesim {
 
 namespace {
 
-// SplitMix64's finaliser: spreads a counter into an ECMP hash.
-uint64_t mix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
+static_assert(MaxMinSolver::kMaxLinksPerFlow == kMaxConstrainingLinks);
 
 std::vector<double> effective_capacities(const Topology& topology) {
   std::vector<double> capacity(topology.links().size());
@@ -73,7 +67,7 @@ uint32_t NetworkModel::allocate_flow() {
 
 FlowId NetworkModel::start_flow(int src_gpu, int dst_gpu, Bytes bytes, FlowObserver* observer,
                                 uint32_t tag) {
-  return start_flow(src_gpu, dst_gpu, bytes, observer, tag, mix64(flow_counter_));
+  return start_flow(src_gpu, dst_gpu, bytes, observer, tag, ecmp_hash(flow_counter_));
 }
 
 FlowId NetworkModel::start_flow(int src_gpu, int dst_gpu, Bytes bytes, FlowObserver* observer,
@@ -87,37 +81,23 @@ FlowId NetworkModel::start_flow_in_pieces(int src_gpu, int dst_gpu, Bytes bytes,
     throw std::invalid_argument("network model: a flow takes 1 to 65535 pieces, not " +
                                 std::to_string(pieces));
   }
-  return start(src_gpu, dst_gpu, bytes, observer, tag, mix64(flow_counter_), pieces);
+  return start(src_gpu, dst_gpu, bytes, observer, tag, ecmp_hash(flow_counter_), pieces);
 }
 
 FlowId NetworkModel::start(int src_gpu, int dst_gpu, Bytes bytes, FlowObserver* observer,
                            uint32_t tag, uint64_t flow_hash, uint32_t pieces) {
   check_flow_request("network model", topology_, src_gpu, dst_gpu, bytes);
   ++flow_counter_;
-  const std::span<const LinkId> path =
-      src_gpu == dst_gpu ? std::span<const LinkId>() : topology_.path(src_gpu, dst_gpu, flow_hash);
-  path_links_.clear();
-  for (const LinkId l : path) {
-    if (constraining_[l.value] != 0) path_links_.push_back(l.value);
-  }
-  if (path_links_.size() > MaxMinSolver::kMaxLinksPerFlow) {
-    throw std::invalid_argument(
-        "network model: the path " + std::to_string(src_gpu) + " -> " + std::to_string(dst_gpu) +
-        " has " + std::to_string(path_links_.size()) + " links that can constrain it; at most " +
-        std::to_string(MaxMinSolver::kMaxLinksPerFlow) + " are supported");
-  }
-  const bool drains = bytes.count() > 0 && !path.empty();
-  if (drains && path_links_.empty()) {
-    throw std::logic_error("network model: no link of the path " + std::to_string(src_gpu) +
-                           " -> " + std::to_string(dst_gpu) + " constrains it");
-  }
+  const FlowRoute route = route_flow("network model", topology_, constraining_, src_gpu, dst_gpu,
+                                     flow_hash, bytes.count() > 0, path_links_);
+  const bool drains = bytes.count() > 0 && !route.empty;
   const uint32_t f = allocate_flow();
   pieces_.start(f, pieces, src_.size());
   src_[f] = src_gpu;
   dst_[f] = dst_gpu;
   bytes_[f] = bytes.count();
   {
-    const uint32_t wire = wires_.wire_for(topology_.path_latency(path).count_ps());
+    const uint32_t wire = wires_.wire_for(route.latency.count_ps());
     if (wire > std::numeric_limits<uint16_t>::max()) {
       throw std::length_error("network model: more than 65536 distinct path latencies");
     }
@@ -129,11 +109,7 @@ FlowId NetworkModel::start(int src_gpu, int dst_gpu, Bytes bytes, FlowObserver* 
   if (options_.completion_tolerance > 0.0) start_ps_[f] = engine_.now().count_ps();
   observer_[f] = observer;
   tag_[f] = tag;
-  LinkKind kind = LinkKind::kNvLink;
-  for (const LinkId l : path) {
-    const LinkKind k = topology_.link(l).kind;
-    if (k == LinkKind::kNetwork || (k == LinkKind::kPcie && kind == LinkKind::kNvLink)) kind = k;
-  }
+  const LinkKind kind = route.kind;
   info_[f].kind = kind;
   ++stats_.flows_started;
 
