@@ -21,8 +21,12 @@ double OffloadResult::hit_rate() const {
 }
 
 std::string OffloadResult::bound() const {
-  if (copy_stall * 2 > total) return "host link";
-  return cpu_stall * 2 > total ? "host CPU" : "GPU compute";
+  // The largest of the four parts the compute stream's time splits into.
+  const Time most = std::max({compute_busy, copy_stall, cpu_stall, host_stall});
+  if (most == copy_stall) return "host link";
+  if (most == cpu_stall) return "host CPU";
+  if (most == host_stall) return "host overhead";
+  return "GPU compute";
 }
 
 namespace {
@@ -62,6 +66,12 @@ OffloadResult simulate_offload(const ModelSpec& model, const GpuSpec& gpu_spec,
     throw std::invalid_argument("offload.cache_experts: expected 0.." +
                                 std::to_string(cache_limit) + ", got " +
                                 std::to_string(config.cache_experts));
+  }
+  if (config.cpu && config.copy_overlap == CopyOverlap::kSerial) {
+    throw std::invalid_argument("offload.cpu: expected copy_overlap COPY_STREAM (not SERIAL)");
+  }
+  if (config.host_overhead_per_layer < Time::zero()) {
+    throw std::invalid_argument("offload.host_overhead_per_layer: expected >= 0");
   }
   if (config.prefetch && (config.prefetch_accuracy < 0.0 || config.prefetch_accuracy > 1.0)) {
     throw std::invalid_argument("offload.prefetch_accuracy: expected in [0, 1]");
@@ -208,6 +218,25 @@ OffloadResult simulate_offload(const ModelSpec& model, const GpuSpec& gpu_spec,
     prefetched_unused[slot(vm, ve)] = 0;
   };
 
+  // The host's clock: when it has issued everything so far. It pays host_overhead_per_layer
+  // per layer, reads back each MoE layer's choice (waiting for the gate) and each token's
+  // output; a kernel cannot end before the host has issued it.
+  Time host = Time::zero();
+  const Time host_layer = config.host_overhead_per_layer;
+  const bool serial = config.copy_overlap == CopyOverlap::kSerial;
+  // The compute stream runs `work` from `compute` on, ending no earlier than the host's issue.
+  auto issue_and_run = [&](Time work) {
+    host += host_layer;
+    r.compute_busy += work;
+    const Time gpu_end = compute + work;
+    if (host > gpu_end) {
+      r.host_stall += host - gpu_end;
+      compute = host;
+    } else {
+      compute = gpu_end;
+    }
+  };
+
   for (int32_t t = 0; t < tokens; ++t) {
     const Time token_start = compute;
     int32_t m = 0;
@@ -216,16 +245,13 @@ OffloadResult simulate_offload(const ModelSpec& model, const GpuSpec& gpu_spec,
           attention_weights + gpu.attention_decode(1,
                                                    static_cast<int64_t>(config.context_length) + t,
                                                    shape, Dtype::kBf16);
-      compute += attention;
-      r.compute_busy += attention;
       if (!model.is_moe_layer(layer)) {
-        compute += dense_ffn;
-        r.compute_busy += dense_ffn;
+        issue_and_run(attention + dense_ffn);
         continue;
       }
-      compute += gate_time;
-      r.compute_busy += gate_time;
+      issue_and_run(attention + gate_time);
       const Time gate_done = compute;
+      host = gate_done;  // the host reads the layer's choice back
       ExpertCache& cache = cache_of(m);
       chosen(m, t, need);
       need_keys.clear();
@@ -254,13 +280,32 @@ OffloadResult simulate_offload(const ModelSpec& model, const GpuSpec& gpu_spec,
               continue;
             }
           }
+          on_evict(cache.insert(need_keys[i], need_keys), m);
+          if (serial) {
+            // On the compute stream, in the experts' order, waited for: copy, then the expert.
+            arrivals.push_back(Time::max());
+            ready[slot(m, e)] = Time::zero();
+            continue;
+          }
           const Time landed = copy(gate_done);
           arrivals.push_back(landed);
-          on_evict(cache.insert(need_keys[i], need_keys), m);
           ready[slot(m, e)] = landed;
         }
       }
-      // Speculative loading of the next MoE layer's guessed experts, behind this layer's copies.
+      if (serial) {
+        // Every expert in order on the one stream; a miss (Time::max()) copies first.
+        for (const Time a : arrivals) {
+          if (a == Time::max()) {
+            compute = copy(compute);
+            r.copy_stall += r.expert_copy_time;
+          }
+          compute += expert_time;
+          r.compute_busy += expert_time;
+        }
+        host = compute;  // the host waited for each expert
+      }
+      // Speculative loading of the next MoE layer's guessed experts, behind this layer's copies
+      // (own stream) or behind its experts on the compute stream (serial).
       if (config.prefetch && m + 1 < n_moe) {
         chosen(m + 1, t, next);
         guesses.clear();
@@ -282,25 +327,35 @@ OffloadResult simulate_offload(const ModelSpec& model, const GpuSpec& gpu_spec,
         for (int32_t g : guesses) {
           const int32_t key = key_of(m + 1, g);
           if (next_cache.contains(key) || config.policy == CachePolicy::kStatic) continue;
-          const Time landed = copy(gate_done);
+          Time landed;
+          if (serial) {
+            // Queued without a wait: the stream copies while the host issues the next layer.
+            compute = copy(compute);
+            r.copy_stall += r.expert_copy_time;
+            landed = compute;
+          } else {
+            landed = copy(gate_done);
+          }
           ++r.prefetch_copies;
           on_evict(next_cache.insert(key, pinned), m + 1);
           ready[slot(m + 1, g)] = landed;
           prefetched_unused[slot(m + 1, g)] = 1;
         }
       }
-      std::sort(arrivals.begin(), arrivals.end());
-      for (const Time a : arrivals) {
-        if (a > compute) {
-          r.copy_stall += a - compute;
-          compute = a;
+      if (!serial) {
+        std::sort(arrivals.begin(), arrivals.end());
+        for (const Time a : arrivals) {
+          if (a > compute) {
+            r.copy_stall += a - compute;
+            compute = a;
+          }
+          compute += expert_time;
+          r.compute_busy += expert_time;
         }
-        compute += expert_time;
-        r.compute_busy += expert_time;
-      }
-      if (cpu_done > compute) {
-        r.cpu_stall += cpu_done - compute;
-        compute = cpu_done;
+        if (cpu_done > compute) {
+          r.cpu_stall += cpu_done - compute;
+          compute = cpu_done;
+        }
       }
       for (int32_t s = 0; s < model.shared_experts; ++s) {
         compute += expert_time;
@@ -310,6 +365,7 @@ OffloadResult simulate_offload(const ModelSpec& model, const GpuSpec& gpu_spec,
     }
     compute += lm_head;
     r.compute_busy += lm_head;
+    host = std::max(host, compute);  // the host reads the token back before the next
     r.token_latency.push_back(compute - token_start);
   }
   r.total = compute;

@@ -28,6 +28,30 @@ namespace moesim {
 // head. A hit is an expert resident (or already on its way from a prefetch)
 // when its layer's gate is known.
 //
+// The host. A third clock plays the CPU that issues the work (OffloadConfig::
+// host_overhead_per_layer): a layer's kernels end no earlier than the host has spent its
+// overhead on them, and the host waits for each MoE layer's gate (it reads the routing back to
+// pick the experts) and for each token's output. With eager PyTorch this fixed cost, not the
+// GPU, sets the token time of small-batch decode; zero is an engine whose host keeps ahead.
+//
+// Copy overlap (OffloadConfig::copy_overlap). COPY_STREAM is the above: copies on their own
+// stream beside everything. SERIAL plays Mixtral-offloading's implementation: a demand copy
+// runs on the compute stream just before its expert and nothing overlaps it; prefetch copies
+// are queued on the same stream behind the layer's experts, without a wait, so they run while
+// the host issues the next layer (that gap is what their speculative loading fills).
+//
+// Why a recurrence and not the operation graph (sim/op_graph.h, sim/executor.h). For one
+// sequence on one GPU the graph is a chain: each kernel consumes the previous one's output, a
+// copy depends only on its layer's gate (or, prefetched, the previous gate) and the copy
+// stream's order, and an expert on its own copy. The resources are the compute stream, the copy
+// stream (the host link, which nothing else uses here) and the host thread, each FIFO; the
+// executor would start each operation at the max of its dependencies' ends and its resource's
+// free time, which is exactly what the clocks here compute, so the two give the same times.
+// What the recurrence cannot express, and the graph could: several sequences or GPUs sharing
+// one host link or host memory (PCIe switch, a root port, DRAM read by copies and CPU experts
+// at once), a batch whose tokens share copies, copies that slow the kernels beside them (HBM
+// writes), a demand copy overtaking queued prefetches, and device-to-host traffic.
+//
 // Prefetch guesses. Mixtral-offloading guesses the next layer's experts by applying the next
 // layer's gate to this layer's hidden state. moesim's token sources draw each MoE layer's tokens
 // independently (the router seeds each layer's batch on its own, and traces record choices, not
@@ -45,6 +69,7 @@ struct OffloadResult {
   Time compute_busy;  // GPU kernels
   Time copy_stall;    // compute stream waiting for an expert's copy
   Time cpu_stall;     // compute stream waiting for experts computed on the CPU
+  Time host_stall;    // compute stream waiting for the host to issue work
   Time link_busy;     // host link copying
   Bytes link_bytes;
   std::vector<int64_t> hits_per_layer;  // per MoE layer
@@ -59,8 +84,8 @@ struct OffloadResult {
 
   double tokens_per_s() const;
   double hit_rate() const;  // over all MoE layers
-  // "host link" (or "host CPU") when waiting for copies (or the CPU's experts) takes most of
-  // the token time, else "GPU compute".
+  // The largest of compute_busy ("GPU compute"), copy_stall ("host link"), cpu_stall ("host
+  // CPU") and host_stall ("host overhead"); the four add up to `total`.
   std::string bound() const;
 };
 
