@@ -45,7 +45,8 @@ Time one_row_weights(const GpuModel& gpu, int64_t params, const WeightPrecision&
 }  // namespace
 
 OffloadResult simulate_offload(const ModelSpec& model, const GpuSpec& gpu_spec,
-                               const OffloadConfig& config, RoutingSource& routing, uint64_t seed) {
+                               const OffloadConfig& config, RoutingSource& routing, uint64_t seed,
+                               OpGraph* graph) {
   const int32_t n_moe = model.moe_layer_count();
   const int32_t experts = model.routed_experts;
   const int32_t k = model.top_k;
@@ -69,6 +70,10 @@ OffloadResult simulate_offload(const ModelSpec& model, const GpuSpec& gpu_spec,
   }
   if (config.cpu && config.copy_overlap == CopyOverlap::kSerial) {
     throw std::invalid_argument("offload.cpu: expected copy_overlap COPY_STREAM (not SERIAL)");
+  }
+  if (graph != nullptr && (config.cpu || graph->gpus() < 2 || graph->op_count() > 0)) {
+    throw std::invalid_argument(
+        "offload: the operation graph needs an empty graph of 2 GPUs and no offload.cpu");
   }
   if (config.host_overhead_per_layer < Time::zero()) {
     throw std::invalid_argument("offload.host_overhead_per_layer: expected >= 0");
@@ -199,7 +204,9 @@ OffloadResult simulate_offload(const ModelSpec& model, const GpuSpec& gpu_spec,
   Time compute = Time::zero();  // compute stream's clock
   Time link = Time::zero();     // when the host link is next free
   std::vector<int32_t> need, need_keys, next, guesses, pinned;
-  std::vector<Time> arrivals;  // GPU experts' copies landing
+  // GPU experts' copies landing, with the copy op each waits for (graph only).
+  std::vector<std::pair<Time, OpId>> arrivals;
+  std::vector<OpId> ready_op(graph != nullptr ? n_keys : 0, kNone);  // the copy behind ready
   Time cpu_clock = Time::zero();
   Time cpu_done = Time::zero();  // this layer's CPU-computed experts end
   const Time cpu_expert =
@@ -225,7 +232,28 @@ OffloadResult simulate_offload(const ModelSpec& model, const GpuSpec& gpu_spec,
   const Time host_layer = config.host_overhead_per_layer;
   const bool serial = config.copy_overlap == CopyOverlap::kSerial;
   // The compute stream runs `work` from `compute` on, ending no earlier than the host's issue.
-  auto issue_and_run = [&](Time work) {
+  // The graph (when asked for): GPU 0's compute stream runs the kernels and its comm stream the
+  // copies; "GPU" 1's compute stream is the host thread. host_sync: what the host's next op
+  // waits for (the gate read back, the last expert in SERIAL, the token's output).
+  OpId host_sync = kNone;
+  OpId last_op = kNone;  // the compute stream's latest op
+  auto add_op = [&](int32_t on, Stream stream, Phase phase, Time t, OpId after) {
+    if (graph == nullptr) return kNone;
+    Op op;
+    op.gpu = on;
+    op.stream = stream;
+    op.phase = phase;
+    op.kernel = KernelKind::kFixed;
+    op.fixed_time = t;
+    const OpId id = after == kNone ? graph->add_kernel(op) : graph->add_kernel(op, {&after, 1});
+    if (on == 0 && stream == Stream::kCompute) last_op = id;
+    return id;
+  };
+  auto issue_and_run = [&](Time work, Phase phase) {
+    // Work, then a zero-time op that waits for the host's issue: ends at max(both).
+    const OpId issued = add_op(1, Stream::kCompute, Phase::kIdle, host_layer, host_sync);
+    add_op(0, Stream::kCompute, phase, work, kNone);
+    add_op(0, Stream::kCompute, phase, Time::zero(), issued);
     host += host_layer;
     r.compute_busy += work;
     const Time gpu_end = compute + work;
@@ -246,12 +274,14 @@ OffloadResult simulate_offload(const ModelSpec& model, const GpuSpec& gpu_spec,
                                                    static_cast<int64_t>(config.context_length) + t,
                                                    shape, Dtype::kBf16);
       if (!model.is_moe_layer(layer)) {
-        issue_and_run(attention + dense_ffn);
+        issue_and_run(attention + dense_ffn, Phase::kDenseFfn);
         continue;
       }
-      issue_and_run(attention + gate_time);
+      issue_and_run(attention + gate_time, Phase::kAttention);
       const Time gate_done = compute;
       host = gate_done;  // the host reads the layer's choice back
+      const OpId gate_op = last_op;
+      host_sync = gate_op;
       ExpertCache& cache = cache_of(m);
       chosen(m, t, need);
       need_keys.clear();
@@ -267,7 +297,9 @@ OffloadResult simulate_offload(const ModelSpec& model, const GpuSpec& gpu_spec,
             ++r.prefetch_used;
             prefetched_unused[slot(m, e)] = 0;
           }
-          arrivals.push_back(std::max(ready[slot(m, e)], gate_done));
+          arrivals.emplace_back(
+              std::max(ready[slot(m, e)], gate_done),
+              graph != nullptr && ready[slot(m, e)] > gate_done ? ready_op[slot(m, e)] : kNone);
         } else {
           ++r.misses_per_layer[static_cast<size_t>(m)];
           if (config.cpu) {
@@ -283,26 +315,31 @@ OffloadResult simulate_offload(const ModelSpec& model, const GpuSpec& gpu_spec,
           on_evict(cache.insert(need_keys[i], need_keys), m);
           if (serial) {
             // On the compute stream, in the experts' order, waited for: copy, then the expert.
-            arrivals.push_back(Time::max());
+            arrivals.emplace_back(Time::max(), kNone);
             ready[slot(m, e)] = Time::zero();
             continue;
           }
           const Time landed = copy(gate_done);
-          arrivals.push_back(landed);
+          const OpId c = add_op(0, Stream::kComm, Phase::kDispatch, r.expert_copy_time, gate_op);
+          arrivals.emplace_back(landed, c);
           ready[slot(m, e)] = landed;
+          if (graph != nullptr) ready_op[slot(m, e)] = c;
         }
       }
       if (serial) {
         // Every expert in order on the one stream; a miss (Time::max()) copies first.
-        for (const Time a : arrivals) {
+        for (const auto& [a, unused] : arrivals) {
           if (a == Time::max()) {
             compute = copy(compute);
             r.copy_stall += r.expert_copy_time;
+            add_op(0, Stream::kCompute, Phase::kDispatch, r.expert_copy_time, kNone);
           }
           compute += expert_time;
           r.compute_busy += expert_time;
+          add_op(0, Stream::kCompute, Phase::kExpertCompute, expert_time, kNone);
         }
         host = compute;  // the host waited for each expert
+        host_sync = last_op;
       }
       // Speculative loading of the next MoE layer's guessed experts, behind this layer's copies
       // (own stream) or behind its experts on the compute stream (serial).
@@ -328,14 +365,18 @@ OffloadResult simulate_offload(const ModelSpec& model, const GpuSpec& gpu_spec,
           const int32_t key = key_of(m + 1, g);
           if (next_cache.contains(key) || config.policy == CachePolicy::kStatic) continue;
           Time landed;
+          OpId c = kNone;
           if (serial) {
             // Queued without a wait: the stream copies while the host issues the next layer.
             compute = copy(compute);
             r.copy_stall += r.expert_copy_time;
             landed = compute;
+            add_op(0, Stream::kCompute, Phase::kDispatch, r.expert_copy_time, kNone);
           } else {
             landed = copy(gate_done);
+            c = add_op(0, Stream::kComm, Phase::kDispatch, r.expert_copy_time, gate_op);
           }
+          if (graph != nullptr) ready_op[slot(m + 1, g)] = c;
           ++r.prefetch_copies;
           on_evict(next_cache.insert(key, pinned), m + 1);
           ready[slot(m + 1, g)] = landed;
@@ -343,14 +384,17 @@ OffloadResult simulate_offload(const ModelSpec& model, const GpuSpec& gpu_spec,
         }
       }
       if (!serial) {
+        // Experts run as their copies land (the engine's choice of order, which a static graph
+        // takes from here).
         std::sort(arrivals.begin(), arrivals.end());
-        for (const Time a : arrivals) {
+        for (const auto& [a, c] : arrivals) {
           if (a > compute) {
             r.copy_stall += a - compute;
             compute = a;
           }
           compute += expert_time;
           r.compute_busy += expert_time;
+          add_op(0, Stream::kCompute, Phase::kExpertCompute, expert_time, c);
         }
         if (cpu_done > compute) {
           r.cpu_stall += cpu_done - compute;
@@ -360,12 +404,14 @@ OffloadResult simulate_offload(const ModelSpec& model, const GpuSpec& gpu_spec,
       for (int32_t s = 0; s < model.shared_experts; ++s) {
         compute += expert_time;
         r.compute_busy += expert_time;
+        add_op(0, Stream::kCompute, Phase::kDenseFfn, expert_time, kNone);
       }
       ++m;
     }
     compute += lm_head;
     r.compute_busy += lm_head;
     host = std::max(host, compute);  // the host reads the token back before the next
+    host_sync = add_op(0, Stream::kCompute, Phase::kAttention, lm_head, kNone);
     r.token_latency.push_back(compute - token_start);
   }
   r.total = compute;

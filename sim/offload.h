@@ -11,6 +11,7 @@
 #include "models/moe/expert_cache.h"
 #include "models/moe/model_spec.h"
 #include "models/router/routing_decision.h"
+#include "sim/op_graph.h"
 
 namespace moesim {
 
@@ -91,7 +92,17 @@ struct OffloadResult {
 
 // Throws std::invalid_argument naming the offload field at fault (cache too small for top-k,
 // not fitting in the GPU's memory, no tokens).
+//
+// With `graph` (an empty OpGraph of 2 GPUs, not finished), the run is also written out as the
+// operation graph the recurrence plays, every op a fixed-time kernel: GPU 0's compute stream
+// holds the kernels (and SERIAL's copies), its comm stream the copy stream, GPU 1's compute
+// stream the host thread (host_overhead_per_layer per layer); a kernel group ends no earlier
+// than a zero-time op waiting for its host op, copies wait for their gate, experts for their
+// copies, the host for each gate read back (and SERIAL's experts) and each token. The order of
+// experts on the compute stream (as their copies land) is the recurrence's. Played by the
+// executor (sim/executor.h) it ends at `total` (tested). Not with a CPU (OffloadConfig::cpu).
 OffloadResult simulate_offload(const ModelSpec& model, const GpuSpec& gpu,
-                               const OffloadConfig& config, RoutingSource& routing, uint64_t seed);
+                               const OffloadConfig& config, RoutingSource& routing, uint64_t seed,
+                               OpGraph* graph = nullptr);
 
 }  // namespace moesim

@@ -6,8 +6,12 @@
 
 #include "models/gpu/gpu_model.h"
 #include "models/moe/expert_cache.h"
+#include "models/network/network_model.h"
 #include "models/router/router.h"
+#include "sim/cost_model.h"
+#include "sim/executor.h"
 #include "sim/offload.h"
+#include "topologies/builders.h"
 
 namespace moesim {
 namespace {
@@ -284,6 +288,49 @@ TEST_CASE("offload: perfect prefetch hides copies that fit behind compute") {
   CHECK(pre.prefetch_used == 6);
   CHECK(pre.total < demand.total);
   CHECK(pre.link_bytes == demand.link_bytes);
+}
+
+TEST_CASE("offload: the executor plays the run's operation graph to the same end") {
+  // The recurrence against the event-driven executor on the graph it writes out: copies on
+  // GPU 0's comm stream (or its compute stream, SERIAL), the host on "GPU" 1. Two MoE layers of
+  // top-2 among 4 experts, a 2-expert LRU cache, wrong prefetch guesses half the time, so copies
+  // queue behind each other, prefetches and the host's issue.
+  ModelSpec model = tiny_model(2);
+  model.top_k = 2;
+  const GpuSpec gpu = *find_gpu_preset("l4");
+  for (const CopyOverlap overlap : {CopyOverlap::kCopyStream, CopyOverlap::kSerial}) {
+    for (const Time overhead : {Time::zero(), Time::us(30), Time::ms(1)}) {
+      for (const bool prefetch : {false, true}) {
+        INFO("serial " << (overlap == CopyOverlap::kSerial) << " overhead " << overhead.to_us()
+                       << " us, prefetch " << prefetch);
+        RouterSpec spec;
+        spec.experts = 4;
+        spec.top_k = 2;
+        spec.layers = 2;
+        spec.tokens.hidden = 256;
+        spec.seed = 3;
+        Router router(spec);
+        OffloadConfig config = lru_config(2, 24);
+        config.copy_overlap = overlap;
+        config.host_overhead_per_layer = overhead;
+        config.prefetch = prefetch;
+        config.prefetch_accuracy = 0.5;
+        OpGraph graph(2);
+        const OffloadResult r = simulate_offload(model, gpu, config, router, 1, &graph);
+        REQUIRE(r.misses_per_layer[0] + r.misses_per_layer[1] > 0);
+        graph.finish();
+        Engine engine;
+        const Topology topology =
+            build_nvswitch_node({2, Bandwidth::gigabytes_per_s(100.0), Time::ns(500)});
+        NetworkModel network(engine, topology);
+        const GpuModel g(gpu);
+        CostModel cost(network, g);
+        Executor executor(engine, cost);
+        const Execution x = executor.run(graph);
+        CHECK(x.end - x.start == r.total);
+      }
+    }
+  }
 }
 
 TEST_CASE("offload: bad configurations name the field") {
