@@ -16,6 +16,7 @@ struct Figures {
   SampleSet latency_ms;
   double per_token_bytes = 0.0;
   double stall_fraction = 0.0;
+  double host_stall_fraction = 0.0;
   double link_utilisation = 0.0;
   std::vector<double> layer_hit_rate;
 };
@@ -26,6 +27,7 @@ Figures figures(const OffloadResult& r) {
   const double total = r.total.to_s();
   f.per_token_bytes = static_cast<double>(r.link_bytes.count()) / r.tokens;
   f.stall_fraction = total > 0 ? r.copy_stall.to_s() / total : 0.0;
+  f.host_stall_fraction = total > 0 ? r.host_stall.to_s() / total : 0.0;
   f.link_utilisation = total > 0 ? r.link_busy.to_s() / total : 0.0;
   for (size_t m = 0; m < r.hits_per_layer.size(); ++m) {
     const auto all = r.hits_per_layer[m] + r.misses_per_layer[m];
@@ -45,6 +47,7 @@ std::string fmt(const char* format, double v) {
 void print_offload_table(std::ostream& out, const Scenario& s, const OffloadResult& r) {
   const OffloadConfig& c = *s.offload;
   const Figures f = figures(r);
+  auto share = [&](Time t) { return r.total > Time::zero() ? t.to_s() / r.total.to_s() : 0.0; };
   out << "scenario        " << s.name << " (decode with offloaded experts, one sequence)\n"
       << "gpu             " << s.cluster.gpu.name
       << (s.cluster.gpu.description.empty() ? "" : " (" + s.cluster.gpu.description + ")")
@@ -67,6 +70,14 @@ void print_offload_table(std::ostream& out, const Scenario& s, const OffloadResu
   } else {
     out << "prefetch        off\n";
   }
+  if (c.copy_overlap == CopyOverlap::kSerial || c.host_overhead_per_layer > Time::zero()) {
+    out << "execution       "
+        << (c.copy_overlap == CopyOverlap::kSerial
+                ? "serial copies (demand copies on the compute stream, waited for)"
+                : "copies on their own stream")
+        << "; host overhead " << fmt("%.2f", c.host_overhead_per_layer.to_ms())
+        << " ms per layer\n";
+  }
   if (c.cpu) {
     out << "cpu             " << c.cpu->name << " (" << c.cpu->description
         << "): " << r.cpu_computed << " missed experts computed there instead of copied\n";
@@ -81,12 +92,14 @@ void print_offload_table(std::ostream& out, const Scenario& s, const OffloadResu
   out << "\n"
       << "host link       " << fmt("%.1f", f.per_token_bytes / 1e6) << " MB per token, busy "
       << fmt("%.0f", 100.0 * f.link_utilisation) << "% of the time\n"
-      << "bound           " << r.bound() << ": GPU waits for the CPU's experts "
-      << fmt("%.0f", 100.0 * (r.total.to_s() > 0 ? r.cpu_stall.to_s() / r.total.to_s() : 0))
-      << "%, for copies " << fmt("%.0f", 100.0 * f.stall_fraction)
-      << "% of the token time, computes "
-      << fmt("%.0f", 100.0 * (r.total.to_s() > 0 ? r.compute_busy.to_s() / r.total.to_s() : 0))
-      << "%\n";
+      << "bound           " << r.bound() << ": of the token time the GPU computes "
+      << fmt("%.0f", 100.0 * share(r.compute_busy)) << "%, waits for copies "
+      << fmt("%.0f", 100.0 * f.stall_fraction) << "%";
+  if (c.host_overhead_per_layer > Time::zero()) {
+    out << ", for the host to issue work " << fmt("%.0f", 100.0 * f.host_stall_fraction) << "%";
+  }
+  if (c.cpu) out << ", for CPU-computed experts " << fmt("%.0f", 100.0 * share(r.cpu_stall)) << "%";
+  out << "\n";
 }
 
 void write_offload_json(std::ostream& out, const Scenario& s, const OffloadResult& r) {
@@ -120,7 +133,15 @@ void write_offload_json(std::ostream& out, const Scenario& s, const OffloadResul
       << ", \"accuracy\": " << json_number(c.prefetch_accuracy)
       << ", \"copies\": " << r.prefetch_copies << ", \"used\": " << r.prefetch_used
       << "}, \"cpu\": " << json_string(c.cpu ? c.cpu->name : "")
-      << ", \"cpu_computed\": " << r.cpu_computed << "}\n";
+      << ", \"cpu_computed\": " << r.cpu_computed
+      << ", \"copy_overlap\": " << json_string(copy_overlap_name(c.copy_overlap))
+      << ", \"host_overhead_per_layer_ms\": " << json_number(c.host_overhead_per_layer.to_ms())
+      << ", \"host_stall_fraction\": " << json_number(f.host_stall_fraction)
+      << ", \"cpu_stall_fraction\": "
+      << json_number(r.total > Time::zero() ? r.cpu_stall.to_s() / r.total.to_s() : 0.0)
+      << ", \"compute_fraction\": "
+      << json_number(r.total > Time::zero() ? r.compute_busy.to_s() / r.total.to_s() : 0.0)
+      << "}\n";
 }
 
 }  // namespace moesim

@@ -958,7 +958,8 @@ OffloadConfig Resolver::offload(const Node& n, const ModelSpec& model,
     const auto p = weight_precision_from_name(has ? std::string_view(name) : fallback);
     if (!p) {
       fail(n, field,
-           "unknown precision '" + name + "', expected bf16, fp16, fp8, int4, int3 or int2");
+           "unknown precision '" + name +
+               "', expected bf16, fp16, fp8, int4, int3, int2 or int2-g16");
     }
     return *p;
   };
@@ -1012,6 +1013,20 @@ OffloadConfig Resolver::offload(const Node& n, const ModelSpec& model,
       fail(n, "cpu", "unknown CPU '" + in.cpu() + "'; presets: " + preset_names(cpu_presets()));
     }
     c.cpu = *cpu;
+  }
+  if (in.copy_overlap() == proto::SERIAL) {
+    c.copy_overlap = CopyOverlap::kSerial;
+    if (c.cpu) fail(n, "cpu", "applies with copy_overlap COPY_STREAM only");
+  }
+  if (in.has_host_overhead_per_layer()) {
+    try {
+      c.host_overhead_per_layer = parse_time(in.host_overhead_per_layer());
+    } catch (const std::invalid_argument& e) {
+      fail(n, "host_overhead_per_layer", e.what());
+    }
+    if (c.host_overhead_per_layer < Time::zero()) {
+      fail(n, "host_overhead_per_layer", "expected a duration >= 0");
+    }
   }
   if (!in.has_decode_tokens()) fail(n, "", "decode_tokens is required");
   c.decode_tokens = positive_int(n, "decode_tokens", true, in.decode_tokens());

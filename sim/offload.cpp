@@ -21,8 +21,12 @@ double OffloadResult::hit_rate() const {
 }
 
 std::string OffloadResult::bound() const {
-  if (copy_stall * 2 > total) return "host link";
-  return cpu_stall * 2 > total ? "host CPU" : "GPU compute";
+  // The largest of the four parts the compute stream's time splits into.
+  const Time most = std::max({compute_busy, copy_stall, cpu_stall, host_stall});
+  if (most == copy_stall) return "host link";
+  if (most == cpu_stall) return "host CPU";
+  if (most == host_stall) return "host overhead";
+  return "GPU compute";
 }
 
 namespace {
@@ -41,7 +45,8 @@ Time one_row_weights(const GpuModel& gpu, int64_t params, const WeightPrecision&
 }  // namespace
 
 OffloadResult simulate_offload(const ModelSpec& model, const GpuSpec& gpu_spec,
-                               const OffloadConfig& config, RoutingSource& routing, uint64_t seed) {
+                               const OffloadConfig& config, RoutingSource& routing, uint64_t seed,
+                               OpGraph* graph) {
   const int32_t n_moe = model.moe_layer_count();
   const int32_t experts = model.routed_experts;
   const int32_t k = model.top_k;
@@ -62,6 +67,16 @@ OffloadResult simulate_offload(const ModelSpec& model, const GpuSpec& gpu_spec,
     throw std::invalid_argument("offload.cache_experts: expected 0.." +
                                 std::to_string(cache_limit) + ", got " +
                                 std::to_string(config.cache_experts));
+  }
+  if (config.cpu && config.copy_overlap == CopyOverlap::kSerial) {
+    throw std::invalid_argument("offload.cpu: expected copy_overlap COPY_STREAM (not SERIAL)");
+  }
+  if (graph != nullptr && (config.cpu || graph->gpus() < 2 || graph->op_count() > 0)) {
+    throw std::invalid_argument(
+        "offload: the operation graph needs an empty graph of 2 GPUs and no offload.cpu");
+  }
+  if (config.host_overhead_per_layer < Time::zero()) {
+    throw std::invalid_argument("offload.host_overhead_per_layer: expected >= 0");
   }
   if (config.prefetch && (config.prefetch_accuracy < 0.0 || config.prefetch_accuracy > 1.0)) {
     throw std::invalid_argument("offload.prefetch_accuracy: expected in [0, 1]");
@@ -189,7 +204,9 @@ OffloadResult simulate_offload(const ModelSpec& model, const GpuSpec& gpu_spec,
   Time compute = Time::zero();  // compute stream's clock
   Time link = Time::zero();     // when the host link is next free
   std::vector<int32_t> need, need_keys, next, guesses, pinned;
-  std::vector<Time> arrivals;  // GPU experts' copies landing
+  // GPU experts' copies landing, with the copy op each waits for (graph only).
+  std::vector<std::pair<Time, OpId>> arrivals;
+  std::vector<OpId> ready_op(graph != nullptr ? n_keys : 0, kNone);  // the copy behind ready
   Time cpu_clock = Time::zero();
   Time cpu_done = Time::zero();  // this layer's CPU-computed experts end
   const Time cpu_expert =
@@ -208,6 +225,46 @@ OffloadResult simulate_offload(const ModelSpec& model, const GpuSpec& gpu_spec,
     prefetched_unused[slot(vm, ve)] = 0;
   };
 
+  // The host's clock: when it has issued everything so far. It pays host_overhead_per_layer
+  // per layer, reads back each MoE layer's choice (waiting for the gate) and each token's
+  // output; a kernel cannot end before the host has issued it.
+  Time host = Time::zero();
+  const Time host_layer = config.host_overhead_per_layer;
+  const bool serial = config.copy_overlap == CopyOverlap::kSerial;
+  // The compute stream runs `work` from `compute` on, ending no earlier than the host's issue.
+  // The graph (when asked for): GPU 0's compute stream runs the kernels and its comm stream the
+  // copies; "GPU" 1's compute stream is the host thread. host_sync: what the host's next op
+  // waits for (the gate read back, the last expert in SERIAL, the token's output).
+  OpId host_sync = kNone;
+  OpId last_op = kNone;  // the compute stream's latest op
+  auto add_op = [&](int32_t on, Stream stream, Phase phase, Time t, OpId after) {
+    if (graph == nullptr) return kNone;
+    Op op;
+    op.gpu = on;
+    op.stream = stream;
+    op.phase = phase;
+    op.kernel = KernelKind::kFixed;
+    op.fixed_time = t;
+    const OpId id = after == kNone ? graph->add_kernel(op) : graph->add_kernel(op, {&after, 1});
+    if (on == 0 && stream == Stream::kCompute) last_op = id;
+    return id;
+  };
+  auto issue_and_run = [&](Time work, Phase phase) {
+    // Work, then a zero-time op that waits for the host's issue: ends at max(both).
+    const OpId issued = add_op(1, Stream::kCompute, Phase::kIdle, host_layer, host_sync);
+    add_op(0, Stream::kCompute, phase, work, kNone);
+    add_op(0, Stream::kCompute, phase, Time::zero(), issued);
+    host += host_layer;
+    r.compute_busy += work;
+    const Time gpu_end = compute + work;
+    if (host > gpu_end) {
+      r.host_stall += host - gpu_end;
+      compute = host;
+    } else {
+      compute = gpu_end;
+    }
+  };
+
   for (int32_t t = 0; t < tokens; ++t) {
     const Time token_start = compute;
     int32_t m = 0;
@@ -216,16 +273,15 @@ OffloadResult simulate_offload(const ModelSpec& model, const GpuSpec& gpu_spec,
           attention_weights + gpu.attention_decode(1,
                                                    static_cast<int64_t>(config.context_length) + t,
                                                    shape, Dtype::kBf16);
-      compute += attention;
-      r.compute_busy += attention;
       if (!model.is_moe_layer(layer)) {
-        compute += dense_ffn;
-        r.compute_busy += dense_ffn;
+        issue_and_run(attention + dense_ffn, Phase::kDenseFfn);
         continue;
       }
-      compute += gate_time;
-      r.compute_busy += gate_time;
+      issue_and_run(attention + gate_time, Phase::kAttention);
       const Time gate_done = compute;
+      host = gate_done;  // the host reads the layer's choice back
+      const OpId gate_op = last_op;
+      host_sync = gate_op;
       ExpertCache& cache = cache_of(m);
       chosen(m, t, need);
       need_keys.clear();
@@ -241,7 +297,9 @@ OffloadResult simulate_offload(const ModelSpec& model, const GpuSpec& gpu_spec,
             ++r.prefetch_used;
             prefetched_unused[slot(m, e)] = 0;
           }
-          arrivals.push_back(std::max(ready[slot(m, e)], gate_done));
+          arrivals.emplace_back(
+              std::max(ready[slot(m, e)], gate_done),
+              graph != nullptr && ready[slot(m, e)] > gate_done ? ready_op[slot(m, e)] : kNone);
         } else {
           ++r.misses_per_layer[static_cast<size_t>(m)];
           if (config.cpu) {
@@ -254,13 +312,37 @@ OffloadResult simulate_offload(const ModelSpec& model, const GpuSpec& gpu_spec,
               continue;
             }
           }
-          const Time landed = copy(gate_done);
-          arrivals.push_back(landed);
           on_evict(cache.insert(need_keys[i], need_keys), m);
+          if (serial) {
+            // On the compute stream, in the experts' order, waited for: copy, then the expert.
+            arrivals.emplace_back(Time::max(), kNone);
+            ready[slot(m, e)] = Time::zero();
+            continue;
+          }
+          const Time landed = copy(gate_done);
+          const OpId c = add_op(0, Stream::kComm, Phase::kDispatch, r.expert_copy_time, gate_op);
+          arrivals.emplace_back(landed, c);
           ready[slot(m, e)] = landed;
+          if (graph != nullptr) ready_op[slot(m, e)] = c;
         }
       }
-      // Speculative loading of the next MoE layer's guessed experts, behind this layer's copies.
+      if (serial) {
+        // Every expert in order on the one stream; a miss (Time::max()) copies first.
+        for (const auto& [a, unused] : arrivals) {
+          if (a == Time::max()) {
+            compute = copy(compute);
+            r.copy_stall += r.expert_copy_time;
+            add_op(0, Stream::kCompute, Phase::kDispatch, r.expert_copy_time, kNone);
+          }
+          compute += expert_time;
+          r.compute_busy += expert_time;
+          add_op(0, Stream::kCompute, Phase::kExpertCompute, expert_time, kNone);
+        }
+        host = compute;  // the host waited for each expert
+        host_sync = last_op;
+      }
+      // Speculative loading of the next MoE layer's guessed experts, behind this layer's copies
+      // (own stream) or behind its experts on the compute stream (serial).
       if (config.prefetch && m + 1 < n_moe) {
         chosen(m + 1, t, next);
         guesses.clear();
@@ -282,34 +364,54 @@ OffloadResult simulate_offload(const ModelSpec& model, const GpuSpec& gpu_spec,
         for (int32_t g : guesses) {
           const int32_t key = key_of(m + 1, g);
           if (next_cache.contains(key) || config.policy == CachePolicy::kStatic) continue;
-          const Time landed = copy(gate_done);
+          Time landed;
+          OpId c = kNone;
+          if (serial) {
+            // Queued without a wait: the stream copies while the host issues the next layer.
+            compute = copy(compute);
+            r.copy_stall += r.expert_copy_time;
+            landed = compute;
+            add_op(0, Stream::kCompute, Phase::kDispatch, r.expert_copy_time, kNone);
+          } else {
+            landed = copy(gate_done);
+            c = add_op(0, Stream::kComm, Phase::kDispatch, r.expert_copy_time, gate_op);
+          }
+          if (graph != nullptr) ready_op[slot(m + 1, g)] = c;
           ++r.prefetch_copies;
           on_evict(next_cache.insert(key, pinned), m + 1);
           ready[slot(m + 1, g)] = landed;
           prefetched_unused[slot(m + 1, g)] = 1;
         }
       }
-      std::sort(arrivals.begin(), arrivals.end());
-      for (const Time a : arrivals) {
-        if (a > compute) {
-          r.copy_stall += a - compute;
-          compute = a;
+      if (!serial) {
+        // Experts run as their copies land (the engine's choice of order, which a static graph
+        // takes from here).
+        std::sort(arrivals.begin(), arrivals.end());
+        for (const auto& [a, c] : arrivals) {
+          if (a > compute) {
+            r.copy_stall += a - compute;
+            compute = a;
+          }
+          compute += expert_time;
+          r.compute_busy += expert_time;
+          add_op(0, Stream::kCompute, Phase::kExpertCompute, expert_time, c);
         }
-        compute += expert_time;
-        r.compute_busy += expert_time;
-      }
-      if (cpu_done > compute) {
-        r.cpu_stall += cpu_done - compute;
-        compute = cpu_done;
+        if (cpu_done > compute) {
+          r.cpu_stall += cpu_done - compute;
+          compute = cpu_done;
+        }
       }
       for (int32_t s = 0; s < model.shared_experts; ++s) {
         compute += expert_time;
         r.compute_busy += expert_time;
+        add_op(0, Stream::kCompute, Phase::kDenseFfn, expert_time, kNone);
       }
       ++m;
     }
     compute += lm_head;
     r.compute_busy += lm_head;
+    host = std::max(host, compute);  // the host reads the token back before the next
+    host_sync = add_op(0, Stream::kCompute, Phase::kAttention, lm_head, kNone);
     r.token_latency.push_back(compute - token_start);
   }
   r.total = compute;

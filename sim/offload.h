@@ -11,6 +11,7 @@
 #include "models/moe/expert_cache.h"
 #include "models/moe/model_spec.h"
 #include "models/router/routing_decision.h"
+#include "sim/op_graph.h"
 
 namespace moesim {
 
@@ -27,6 +28,30 @@ namespace moesim {
 // time; its output then joins the GPU's (activations of a few KB, not counted). Then the LM
 // head. A hit is an expert resident (or already on its way from a prefetch)
 // when its layer's gate is known.
+//
+// The host. A third clock plays the CPU that issues the work (OffloadConfig::
+// host_overhead_per_layer): a layer's kernels end no earlier than the host has spent its
+// overhead on them, and the host waits for each MoE layer's gate (it reads the routing back to
+// pick the experts) and for each token's output. With eager PyTorch this fixed cost, not the
+// GPU, sets the token time of small-batch decode; zero is an engine whose host keeps ahead.
+//
+// Copy overlap (OffloadConfig::copy_overlap). COPY_STREAM is the above: copies on their own
+// stream beside everything. SERIAL plays Mixtral-offloading's implementation: a demand copy
+// runs on the compute stream just before its expert and nothing overlaps it; prefetch copies
+// are queued on the same stream behind the layer's experts, without a wait, so they run while
+// the host issues the next layer (that gap is what their speculative loading fills).
+//
+// Why a recurrence and not the operation graph (sim/op_graph.h, sim/executor.h). For one
+// sequence on one GPU the graph is a chain: each kernel consumes the previous one's output, a
+// copy depends only on its layer's gate (or, prefetched, the previous gate) and the copy
+// stream's order, and an expert on its own copy. The resources are the compute stream, the copy
+// stream (the host link, which nothing else uses here) and the host thread, each FIFO; the
+// executor would start each operation at the max of its dependencies' ends and its resource's
+// free time, which is exactly what the clocks here compute, so the two give the same times.
+// What the recurrence cannot express, and the graph could: several sequences or GPUs sharing
+// one host link or host memory (PCIe switch, a root port, DRAM read by copies and CPU experts
+// at once), a batch whose tokens share copies, copies that slow the kernels beside them (HBM
+// writes), a demand copy overtaking queued prefetches, and device-to-host traffic.
 //
 // Prefetch guesses. Mixtral-offloading guesses the next layer's experts by applying the next
 // layer's gate to this layer's hidden state. moesim's token sources draw each MoE layer's tokens
@@ -45,6 +70,7 @@ struct OffloadResult {
   Time compute_busy;  // GPU kernels
   Time copy_stall;    // compute stream waiting for an expert's copy
   Time cpu_stall;     // compute stream waiting for experts computed on the CPU
+  Time host_stall;    // compute stream waiting for the host to issue work
   Time link_busy;     // host link copying
   Bytes link_bytes;
   std::vector<int64_t> hits_per_layer;  // per MoE layer
@@ -59,14 +85,24 @@ struct OffloadResult {
 
   double tokens_per_s() const;
   double hit_rate() const;  // over all MoE layers
-  // "host link" (or "host CPU") when waiting for copies (or the CPU's experts) takes most of
-  // the token time, else "GPU compute".
+  // The largest of compute_busy ("GPU compute"), copy_stall ("host link"), cpu_stall ("host
+  // CPU") and host_stall ("host overhead"); the four add up to `total`.
   std::string bound() const;
 };
 
 // Throws std::invalid_argument naming the offload field at fault (cache too small for top-k,
 // not fitting in the GPU's memory, no tokens).
+//
+// With `graph` (an empty OpGraph of 2 GPUs, not finished), the run is also written out as the
+// operation graph the recurrence plays, every op a fixed-time kernel: GPU 0's compute stream
+// holds the kernels (and SERIAL's copies), its comm stream the copy stream, GPU 1's compute
+// stream the host thread (host_overhead_per_layer per layer); a kernel group ends no earlier
+// than a zero-time op waiting for its host op, copies wait for their gate, experts for their
+// copies, the host for each gate read back (and SERIAL's experts) and each token. The order of
+// experts on the compute stream (as their copies land) is the recurrence's. Played by the
+// executor (sim/executor.h) it ends at `total` (tested). Not with a CPU (OffloadConfig::cpu).
 OffloadResult simulate_offload(const ModelSpec& model, const GpuSpec& gpu,
-                               const OffloadConfig& config, RoutingSource& routing, uint64_t seed);
+                               const OffloadConfig& config, RoutingSource& routing, uint64_t seed,
+                               OpGraph* graph = nullptr);
 
 }  // namespace moesim

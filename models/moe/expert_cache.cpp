@@ -56,6 +56,10 @@ std::optional<WeightPrecision> weight_precision_from_name(std::string_view name)
   if (name == "int4") return WeightPrecision{"int4", 4, 64, 4};
   if (name == "int3") return WeightPrecision{"int3", 3, 64, 4};
   if (name == "int2") return WeightPrecision{"int2", 2, 64, 4};
+  // Mixtral-offloading's demo model (ffn_config nbits=2, group_size=16, quant_zero and
+  // quant_scale: 8-bit zero and scale per group of 16). HQQ's second-level fp16 scale and zero
+  // of those 8-bit values (one pair per 128 groups, 0.03 bit per weight) are left out.
+  if (name == "int2-g16") return WeightPrecision{"int2-g16", 2, 16, 2};
   return std::nullopt;
 }
 
@@ -97,6 +101,10 @@ const CpuSpec* find_cpu_preset(std::string_view name) {
     if (c.name == name) return &c;
   }
   return nullptr;
+}
+
+std::string_view copy_overlap_name(CopyOverlap o) {
+  return o == CopyOverlap::kSerial ? "serial" : "copy_stream";
 }
 
 std::string_view cache_policy_name(CachePolicy p) {

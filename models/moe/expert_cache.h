@@ -36,8 +36,10 @@ struct WeightPrecision {
   // Bytes of `params` weights, counting one metadata record per started group.
   Bytes bytes_for(int64_t params) const;
 };
-// "bf16", "fp16", "fp8", "int4", "int3", "int2" (integer formats with fp16 scale and zero per 64
-// weights, as HQQ's default grouping in Mixtral-offloading); nullopt for anything else.
+// "bf16", "fp16", "fp8", "int4", "int3", "int2" (integer formats with an fp16 scale and zero per
+// 64 weights, HQQ's default grouping), "int2-g16" (2 bits in groups of 16 with an 8-bit scale
+// and zero: HQQ with quant_scale and quant_zero, the expert format of Mixtral-offloading's
+// released model, 3 bits per weight in all); nullopt for anything else.
 std::optional<WeightPrecision> weight_precision_from_name(std::string_view name);
 
 enum class CachePolicy : uint8_t {
@@ -103,6 +105,20 @@ const CpuSpec* find_cpu_preset(std::string_view name);
 
 enum class CacheScope : uint8_t { kPerLayer, kShared };
 
+// Whether a missed expert's copy overlaps the work around it.
+enum class CopyOverlap : uint8_t {
+  // Copies on their own stream: they run beside the GPU's kernels and the host's work, and an
+  // expert's kernels wait only for its own copy (what the issue asks of a serving engine).
+  kCopyStream,
+  // Demand copies on the compute stream and waited for before the expert runs: Mixtral-offloading
+  // copies on the current CUDA stream and its Python loop over experts reads data-dependent
+  // results (which experts have tokens) between them, so nothing overlaps a demand copy.
+  // Prefetch copies are queued behind the layer's experts without a wait and so run while the
+  // host issues the next layer.
+  kSerial,
+};
+std::string_view copy_overlap_name(CopyOverlap o);
+
 // Everything the decode-with-offloading model needs beyond the model, GPU and routing source.
 struct OffloadConfig {
   HostLink host_link;
@@ -120,6 +136,13 @@ struct OffloadConfig {
   // Set: a missed expert is computed on this CPU when that ends before its copy would land and
   // be computed on the GPU (Fiddler); it is then not cached.
   std::optional<CpuSpec> cpu;
+  CopyOverlap copy_overlap = CopyOverlap::kCopyStream;
+  // Host (CPU) time the serving framework spends on each layer beyond the GPU's work: Python
+  // dispatch of its operations, kernel launches, cache bookkeeping and reading back the router's
+  // choice. The layer's gate result is known no earlier than this after the host began issuing
+  // the layer, and the host reads it back (a synchronisation) before issuing the experts. Zero:
+  // an engine whose host keeps ahead of the GPU (CUDA graphs, C++). See sim/offload.h.
+  Time host_overhead_per_layer;
   int32_t decode_tokens = 0;   // tokens generated, one sequence
   int32_t context_length = 0;  // prompt tokens already in the KV cache before the first
 };

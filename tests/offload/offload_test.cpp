@@ -6,8 +6,12 @@
 
 #include "models/gpu/gpu_model.h"
 #include "models/moe/expert_cache.h"
+#include "models/network/network_model.h"
 #include "models/router/router.h"
+#include "sim/cost_model.h"
+#include "sim/executor.h"
 #include "sim/offload.h"
+#include "topologies/builders.h"
 
 namespace moesim {
 namespace {
@@ -130,6 +134,78 @@ TEST_CASE("offload: hits, misses and copy time of the hand-worked sequence") {
   }
 }
 
+TEST_CASE("offload: serial copies and the host's overhead on the hand-worked sequence") {
+  // One layer, host overhead 1 ms per layer (far above the GPU's work): each token costs the
+  // overhead (its gate is known only then), a miss's whole copy on the compute stream, the
+  // expert and the LM head; the GPU waits for the host for the rest of the overhead.
+  const ModelSpec model = tiny_model(1);
+  const GpuSpec gpu = *find_gpu_preset("h100-sxm");
+  const GpuModel g(gpu);
+  const Time overhead = Time::ms(1);
+  const Time attn_w = g.memory_time(Bytes(2 * model.attention_params())) + g.launch() * 2;
+  const Time expert = g.memory_time(Bytes(2 * model.expert_params())) + g.launch() * 2;
+  const Time gate = g.memory_time(Bytes(2 * 4 * 256)) + g.launch();
+  const Time lm = g.memory_time(Bytes(2 * 1000 * 256)) + g.launch();
+  const Time copy =
+      transfer_time(Bytes(3 * 256 * 1024 * 2), Bandwidth::gigabytes_per_s(31.5 * 0.9));
+  Time busy = Time::zero();
+  Time waiting = Time::zero();
+  for (int t = 0; t < 6; ++t) {
+    const Time attn =
+        attn_w + g.attention_decode(1, 16 + t, attention_shape(model, 1, true), Dtype::kBf16);
+    busy += attn + gate + expert + lm;
+    waiting += overhead - attn - gate;
+  }
+  for (const CopyOverlap overlap : {CopyOverlap::kSerial, CopyOverlap::kCopyStream}) {
+    // With one layer nothing follows a copy but its expert, so both overlaps give the same.
+    SequenceSource source(4, {kSequence});
+    OffloadConfig config = lru_config(2, 6);
+    config.copy_overlap = overlap;
+    config.host_overhead_per_layer = overhead;
+    const OffloadResult r = simulate_offload(model, gpu, config, source, 1);
+    CHECK(r.misses_per_layer[0] == 2);
+    CHECK(r.compute_busy == busy);
+    CHECK(r.host_stall == waiting);
+    CHECK(r.copy_stall == copy * 2);
+    CHECK(r.total == (overhead + expert + lm) * 6 + copy * 2);
+    CHECK(r.total == r.compute_busy + r.copy_stall + r.host_stall);
+    CHECK(r.bound() == "host overhead");
+  }
+}
+
+TEST_CASE("offload: serial prefetch copies run while the host issues the next layer") {
+  // Layer 0 always picks expert 0 (resident), layer 1 cycles 1, 2, 3 through a 1-expert cache.
+  // Without prefetch layer 1 waits for each copy on the compute stream; a perfect guess queues
+  // it behind layer 0's expert, where it runs during layer 1's host overhead (1 ms, longer than
+  // the copy), so it costs nothing.
+  const ModelSpec model = tiny_model(2);
+  const GpuSpec gpu = *find_gpu_preset("h100-sxm");
+  const GpuModel g(gpu);
+  const Time overhead = Time::ms(1);
+  const Time expert = g.memory_time(Bytes(2 * model.expert_params())) + g.launch() * 2;
+  const Time lm = g.memory_time(Bytes(2 * 1000 * 256)) + g.launch();
+  const Time copy =
+      transfer_time(Bytes(3 * 256 * 1024 * 2), Bandwidth::gigabytes_per_s(31.5 * 0.9));
+  REQUIRE(copy < overhead);
+  const std::vector<std::vector<int32_t>> seqs = {{0, 0, 0, 0, 0, 0}, {1, 2, 3, 1, 2, 3}};
+  OffloadConfig config = lru_config(1, 6);
+  config.copy_overlap = CopyOverlap::kSerial;
+  config.host_overhead_per_layer = overhead;
+  SequenceSource a(4, seqs);
+  const OffloadResult demand = simulate_offload(model, gpu, config, a, 1);
+  CHECK(demand.misses_per_layer[1] == 6);
+  CHECK(demand.total == (overhead * 2 + expert * 2 + lm) * 6 + copy * 6);
+  config.prefetch = true;
+  config.prefetch_accuracy = 1.0;
+  SequenceSource b(4, seqs);
+  const OffloadResult pre = simulate_offload(model, gpu, config, b, 1);
+  CHECK(pre.misses_per_layer[1] == 0);
+  CHECK(pre.prefetch_used == 6);
+  CHECK(pre.link_bytes == demand.link_bytes);
+  CHECK(pre.total == (overhead * 2 + expert * 2 + lm) * 6);
+  CHECK(pre.total == pre.compute_busy + pre.copy_stall + pre.host_stall);
+}
+
 TEST_CASE("offload: a CPU faster than the copy computes the misses instead (Fiddler)") {
   const ModelSpec model = tiny_model(1);
   const GpuSpec gpu = *find_gpu_preset("h100-sxm");
@@ -214,6 +290,49 @@ TEST_CASE("offload: perfect prefetch hides copies that fit behind compute") {
   CHECK(pre.link_bytes == demand.link_bytes);
 }
 
+TEST_CASE("offload: the executor plays the run's operation graph to the same end") {
+  // The recurrence against the event-driven executor on the graph it writes out: copies on
+  // GPU 0's comm stream (or its compute stream, SERIAL), the host on "GPU" 1. Two MoE layers of
+  // top-2 among 4 experts, a 2-expert LRU cache, wrong prefetch guesses half the time, so copies
+  // queue behind each other, prefetches and the host's issue.
+  ModelSpec model = tiny_model(2);
+  model.top_k = 2;
+  const GpuSpec gpu = *find_gpu_preset("l4");
+  for (const CopyOverlap overlap : {CopyOverlap::kCopyStream, CopyOverlap::kSerial}) {
+    for (const Time overhead : {Time::zero(), Time::us(30), Time::ms(1)}) {
+      for (const bool prefetch : {false, true}) {
+        INFO("serial " << (overlap == CopyOverlap::kSerial) << " overhead " << overhead.to_us()
+                       << " us, prefetch " << prefetch);
+        RouterSpec spec;
+        spec.experts = 4;
+        spec.top_k = 2;
+        spec.layers = 2;
+        spec.tokens.hidden = 256;
+        spec.seed = 3;
+        Router router(spec);
+        OffloadConfig config = lru_config(2, 24);
+        config.copy_overlap = overlap;
+        config.host_overhead_per_layer = overhead;
+        config.prefetch = prefetch;
+        config.prefetch_accuracy = 0.5;
+        OpGraph graph(2);
+        const OffloadResult r = simulate_offload(model, gpu, config, router, 1, &graph);
+        REQUIRE(r.misses_per_layer[0] + r.misses_per_layer[1] > 0);
+        graph.finish();
+        Engine engine;
+        const Topology topology =
+            build_nvswitch_node({2, Bandwidth::gigabytes_per_s(100.0), Time::ns(500)});
+        NetworkModel network(engine, topology);
+        const GpuModel g(gpu);
+        CostModel cost(network, g);
+        Executor executor(engine, cost);
+        const Execution x = executor.run(graph);
+        CHECK(x.end - x.start == r.total);
+      }
+    }
+  }
+}
+
 TEST_CASE("offload: bad configurations name the field") {
   const ModelSpec model = tiny_model(1);
   const GpuSpec gpu = *find_gpu_preset("h100-sxm");
@@ -233,6 +352,8 @@ TEST_CASE("host links and weight precisions from their data sheets") {
   // 3-bit, groups of 64 with 4 bytes each: 3.5 bits per weight.
   CHECK(weight_precision_from_name("int3")->bytes_for(6400) == Bytes(2400 + 400));
   CHECK(weight_precision_from_name("int4")->bytes_for(65) == Bytes(33 + 8));
+  // Mixtral-offloading's experts: 2 bits and an 8-bit scale and zero per 16 weights, 3 bits.
+  CHECK(weight_precision_from_name("int2-g16")->bytes_for(1600) == Bytes(400 + 200));
   CHECK_FALSE(weight_precision_from_name("int5").has_value());
 }
 

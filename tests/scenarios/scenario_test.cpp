@@ -488,7 +488,24 @@ TEST_CASE("An offload block is resolved and its errors name the field", "[scenar
   CHECK(s.offload->policy == CachePolicy::kLfu);
   CHECK(s.offload->context_length == 64);
   CHECK(s.router.tokens.sequence_tokens == 0);
+  CHECK(s.offload->copy_overlap == CopyOverlap::kCopyStream);
+  CHECK(s.offload->host_overhead_per_layer == Time::zero());
+  const Scenario serial = parse_scenario(
+      head +
+          "offload { host_link: \"pcie4-x16\" expert_precision: \"int2-g16\" policy: LRU "
+          "cache_experts: 2 copy_overlap: SERIAL host_overhead_per_layer: \"12.5ms\" "
+          "decode_tokens: 8 }\n",
+      "o.pbtxt");
+  CHECK(serial.offload->copy_overlap == CopyOverlap::kSerial);
+  CHECK(serial.offload->host_overhead_per_layer == Time::us(12500));
+  CHECK(serial.offload->expert_precision.group_size == 16);
   const std::pair<std::string, std::string> bad[] = {
+      {"host_link: \"pcie4-x16\" policy: LRU cache_experts: 2 host_overhead_per_layer: \"12\" "
+       "decode_tokens: 8",
+       "offload.host_overhead_per_layer"},
+      {"host_link: \"pcie4-x16\" policy: LRU cache_experts: 2 copy_overlap: SERIAL "
+       "cpu: \"ryzen9-5950x\" decode_tokens: 8",
+       "offload.cpu: applies with copy_overlap COPY_STREAM only"},
       {"host_link: \"pcie9\" policy: LRU cache_experts: 2 decode_tokens: 8",
        "offload.host_link: unknown host link 'pcie9'"},
       {"host_link: \"pcie4-x16\" policy: LRU cache_experts: 1 decode_tokens: 8",
