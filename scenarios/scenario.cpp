@@ -669,7 +669,8 @@ Workload Resolver::workload(const Node& n, const ParallelPlan& plan) const {
                      ? ScheduleKind::kTwoBatchOverlap
                  : in.schedule() == proto::Workload::ONE_F_ONE_B_EP_OVERLAP
                      ? ScheduleKind::kOneFOneBEpOverlap
-                     : ScheduleKind::kOneFOneB;
+                 : in.schedule() == proto::Workload::DUALPIPE ? ScheduleKind::kDualPipe
+                                                              : ScheduleKind::kOneFOneB;
   }
   if (w.schedule == ScheduleKind::kTwoBatchOverlap) {
     const char* name = "TWO_BATCH_OVERLAP";
@@ -738,6 +739,23 @@ Workload Resolver::workload(const Node& n, const ParallelPlan& plan) const {
            "ONE_F_ONE_B_EP_OVERLAP lays out pp 1 only (a paired forward would wait for the next "
            "stage's gradient), got pp " +
                std::to_string(plan.pp));
+    }
+  }
+  if (w.schedule == ScheduleKind::kDualPipe) {
+    if (w.kind != WorkloadKind::kTraining) {
+      fail(n, "schedule", "DUALPIPE pairs forwards with backwards: TRAINING only");
+    }
+    if (plan.pp < 2 || plan.pp % 2 != 0) {
+      fail(n, "schedule",
+           "DUALPIPE runs micro-batches from both ends of the pipeline, rank r holding stages r "
+           "and pp - 1 - r: expected an even pp, got pp " +
+               std::to_string(plan.pp));
+    }
+    if (w.micro_batches % 2 != 0 || w.micro_batches < 2 * plan.pp) {
+      fail(n, "micro_batches",
+           "DUALPIPE feeds half the micro-batches from each end and needs at least pp per "
+           "direction: expected an even number of at least 2 x pp = " +
+               std::to_string(2 * plan.pp) + ", got " + std::to_string(w.micro_batches));
     }
   }
   return w;
@@ -1231,6 +1249,8 @@ std::string_view schedule_name(ScheduleKind kind) {
       return "two_batch_overlap";
     case ScheduleKind::kOneFOneBEpOverlap:
       return "1f1b_ep_overlap";
+    case ScheduleKind::kDualPipe:
+      return "dualpipe";
   }
   return "1f1b";
 }

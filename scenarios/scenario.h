@@ -54,8 +54,8 @@ enum class WorkloadKind : uint8_t { kTraining, kPrefill, kDecode };
 std::string_view workload_kind_name(WorkloadKind kind);
 
 // The step's schedule (sim/schedule.h makes one of each); proto Workload.Schedule documents them.
-enum class ScheduleKind : uint8_t { kOneFOneB, kTwoBatchOverlap, kOneFOneBEpOverlap };
-// "1f1b", "two_batch_overlap", "1f1b_ep_overlap": for reports.
+enum class ScheduleKind : uint8_t { kOneFOneB, kTwoBatchOverlap, kOneFOneBEpOverlap, kDualPipe };
+// "1f1b", "two_batch_overlap", "1f1b_ep_overlap", "dualpipe": for reports.
 std::string_view schedule_name(ScheduleKind kind);
 
 // Activation recomputation, Megatron-LM's --recompute-granularity (Korthikanti et al. 2022,

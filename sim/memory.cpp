@@ -5,6 +5,7 @@
 
 #include "models/moe/parameter_count.h"
 #include "models/moe/placement.h"
+#include "sim/pipeline_order.h"
 #include "sim/step_driver.h"
 
 namespace moesim {
@@ -64,22 +65,41 @@ MemoryPerGpu memory_per_gpu(const ModelSpec& model, const ParallelPlan& plan,
       workload.kind == WorkloadKind::kDecode ? int64_t{workload.kv_context_length} + 1 : 1;
 
   const StepOptions& options = workload.options;
+  // DualPipe: each pipeline rank holds two stages, each stage's parameters on two ranks.
+  const bool dualpipe = training && workload.schedule == ScheduleKind::kDualPipe;
+  const int64_t copies = dualpipe ? 2 : 1;
   // ZeRO-1: the optimizer state of each parameter split over the ranks holding it.
-  const int64_t dense_group = options.distributed_optimizer ? int64_t{plan.ep} * plan.dp : 1;
-  const int64_t expert_group = options.distributed_optimizer ? plan.dp : 1;
+  const int64_t dense_group =
+      options.distributed_optimizer ? int64_t{plan.ep} * plan.dp * copies : 1;
+  const int64_t expert_group = options.distributed_optimizer ? plan.dp * copies : 1;
 
   MemoryPerGpu best;
-  for (int32_t stage = 0; stage < plan.pp; ++stage) {
-    const GpuParameterCount count =
-        gpu_parameter_count(model, plan, stage, first[stage], first[stage + 1], local_experts);
-    const int64_t params = count.total();
-    int64_t token_bytes = 0;       // stored per token over the stage's layers
+  for (int32_t stage = 0; stage < plan.pp; ++stage) {  // the pipeline rank
+    std::vector<int32_t> held{stage};
+    if (dualpipe) held.push_back(plan.pp - 1 - stage);
+    GpuParameterCount count;
+    int64_t token_bytes = 0;       // stored per token over the stage's layers (1F1B)
     int64_t layer_peak_bytes = 0;  // the largest single layer, per token
-    for (int32_t layer = first[stage]; layer < first[stage + 1]; ++layer) {
-      const int64_t b = layer_token_bytes(model, plan, layer);
-      token_bytes += b;
-      layer_peak_bytes = std::max(layer_peak_bytes, b);
+    // DualPipe: per held stage, bytes per token kept for one micro-batch in flight.
+    std::vector<int64_t> chunk_bytes;
+    for (const int32_t st : held) {
+      const GpuParameterCount c =
+          gpu_parameter_count(model, plan, st, first[st], first[st + 1], local_experts);
+      count.dense += c.dense;
+      count.routed_experts += c.routed_experts;
+      int64_t bytes = 0;
+      for (int32_t layer = first[st]; layer < first[st + 1]; ++layer) {
+        const int64_t b = layer_token_bytes(model, plan, layer);
+        if (st == stage) token_bytes += b;
+        // Full recomputation keeps each layer's input only.
+        bytes += options.recomputation == Recomputation::kFull
+                     ? model.hidden_size * kActivationBytes
+                     : b;
+        layer_peak_bytes = std::max(layer_peak_bytes, b);
+      }
+      chunk_bytes.push_back(bytes);
     }
+    const int64_t params = count.total();
 
     MemoryPerGpu m;
     m.params = params;
@@ -90,7 +110,19 @@ MemoryPerGpu memory_per_gpu(const ModelSpec& model, const ParallelPlan& plan,
       m.optimizer_state = Bytes(ceil_div(count.dense * kAdamBytes, dense_group) +
                                 ceil_div(count.routed_experts * kAdamBytes, expert_group));
       const int64_t in_flight = std::min<int64_t>(plan.pp - stage, workload.micro_batches);
-      if (options.recomputation == Recomputation::kFull) {
+      if (dualpipe) {
+        // The most bytes per token in flight over DualPipe's order on this rank: a forward
+        // keeps its chunk's activations until its backward (pp + 1 micro-batches at the peak,
+        // the report's Table 2), plus, under full recomputation, one layer rebuilt.
+        int64_t live = 0, peak = 0;
+        for (const PipelineWork& w : dualpipe_order(stage, plan.pp, workload.micro_batches, true)) {
+          const int64_t b = chunk_bytes[w.stage == stage ? 0 : 1];
+          live += w.backward ? -b : b;
+          peak = std::max(peak, live);
+        }
+        const bool full = options.recomputation == Recomputation::kFull;
+        m.activations = Bytes(tokens * (peak + (full ? layer_peak_bytes : 0)));
+      } else if (options.recomputation == Recomputation::kFull) {
         // Each layer's input kept per micro-batch in flight, and one layer's activations
         // rebuilt for its backward.
         const int64_t layers = first[stage + 1] - first[stage];

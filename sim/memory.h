@@ -37,6 +37,10 @@ namespace moesim {
 // (hidden elements per token per layer, per micro-batch in flight) plus the largest layer's
 // activations once (rebuilt for its backward, one layer at a time); selective recomputation
 // keeps the same as none (the flash attention assumed already keeps no score matrix).
+// DualPipe (ScheduleKind::kDualPipe): pipeline rank r holds the parameters of stages r and
+// pp - 1 - r (twice 1F1B's in all; ZeRO-1 shards them over both ranks' groups) and keeps each
+// micro-batch's chunk activations from its forward to its backward in DualPipe's order, whose
+// peak is pp + 1 chunks (the report's Table 2).
 // Serving keeps one layer's.
 //
 // KV cache (serving), 2 bytes per element: per sequence token kv_cache_elements_per_token() per

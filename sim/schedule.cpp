@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "models/moe/parameter_count.h"
+#include "sim/pipeline_order.h"
 
 namespace moesim {
 
@@ -42,37 +43,43 @@ std::vector<std::pair<int32_t, bool>> one_f_one_b(int32_t stage, int32_t stages,
   return order;
 }
 
-// A step of a stage's work: micro-batch mb's forward or backward; `paired`: a forward run
-// overlapped with the backward listed right after it.
-struct Work {
-  int32_t mb;
-  bool backward;
-  bool paired;
-};
-
 // Megatron-Core's 1F1B with EP all-to-all overlap (laid out for one stage: see
 // OneFOneBSchedule): one more warm-up forward than 1F1B, so that a forward and the backward it
 // is paired with are of different micro-batches, then each forward paired with the next
 // backward, then the remaining backwards. Without `overlap`, plain 1F1B.
-std::vector<Work> work_order(int32_t stage, int32_t stages, int32_t micro_batches, bool training,
-                             bool overlap) {
-  std::vector<Work> order;
+std::vector<PipelineWork> work_order(int32_t stage, int32_t stages, int32_t micro_batches,
+                                     bool training, bool overlap) {
+  std::vector<PipelineWork> order;
   if (!overlap || !training) {
     for (const auto& [mb, backward] : one_f_one_b(stage, stages, micro_batches, training)) {
-      order.push_back({mb, backward, false});
+      order.push_back({mb, backward, false, stage});
     }
     return order;
   }
   const int32_t warmup = std::min(stages - stage, micro_batches);
   int32_t next_forward = 0;
   int32_t next_backward = 0;
-  for (; next_forward < warmup; ++next_forward) order.push_back({next_forward, false, false});
-  while (next_forward < micro_batches) {
-    order.push_back({next_forward++, false, true});
-    order.push_back({next_backward++, true, false});
+  for (; next_forward < warmup; ++next_forward) {
+    order.push_back({next_forward, false, false, stage});
   }
-  while (next_backward < micro_batches) order.push_back({next_backward++, true, false});
+  while (next_forward < micro_batches) {
+    order.push_back({next_forward++, false, true, stage});
+    order.push_back({next_backward++, true, false, stage});
+  }
+  while (next_backward < micro_batches) order.push_back({next_backward++, true, false, stage});
   return order;
+}
+
+// 1F1B's layout (with or without Megatron-Core's EP overlap): one stage per rank.
+PipelineLayout one_f_one_b_layout(const StepSetup& setup, bool ep_overlap) {
+  PipelineLayout layout;
+  layout.pp = layout.stages = setup.plan->pp;
+  layout.micro_batches = setup.micro_batches;
+  const bool training = setup.kind == WorkloadKind::kTraining;
+  for (int32_t s = 0; s < layout.pp; ++s) {
+    layout.order.push_back(work_order(s, layout.pp, setup.micro_batches, training, ep_overlap));
+  }
+  return layout;
 }
 
 // Where a tensor-parallel collective sits in a layer, in forward order (the backward pass runs
@@ -82,17 +89,19 @@ inline constexpr int32_t kTpSlots = 4;
 // Passes a collective can belong to: forward, backward, forward recomputed in the backward.
 inline constexpr size_t kPasses = 3;
 
-// The collectives a 1F1B step shares between GPUs, found by their keys in dense tables (one
+// Lays out a pipeline step (1F1B, 1F1B with EP overlap, DualPipe) from its PipelineLayout: each
+// rank's chunks in order, each a forward or backward through one model stage, a pair overlapped.
+// The collectives the step shares between GPUs are found by their keys in dense tables (one
 // entry per possible collective, O(1) lookup): the first member to reach one creates it.
 class OneFOneBBuilder {
  public:
-  OneFOneBBuilder(const StepSetup& setup, bool ep_overlap)
-      : ep_overlap_(ep_overlap),
+  OneFOneBBuilder(const StepSetup& setup, PipelineLayout layout)
+      : layout_(std::move(layout)),
         setup_(setup),
         plan_(*setup.plan),
         model_(*setup.model),
         graph_(static_cast<int32_t>(setup.plan->world_size())),
-        stage_first_layer_(stage_first_layers(setup.model->layers, setup.plan->pp)) {
+        stage_first_layer_(stage_first_layers(setup.model->layers, layout_.stages)) {
     const int32_t layers = model_.layers;
     moe_index_of_layer_.assign(static_cast<size_t>(layers), kNone);
     int32_t moe = 0;
@@ -103,7 +112,7 @@ class OneFOneBBuilder {
     const auto mb = static_cast<size_t>(setup.micro_batches);
     if (plan_.tp > 1) tp_.assign(mb * layers * kPasses * kTpSlots * plan_.ep * plan_.dp, kNone);
     if (plan_.ep > 1) exchange_.assign(mb * moe_layers_ * kPasses * 2 * plan_.dp, kNone);
-    if (plan_.pp > 1) pipeline_.assign(mb * 2 * graph_.gpus(), kNone);
+    if (plan_.pp > 1) pipeline_.assign(mb * layout_.stages * 2 * positions(), kNone);
     dense_gradients_.assign(static_cast<size_t>(plan_.tp) * plan_.pp, kNone);
     expert_gradients_.assign(static_cast<size_t>(plan_.tp) * plan_.pp * plan_.ep, kNone);
     dense_parameters_.assign(dense_gradients_.size(), kNone);
@@ -113,8 +122,7 @@ class OneFOneBBuilder {
   OpGraph build() && {
     const bool training = setup_.kind == WorkloadKind::kTraining;
     for (int32_t s = 0; s < plan_.pp; ++s) {
-      const std::vector<Work> order =
-          work_order(s, plan_.pp, setup_.micro_batches, training, ep_overlap_);
+      const std::vector<PipelineWork>& order = layout_.order[static_cast<size_t>(s)];
       for (int32_t d = 0; d < plan_.dp; ++d) {
         for (int32_t b = 0; b < plan_.ep; ++b) {
           for (int32_t a = 0; a < plan_.tp; ++a) {
@@ -122,11 +130,11 @@ class OneFOneBBuilder {
             a_ = a, b_ = b, d_ = d, s_ = s;
             previous_ = also_ = kNone;
             for (size_t i = 0; i < order.size(); ++i) {
-              const Work& w = order[i];
+              const PipelineWork& w = order[i];
               if (w.paired) {
-                add_pair(w.mb, order[++i].mb);
+                add_pair(w, order[++i]);
               } else {
-                w.backward ? add_backward(w.mb) : add_forward(w.mb);
+                w.backward ? add_backward(w.mb, w.stage) : add_forward(w.mb, w.stage);
               }
             }
             if (training) add_gradient_sync_and_optimizer();
@@ -159,7 +167,7 @@ class OneFOneBBuilder {
     op.layer = layer;
     op.work_scale = backward ? 2 : 1;  // the backward pass does twice the matrix work
     if (capture_ != nullptr) {
-      capture_->push_back({op, kNone, false});
+      capture_->push_back({op, kNone, false, false});
       return;
     }
     previous_ = graph_.add_kernel(op, after());
@@ -167,7 +175,7 @@ class OneFOneBBuilder {
   }
   void join(CollectiveIdx c) {
     if (capture_ != nullptr) {
-      capture_->push_back({Op{}, c, false});
+      capture_->push_back({Op{}, c, false, receiving_});
       return;
     }
     previous_ = graph_.add_member(gpu_, Stream::kComm, c, after());
@@ -243,11 +251,22 @@ class OneFOneBBuilder {
     }));
   }
 
-  // A pipeline transfer of micro-batch mb from `from` to `to`: the sender posts it and goes on
-  // (as 1F1B needs: a stage sending its next activation must not wait for a peer that is itself
-  // sending a gradient back), so the sender's next op does not wait for the send.
-  void send_recv(int32_t from, int32_t to, int32_t mb, bool backward) {
-    const size_t key = (static_cast<size_t>(mb) * 2 + backward) * graph_.gpus() + from;
+  // GPUs per pipeline rank, and a GPU's place among its rank's.
+  int32_t positions() const { return plan_.tp * plan_.ep * plan_.dp; }
+  int32_t position(int32_t gpu) const { return gpu % positions(); }
+  // GPU (a_, b_, d_) of the rank running micro-batch mb's stage `stage`.
+  int32_t gpu_at(int32_t mb, int32_t stage) const {
+    return plan_.gpu_of(a_, b_, d_, layout_.rank_of(mb, stage));
+  }
+
+  // A pipeline transfer of micro-batch mb from `from` (running stage `from_stage`) to `to`: the
+  // sender posts it and goes on (as 1F1B needs: a stage sending its next activation must not
+  // wait for a peer that is itself sending a gradient back), so the sender's next op does not
+  // wait for the send.
+  void send_recv(int32_t from, int32_t to, int32_t mb, int32_t from_stage, bool backward) {
+    const size_t key =
+        ((static_cast<size_t>(mb) * layout_.stages + from_stage) * 2 + backward) * positions() +
+        position(from);
     const CollectiveIdx c = find(pipeline_, key, [&] {
       Collective p;
       p.kind = CollectiveKind::kSendRecv;
@@ -260,12 +279,14 @@ class OneFOneBBuilder {
     });
     if (gpu_ == from) {
       if (capture_ != nullptr) {
-        capture_->push_back({Op{}, c, true});
+        capture_->push_back({Op{}, c, true, false});
         return;
       }
       graph_.add_member(gpu_, Stream::kComm, c, after());
     } else {
+      receiving_ = true;
       join(c);
+      receiving_ = false;
     }
   }
 
@@ -286,20 +307,25 @@ class OneFOneBBuilder {
     tp_collective(mb, l, false, TpSlot::kAfterFfn);
   }
 
-  void add_forward(int32_t mb) {
-    const int32_t first = stage_first_layer_[s_];
-    const int32_t last = stage_first_layer_[s_ + 1];
-    if (s_ > 0) send_recv(plan_.gpu_of(a_, b_, d_, s_ - 1), gpu_, mb, false);
+  // Micro-batch mb's forward through model stage `stage` (on this GPU).
+  void add_forward(int32_t mb, int32_t stage) {
+    const auto st = static_cast<size_t>(stage);
+    const int32_t first = stage_first_layer_[st];
+    const int32_t last = stage_first_layer_[st + 1];
+    const bool last_stage = stage == layout_.stages - 1;
+    if (stage > 0) send_recv(gpu_at(mb, stage - 1), gpu_, mb, stage - 1, false);
     for (int32_t l = first; l < last; ++l) forward_layer(mb, l);
-    if (s_ == plan_.pp - 1) kernel(Phase::kAttention, KernelKind::kLmHead, false, mb, kNone);
-    if (s_ < plan_.pp - 1) send_recv(gpu_, plan_.gpu_of(a_, b_, d_, s_ + 1), mb, false);
+    if (last_stage) kernel(Phase::kAttention, KernelKind::kLmHead, false, mb, kNone);
+    if (!last_stage) send_recv(gpu_, gpu_at(mb, stage + 1), mb, stage, false);
   }
 
-  void add_backward(int32_t mb) {
-    const int32_t first = stage_first_layer_[s_];
-    const int32_t last = stage_first_layer_[s_ + 1];
-    if (s_ < plan_.pp - 1) send_recv(plan_.gpu_of(a_, b_, d_, s_ + 1), gpu_, mb, true);
-    if (s_ == plan_.pp - 1) kernel(Phase::kAttention, KernelKind::kLmHead, true, mb, kNone);
+  void add_backward(int32_t mb, int32_t stage) {
+    const auto st = static_cast<size_t>(stage);
+    const int32_t first = stage_first_layer_[st];
+    const int32_t last = stage_first_layer_[st + 1];
+    const bool last_stage = stage == layout_.stages - 1;
+    if (!last_stage) send_recv(gpu_at(mb, stage + 1), gpu_, mb, stage + 1, true);
+    if (last_stage) kernel(Phase::kAttention, KernelKind::kLmHead, true, mb, kNone);
     for (int32_t l = last - 1; l >= first; --l) {
       if (setup_.options.recomputation == Recomputation::kFull) {
         recomputing_ = true;
@@ -325,26 +351,33 @@ class OneFOneBBuilder {
       kernel(Phase::kAttention, KernelKind::kAttention, true, mb, l);
       tp_collective(mb, l, true, TpSlot::kBeforeAttention);
     }
-    if (s_ > 0) send_recv(gpu_, plan_.gpu_of(a_, b_, d_, s_ - 1), mb, true);
+    if (stage > 0) send_recv(gpu_, gpu_at(mb, stage - 1), mb, stage, true);
   }
 
   // A data-parallel collective of the training tail over the GPUs holding the same dense
   // parameters (the dp * ep ranks of this (tp, pp) position) or the same routed experts (the dp
-  // ranks of this EP rank); found in `table` by that group's key.
+  // ranks of this EP rank), on every pipeline rank holding a copy of them (DualPipe: two);
+  // found in `table` by that group's key (its first pipeline rank's).
   void data_parallel(std::vector<CollectiveIdx>& table, bool experts, CollectiveKind kind,
                      Bytes bytes) {
+    const std::vector<int32_t> ranks = layout_.replica_ranks(s_);
     const size_t key =
-        (static_cast<size_t>(s_) * plan_.tp + a_) * (experts ? plan_.ep : 1) + (experts ? b_ : 0);
+        (static_cast<size_t>(ranks.front()) * plan_.tp + a_) * (experts ? plan_.ep : 1) +
+        (experts ? b_ : 0);
     join(find(table, key, [&] {
       Collective c;
       c.kind = kind;
       c.phase = Phase::kGradientSync;
-      for (int32_t dd = 0; dd < plan_.dp; ++dd) {
-        if (experts) {
-          c.members.push_back(plan_.gpu_of(a_, b_, dd, s_));
-          continue;
+      for (const int32_t s : ranks) {
+        for (int32_t dd = 0; dd < plan_.dp; ++dd) {
+          if (experts) {
+            c.members.push_back(plan_.gpu_of(a_, b_, dd, s));
+            continue;
+          }
+          for (int32_t bb = 0; bb < plan_.ep; ++bb) {
+            c.members.push_back(plan_.gpu_of(a_, bb, dd, s));
+          }
         }
-        for (int32_t bb = 0; bb < plan_.ep; ++bb) c.members.push_back(plan_.gpu_of(a_, bb, dd, s_));
       }
       c.bytes = bytes;
       return c;
@@ -359,12 +392,19 @@ class OneFOneBBuilder {
   // parameters are all-gathered back. A ring reduce-scatter plus all-gather moves what a ring
   // all-reduce does; what shrinks is Adam's HBM traffic, by the group size.
   void add_gradient_sync_and_optimizer() {
-    const GpuParameterCount params = gpu_parameter_count(
-        *setup_.model, plan_, s_, stage_first_layer_[s_], stage_first_layer_[s_ + 1],
-        static_cast<int64_t>(setup_.placement->experts_on(b_).size()));
+    GpuParameterCount params;
+    for (const int32_t stage : layout_.stages_of(s_)) {
+      const auto st = static_cast<size_t>(stage);
+      const GpuParameterCount c = gpu_parameter_count(
+          *setup_.model, plan_, stage, stage_first_layer_[st], stage_first_layer_[st + 1],
+          static_cast<int64_t>(setup_.placement->experts_on(b_).size()));
+      params.dense += c.dense;
+      params.routed_experts += c.routed_experts;
+    }
     const bool zero = setup_.options.distributed_optimizer;
-    const int64_t dense_group = int64_t{plan_.ep} * plan_.dp;
-    const int64_t expert_group = plan_.dp;
+    const auto copies = static_cast<int64_t>(layout_.replica_ranks(s_).size());
+    const int64_t dense_group = int64_t{plan_.ep} * plan_.dp * copies;
+    const int64_t expert_group = int64_t{plan_.dp} * copies;
     const bool sync_dense = dense_group > 1;
     const bool sync_experts = expert_group > 1 && params.routed_experts > 0;
     // Each GPU's shard of a group's parameters (the whole when it is not sharded).
@@ -395,23 +435,27 @@ class OneFOneBBuilder {
     }
   }
 
-  // Megatron-Core's EP overlap: forward mb_f and backward mb_b of the GPU, each laid out as
-  // 1F1B would (captured, not added), cut into segments that end at a collective the chain
-  // waits for (an exchange, a TP collective, a receive), and emitted taking turns: forward
-  // segment, backward segment, ... Each keeps its own chain (an op waits for its micro-batch's
-  // previous op), the streams keep the order of emission, so one's exchange runs on the comm
-  // stream while the other's kernels run. What comes after the pair waits for both chains.
+  // An overlapped pair (Megatron-Core's EP overlap, DualPipe's F&B): forward `f` and backward
+  // `b` of the GPU, each laid out as 1F1B would (captured, not added), cut into segments that
+  // end at a collective the chain waits for (an exchange, a TP collective), and emitted taking
+  // turns: forward segment, backward segment, ... Each keeps its own chain (an op waits for its
+  // micro-batch's previous op), the streams keep the order of emission, so one's exchange runs on
+  // the comm stream while the other's kernels run. As DualPipe's overlapped chunk does
+  // (dualpipe.py, _forward_backward_chunk), the pair first receives both chunks' inputs and
+  // both chains wait for both, and it sends both outputs once both chains are done. What comes
+  // after the pair waits for both chains.
   struct Captured {
     Op kernel;  // when `collective` is kNone
     CollectiveIdx collective;
-    bool posted;  // a pipeline send: nothing waits for it
+    bool posted;   // a pipeline send: nothing waits for it
+    bool receive;  // a pipeline receive
   };
-  void add_pair(int32_t mb_f, int32_t mb_b) {
+  void add_pair(const PipelineWork& f, const PipelineWork& b) {
     std::array<std::vector<Captured>, 2> items;
     capture_ = &items[0];
-    add_forward(mb_f);
+    add_forward(f.mb, f.stage);
     capture_ = &items[1];
-    add_backward(mb_b);
+    add_backward(b.mb, b.stage);
     capture_ = nullptr;
     std::array<OpId, 2> chain{previous_, previous_};
     if (also_ != kNone) chain = {previous_, also_};
@@ -419,29 +463,59 @@ class OneFOneBBuilder {
     auto chain_after = [&](int x) {
       return chain[x] == kNone ? std::span<const OpId>() : std::span<const OpId>(&chain[x], 1);
     };
+    // The inputs: each chain's receive, then each chain's first op waits for both.
+    std::array<OpId, 2> received{kNone, kNone};
+    for (int x = 0; x < 2; ++x) {
+      if (items[x].empty() || !items[x][0].receive) continue;
+      received[x] = graph_.add_member(gpu_, Stream::kComm, items[x][0].collective, chain_after(x));
+      chain[x] = received[x];
+      next[x] = 1;
+    }
+    std::array<bool, 2> first{true, true};
+    const auto emitted = [&](int x, OpId op) {
+      if (first[x] && received[1 - x] != kNone) graph_.add_dependency(received[1 - x], op);
+      first[x] = false;
+    };
+    std::vector<CollectiveIdx> sends;
     while (next[0] < items[0].size() || next[1] < items[1].size()) {
       for (int x = 0; x < 2; ++x) {
         // One segment of item x: its kernels up to and including the next awaited collective.
         while (next[x] < items[x].size()) {
           const Captured& step = items[x][next[x]++];
+          if (step.posted) {
+            sends.push_back(step.collective);
+            continue;
+          }
           if (step.collective == kNone) {
-            chain[x] = graph_.add_kernel(step.kernel, chain_after(x));
+            const OpId op = graph_.add_kernel(step.kernel, chain_after(x));
+            emitted(x, op);
+            chain[x] = op;
             continue;
           }
           const OpId member =
               graph_.add_member(gpu_, Stream::kComm, step.collective, chain_after(x));
-          if (step.posted) continue;
+          emitted(x, member);
           chain[x] = member;
           break;
         }
       }
     }
+    // The outputs, posted once both chains are done.
+    std::array<OpId, 2> both{kNone, kNone};
+    size_t n = 0;
+    for (const OpId op : chain) {
+      if (op != kNone && (n == 0 || both[0] != op)) both[n++] = op;
+    }
+    for (const CollectiveIdx c : sends) {
+      graph_.add_member(gpu_, Stream::kComm, c, std::span<const OpId>(both.data(), n));
+    }
     previous_ = chain[0];
     also_ = chain[1] != chain[0] ? chain[1] : kNone;
   }
 
-  bool ep_overlap_;
+  PipelineLayout layout_;
   std::vector<Captured>* capture_ = nullptr;  // add_pair's capture, else null
+  bool receiving_ = false;                    // capturing a pipeline receive
   const StepSetup& setup_;
   const ParallelPlan& plan_;
   const ModelSpec& model_;
@@ -607,6 +681,8 @@ std::unique_ptr<Schedule> make_schedule(ScheduleKind kind) {
       return std::make_unique<TwoBatchOverlapSchedule>();
     case ScheduleKind::kOneFOneBEpOverlap:
       return std::make_unique<OneFOneBSchedule>(true);
+    case ScheduleKind::kDualPipe:
+      return std::make_unique<DualPipeSchedule>();
   }
   return std::make_unique<OneFOneBSchedule>();
 }
@@ -618,7 +694,25 @@ OpGraph OneFOneBSchedule::build(const StepSetup& setup) const {
   if (ep_overlap_ && setup.plan->pp > 1) {
     throw std::invalid_argument("1F1B with EP overlap: lays out pp 1 only");
   }
-  return OneFOneBBuilder(setup, ep_overlap_).build();
+  return OneFOneBBuilder(setup, one_f_one_b_layout(setup, ep_overlap_)).build();
+}
+
+OpGraph DualPipeSchedule::build(const StepSetup& setup) const {
+  const int32_t pp = setup.plan->pp;
+  if (setup.kind != WorkloadKind::kTraining) {
+    throw std::invalid_argument("DualPipe: pairs forwards with backwards, for training only");
+  }
+  if (pp > setup.model->layers) {
+    throw std::invalid_argument("DualPipe: more pipeline stages than layers");
+  }
+  PipelineLayout layout;
+  layout.pp = layout.stages = pp;
+  layout.bidirectional = true;
+  layout.micro_batches = setup.micro_batches;
+  for (int32_t rank = 0; rank < pp; ++rank) {
+    layout.order.push_back(dualpipe_order(rank, pp, setup.micro_batches, overlap_));
+  }
+  return OneFOneBBuilder(setup, std::move(layout)).build();
 }
 
 }  // namespace moesim

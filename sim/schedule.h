@@ -80,6 +80,35 @@ class TwoBatchOverlapSchedule final : public Schedule {
   OpGraph build(const StepSetup& setup) const override;
 };
 
+// DualPipe (DeepSeek-V3 technical report, section 3.2.1, Figure 5 and Table 2; the order of
+// deepseek-ai/DualPipe's dualpipe.py, DualPipe.step): a bidirectional pipeline. The model is cut
+// into pp stages as for 1F1B; pipeline rank r holds two of them, stage r and stage pp - 1 - r
+// (two copies of the parameters in all, their gradients reduced over both ranks' data-parallel
+// groups). Half the micro-batches (0 .. m/2 - 1) enter at rank 0 and run stage s on rank s, the
+// other half enter at rank pp - 1 and run stage s on rank pp - 1 - s. Each rank runs the eight
+// steps of DualPipe.step (sim/dualpipe_schedule.cpp): forwards from both ends to fill the
+// pipeline, then, in the steady state, one direction's forward chunk overlapped with the other's
+// backward chunk, as OneFOneBSchedule's EP overlap pairs them (segments taking turns on the
+// compute stream, each one's dispatch and combine on the comm stream during the other's
+// attention and expert kernels, the kernels beside them slowed by the communication's SMs:
+// CostOptions::comm_sm_fraction), then the backwards drain. A pair receives both inputs before
+// it starts and sends both outputs when both are done, as dualpipe.py's overlapped chunk does.
+// moesim's backward computes input and weight gradients together, so the repository's
+// zero-bubble split (backward for inputs now, for weights later) is not laid out: its weight
+// chunks are part of the backwards (W = 0 in the report's notation). Training only; pp even and
+// micro-batches even and at least 2 x pp (N = m / 2 >= pp per direction, as DualPipe.step
+// asserts); throws otherwise. Without `overlap`, every pair runs as its forward then its backward
+// (the same order, nothing overlapped).
+class DualPipeSchedule final : public Schedule {
+ public:
+  explicit DualPipeSchedule(bool overlap = true) : overlap_(overlap) {}
+  std::string_view name() const override { return "dualpipe"; }
+  OpGraph build(const StepSetup& setup) const override;
+
+ private:
+  bool overlap_;
+};
+
 // The schedule a scenario's workload names (scenarios/scenario.h ScheduleKind).
 std::unique_ptr<Schedule> make_schedule(ScheduleKind kind);
 

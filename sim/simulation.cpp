@@ -14,6 +14,7 @@
 #include "scenarios/topology_file.h"
 #include "sim/exchange_load.h"
 #include "sim/parallel.h"
+#include "sim/pipeline_order.h"
 #include "sim/schedule.h"
 #include "topologies/presets.h"
 
@@ -54,6 +55,9 @@ class StepRouter {
         threads_(std::max(1, threads)) {
     const ModelSpec& model = scenario.model;
     const auto first = stage_first_layers(model.layers, scenario.parallel.pp);
+    pipeline_.pp = pipeline_.stages = scenario.parallel.pp;
+    pipeline_.micro_batches = scenario.workload.micro_batches;
+    pipeline_.bidirectional = scenario.workload.schedule == ScheduleKind::kDualPipe;
     for (int32_t layer : model.moe_layer_indices()) {
       int32_t stage = 0;
       while (first[stage + 1] <= layer) ++stage;
@@ -99,7 +103,10 @@ class StepRouter {
   MoeLayerTraffic route_task(int32_t step, int32_t mb, int32_t layer, int32_t d,
                              RoutingDecision& decision) {
     const ParallelPlan& plan = scenario_.parallel;
-    const ReplicaLayout layout{&plan, &placement_, &topology_, d, moe_layer_stage_[layer]};
+    // The pipeline rank running the layer for this micro-batch (DualPipe's second direction
+    // runs it on the mirror rank).
+    const ReplicaLayout layout{&plan, &placement_, &topology_, d,
+                               pipeline_.rank_of(mb, moe_layer_stage_[layer])};
     LayerTrafficBuilder traffic(layout, algorithm_);
     for (int32_t b = 0; b < plan.ep; ++b) {
       for (int32_t a = 0; a < plan.tp; ++a) {
@@ -124,6 +131,7 @@ class StepRouter {
   bool thread_safe_;
   int32_t threads_;
   std::vector<int32_t> moe_layer_stage_;
+  PipelineLayout pipeline_;               // where each micro-batch's stages run (no order)
   std::vector<RoutingDecision> scratch_;  // per worker of the stream
 };
 

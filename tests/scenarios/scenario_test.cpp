@@ -229,6 +229,43 @@ TEST_CASE("The workload's schedule: 1F1B by default; two-batch overlap where it 
              Catch::Contains("DUALPIPE_X"));
 }
 
+TEST_CASE("DUALPIPE: training, an even pp, and at least pp micro-batches from each end",
+          "[scenarios]") {
+  const auto parts = [](const std::string& parallelism, const std::string& workload) {
+    Parts p;
+    p.parallelism = parallelism;
+    p.workload = workload;
+    return p;
+  };
+  const Scenario s =
+      parse_scenario(text_of(parts("ep: 4 pp: 2",
+                                   "kind: TRAINING tokens_per_gpu: 4096 micro_batches: 4 "
+                                   "schedule: DUALPIPE")),
+                     "t.pbtxt");
+  CHECK(s.workload.schedule == ScheduleKind::kDualPipe);
+  CHECK(schedule_name(ScheduleKind::kDualPipe) == "dualpipe");
+  CHECK_THAT(error_of(parts("ep: 4 pp: 2",
+                            "kind: PREFILL tokens_per_gpu: 4096 micro_batches: 4 "
+                            "schedule: DUALPIPE")),
+             Catch::Contains("workload.schedule: DUALPIPE pairs forwards with backwards: "
+                             "TRAINING only"));
+  CHECK_THAT(error_of(parts("ep: 8",
+                            "kind: TRAINING tokens_per_gpu: 4096 micro_batches: 4 "
+                            "schedule: DUALPIPE")),
+             Catch::Contains("workload.schedule: DUALPIPE runs micro-batches from both ends of "
+                             "the pipeline, rank r holding stages r and pp - 1 - r: expected an "
+                             "even pp, got pp 1"));
+  for (const char* m : {"2", "3", "5"}) {
+    CHECK_THAT(error_of(parts("ep: 4 pp: 2", std::string("kind: TRAINING tokens_per_gpu: 4096 "
+                                                         "schedule: DUALPIPE micro_batches: ") +
+                                                 m)),
+               Catch::Contains("workload.micro_batches: DUALPIPE feeds half the micro-batches "
+                               "from each end and needs at least pp per direction: expected an "
+                               "even number of at least 2 x pp = 4, got " +
+                               std::string(m)));
+  }
+}
+
 TEST_CASE("The network tier is read when given and left to the default rule otherwise",
           "[scenarios]") {
   const auto tier_of = [](const std::string& field) {

@@ -1,0 +1,58 @@
+// Internal to sim/: the order a pipeline schedule runs forward and backward chunks in on each
+// pipeline rank, and where each chunk of a micro-batch runs; shared by the op-graph builder
+// (schedule.cpp) and the orders kept in their own files (dualpipe_schedule.cpp).
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+namespace moesim {
+
+// One chunk of a rank's work: micro-batch mb's forward or backward through model stage `stage`
+// (one of PipelineLayout::stages, its layers split as stage_first_layers does). `paired`: a
+// forward run overlapped with the backward listed right after it.
+struct PipelineWork {
+  int32_t mb = 0;
+  bool backward = false;
+  bool paired = false;
+  int32_t stage = 0;
+};
+
+// Where a schedule runs what: the model in `stages` chunks, the order of each pipeline rank's
+// work, and which rank runs stage st of a micro-batch: rank st for 1F1B; in two directions for
+// DualPipe (micro-batches [0, micro_batches / 2) enter at rank 0 and run stage st on rank st,
+// the rest enter at rank pp - 1 and run stage st on rank pp - 1 - st). Memory: O(ranks x work).
+struct PipelineLayout {
+  int32_t stages = 1;
+  bool bidirectional = false;
+  int32_t micro_batches = 1;
+  int32_t pp = 1;
+  std::vector<std::vector<PipelineWork>> order;  // [pipeline rank]
+
+  int32_t rank_of(int32_t mb, int32_t stage) const {
+    if (bidirectional && mb >= micro_batches / 2) return pp - 1 - stage;
+    return stage % pp;
+  }
+  // The stages whose parameters rank r holds: its own, and under DualPipe its mirror's.
+  std::vector<int32_t> stages_of(int32_t rank) const {
+    if (bidirectional) return {rank, pp - 1 - rank};
+    std::vector<int32_t> held;
+    for (int32_t st = rank; st < stages; st += pp) held.push_back(st);
+    return held;
+  }
+  // The pipeline ranks holding a copy of rank r's parameters, in increasing order.
+  std::vector<int32_t> replica_ranks(int32_t rank) const {
+    if (!bidirectional) return {rank};
+    const int32_t mirror = pp - 1 - rank;
+    return {std::min(rank, mirror), std::max(rank, mirror)};
+  }
+};
+
+// DualPipe's order on pipeline rank `rank` of `pp` (even) for `micro_batches` (even, at least
+// 2 x pp) micro-batches, half from each end; see DualPipeSchedule in sim/schedule.h. Without
+// `overlap`, each pair is laid out as its forward then its backward.
+std::vector<PipelineWork> dualpipe_order(int32_t rank, int32_t pp, int32_t micro_batches,
+                                         bool overlap);
+
+}  // namespace moesim
