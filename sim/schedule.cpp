@@ -94,7 +94,7 @@ inline constexpr int32_t kTpSlots = 4;
 // Passes a collective can belong to: forward, backward, forward recomputed in the backward.
 inline constexpr size_t kPasses = 3;
 
-// Lays out a pipeline step (1F1B, 1F1B with EP overlap, DualPipe) from its PipelineLayout: each
+// Lays out a pipeline step (1F1B, interleaved, with EP overlap, DualPipe) from its layout: each
 // rank's chunks in order, each a forward or backward through one model stage, a pair overlapped.
 // The collectives the step shares between GPUs are found by their keys in dense tables (one
 // entry per possible collective, O(1) lookup): the first member to reach one creates it.
