@@ -13,8 +13,8 @@
 #include "analysis/exchange_output.h"
 #include "analysis/json_text.h"
 #include "core/statistics.h"
-#include "sim/executor.h"
 #include "models/network/network_tier.h"
+#include "sim/executor.h"
 
 namespace moesim {
 namespace {
@@ -165,6 +165,9 @@ void print_run_table(std::ostream& out, const Scenario& scenario, const Simulati
       << r.measured_steps << " measured steps";
   if (scenario.workload.schedule != ScheduleKind::kOneFOneB) {
     out << ", schedule " << schedule_name(scenario.workload.schedule);
+  }
+  if (scenario.workload.virtual_pipeline_stages > 1) {
+    out << ", interleaved over " << scenario.workload.virtual_pipeline_stages << " virtual stages";
   }
   out << "\n";
   out << "  token model: " << token_model_summary(scenario.router) << "\n";

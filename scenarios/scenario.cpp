@@ -741,6 +741,26 @@ Workload Resolver::workload(const Node& n, const ParallelPlan& plan) const {
                std::to_string(plan.pp));
     }
   }
+  if (in.has_virtual_pipeline_stages()) {
+    w.virtual_pipeline_stages =
+        positive_int(n, "virtual_pipeline_stages", true, in.virtual_pipeline_stages());
+  }
+  if (w.virtual_pipeline_stages > 1) {
+    const std::string v = std::to_string(w.virtual_pipeline_stages);
+    if (w.schedule != ScheduleKind::kOneFOneB) {
+      fail(n, "virtual_pipeline_stages",
+           "interleaves ONE_F_ONE_B only, got schedule " + std::string(schedule_name(w.schedule)));
+    }
+    if (plan.pp < 2) {
+      fail(n, "virtual_pipeline_stages", v + " virtual stages need pp > 1, got pp 1");
+    }
+    if (w.micro_batches % plan.pp != 0) {
+      fail(n, "virtual_pipeline_stages",
+           "interleaved 1F1B runs micro-batches in groups of pp (Megatron-LM): micro_batches " +
+               std::to_string(w.micro_batches) + " is not a multiple of pp " +
+               std::to_string(plan.pp));
+    }
+  }
   if (w.schedule == ScheduleKind::kDualPipe) {
     if (w.kind != WorkloadKind::kTraining) {
       fail(n, "schedule", "DUALPIPE pairs forwards with backwards: TRAINING only");
@@ -939,6 +959,12 @@ Scenario Resolver::resolve(const proto::Scenario& in, bool derive_dp) const {
   s.cluster = cluster(child(top, "cluster"));
   s.parallel = parallel(child(top, "parallelism"), s.model, s.cluster, derive_dp);
   s.workload = workload(child(top, "workload"), s.parallel);
+  if (int64_t{s.workload.virtual_pipeline_stages} * s.parallel.pp > s.model.layers) {
+    fail(child(top, "workload"), "virtual_pipeline_stages",
+         std::to_string(s.workload.virtual_pipeline_stages) + " virtual stages of pp " +
+             std::to_string(s.parallel.pp) + " cut the model into more stages than its " +
+             std::to_string(s.model.layers) + " layers");
+  }
   s.router = router(child(top, "router"), s.model, s.workload, s.seed);
   if (in.has_offload()) {
     s.offload = offload(child(top, "offload"), s.model, s.workload);

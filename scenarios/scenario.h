@@ -107,6 +107,9 @@ struct Workload {
   int32_t steps = 1;
   int32_t warmup_steps = 0;       // the first steps, excluded from statistics
   int32_t kv_context_length = 0;  // decode only
+  // Model stages per pipeline rank (Megatron-LM's virtual pipeline stages): above 1, 1F1B runs
+  // interleaved, rank r holding stages r, r + pp, ... of pp x virtual_pipeline_stages.
+  int32_t virtual_pipeline_stages = 1;
   StepOptions options;
 };
 

@@ -57,7 +57,12 @@ MemoryPerGpu memory_per_gpu(const ModelSpec& model, const ParallelPlan& plan,
     local_experts = std::max<int64_t>(local_experts, placement.experts_on(r).size());
   }
   const bool training = workload.kind == WorkloadKind::kTraining;
-  const std::vector<int32_t> first = stage_first_layers(model.layers, plan.pp);
+  // Interleaved 1F1B: pp x v model stages, rank r holding r, r + pp, ...
+  const int32_t chunks = workload.virtual_pipeline_stages;
+  const int32_t stages = plan.pp * chunks;
+  const std::vector<int32_t> first = stage_first_layers(model.layers, stages);
+  ParallelPlan staged = plan;  // for the embedding on stage 0 and the LM head on the last
+  staged.pp = stages;
   const int64_t tokens = workload.tokens_per_gpu;
   const int64_t kv_shards =
       model.attention == AttentionKind::kMla ? 1 : std::min<int64_t>(plan.tp, model.kv_heads);
@@ -75,8 +80,10 @@ MemoryPerGpu memory_per_gpu(const ModelSpec& model, const ParallelPlan& plan,
 
   MemoryPerGpu best;
   for (int32_t stage = 0; stage < plan.pp; ++stage) {  // the pipeline rank
-    std::vector<int32_t> held{stage};
+    std::vector<int32_t> held;
+    for (int32_t st = stage; st < stages; st += plan.pp) held.push_back(st);
     if (dualpipe) held.push_back(plan.pp - 1 - stage);
+    int64_t layers = 0;  // on this rank
     GpuParameterCount count;
     int64_t token_bytes = 0;       // stored per token over the stage's layers (1F1B)
     int64_t layer_peak_bytes = 0;  // the largest single layer, per token
@@ -84,13 +91,14 @@ MemoryPerGpu memory_per_gpu(const ModelSpec& model, const ParallelPlan& plan,
     std::vector<int64_t> chunk_bytes;
     for (const int32_t st : held) {
       const GpuParameterCount c =
-          gpu_parameter_count(model, plan, st, first[st], first[st + 1], local_experts);
+          gpu_parameter_count(model, staged, st, first[st], first[st + 1], local_experts);
+      layers += first[st + 1] - first[st];
       count.dense += c.dense;
       count.routed_experts += c.routed_experts;
       int64_t bytes = 0;
       for (int32_t layer = first[st]; layer < first[st + 1]; ++layer) {
         const int64_t b = layer_token_bytes(model, plan, layer);
-        if (st == stage) token_bytes += b;
+        token_bytes += st == stage ? b : 0;
         // Full recomputation keeps each layer's input only.
         bytes += options.recomputation == Recomputation::kFull
                      ? model.hidden_size * kActivationBytes
@@ -110,13 +118,17 @@ MemoryPerGpu memory_per_gpu(const ModelSpec& model, const ParallelPlan& plan,
       m.optimizer_state = Bytes(ceil_div(count.dense * kAdamBytes, dense_group) +
                                 ceil_div(count.routed_experts * kAdamBytes, expert_group));
       const int64_t in_flight = std::min<int64_t>(plan.pp - stage, workload.micro_batches);
-      if (dualpipe) {
-        // The most bytes per token in flight over DualPipe's order on this rank: a forward
-        // keeps its chunk's activations until its backward (pp + 1 micro-batches at the peak,
-        // the report's Table 2), plus, under full recomputation, one layer rebuilt.
+      if (dualpipe || chunks > 1) {
+        // The most bytes per token in flight over the rank's order: a forward keeps its chunk's
+        // activations until its backward (DualPipe: pp + 1 chunks at the peak, the report's
+        // Table 2), plus, under full recomputation, one layer rebuilt.
+        const std::vector<PipelineWork> order =
+            dualpipe ? dualpipe_order(stage, plan.pp, workload.micro_batches, true)
+                     : interleaved_order(stage, plan.pp, chunks, workload.micro_batches, true);
         int64_t live = 0, peak = 0;
-        for (const PipelineWork& w : dualpipe_order(stage, plan.pp, workload.micro_batches, true)) {
-          const int64_t b = chunk_bytes[w.stage == stage ? 0 : 1];
+        for (const PipelineWork& w : order) {
+          const auto at = std::find(held.begin(), held.end(), w.stage) - held.begin();
+          const int64_t b = chunk_bytes[static_cast<size_t>(at)];
           live += w.backward ? -b : b;
           peak = std::max(peak, live);
         }
@@ -125,7 +137,6 @@ MemoryPerGpu memory_per_gpu(const ModelSpec& model, const ParallelPlan& plan,
       } else if (options.recomputation == Recomputation::kFull) {
         // Each layer's input kept per micro-batch in flight, and one layer's activations
         // rebuilt for its backward.
-        const int64_t layers = first[stage + 1] - first[stage];
         m.activations = Bytes(tokens * (layers * model.hidden_size * kActivationBytes * in_flight +
                                         layer_peak_bytes));
       } else {
@@ -134,7 +145,6 @@ MemoryPerGpu memory_per_gpu(const ModelSpec& model, const ParallelPlan& plan,
     } else {
       m.weights = model.weights.bytes_for(params);
       m.activations = Bytes(tokens * layer_peak_bytes);
-      const int64_t layers = first[stage + 1] - first[stage];
       m.kv_cache = Bytes(int64_t{plan.tp} * tokens * kv_tokens_per_sequence * layers *
                          model.kv_cache_elements_per_token() * kKvBytes / kv_shards *
                          workload.micro_batches);

@@ -40,7 +40,9 @@ namespace moesim {
 // DualPipe (ScheduleKind::kDualPipe): pipeline rank r holds the parameters of stages r and
 // pp - 1 - r (twice 1F1B's in all; ZeRO-1 shards them over both ranks' groups) and keeps each
 // micro-batch's chunk activations from its forward to its backward in DualPipe's order, whose
-// peak is pp + 1 chunks (the report's Table 2).
+// peak is pp + 1 chunks (the report's Table 2). Interleaved 1F1B (virtual_pipeline_stages v):
+// rank r holds stages r, r + pp, ... of pp x v, and keeps each chunk's activations from its
+// forward to its backward in Megatron's interleaved order (its peak replaces 1F1B's count).
 // Serving keeps one layer's.
 //
 // KV cache (serving), 2 bytes per element: per sequence token kv_cache_elements_per_token() per

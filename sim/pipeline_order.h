@@ -55,4 +55,15 @@ struct PipelineLayout {
 std::vector<PipelineWork> dualpipe_order(int32_t rank, int32_t pp, int32_t micro_batches,
                                          bool overlap);
 
+// Interleaved 1F1B's order (Megatron-LM's virtual pipeline stages; Narayanan et al. 2021,
+// "Efficient Large-Scale Language Model Training on GPU Clusters Using Megatron-LM", section
+// 2.2.2) on rank `rank` of `pp`, each rank holding `chunks` model stages (rank, rank + pp, ...).
+// Training: Megatron's forward_backward_pipelining_with_interleaving: (pp - rank - 1) x 2 +
+// (chunks - 1) x pp warm-up forwards (all m x chunks when m = pp), then one forward and one
+// backward alternately, then the remaining backwards; the k-th forward runs chunk
+// (k mod (pp x chunks)) / pp on micro-batch (k / (pp x chunks)) x pp + k mod pp, backwards the
+// chunks in reverse. Inference: the forwards only. micro_batches must be a multiple of pp.
+std::vector<PipelineWork> interleaved_order(int32_t rank, int32_t pp, int32_t chunks,
+                                            int32_t micro_batches, bool training);
+
 }  // namespace moesim

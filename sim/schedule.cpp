@@ -70,14 +70,19 @@ std::vector<PipelineWork> work_order(int32_t stage, int32_t stages, int32_t micr
   return order;
 }
 
-// 1F1B's layout (with or without Megatron-Core's EP overlap): one stage per rank.
+// 1F1B's layout (with or without Megatron-Core's EP overlap): one stage per rank, or
+// setup.virtual_stages interleaved.
 PipelineLayout one_f_one_b_layout(const StepSetup& setup, bool ep_overlap) {
   PipelineLayout layout;
-  layout.pp = layout.stages = setup.plan->pp;
+  layout.pp = setup.plan->pp;
+  layout.stages = layout.pp * setup.virtual_stages;
   layout.micro_batches = setup.micro_batches;
   const bool training = setup.kind == WorkloadKind::kTraining;
   for (int32_t s = 0; s < layout.pp; ++s) {
-    layout.order.push_back(work_order(s, layout.pp, setup.micro_batches, training, ep_overlap));
+    layout.order.push_back(
+        setup.virtual_stages > 1
+            ? interleaved_order(s, layout.pp, setup.virtual_stages, setup.micro_batches, training)
+            : work_order(s, layout.pp, setup.micro_batches, training, ep_overlap));
   }
   return layout;
 }
@@ -89,7 +94,7 @@ inline constexpr int32_t kTpSlots = 4;
 // Passes a collective can belong to: forward, backward, forward recomputed in the backward.
 inline constexpr size_t kPasses = 3;
 
-// Lays out a pipeline step (1F1B, 1F1B with EP overlap, DualPipe) from its PipelineLayout: each
+// Lays out a pipeline step (1F1B, interleaved, with EP overlap, DualPipe) from its layout: each
 // rank's chunks in order, each a forward or backward through one model stage, a pair overlapped.
 // The collectives the step shares between GPUs are found by their keys in dense tables (one
 // entry per possible collective, O(1) lookup): the first member to reach one creates it.
@@ -393,10 +398,12 @@ class OneFOneBBuilder {
   // all-reduce does; what shrinks is Adam's HBM traffic, by the group size.
   void add_gradient_sync_and_optimizer() {
     GpuParameterCount params;
+    ParallelPlan staged = plan_;  // the embedding on stage 0, the LM head on the last
+    staged.pp = layout_.stages;
     for (const int32_t stage : layout_.stages_of(s_)) {
       const auto st = static_cast<size_t>(stage);
       const GpuParameterCount c = gpu_parameter_count(
-          *setup_.model, plan_, stage, stage_first_layer_[st], stage_first_layer_[st + 1],
+          *setup_.model, staged, stage, stage_first_layer_[st], stage_first_layer_[st + 1],
           static_cast<int64_t>(setup_.placement->experts_on(b_).size()));
       params.dense += c.dense;
       params.routed_experts += c.routed_experts;
@@ -694,6 +701,15 @@ OpGraph OneFOneBSchedule::build(const StepSetup& setup) const {
   if (ep_overlap_ && setup.plan->pp > 1) {
     throw std::invalid_argument("1F1B with EP overlap: lays out pp 1 only");
   }
+  if (setup.virtual_stages < 1 ||
+      int64_t{setup.plan->pp} * setup.virtual_stages > setup.model->layers) {
+    throw std::invalid_argument("interleaved 1F1B: " + std::to_string(setup.virtual_stages) +
+                                " virtual stages of pp " + std::to_string(setup.plan->pp) +
+                                " need at least as many layers");
+  }
+  if (ep_overlap_ && setup.virtual_stages > 1) {
+    throw std::invalid_argument("1F1B with EP overlap: not interleaved");
+  }
   return OneFOneBBuilder(setup, one_f_one_b_layout(setup, ep_overlap_)).build();
 }
 
@@ -704,6 +720,9 @@ OpGraph DualPipeSchedule::build(const StepSetup& setup) const {
   }
   if (pp > setup.model->layers) {
     throw std::invalid_argument("DualPipe: more pipeline stages than layers");
+  }
+  if (setup.virtual_stages != 1) {
+    throw std::invalid_argument("DualPipe: two stages per rank by construction, not interleaved");
   }
   PipelineLayout layout;
   layout.pp = layout.stages = pp;

@@ -32,6 +32,12 @@ class Schedule {
 // posted sends (the sending GPU does not wait for them). Training ends with the data-parallel
 // gradient all-reduces and the optimizer.
 //
+// With StepSetup::virtual_stages v above 1, interleaved 1F1B (Megatron-LM's virtual pipeline
+// stages, Narayanan et al. 2021, section 2.2.2): the model in pp x v stages, rank r holding
+// stages r, r + pp, ..., each rank running Megatron's interleaved order
+// (sim/interleaved_schedule.cpp); the bubble is 1F1B's over v. Needs micro-batches a multiple
+// of pp and at least one layer per stage; not with `ep_overlap`.
+//
 // With `ep_overlap`, Megatron-Core's EP all-to-all overlap in 1F1B (its combined 1F1B,
 // --overlap-moe-expert-parallel-comm, NVIDIA Megatron-LM core/pipeline_parallel): each stage runs
 // one warm-up forward, then pairs every forward with the next backward (another micro-batch)
@@ -42,7 +48,8 @@ class Schedule {
 // both. The tail (gradient sync, optimizer) is 1F1B's. One pipeline stage only (throws for pp > 1):
 // paired with a backward, a stage's forward waits for the gradient from the next stage, which
 // chains the stages' pairs one after another (tried: Mixtral pp 2 ep 4 ran 26% slower than 1F1B);
-// Megatron-Core pairs across virtual pipeline stages there, which moesim does not lay out.
+// Megatron-Core pairs across virtual pipeline stages there, which moesim does not lay out (its
+// interleaved 1F1B overlaps nothing).
 class OneFOneBSchedule final : public Schedule {
  public:
   explicit OneFOneBSchedule(bool ep_overlap = false) : ep_overlap_(ep_overlap) {}

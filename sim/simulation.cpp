@@ -54,8 +54,9 @@ class StepRouter {
         thread_safe_(source.thread_safe()),
         threads_(std::max(1, threads)) {
     const ModelSpec& model = scenario.model;
-    const auto first = stage_first_layers(model.layers, scenario.parallel.pp);
-    pipeline_.pp = pipeline_.stages = scenario.parallel.pp;
+    pipeline_.pp = scenario.parallel.pp;
+    pipeline_.stages = scenario.parallel.pp * scenario.workload.virtual_pipeline_stages;
+    const auto first = stage_first_layers(model.layers, pipeline_.stages);
     pipeline_.micro_batches = scenario.workload.micro_batches;
     pipeline_.bidirectional = scenario.workload.schedule == ScheduleKind::kDualPipe;
     for (int32_t layer : model.moe_layer_indices()) {
@@ -191,6 +192,7 @@ SimulationResult simulate(const Scenario& scenario, RoutingSource& source,
   setup.sequence_length = workload.sequence_length;
   setup.kv_context_length = workload.kv_context_length;
   setup.micro_batches = workload.micro_batches;
+  setup.virtual_stages = workload.virtual_pipeline_stages;
   setup.options = workload.options;
   const std::unique_ptr<Schedule> schedule = make_schedule(workload.schedule);
   StepDriver driver(engine, network, setup, schedule.get(), options.cost);

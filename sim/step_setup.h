@@ -24,6 +24,8 @@ struct StepSetup {
   int32_t sequence_length = 0;
   int32_t kv_context_length = 0;
   int32_t micro_batches = 1;
+  // Model stages (chunks) per pipeline rank: interleaved 1F1B when above 1 (Workload's).
+  int32_t virtual_stages = 1;
   StepOptions options;  // the workload's: recomputation, ZeRO-1, GEMM precisions
 };
 

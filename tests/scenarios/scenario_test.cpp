@@ -229,6 +229,37 @@ TEST_CASE("The workload's schedule: 1F1B by default; two-batch overlap where it 
              Catch::Contains("DUALPIPE_X"));
 }
 
+TEST_CASE("virtual_pipeline_stages: ONE_F_ONE_B interleaved, pp > 1, groups of pp micro-batches",
+          "[scenarios]") {
+  Parts ok;
+  ok.parallelism = "ep: 4 pp: 2";
+  ok.workload = "kind: TRAINING tokens_per_gpu: 4096 micro_batches: 4 virtual_pipeline_stages: 4";
+  CHECK(parse_scenario(text_of(ok), "t.pbtxt").workload.virtual_pipeline_stages == 4);
+  CHECK(parse_scenario(kBase, "t.pbtxt").workload.virtual_pipeline_stages == 1);
+  const auto error_with = [&](const std::string& parallelism, const std::string& workload) {
+    Parts p = ok;
+    p.parallelism = parallelism;
+    p.workload = "kind: TRAINING tokens_per_gpu: 4096 " + workload;
+    return error_of(p);
+  };
+  CHECK_THAT(error_with("ep: 4 pp: 2", "micro_batches: 3 virtual_pipeline_stages: 2"),
+             Catch::Contains("workload.virtual_pipeline_stages: interleaved 1F1B runs "
+                             "micro-batches in groups of pp (Megatron-LM): micro_batches 3 is "
+                             "not a multiple of pp 2"));
+  CHECK_THAT(error_with("ep: 8", "virtual_pipeline_stages: 2"),
+             Catch::Contains("workload.virtual_pipeline_stages: 2 virtual stages need pp > 1"));
+  CHECK_THAT(error_with("ep: 4 pp: 2", "micro_batches: 4 virtual_pipeline_stages: 0"),
+             Catch::Contains("workload.virtual_pipeline_stages: must be positive, got 0"));
+  CHECK_THAT(
+      error_with("ep: 4 pp: 2", "micro_batches: 4 virtual_pipeline_stages: 2 schedule: DUALPIPE"),
+      Catch::Contains("workload.virtual_pipeline_stages: interleaves ONE_F_ONE_B only, "
+                      "got schedule dualpipe"));
+  // Mixtral's 32 layers: pp 2 x 17 stages is more than one layer each.
+  CHECK_THAT(error_with("ep: 4 pp: 2", "micro_batches: 4 virtual_pipeline_stages: 17"),
+             Catch::Contains("workload.virtual_pipeline_stages: 17 virtual stages of pp 2 cut "
+                             "the model into more stages than its 32 layers"));
+}
+
 TEST_CASE("DUALPIPE: training, an even pp, and at least pp micro-batches from each end",
           "[scenarios]") {
   const auto parts = [](const std::string& parallelism, const std::string& workload) {

@@ -1,7 +1,9 @@
-// DualPipe (sim/schedule.h, sim/dualpipe_schedule.cpp): its order against DualPipe.step's counts,
-// its pipeline bubble on a uniform pipeline against the DeepSeek-V3 report's Table 2 formula,
-// and a two-rank case worked by hand with and without overlap, on a cost model whose chunk
-// times are set by hand.
+// The pipeline schedules with chunks (sim/pipeline_order.h): DualPipe (sim/dualpipe_schedule.cpp)
+// and interleaved 1F1B (sim/interleaved_schedule.cpp). Their orders against their sources'
+// counts; their bubbles on a uniform pipeline against the published closed forms (DualPipe: the
+// DeepSeek-V3 report's Table 2; interleaved 1F1B: Narayanan et al. 2021); a two-rank DualPipe
+// case worked by hand with and without overlap, on a cost model whose chunk times are set by
+// hand; their memory; DualPipe through the whole simulation.
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <filesystem>
@@ -9,6 +11,7 @@
 #include <map>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -89,17 +92,20 @@ constexpr int64_t kExchangeBytes = 400'000;
 constexpr double kLinkBytesPerS = 100e9;
 const double kX = kExchangeBytes / kLinkBytesPerS * 1e6;  // 4 us
 
+// With `scale_backward`, backward kernels take twice as long (op.work_scale), as moesim's do.
 class HandCost final : public CostModel {
  public:
-  using CostModel::CostModel;
+  HandCost(FlowNetwork& network, const GpuModel& gpu, CostOptions options, bool scale_backward)
+      : CostModel(network, gpu, options), scale_(scale_backward) {}
   Time kernel_time(const Op& op) override {
+    const int64_t k = scale_ ? op.work_scale : 1;
     switch (op.kernel) {
       case KernelKind::kAttention:
-        return Time::us(kA);
+        return Time::us(kA) * k;
       case KernelKind::kGateAndShared:
-        return Time::us(kG);
+        return Time::us(kG) * k;
       case KernelKind::kExpertFfn:
-        return Time::us(kE);
+        return Time::us(kE) * k;
       default:
         return Time::zero();
     }
@@ -114,13 +120,18 @@ class HandCost final : public CostModel {
     uniform.bytes = Bytes(kExchangeBytes);
     CostModel::launch(uniform, observer, tag);
   }
+
+ private:
+  bool scale_;
 };
 
-// pp pipeline ranks of two EP ranks each (2 pp GPUs on one NVSwitch), one MoE layer per stage,
-// hidden 16 and one token per GPU (32-byte activations), `micro_batches` per step.
+// pp pipeline ranks of two EP ranks each (2 pp GPUs on one NVSwitch), one MoE layer per model
+// stage (pp x `chunks` stages), hidden 16 and one token per GPU (32-byte activations),
+// `micro_batches` per step.
 struct Pipeline {
-  Pipeline(int32_t pp, int32_t micro_batches) : placement(plan_of(pp), model_of(pp), 1) {
-    model = model_of(pp);
+  Pipeline(int32_t pp, int32_t micro_batches, int32_t chunks = 1)
+      : placement(plan_of(pp), model_of(pp * chunks), 1) {
+    model = model_of(pp * chunks);
     plan = plan_of(pp);
     setup.model = &model;
     setup.plan = &plan;
@@ -129,10 +140,11 @@ struct Pipeline {
     setup.tokens_per_gpu = 1;
     setup.sequence_length = 1;
     setup.micro_batches = micro_batches;
+    setup.virtual_stages = chunks;
   }
-  static ModelSpec model_of(int32_t pp) {
+  static ModelSpec model_of(int32_t layers) {
     ModelSpec m;
-    m.layers = pp;
+    m.layers = layers;
     m.hidden_size = 16;
     m.attention_heads = 1;
     m.kv_heads = 1;
@@ -151,7 +163,8 @@ struct Pipeline {
   }
   // Plays the schedule's graph; returns when the last forward or backward chunk's op ended (the
   // pipeline's span, without the gradient reduction and optimizer after it), in us.
-  double span_us(const Schedule& schedule, double comm_sm_fraction = 0.0) const {
+  double span_us(const Schedule& schedule, double comm_sm_fraction = 0.0,
+                 bool scale_backward = false) const {
     const OpGraph g = schedule.build(setup);
     Engine engine;
     const Topology topology =
@@ -159,7 +172,7 @@ struct Pipeline {
                              Bandwidth::bytes_per_s(kLinkBytesPerS), Time::zero()});
     NetworkModel network(engine, topology);
     const GpuModel gpu(*find_gpu_preset("h100-sxm"));
-    HandCost cost(network, gpu, CostOptions{comm_sm_fraction});
+    HandCost cost(network, gpu, CostOptions{comm_sm_fraction}, scale_backward);
     Executor executor(engine, cost);
     const Execution x = executor.run(g);
     Time end;
@@ -312,6 +325,87 @@ TEST_CASE("DualPipe through the simulation: the same work as 1F1B, split over tw
     CHECK(one.gpu_hidden_us[static_cast<size_t>(gpu)][static_cast<int>(Phase::kDispatch)] == 0.0);
   }
   CHECK(hidden > 0.0);
+}
+
+TEST_CASE("interleaved 1F1B's order: every chunk once, stages by chunk, Megatron's warm-up",
+          "[schedule][interleaved]") {
+  for (const int32_t pp : {2, 4}) {
+    for (const int32_t v : {2, 3}) {
+      for (const int32_t m : {pp, 2 * pp, 3 * pp}) {
+        INFO("pp " << pp << ", v " << v << ", " << m << " micro-batches");
+        for (int32_t rank = 0; rank < pp; ++rank) {
+          const std::vector<PipelineWork> order = interleaved_order(rank, pp, v, m, true);
+          REQUIRE(order.size() == static_cast<size_t>(2 * m * v));
+          std::map<std::tuple<int32_t, int32_t, bool>, int32_t> seen;
+          for (const PipelineWork& w : order) {
+            CHECK(w.stage % pp == rank);  // rank r holds stages r, r + pp, ...
+            CHECK_FALSE(w.paired);
+            ++seen[{w.mb, w.stage, w.backward}];
+          }
+          CHECK(seen.size() == static_cast<size_t>(2 * m * v));
+          // Warm-up: (pp - rank - 1) x 2 + (v - 1) x pp forwards, all of them when m = pp.
+          const size_t warmup =
+              m == pp ? static_cast<size_t>(m * v)
+                      : static_cast<size_t>(std::min((pp - rank - 1) * 2 + (v - 1) * pp, m * v));
+          size_t leading = 0;
+          while (leading < order.size() && !order[leading].backward) ++leading;
+          CHECK(leading == std::min(order.size(), warmup + (warmup < static_cast<size_t>(m * v))));
+          // The first pp forwards run the first chunk on micro-batches 0..pp-1, the next pp the
+          // second chunk on the same micro-batches.
+          CHECK(order[0].mb == 0);
+          CHECK(order[0].stage == rank);
+          if (order.size() > static_cast<size_t>(pp) && m > 1) {
+            CHECK(order[static_cast<size_t>(pp)].mb == 0);
+            CHECK(order[static_cast<size_t>(pp)].stage == rank + pp);
+          }
+        }
+      }
+    }
+  }
+  CHECK_THROWS_AS(interleaved_order(0, 4, 2, 6, true), std::invalid_argument);
+}
+
+TEST_CASE("interleaved 1F1B's bubble is 1F1B's over the virtual stages, (p - 1)(tf + tb) / v",
+          "[step][schedule][interleaved]") {
+  // Narayanan et al. 2021, section 2.2.2: with v model chunks per rank the bubble of 1F1B,
+  // (p - 1)(tf + tb), shrinks to (p - 1)(tf + tb) / v, tf and tb the forward and backward of a
+  // whole rank's layers. Here one MoE layer per chunk, run one op after another: a chunk's
+  // forward is a + g + e + 2X, its backward 2(a + g + e) + 2X (backward kernels at twice the
+  // work, as moesim's), so tf = v (a + g + e + 2X) and tb = v (2(a + g + e) + 2X); each rank
+  // computes m (tf + tb) and the step is that plus the bubble.
+  const double fc = kA + kG + kE + 2 * kX;
+  const double bc = 2 * (kA + kG + kE) + 2 * kX;
+  for (const int32_t pp : {2, 4}) {
+    for (const int32_t v : {1, 2, 3}) {
+      for (const int32_t m : {pp, 2 * pp}) {
+        INFO("pp " << pp << ", v " << v << ", " << m << " micro-batches");
+        const Pipeline p(pp, m, v);
+        const double tf = v * fc, tb = v * bc;
+        const double expected = m * (tf + tb) + (pp - 1) * (tf + tb) / v;
+        CHECK(p.span_us(OneFOneBSchedule(), 0.0, true) == Approx(expected).margin(0.05));
+      }
+    }
+  }
+}
+
+TEST_CASE("interleaved 1F1B's memory: its chunks' parameters, Megatron's warm-up in flight",
+          "[step][interleaved]") {
+  // pp 2, v 2, 4 micro-batches, one layer per chunk (4 layers). 1F1B's first stage holds layers
+  // 0-1 for 2 micro-batches in flight: 4 layer-micro-batches. Interleaved, rank 0 holds layers 0
+  // and 2; its warm-up is (2 - 0 - 1) x 2 + (2 - 1) x 2 = 4 forwards, and the steady state's
+  // next forward comes before the first backward: 5 chunks of one layer.
+  const ModelSpec model = Pipeline::model_of(4);
+  const ParallelPlan plan = Pipeline::plan_of(2);
+  Workload w;
+  w.tokens_per_gpu = 16;
+  w.sequence_length = 16;
+  w.micro_batches = 4;
+  const MemoryPerGpu one = memory_per_gpu(model, plan, w, 8, Bytes(int64_t{80} << 30));
+  w.virtual_pipeline_stages = 2;
+  const MemoryPerGpu interleaved = memory_per_gpu(model, plan, w, 8, Bytes(int64_t{80} << 30));
+  CHECK(interleaved.activations.count() * 4 == one.activations.count() * 5);
+  // Rank 0 holds two layers either way, and the embedding; rank 1 the LM head: the same size.
+  CHECK(interleaved.params == one.params);
 }
 
 }  // namespace
