@@ -36,7 +36,13 @@ namespace moesim {
 //
 // Costs: a start or finish O(hops + log n) (n: the class's members, plus one re-key per class
 // touched in a heap of classes); a fill O(active flows x hops + links log links); the fills of
-// one exchange sum to about (1 / kRefillFraction) x its flows x hops. Memory per flow ~60 bytes.
+// one exchange sum to about (1 / kRefillFraction) x its flows x hops. A fill reads its flows
+// class by class from the members, which carry their path blocks, and rewrites the path pool in
+// that order, so it never reads the flows' own records. Routes are looked up when an instant's
+// starts are taken, destination by destination (the topology's per-destination path table then
+// stays in cache). Memory per active flow ~130 bytes (its record, member, path block and the
+// fill's copies); at a million flows the fills are bound by cache misses, not instructions
+// (bench/README.md, "Network tiers").
 class FastNetwork final : public FlowNetwork, public EventHandler {
  public:
   // Changes since the last fill, as a fraction of the flows active at it, that trigger a fill.

@@ -22,9 +22,10 @@ std::string_view network_tier_name(NetworkTier tier);
 std::optional<NetworkTier> parse_network_tier(std::string_view name);
 
 // The default: exact below this many GPUs, fast from it on. The exact tier is the reference
-// and still affordable for a 256-GPU step (~39 s); the fast tier is within 1.2% on the error
-// suite's exchanges but 3.9% short on that step (bench/README.md, "Network tiers" and "Step
-// simulation"), so it is the default only where the exact tier takes many minutes.
+// and still affordable for a 256-GPU step (minutes); the fast tier is within 1.2% on the error
+// suite's exchanges (worst case, 128 GPUs) and 0.02% on that step (bench/README.md, "Network
+// tiers" and "Step simulation"), so it is the default where the exact tier takes many minutes
+// or does not finish (a Zipf all-to-all among 512 GPUs: hours).
 inline constexpr int kFastTierFromGpus = 512;
 NetworkTier default_network_tier(int gpus);
 // The tier a run uses: the requested one, else exact with a completion tolerance (which only
