@@ -417,9 +417,7 @@ ReportOutput write_run_report(const std::filesystem::path& dir, const Scenario& 
        << ", " << r.gpus << " GPUs (" << html_escape(scenario.cluster.gpu.name) << "), "
        << plan_label(scenario.parallel) << ", " << scenario.workload.tokens_per_gpu
        << " tokens/GPU x " << scenario.workload.micro_batches << " micro-batches, "
-       << html_escape(steps) << ", "
-       << (r.dispatch_algorithm == DispatchAlgorithm::kHierarchical ? "hierarchical" : "direct")
-       << " all-to-all.</p>\n";
+       << html_escape(steps) << ", " << to_string(r.dispatch_algorithm) << " all-to-all.</p>\n";
 
   // Summary table.
   const Quantity quantities[] = {{"step", "step", &r.step_time_us},

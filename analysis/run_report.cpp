@@ -97,8 +97,7 @@ void write_run_json(std::ostream& out, const Scenario& scenario, const Simulatio
       << ", \"ep\": " << scenario.parallel.ep << ", \"dp\": " << scenario.parallel.dp
       << ", \"pp\": " << scenario.parallel.pp << "},\n";
   out << "  \"dispatch_algorithm\": "
-      << (r.dispatch_algorithm == DispatchAlgorithm::kHierarchical ? "\"hierarchical\""
-                                                                   : "\"direct\"")
+      << "\"" << to_string(r.dispatch_algorithm) << "\""
       << ",\n";
   out << "  \"token_model\": {\"origin\": "
       << json_string(token_model_origin_name(scenario.router.token_model_origin))
@@ -239,8 +238,7 @@ void print_run_table(std::ostream& out, const Scenario& scenario, const Simulati
   out << std::setprecision(1);
   out << "  all-to-all per GPU       " << r.alltoall_gbps_per_gpu << " GB/s (NVLink "
       << r.alltoall_nvlink_gbps_per_gpu << ", network " << r.alltoall_network_gbps_per_gpu << "), "
-      << (r.dispatch_algorithm == DispatchAlgorithm::kHierarchical ? "hierarchical" : "direct")
-      << "\n";
+      << to_string(r.dispatch_algorithm) << "\n";
   out << "  throughput               " << std::setprecision(0) << r.tokens_per_s_per_gpu
       << " tokens/s per GPU\n";
   // Routing runs beside the simulation: both count from each step's start.

@@ -14,6 +14,7 @@
 #include <system_error>
 
 #include "models/moe/placement.h"
+#include "models/network/comm_kernel.h"
 #include "models/network/network_tier.h"
 #include "scenarios/scenario.pb.h"
 #include "scenarios/topology_file.h"
@@ -458,8 +459,31 @@ ClusterSpec Resolver::cluster(const Node& n) const {
     }
   }
 
+  if (in.has_comm_sms()) {
+    if (in.comm_sms() < 1 || in.comm_sms() >= kDefaultCommKernel.gpu_sms) {
+      fail(n, "comm_sms",
+           "expected SMs in [1, " + std::to_string(kDefaultCommKernel.gpu_sms) +
+               ") (of an H800's " + std::to_string(kDefaultCommKernel.gpu_sms) + "), got " +
+               std::to_string(in.comm_sms()));
+    }
+    c.comm_sms = in.comm_sms();
+  }
+  if (in.has_exchange_kernels()) {
+    switch (in.exchange_kernels()) {
+      case proto::NORMAL:
+        c.low_latency_exchanges = false;
+        break;
+      case proto::LOW_LATENCY:
+        c.low_latency_exchanges = true;
+        break;
+      default:
+        fail(n, "exchange_kernels", "expected NORMAL or LOW_LATENCY (or leave it out: NORMAL)");
+    }
+  }
+
   if (in.has_topology_file()) {
-    for (std::string_view f : {"nodes", "nic_bandwidth", "oversubscription"}) {
+    for (std::string_view f :
+         {"nodes", "nic_bandwidth", "oversubscription", "fabric_routing", "spines"}) {
       const pb::FieldDescriptor* fd = in.GetDescriptor()->FindFieldByName(std::string(f));
       if (in.GetReflection()->HasField(in, fd)) {
         fail(n, f, "applies to topology presets only, not to a topology_file");
@@ -492,12 +516,36 @@ ClusterSpec Resolver::cluster(const Node& n) const {
     }
     c.oversubscription = in.oversubscription();
   }
+  if (in.has_fabric_routing()) {
+    switch (in.fabric_routing()) {
+      case proto::ADAPTIVE:
+        c.fabric_routing = FabricRouting::kAdaptive;
+        break;
+      case proto::ECMP:
+        c.fabric_routing = FabricRouting::kEcmp;
+        break;
+      default:
+        fail(n, "fabric_routing",
+             "expected ADAPTIVE or ECMP (or leave it out: " +
+                 std::string(to_string(kDefaultFabricRouting)) + ")");
+    }
+  }
+  if (in.has_spines()) {
+    c.spines = positive_int(n, "spines", true, in.spines());
+    if (c.fabric_routing != FabricRouting::kEcmp) {
+      fail(n, "spines",
+           "a spine count applies to fabric_routing: ECMP; adaptive routing spreads packets over "
+           "every spine, modelled as one");
+    }
+  }
   try {
     ClusterOptions options;
     options.preset = c.topology_preset;
     options.nodes = c.nodes;
     options.nic_gbps = c.nic_gbps;
     options.oversubscription = c.oversubscription;
+    options.routing = c.fabric_routing;
+    options.spines = c.spines;
     const Topology topology = build_cluster(options);
     c.gpu_count = topology.gpu_count();
     c.gpus_per_node = topology.gpus_per_node();

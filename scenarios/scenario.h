@@ -18,6 +18,7 @@
 #include "models/moe/parallel_plan.h"
 #include "models/network/flow_network.h"
 #include "models/router/router_spec.h"
+#include "topologies/presets.h"
 
 namespace moesim {
 
@@ -45,6 +46,13 @@ struct ClusterSpec {
   double completion_tolerance = 0.0;
   // The requested network tier; nullopt: the default for the GPU count (choose_network_tier).
   std::optional<NetworkTier> network_tier;
+  // With a preset: ClusterOptions' routing and spines.
+  FabricRouting fabric_routing = kDefaultFabricRouting;
+  int32_t spines = 0;
+  // The MoE exchanges' communication kernels (sim/cost_model.h, CostOptions::comm_kernel): their
+  // SMs (nullopt: kDefaultCommSms, or what the caller's cost options say) and DeepEP mode.
+  std::optional<int32_t> comm_sms;
+  bool low_latency_exchanges = false;
 
   bool from_file() const { return !topology_file.empty(); }
 };

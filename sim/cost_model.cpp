@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <stdexcept>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "models/moe/model_spec.h"
 
@@ -59,7 +61,10 @@ void CostModel::launch(const Collective& c, CollectiveObserver& observer, uint64
 }
 
 StepCostModel::StepCostModel(FlowNetwork& network, const StepSetup& setup, CostOptions options)
-    : CostModel(network, *setup.gpu, options), setup_(setup) {
+    : CostModel(network, *setup.gpu, options),
+      setup_(setup),
+      link_capacities_(comm_link_capacities(network.topology())) {
+  options_.comm_kernel.validate();
   const int32_t layers = setup.model->layers;
   moe_index_of_layer_.assign(static_cast<size_t>(layers), kNone);
   for (int32_t l = 0; l < layers; ++l) {
@@ -172,13 +177,63 @@ void StepCostModel::launch(const Collective& c, CollectiveObserver& observer, ui
     return;
   }
   const MoeLayerTraffic& traffic = slot(c.micro_batch, c.moe_layer, c.dp_rank);
-  const ExchangeMatrices x = exchange_matrices(traffic, c.members, network_.topology(), c.per_token,
-                                               c.kind == CollectiveKind::kMoeCombine);
+  const bool combine = c.kind == CollectiveKind::kMoeCombine;
+  const Topology& topology = network_.topology();
+  const ExchangeMatrices x = exchange_matrices(traffic, c.members, topology, c.per_token, combine);
+  // The kernel's own bound (models/network/comm_kernel.h), as run_moe_phase takes it: the
+  // busiest member's SMs or NIC. Its transfers still run at the links' rates, so concurrent
+  // traffic sees them early rather than spread over the kernel's time.
+  const std::vector<CommKernelLoad> loads =
+      exchange_kernel_loads(traffic, c.members, topology, c.per_token, combine);
+  std::vector<double> nvlink(c.members.size()), nic(c.members.size());
+  for (size_t i = 0; i < c.members.size(); ++i) {
+    nvlink[i] = link_capacities_.nvlink[static_cast<size_t>(c.members[i])];
+    nic[i] = link_capacities_.nic[static_cast<size_t>(c.members[i])];
+  }
+  const Time kernel =
+      comm_bounds(options_.comm_kernel, loads, {nvlink, nic, {}, {}}, Time::zero()).kernel;
+  uint64_t index = bounded_.size();
+  if (!free_bounded_.empty()) {
+    index = free_bounded_.back();
+    free_bounded_.pop_back();
+  } else {
+    bounded_.emplace_back();
+  }
+  bounded_[index] = {&observer, tag, network_.engine().now() + kernel, {}, {}};
   if (!x.staged) {
-    collectives_.all_to_all(c.members, x.direct, CollectiveAlgo::kDirect, &observer, tag);
+    collectives_.all_to_all(c.members, x.direct, CollectiveAlgo::kDirect, this, index);
     return;
   }
-  collectives_.two_stage(c.members, x.first, x.second, x.direct, &observer, tag);
+  collectives_.two_stage(c.members, x.first, x.second, x.direct, this, index);
+}
+
+void StepCostModel::on_collective_done(CollectiveId id, uint64_t index,
+                                       const CollectiveResult& result) {
+  BoundedExchange& b = bounded_[index];
+  const Time now = network_.engine().now();
+  if (now >= b.not_before) {
+    CollectiveObserver* observer = b.observer;
+    const uint64_t tag = b.tag;
+    free_bounded_.push_back(index);
+    observer->on_collective_done(id, tag, result);
+    return;
+  }
+  // The kernel is still copying or sending: the members end with it.
+  b.id = id;
+  b.result = result;
+  b.result.end = b.not_before;
+  network_.engine().schedule_at(b.not_before, *this, index);
+}
+
+void StepCostModel::on_event(uint64_t index) {
+  BoundedExchange& b = bounded_[index];
+  CollectiveObserver* observer = b.observer;
+  const uint64_t tag = b.tag;
+  const CollectiveId id = b.id;
+  const CollectiveResult result = std::move(b.result);
+  b.result = {};
+  free_bounded_.push_back(index);
+  observer->on_collective_done(id, tag, result);
 }
 
 void StepCostModel::on_result(const Collective& c, const CollectiveResult& result) {

@@ -7,6 +7,7 @@
 #include <functional>
 #include <vector>
 
+#include "core/engine.h"
 #include "core/units.h"
 #include "models/gpu/gpu_model.h"
 #include "models/network/collectives.h"
@@ -26,6 +27,12 @@ struct CostOptions {
   // overlaps computation with communication on one GPU (see Executor for how it is applied);
   // in a schedule that overlaps nothing it has no effect. 0 <= fraction < 1.
   double comm_sm_fraction = kDefaultCommKernel.sm_fraction();
+  // The MoE exchanges' communication kernels (models/network/comm_kernel.h), as
+  // `moesim moe-collective` prices one phase: an exchange ends no sooner than its launch plus
+  // the busiest member's kernel bound (normal kernels: the tokens its SMs copy at `sms` x
+  // bytes_per_sm; low latency: each message's work on the warps and on the NIC). The scenario's
+  // cluster.comm_sms sets `sms` and comm_sm_fraction together (sim/simulation.cpp).
+  CommKernelSpec comm_kernel = kDefaultCommKernel;
 };
 
 // Prices the ops that need no knowledge of the model: kFixed and kMemoryBound kernels, and
@@ -85,7 +92,7 @@ using AwaitTrafficSlot = std::function<void(int32_t, int32_t, int32_t)>;
 // dense FFN, gate and shared experts, LM head; computed once), the expert FFN from the slot's
 // routed rows (read when the kernel starts), and the MoE exchanges from the slot's traffic
 // (read when the exchange launches): a slot is read only after await_slot returned for it.
-class StepCostModel final : public CostModel {
+class StepCostModel final : public CostModel, private CollectiveObserver, private EventHandler {
  public:
   StepCostModel(FlowNetwork& network, const StepSetup& setup, CostOptions options = {});
 
@@ -123,6 +130,22 @@ class StepCostModel final : public CostModel {
   Dtype weights_dtype() const { return setup_.model->weights.dtype; }
 
   Time attention_core_, attention_, dense_ffn_, gate_and_shared_, lm_head_;
+  // A MoE exchange whose transfers run on the network while its kernel bound is measured from
+  // the traffic: the executor hears of it at the later of the two ends (O(members + transfers)
+  // per exchange at launch).
+  struct BoundedExchange {
+    CollectiveObserver* observer = nullptr;
+    uint64_t tag = 0;
+    Time not_before;  // launch + the kernel bound
+    CollectiveId id;
+    CollectiveResult result;  // kept while it waits for not_before
+  };
+  void on_collective_done(CollectiveId id, uint64_t slot, const CollectiveResult& result) override;
+  void on_event(uint64_t slot) override;
+
+  CommLinkCapacities link_capacities_;
+  std::vector<BoundedExchange> bounded_;
+  std::vector<uint64_t> free_bounded_;
   const StepTraffic* traffic_ = nullptr;
   const AwaitTrafficSlot* await_slot_ = nullptr;
   std::vector<uint8_t> slot_ready_;  // [micro_batch][moe_layer][dp_rank], once awaited

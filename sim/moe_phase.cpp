@@ -89,55 +89,6 @@ void check_options(const Topology& topology, const ModelSpec& model,
   }
 }
 
-// Per GPU, the effective capacity of its NVLink link and of its NIC's network port (zero where
-// it has none); per rail fat-tree leaf ("leaf<r>"), the aggregated capacity of its uplinks.
-struct PhaseCapacities {
-  std::vector<double> nvlink, nic, leaf_uplink;
-};
-
-PhaseCapacities phase_capacities(const Topology& topology) {
-  const int32_t gpus = topology.gpu_count();
-  PhaseCapacities c;
-  c.nvlink.assign(static_cast<size_t>(gpus), 0.0);
-  c.nic.assign(static_cast<size_t>(gpus), 0.0);
-  const std::span<const Link> links = topology.links();
-  std::vector<int32_t> gpu_of_nic(topology.vertex_count(), -1);
-  for (size_t i = 0; i < links.size(); ++i) {
-    const int g = topology.gpu_index(links[i].from);
-    if (g < 0) continue;
-    const double cap =
-        topology.effective_capacity(LinkId{static_cast<uint32_t>(i)}).bytes_per_second();
-    if (links[i].kind == LinkKind::kNvLink && c.nvlink[static_cast<size_t>(g)] == 0.0) {
-      c.nvlink[static_cast<size_t>(g)] = cap;
-    }
-    if (topology.vertex_kind(links[i].to) == VertexKind::kNic) {
-      gpu_of_nic[links[i].to.value] = g;
-    }
-  }
-  for (size_t i = 0; i < links.size(); ++i) {
-    const int32_t g = gpu_of_nic[links[i].from.value];
-    if (g >= 0 && links[i].kind == LinkKind::kNetwork) {
-      c.nic[static_cast<size_t>(g)] =
-          topology.effective_capacity(LinkId{static_cast<uint32_t>(i)}).bytes_per_second();
-    }
-  }
-  for (int r = 0; r < topology.gpus_per_node(); ++r) {
-    const auto leaf = topology.find_vertex("leaf" + std::to_string(r));
-    if (!leaf) {
-      c.leaf_uplink.clear();
-      break;
-    }
-    double up = 0.0;
-    for (size_t i = 0; i < links.size(); ++i) {
-      if (links[i].from == *leaf && topology.vertex_kind(links[i].to) == VertexKind::kSwitch) {
-        up += topology.effective_capacity(LinkId{static_cast<uint32_t>(i)}).bytes_per_second();
-      }
-    }
-    c.leaf_uplink.push_back(up);
-  }
-  return c;
-}
-
 }  // namespace
 
 Topology without_nvlink(const Topology& topology) {
@@ -216,16 +167,8 @@ MoePhaseResult run_moe_phase(const Topology& cluster, const ModelSpec& model,
   int64_t received_tokens = 0;  // (token, destination GPU) pairs
   int64_t node_pairs = 0;       // (token, destination node) pairs
   int64_t kept_pairs = 0;       // (token, expert) pairs
-  std::vector<int64_t> direct_pairs(low_latency ? static_cast<size_t>(gpus) * gpus : 0);
   std::vector<int64_t> gpu_stamp(static_cast<size_t>(gpus), -1);
   std::vector<int64_t> node_stamp(static_cast<size_t>(nodes), -1);
-  // Normal kernels, per GPU, in tokens: (token, node) pairs it sends over RDMA (its own node
-  // included, as DeepEP stages those through the same buffer), (token, GPU) pairs it writes
-  // into NVLink peers' buffers (as the forwarder on its rail: every token of its node's rail
-  // bound for a GPU of its node, from any node), and tokens it copies out of its receive buffer.
-  std::vector<int64_t> rdma_sent(static_cast<size_t>(gpus), 0);
-  std::vector<int64_t> nvlink_written(static_cast<size_t>(gpus), 0);
-  std::vector<int64_t> nvlink_received(static_cast<size_t>(gpus), 0);
   const int32_t per_node = topology.gpus_per_node();
   int64_t stamp = 0;
   for (int32_t src = 0; src < gpus; ++src) {
@@ -240,18 +183,14 @@ MoePhaseResult run_moe_phase(const Topology& cluster, const ModelSpec& model,
         if (d.dropped[row + j]) continue;
         ++kept_pairs;
         const int32_t dst = placement.home_rank(e);
-        if (low_latency) ++direct_pairs[static_cast<size_t>(src) * gpus + dst];
         const int32_t node = topology.node_of(dst);
         if (gpu_stamp[static_cast<size_t>(dst)] != stamp) {
           gpu_stamp[static_cast<size_t>(dst)] = stamp;
           ++received_tokens;
-          ++nvlink_received[static_cast<size_t>(dst)];
-          ++nvlink_written[static_cast<size_t>(node * per_node + topology.local_rank(src))];
         }
         if (node_stamp[static_cast<size_t>(node)] != stamp) {
           node_stamp[static_cast<size_t>(node)] = stamp;
           ++node_pairs;
-          ++rdma_sent[static_cast<size_t>(src)];
         }
       }
     }
@@ -268,118 +207,73 @@ MoePhaseResult run_moe_phase(const Topology& cluster, const ModelSpec& model,
     }
   }
 
-  // The phase plays through the same collectives as a step's exchanges (sim/step_driver.cpp).
+  // The phase plays through the same traffic, collectives and kernel loads as a step's
+  // exchanges (sim/cost_model.cpp): low latency one message per (token, expert) pair, every pair
+  // at once (a GPU's pairs for its own experts stay local); normal mode through the relays.
+  ReplicaLayout layout;
+  layout.plan = &plan;
+  layout.placement = &placement;
+  layout.topology = &topology;
+  const MoeLayerTraffic traffic = build_layer_traffic(
+      layout, decisions,
+      low_latency ? DispatchAlgorithm::kPerExpert : DispatchAlgorithm::kHierarchical);
+  std::vector<int32_t> members(static_cast<size_t>(gpus));
+  for (int32_t g = 0; g < gpus; ++g) members[static_cast<size_t>(g)] = g;
+  const ExchangeMatrices x =
+      exchange_matrices(traffic, members, topology, Bytes(bytes_per_token), combine);
   Engine engine(options.seed);
   TieredNetwork tiered_network(engine, topology, options.network);
   FlowNetwork& network = tiered_network.get();
   Collectives collectives(network);
   PhaseObserver observer;
-  std::vector<int32_t> members(static_cast<size_t>(gpus));
-  for (int32_t g = 0; g < gpus; ++g) members[static_cast<size_t>(g)] = g;
-  std::vector<ByteMatrix> normal_matrices;  // normal mode: its transfers, for the spine's bytes
-  if (low_latency) {
-    // Every pair at once; a GPU's pairs for its own experts stay local (no flow).
-    ByteMatrix pairs(gpus);
-    for (int32_t s = 0; s < gpus; ++s) {
-      for (int32_t d = 0; d < gpus; ++d) {
-        const int64_t n = direct_pairs[static_cast<size_t>(s) * gpus + d];
-        if (n == 0 || s == d) continue;
-        (combine ? pairs.at(d, s) : pairs.at(s, d)) += n * bytes_per_token;
-      }
-    }
-    collectives.all_to_all(members, pairs, CollectiveAlgo::kDirect, &observer);
-  } else {
-    ReplicaLayout layout;
-    layout.plan = &plan;
-    layout.placement = &placement;
-    layout.topology = &topology;
-    const MoeLayerTraffic traffic =
-        build_layer_traffic(layout, decisions, DispatchAlgorithm::kHierarchical);
-    const ExchangeMatrices x =
-        exchange_matrices(traffic, members, topology, Bytes(bytes_per_token), combine);
+  if (x.staged) {
     CollectiveOptions chunked;
     chunked.chunks = options.pipeline_chunks;
-    normal_matrices = {x.first, x.second, x.direct};
-    if (x.staged) {
-      collectives.two_stage(members, x.first, x.second, x.direct, &observer, 0, chunked);
-    } else {
-      collectives.all_to_all(members, x.direct, CollectiveAlgo::kDirect, &observer);
-    }
+    collectives.two_stage(members, x.first, x.second, x.direct, &observer, 0, chunked);
+  } else {
+    collectives.all_to_all(members, x.direct, CollectiveAlgo::kDirect, &observer);
   }
   engine.run();
   result.flow_time = observer.kept.end - observer.kept.start;
   result.flows = static_cast<int64_t>(observer.kept.flows);
 
   // The kernel's loads per GPU, and the cross-rail network bytes per leaf for the spine.
-  std::vector<CommKernelLoad> loads(static_cast<size_t>(gpus));
   const bool over_network = low_latency && options.low_latency_over_network;
-  auto on_network = [&](int32_t a, int32_t b) {
-    return over_network || topology.node_of(a) != topology.node_of(b);
-  };
+  std::vector<CommKernelLoad> loads = exchange_kernel_loads(
+      traffic, members, topology, Bytes(bytes_per_token), combine, over_network);
   std::vector<double> leaf_up(static_cast<size_t>(per_node), 0.0),
       leaf_down(static_cast<size_t>(per_node), 0.0);
-  auto add_network = [&](int32_t a, int32_t b, double bytes) {
-    const int32_t ra = topology.local_rank(a), rb = topology.local_rank(b);
-    if (ra == rb) return;
-    leaf_up[static_cast<size_t>(ra)] += bytes;
-    leaf_down[static_cast<size_t>(rb)] += bytes;
-  };
-  const auto token_bytes = static_cast<double>(bytes_per_token);
-  if (low_latency) {
-    // One message per (token, expert) pair, from the token's GPU (dispatch) or the expert's
-    // (combine); a GPU's messages to itself are a local copy, counted as its warps' work only.
-    for (int32_t s = 0; s < gpus; ++s) {
-      for (int32_t d = 0; d < gpus; ++d) {
-        const int64_t n = direct_pairs[static_cast<size_t>(s) * gpus + d];
-        if (n == 0) continue;
-        const int32_t from = combine ? d : s, to = combine ? s : d;
-        CommKernelLoad& sender = loads[static_cast<size_t>(from)];
-        sender.sm_messages += n;
-        if (from == to) continue;
-        const double bytes = static_cast<double>(n) * token_bytes;
-        if (on_network(from, to)) {
-          sender.nic_messages_out += n;
-          loads[static_cast<size_t>(to)].nic_messages_in += n;
-          add_network(from, to, bytes);
-        } else {
-          sender.sm_nvlink_bytes += bytes;
-        }
+  for (const ByteMatrix* m : {&x.first, &x.second, &x.direct}) {
+    for (int32_t a = 0; a < m->n; ++a) {
+      for (int32_t b = 0; b < m->n; ++b) {
+        const int64_t bytes = m->at(a, b);
+        if (a == b || bytes == 0) continue;
+        if (!over_network && topology.node_of(a) == topology.node_of(b)) continue;
+        const int32_t ra = topology.local_rank(a), rb = topology.local_rank(b);
+        if (ra == rb) continue;
+        leaf_up[static_cast<size_t>(ra)] += static_cast<double>(bytes);
+        leaf_down[static_cast<size_t>(rb)] += static_cast<double>(bytes);
       }
-    }
-  } else {
-    // Every token a GPU's SMs touch: RDMA sends (with more than one node), NVLink writes and
-    // copies out of the receive buffer. Combine runs the same paths backwards (same counts).
-    for (int32_t g = 0; g < gpus; ++g) {
-      const auto i = static_cast<size_t>(g);
-      const int64_t tokens =
-          (nodes > 1 ? rdma_sent[i] : 0) + nvlink_written[i] + nvlink_received[i];
-      loads[i].sm_bytes = static_cast<double>(tokens) * token_bytes;
-    }
-    for (const ByteMatrix& m : normal_matrices) {
-      for (int32_t a = 0; a < m.n; ++a)
-        for (int32_t b = 0; b < m.n; ++b)
-          if (a != b && m.at(a, b) > 0 && on_network(a, b))
-            add_network(a, b, static_cast<double>(m.at(a, b)));
     }
   }
   double nvlink_bytes = 0.0;
   double network_bytes = 0.0;
   for (int32_t g = 0; g < gpus; ++g) {
-    const GpuTraffic& traffic = network.gpu_traffic(g);
+    const GpuTraffic& gpu_traffic = network.gpu_traffic(g);
     CommKernelLoad& l = loads[static_cast<size_t>(g)];
     const auto nv = static_cast<size_t>(LinkKind::kNvLink);
     const auto net = static_cast<size_t>(LinkKind::kNetwork);
-    l.nvlink_bytes_out = static_cast<double>(traffic.sent_bytes[nv]);
-    l.nvlink_bytes_in = static_cast<double>(traffic.received_bytes[nv]);
-    l.nic_bytes_out = static_cast<double>(traffic.sent_bytes[net]);
-    l.nic_bytes_in = static_cast<double>(traffic.received_bytes[net]);
+    l.nvlink_bytes_out = static_cast<double>(gpu_traffic.sent_bytes[nv]);
+    l.nvlink_bytes_in = static_cast<double>(gpu_traffic.received_bytes[nv]);
+    l.nic_bytes_out = static_cast<double>(gpu_traffic.sent_bytes[net]);
+    l.nic_bytes_in = static_cast<double>(gpu_traffic.received_bytes[net]);
     nvlink_bytes += l.nvlink_bytes_out;
     network_bytes += l.nic_bytes_out;
   }
   result.wire_nvlink_bytes_per_gpu = nvlink_bytes / gpus;
   result.wire_network_bytes_per_gpu = network_bytes / gpus;
 
-  const PhaseCapacities caps = phase_capacities(topology);
+  const CommLinkCapacities caps = comm_link_capacities(topology);
   std::vector<double> spine_bytes;
   if (!caps.leaf_uplink.empty()) {
     for (int32_t r = 0; r < per_node; ++r)

@@ -1,5 +1,6 @@
 #include "sim/moe_traffic.h"
 
+#include <algorithm>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -20,6 +21,18 @@ std::vector<TokenTransfer> sparse_transfers(std::span<const int64_t> counts, int
 }
 
 }  // namespace
+
+std::string_view to_string(DispatchAlgorithm algorithm) {
+  switch (algorithm) {
+    case DispatchAlgorithm::kDirect:
+      return "direct";
+    case DispatchAlgorithm::kHierarchical:
+      return "hierarchical";
+    case DispatchAlgorithm::kPerExpert:
+      return "per-expert (low latency)";
+  }
+  return "?";
+}
 
 LayerTrafficBuilder::LayerTrafficBuilder(const ReplicaLayout& layout, DispatchAlgorithm algorithm)
     : layout_(layout),
@@ -69,6 +82,16 @@ LayerTrafficBuilder::LayerTrafficBuilder(const ReplicaLayout& layout, DispatchAl
     node_of_[static_cast<size_t>(g)] = g / gpn;
     rail_of_[static_cast<size_t>(g)] = g % gpn;
   }
+  if (algorithm_ == DispatchAlgorithm::kPerExpert) {
+    local_pairs_.assign(static_cast<size_t>(gpus_), 0);
+  } else {
+    sm_tokens_.assign(static_cast<size_t>(gpus_), 0);
+  }
+  if (algorithm_ == DispatchAlgorithm::kHierarchical) {
+    for (int32_t g : gpu_table_) {
+      rdma_staged_ = rdma_staged_ || node_of_[static_cast<size_t>(g)] != node_of_[gpu_table_[0]];
+    }
+  }
 }
 
 void LayerTrafficBuilder::add(int32_t ep_rank, int32_t tp_rank, const RoutingDecision& d) {
@@ -98,8 +121,16 @@ void LayerTrafficBuilder::add(int32_t ep_rank, int32_t tp_rank, const RoutingDec
         const int32_t c = placement.serving_rank(e, b, token_base_ + i);
         const int32_t local = placement.local_index(c, e);
         for (int32_t a = 0; a < tp_; ++a) {
-          ++traffic_.tokens_per_local_expert[gpu_of(a, c)][static_cast<size_t>(local)];
-          if (c != b) ++stage1_[static_cast<size_t>(gpu_of(a, b)) * gpus_ + gpu_of(a, c)];
+          const int32_t src = gpu_of(a, b), dst = gpu_of(a, c);
+          ++traffic_.tokens_per_local_expert[dst][static_cast<size_t>(local)];
+          if (c != b) ++stage1_[static_cast<size_t>(src) * gpus_ + dst];
+          // No per-token destinations: each pair counts as one token written and received.
+          if (!sm_tokens_.empty()) {
+            ++sm_tokens_[src];
+            ++sm_tokens_[dst];
+          } else if (c == b) {
+            ++local_pairs_[src];
+          }
         }
       }
     }
@@ -121,7 +152,10 @@ void LayerTrafficBuilder::add(int32_t ep_rank, int32_t tp_rank, const RoutingDec
   int64_t* const stage1 = stage1_.data();
   int64_t* const stage2 = stage2_.data();
   int32_t* const dest_ranks = dest_ranks_.data();
+  int64_t* const sm_tokens = sm_tokens_.data();
   const bool direct = algorithm_ == DispatchAlgorithm::kDirect;
+  const bool per_expert = algorithm_ == DispatchAlgorithm::kPerExpert;
+  const bool rdma_staged = rdma_staged_;
   const size_t gpus = static_cast<size_t>(gpus_);
   int64_t routed = 0, stamp = stamp_;
   for (int32_t t = 0; t < d.tokens; ++t, ++stamp) {
@@ -146,6 +180,18 @@ void LayerTrafficBuilder::add(int32_t ep_rank, int32_t tp_rank, const RoutingDec
       } else {
         ++sole_tokens[e];
       }
+      if (per_expert) {
+        // One message per (token, expert) pair, to the expert's GPU in each TP column.
+        for (int32_t a = 0; a < tp_; ++a) {
+          const int32_t src = gpu_of(a, b), dst = gpu_of(a, c);
+          if (src == dst) {
+            ++local_pairs_[static_cast<size_t>(src)];
+          } else {
+            ++stage1[static_cast<size_t>(src) * gpus + dst];
+          }
+        }
+        continue;
+      }
       if (rank_stamp[c] != stamp) {
         rank_stamp[c] = stamp;
         dest_ranks[dests++] = c;
@@ -159,18 +205,24 @@ void LayerTrafficBuilder::add(int32_t ep_rank, int32_t tp_rank, const RoutingDec
       const int64_t node_key = stamp * tp_ + a;
       for (int32_t i = 0; i < dests; ++i) {
         const int32_t dst = gpu_of(a, dest_ranks[i]);
-        if (dst == src) continue;
         const int32_t dst_node = node_of[dst];
+        // The normal kernels' copies: the token received by dst, written by the sender (its own
+        // node, or one node in all) or by the GPU of dst's node on the sender's rail, and sent
+        // over RDMA once per destination node (its own included) when staged.
+        const int32_t relay = dst - rail_of[dst] + rail_of[src];
+        ++sm_tokens[dst];
+        ++sm_tokens[direct || dst_node == src_node ? src : relay];
+        if (rdma_staged && node_stamp[dst_node] != node_key) {
+          node_stamp[dst_node] = node_key;
+          ++sm_tokens[src];
+          if (dst_node != src_node) ++src_row[relay];
+        }
+        if (dst == src) continue;
         if (direct || dst_node == src_node) {
           ++src_row[dst];
           continue;
         }
-        // The GPU of the destination's node on the sender's rail.
-        const int32_t relay = dst - rail_of[dst] + rail_of[src];
-        if (node_stamp[dst_node] != node_key) {
-          node_stamp[dst_node] = node_key;
-          ++src_row[relay];
-        }
+        // Another node: the replica spans nodes, so rdma_staged sent the token to the relay.
         if (dst != relay) ++stage2[static_cast<size_t>(relay) * gpus + dst];
       }
     }
@@ -198,6 +250,8 @@ MoeLayerTraffic LayerTrafficBuilder::finish() {
   }
   traffic_.stage1 = sparse_transfers(stage1_, gpus_);
   traffic_.stage2 = sparse_transfers(stage2_, gpus_);
+  traffic_.sm_tokens = std::move(sm_tokens_);
+  traffic_.local_pairs = std::move(local_pairs_);
   return std::move(traffic_);
 }
 
@@ -243,6 +297,74 @@ ExchangeMatrices exchange_matrices(const MoeLayerTraffic& traffic, std::span<con
     (combine ? m.first.at(d, s) : m.second.at(s, d)) += x.tokens * per_token;
   }
   return m;
+}
+
+}  // namespace moesim
+
+namespace moesim {
+
+std::vector<CommKernelLoad> exchange_kernel_loads(const MoeLayerTraffic& traffic,
+                                                  std::span<const int32_t> members,
+                                                  const Topology& topology, Bytes bytes_per_token,
+                                                  bool combine, bool all_through_nic) {
+  const int n = static_cast<int>(members.size());
+  std::vector<int32_t> member(static_cast<size_t>(topology.gpu_count()), -1);
+  for (int i = 0; i < n; ++i) member[static_cast<size_t>(members[i])] = i;
+  auto index_of = [&member](int32_t gpu) {
+    if (member[static_cast<size_t>(gpu)] < 0) {
+      throw std::invalid_argument("exchange_kernel_loads: GPU " + std::to_string(gpu) +
+                                  " has traffic but is not a member");
+    }
+    return member[static_cast<size_t>(gpu)];
+  };
+  const auto per_token = static_cast<double>(bytes_per_token.count());
+  const int32_t gpn = topology.gpus_per_node();
+  std::vector<CommKernelLoad> loads(static_cast<size_t>(n));
+  // The link bytes of a transfer: NVLink inside a node, the NICs at both ends across nodes.
+  auto add_link_bytes = [&](int32_t from, int32_t to, double bytes, int64_t messages) {
+    CommKernelLoad& f = loads[static_cast<size_t>(index_of(from))];
+    CommKernelLoad& t = loads[static_cast<size_t>(index_of(to))];
+    if (all_through_nic || from / gpn != to / gpn) {
+      f.nic_bytes_out += bytes;
+      t.nic_bytes_in += bytes;
+      f.nic_messages_out += messages;
+      t.nic_messages_in += messages;
+    } else {
+      f.nvlink_bytes_out += bytes;
+      t.nvlink_bytes_in += bytes;
+      f.sm_nvlink_bytes += messages > 0 ? bytes : 0.0;
+    }
+  };
+  if (!traffic.local_pairs.empty()) {
+    // Low latency: each pair is one message of the sender's warps; the combine sends them back
+    // from the experts' GPUs.
+    for (size_t g = 0; g < traffic.local_pairs.size(); ++g) {
+      if (traffic.local_pairs[g] > 0) {
+        loads[static_cast<size_t>(index_of(static_cast<int32_t>(g)))].sm_messages +=
+            traffic.local_pairs[g];
+      }
+    }
+    for (const TokenTransfer& x : traffic.stage1) {
+      const int32_t from = combine ? x.dst_gpu : x.src_gpu;
+      const int32_t to = combine ? x.src_gpu : x.dst_gpu;
+      loads[static_cast<size_t>(index_of(from))].sm_messages += x.tokens;
+      add_link_bytes(from, to, static_cast<double>(x.tokens) * per_token, x.tokens);
+    }
+    return loads;
+  }
+  for (size_t g = 0; g < traffic.sm_tokens.size(); ++g) {
+    if (traffic.sm_tokens[g] > 0) {
+      loads[static_cast<size_t>(index_of(static_cast<int32_t>(g)))].sm_bytes +=
+          static_cast<double>(traffic.sm_tokens[g]) * per_token;
+    }
+  }
+  for (const auto* stage : {&traffic.stage1, &traffic.stage2}) {
+    for (const TokenTransfer& x : *stage) {
+      add_link_bytes(combine ? x.dst_gpu : x.src_gpu, combine ? x.src_gpu : x.dst_gpu,
+                     static_cast<double>(x.tokens) * per_token, 0);
+    }
+  }
+  return loads;
 }
 
 }  // namespace moesim

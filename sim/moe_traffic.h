@@ -4,11 +4,13 @@
 
 #include <cstdint>
 #include <span>
+#include <string_view>
 #include <vector>
 
 #include "models/moe/parallel_plan.h"
 #include "models/moe/placement.h"
 #include "models/network/collectives.h"
+#include "models/network/comm_kernel.h"
 #include "models/router/routing_decision.h"
 #include "topologies/topology.h"
 
@@ -17,8 +19,12 @@ namespace moesim {
 // How dispatch crosses nodes. kDirect sends every (token, destination GPU) pair straight to
 // its GPU. kHierarchical is DeepEP's normal mode: a token bound for several GPUs of another node
 // crosses the network once, to the GPU of that node on the sender's rail (same local rank),
-// which forwards it over NVLink to each destination GPU there.
-enum class DispatchAlgorithm : uint8_t { kDirect, kHierarchical };
+// which forwards it over NVLink to each destination GPU there. kPerExpert is DeepEP's
+// low-latency mode: one message per (token, selected expert) straight to the expert's GPU, no
+// de-duplication of a token bound for several experts of one GPU, no forwarding.
+enum class DispatchAlgorithm : uint8_t { kDirect, kHierarchical, kPerExpert };
+// "direct", "hierarchical", "per-expert (low latency)": for reports.
+std::string_view to_string(DispatchAlgorithm algorithm);
 
 // Token counts moved from one GPU to another in one stage of a dispatch.
 struct TokenTransfer {
@@ -42,6 +48,18 @@ struct MoeLayerTraffic {
   int64_t routed_pairs = 0;
   int64_t dropped_pairs = 0;
   int64_t tokens = 0;  // tokens routed (over the replica's data-holding ranks)
+  // The communication kernel's own work per GPU (global index, zero outside the replica), for
+  // its SM and message bounds (models/network/comm_kernel.h; exchange_kernel_loads below).
+  // kDirect and kHierarchical (DeepEP's normal kernels), in tokens, every token the GPU's SMs
+  // copy: (token, node) pairs it sends over RDMA when the replica spans nodes under
+  // kHierarchical (its own node included, staged through the same buffer), (token, GPU) pairs
+  // it writes into a GPU's buffer over NVLink (a sender for its own node, itself included; the
+  // GPU on the sender's rail for another node) and (token, GPU) pairs it receives, its own
+  // tokens included. kPerExpert: empty.
+  std::vector<int64_t> sm_tokens;
+  // kPerExpert: the (token, expert) pairs a GPU sends to itself (a local copy, no flow, but one
+  // message of its warps each). Empty otherwise.
+  std::vector<int64_t> local_pairs;
 };
 
 // Which GPUs form the replica, and how tokens are held.
@@ -91,6 +109,8 @@ class LayerTrafficBuilder {
   std::vector<int64_t> rank_stamp_, node_stamp_;
   std::vector<int32_t> dest_ranks_;
   std::vector<int32_t> node_of_, rail_of_;
+  std::vector<int64_t> sm_tokens_, local_pairs_;  // dense per GPU
+  bool rdma_staged_ = false;  // kHierarchical over more than one node: count RDMA sends
   int64_t stamp_ = 0;
   int64_t token_base_ = 0;  // the current EP rank's tokens before this decision's
   int32_t next_ = 0;        // decisions added
@@ -109,5 +129,18 @@ struct ExchangeMatrices {
 };
 ExchangeMatrices exchange_matrices(const MoeLayerTraffic& traffic, std::span<const int32_t> members,
                                    const Topology& topology, Bytes bytes_per_token, bool combine);
+
+// The communication kernel's loads (models/network/comm_kernel.h) of the same exchange, one per
+// member (positions in `members`), from the traffic's kernel counts and transfers: normal
+// kernels (kDirect, kHierarchical) their SMs' copies (sm_tokens), low-latency (kPerExpert) one
+// message per (token, expert) pair on the sender's warps (the expert's GPU in a combine), its
+// NVLink messages copied by those warps, the others through both ends' NICs (every pair between
+// distinct GPUs with `all_through_nic`, DeepEP's pure-RDMA low-latency kernels). The link byte
+// fields are the transfers' own (NVLink within a node, the NIC across nodes); a caller that ran
+// the exchange may replace them by what its flows carried.
+std::vector<CommKernelLoad> exchange_kernel_loads(const MoeLayerTraffic& traffic,
+                                                  std::span<const int32_t> members,
+                                                  const Topology& topology, Bytes bytes_per_token,
+                                                  bool combine, bool all_through_nic = false);
 
 }  // namespace moesim

@@ -145,6 +145,8 @@ Topology build_topology(const ClusterSpec& cluster) {
   options.nodes = cluster.nodes;
   options.nic_gbps = cluster.nic_gbps;
   options.oversubscription = cluster.oversubscription;
+  options.routing = cluster.fabric_routing;
+  options.spines = cluster.spines;
   return build_cluster(options);
 }
 
@@ -167,11 +169,19 @@ SimulationResult simulate(const Scenario& scenario, RoutingSource& source,
   const int32_t ep_ranks_per_node = std::max(1, topology.gpus_per_node() / plan.tp);
   const Placement placement(plan, model, ep_ranks_per_node);
 
-  // An EP group that spans nodes dispatches through same-rail relays, as DeepEP does.
+  // An EP group that spans nodes dispatches through same-rail relays, as DeepEP's normal
+  // kernels do; its low-latency kernels send one message per (token, expert) instead.
   const int32_t ep_group_gpus = plan.tp * plan.ep;
-  const DispatchAlgorithm algorithm = ep_group_gpus > topology.gpus_per_node()
-                                          ? DispatchAlgorithm::kHierarchical
-                                          : DispatchAlgorithm::kDirect;
+  const DispatchAlgorithm algorithm =
+      scenario.cluster.low_latency_exchanges     ? DispatchAlgorithm::kPerExpert
+      : ep_group_gpus > topology.gpus_per_node() ? DispatchAlgorithm::kHierarchical
+                                                 : DispatchAlgorithm::kDirect;
+  // One SM count for the exchanges' kernels and for what computation beside them loses.
+  CostOptions cost = options.cost;
+  if (scenario.cluster.comm_sms) {
+    cost.comm_kernel.sms = *scenario.cluster.comm_sms;
+    cost.comm_sm_fraction = cost.comm_kernel.sm_fraction();
+  }
 
   Engine engine(scenario.seed);
   NetworkOptions network_options;
@@ -195,7 +205,7 @@ SimulationResult simulate(const Scenario& scenario, RoutingSource& source,
   setup.virtual_stages = workload.virtual_pipeline_stages;
   setup.options = workload.options;
   const std::unique_ptr<Schedule> schedule = make_schedule(workload.schedule);
-  StepDriver driver(engine, network, setup, schedule.get(), options.cost);
+  StepDriver driver(engine, network, setup, schedule.get(), cost);
   StepRouter step_router(scenario, source, topology, placement, algorithm, options.threads);
   auto* router = dynamic_cast<Router*>(&source);
   const bool update_bias = router != nullptr && scenario.router.selection_bias;

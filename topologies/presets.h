@@ -40,6 +40,9 @@ const NodePreset& find_preset(std::string_view name);
 // spines, as a fabric without adaptive routing (RoCE with static ECMP) does: whole flows may
 // collide on one uplink, which matters most on small fabrics.
 enum class FabricRouting : uint8_t { kAdaptive, kEcmp };
+// The default of every preset cluster (the CLI's --fabric-routing, the scenario's
+// cluster.fabric_routing): InfiniBand fabrics route adaptively.
+inline constexpr FabricRouting kDefaultFabricRouting = FabricRouting::kAdaptive;
 std::string_view to_string(FabricRouting routing);
 // Throws std::invalid_argument naming the accepted values.
 FabricRouting parse_fabric_routing(std::string_view name);
@@ -53,7 +56,7 @@ struct ClusterOptions {
   int nodes = 1;
   std::optional<double> nic_gbps{};  // overrides the preset's NIC speed (Gb/s per GPU)
   double oversubscription = 1.0;     // leaf downlink / uplink capacity
-  FabricRouting routing = FabricRouting::kAdaptive;
+  FabricRouting routing = kDefaultFabricRouting;
   int spines = 0;  // kEcmp only (0: one spine per rail); kAdaptive aggregates them into one
 };
 

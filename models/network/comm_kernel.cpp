@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace moesim {
 namespace {
@@ -36,6 +37,49 @@ void CommKernelSpec::validate() const {
   if (sm_message_cost < Time::zero() || nic_message_cost < Time::zero()) {
     fail("message costs must not be negative");
   }
+}
+
+CommLinkCapacities comm_link_capacities(const Topology& topology) {
+  const int32_t gpus = topology.gpu_count();
+  CommLinkCapacities c;
+  c.nvlink.assign(static_cast<size_t>(gpus), 0.0);
+  c.nic.assign(static_cast<size_t>(gpus), 0.0);
+  const std::span<const Link> links = topology.links();
+  std::vector<int32_t> gpu_of_nic(topology.vertex_count(), -1);
+  for (size_t i = 0; i < links.size(); ++i) {
+    const int g = topology.gpu_index(links[i].from);
+    if (g < 0) continue;
+    const double cap =
+        topology.effective_capacity(LinkId{static_cast<uint32_t>(i)}).bytes_per_second();
+    if (links[i].kind == LinkKind::kNvLink && c.nvlink[static_cast<size_t>(g)] == 0.0) {
+      c.nvlink[static_cast<size_t>(g)] = cap;
+    }
+    if (topology.vertex_kind(links[i].to) == VertexKind::kNic) {
+      gpu_of_nic[links[i].to.value] = g;
+    }
+  }
+  for (size_t i = 0; i < links.size(); ++i) {
+    const int32_t g = gpu_of_nic[links[i].from.value];
+    if (g >= 0 && links[i].kind == LinkKind::kNetwork) {
+      c.nic[static_cast<size_t>(g)] =
+          topology.effective_capacity(LinkId{static_cast<uint32_t>(i)}).bytes_per_second();
+    }
+  }
+  for (int r = 0; r < topology.gpus_per_node(); ++r) {
+    const auto leaf = topology.find_vertex("leaf" + std::to_string(r));
+    if (!leaf) {
+      c.leaf_uplink.clear();
+      break;
+    }
+    double up = 0.0;
+    for (size_t i = 0; i < links.size(); ++i) {
+      if (links[i].from == *leaf && topology.vertex_kind(links[i].to) == VertexKind::kSwitch) {
+        up += topology.effective_capacity(LinkId{static_cast<uint32_t>(i)}).bytes_per_second();
+      }
+    }
+    c.leaf_uplink.push_back(up);
+  }
+  return c;
 }
 
 std::string_view to_string(CommResource r) {

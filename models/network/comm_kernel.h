@@ -6,8 +6,10 @@
 #include <cstdint>
 #include <span>
 #include <string_view>
+#include <vector>
 
 #include "core/units.h"
+#include "topologies/topology.h"
 
 namespace moesim {
 
@@ -88,6 +90,15 @@ struct CommCapacities {
   std::span<const double> spine_bytes;
   std::span<const double> spine_capacity;
 };
+
+// Per GPU, the effective capacity of its NVLink link and of its NIC's network port (zero where
+// it has none); per rail fat-tree leaf ("leaf<r>"), the aggregated capacity of its uplinks
+// (empty when the topology has no such leaves). Owns what CommCapacities points at.
+struct CommLinkCapacities {
+  std::vector<double> nvlink, nic, leaf_uplink;
+};
+// O(links + vertices + rails x links).
+CommLinkCapacities comm_link_capacities(const Topology& topology);
 
 // The busy times and the kernel's bound of the given loads (one per GPU); `flow` is the flow
 // model's phase time, which decides kLinks and which link kind to name when the links bound it.
