@@ -134,6 +134,16 @@ void write_run_json(std::ostream& out, const Scenario& scenario, const Simulatio
       << ", \"nvlink\": " << number(r.alltoall_nvlink_gbps_per_gpu)
       << ", \"network\": " << number(r.alltoall_network_gbps_per_gpu) << "},\n";
   out << "  \"tokens_per_s_per_gpu\": " << number(r.tokens_per_s_per_gpu) << ",\n";
+  out << "  \"tokens_per_s_per_node\": " << number(r.tokens_per_s_per_node) << ",\n";
+  out << "  \"tokens_counted\": " << json_string(throughput_tokens(scenario.workload.kind))
+      << ",\n";
+  // Only with prefix caching, so other documents keep their fields.
+  if (scenario.workload.cached_prefix_tokens > 0) {
+    const Workload& w = scenario.workload;
+    out << "  \"prefix_cache\": {\"hit_rate\": " << number(w.prefix_cache_hit_rate)
+        << ", \"cached_tokens_per_sequence\": " << w.cached_prefix_tokens
+        << ", \"computed_tokens_per_gpu\": " << w.computed_tokens_per_gpu() << "},\n";
+  }
   out << "  \"phase_us_per_gpu\": {";
   for (int p = 0; p < kPhaseCount; ++p) {
     out << (p ? ", " : "") << json_string(phase_name(static_cast<Phase>(p))) << ": "
@@ -240,7 +250,15 @@ void print_run_table(std::ostream& out, const Scenario& scenario, const Simulati
       << r.alltoall_nvlink_gbps_per_gpu << ", network " << r.alltoall_network_gbps_per_gpu << "), "
       << to_string(r.dispatch_algorithm) << "\n";
   out << "  throughput               " << std::setprecision(0) << r.tokens_per_s_per_gpu
-      << " tokens/s per GPU\n";
+      << " tokens/s per GPU, " << r.tokens_per_s_per_node << " per node ("
+      << throughput_tokens(scenario.workload.kind) << ")\n";
+  if (scenario.workload.cached_prefix_tokens > 0) {
+    const Workload& w = scenario.workload;
+    out << "  prefix cache             " << w.cached_prefix_tokens << " of " << w.sequence_length
+        << " tokens per sequence hit (rate " << std::setprecision(3) << w.prefix_cache_hit_rate
+        << "): " << w.computed_tokens_per_gpu() << " of " << w.tokens_per_gpu
+        << " tokens per GPU computed\n";
+  }
   // Routing runs beside the simulation: both count from each step's start.
   out << std::setprecision(2) << "  wall clock               routing done after "
       << r.routing_wall_s << " s, simulation " << r.simulation_wall_s << " s (" << r.routing_wait_s

@@ -22,7 +22,10 @@ void print_run_table(std::ostream& out, const Scenario& scenario, const Simulati
 // alltoall_bandwidth_gbps_per_gpu {total, nvlink, network}, phase_us_per_gpu (mean over GPUs,
 // per step, every phase), exposed_us_per_gpu and hidden_us_per_gpu (the same for the
 // communication phases and idle, split by whether the GPU's compute stream ran a kernel
-// meanwhile; exposed + hidden = the phase's time), and the run's wall-clock split.
+// meanwhile; exposed + hidden = the phase's time), tokens_per_s_per_gpu, tokens_per_s_per_node
+// and tokens_counted (which tokens: throughput_tokens()), prefix_cache {hit_rate,
+// cached_tokens_per_sequence, computed_tokens_per_gpu} (prefill with a hit rate only), and the
+// run's wall-clock split.
 void write_run_json(std::ostream& out, const Scenario& scenario, const SimulationResult& result);
 
 }  // namespace moesim

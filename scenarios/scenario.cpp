@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <array>
 #include <charconv>
+#include <cmath>
 #include <fstream>
 #include <sstream>
 #include <system_error>
@@ -712,6 +713,23 @@ Workload Resolver::workload(const Node& n, const ParallelPlan& plan) const {
                " is not a whole number of sequences of " + std::to_string(w.sequence_length));
     }
   }
+  if (in.has_prefix_cache_hit_rate()) {
+    const double rate = in.prefix_cache_hit_rate();
+    if (w.kind != WorkloadKind::kPrefill) {
+      fail(n, "prefix_cache_hit_rate",
+           "applies to PREFILL only (input tokens found in a KV cache)");
+    }
+    if (!(rate >= 0.0 && rate < 1.0)) {
+      fail(n, "prefix_cache_hit_rate", "expected a share in [0, 1)");
+    }
+    w.prefix_cache_hit_rate = rate;
+    w.cached_prefix_tokens = static_cast<int32_t>(std::llround(rate * w.sequence_length));
+    if (w.cached_prefix_tokens >= w.sequence_length) {
+      fail(n, "prefix_cache_hit_rate",
+           "caches round(" + std::to_string(rate) + " x " + std::to_string(w.sequence_length) +
+               ") tokens, the whole sequence; at least one token per sequence must be computed");
+    }
+  }
   if (in.has_schedule() && in.schedule() != proto::Workload::SCHEDULE_UNSPECIFIED) {
     w.schedule = in.schedule() == proto::Workload::TWO_BATCH_OVERLAP
                      ? ScheduleKind::kTwoBatchOverlap
@@ -898,7 +916,8 @@ RouterSpec Resolver::router(const Node& n, const ModelSpec& model, const Workloa
   }
   TokenModel& t = r.tokens;
   t.hidden = model.hidden_size;
-  t.sequence_tokens = workload.sequence_length;
+  // The router sees the tokens a step computes: each sequence's tokens after its cached prefix.
+  t.sequence_tokens = workload.computed_sequence_length();
   if (in.has_clusters()) t.clusters = positive_int(n, "clusters", true, in.clusters());
   if (in.has_zipf_exponent()) {
     if (!(in.zipf_exponent() >= 0.0)) fail(n, "zipf_exponent", "must be >= 0");

@@ -119,6 +119,19 @@ struct Workload {
   // interleaved, rank r holding stages r, r + pp, ... of pp x virtual_pipeline_stages.
   int32_t virtual_pipeline_stages = 1;
   StepOptions options;
+  // Prefill only: the share of input tokens found in the KV cache (proto Workload
+  // prefix_cache_hit_rate), as a cached prefix of cached_prefix_tokens =
+  // round(rate * sequence_length) tokens per sequence, which are not recomputed. 0 otherwise.
+  double prefix_cache_hit_rate = 0.0;
+  int32_t cached_prefix_tokens = 0;
+
+  // Tokens a GPU computes per micro-batch: tokens_per_gpu less every sequence's cached prefix.
+  int32_t computed_tokens_per_gpu() const {
+    if (cached_prefix_tokens == 0) return tokens_per_gpu;
+    return tokens_per_gpu - tokens_per_gpu / sequence_length * cached_prefix_tokens;
+  }
+  // Tokens per sequence that are computed (its tokens after the cached prefix).
+  int32_t computed_sequence_length() const { return sequence_length - cached_prefix_tokens; }
 };
 
 // One sweep axis, names and values validated (every value resolves to a valid scenario).

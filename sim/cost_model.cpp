@@ -94,7 +94,7 @@ const MoeLayerTraffic& StepCostModel::slot(int32_t mb, int32_t moe, int32_t d) {
 }
 
 // The attention kernel alone, in the weights dtype (prefill and training: causal flash
-// attention over whole sequences; decode: over the KV cache).
+// attention over whole sequences, after their cached prefix; decode: over the KV cache).
 Time StepCostModel::attention_core_time() const {
   const ModelSpec& model = *setup_.model;
   const GpuModel& g = gpu_;
@@ -104,7 +104,8 @@ Time StepCostModel::attention_core_time() const {
   if (decode) return g.attention_decode(tokens, setup_.kv_context_length, shape, Dtype::kBf16);
   const int64_t length = std::min<int64_t>(setup_.sequence_length, tokens);
   const int64_t sequences = std::max<int64_t>(1, tokens / std::max<int64_t>(1, length));
-  return g.attention_prefill(sequences, length, shape, weights_dtype(), true);
+  return g.attention_prefill(sequences, length, shape, weights_dtype(), true,
+                             setup_.cached_prefix_tokens);
 }
 
 // The projections (in the dense GEMM precision) and the attention kernel.

@@ -63,7 +63,9 @@ MemoryPerGpu memory_per_gpu(const ModelSpec& model, const ParallelPlan& plan,
   const std::vector<int32_t> first = stage_first_layers(model.layers, stages);
   ParallelPlan staged = plan;  // for the embedding on stage 0 and the LM head on the last
   staged.pp = stages;
-  const int64_t tokens = workload.tokens_per_gpu;
+  // Activations are of the tokens computed; the prefill KV cache holds every input token's.
+  const int64_t tokens = workload.computed_tokens_per_gpu();
+  const int64_t kv_tokens = workload.tokens_per_gpu;
   const int64_t kv_shards =
       model.attention == AttentionKind::kMla ? 1 : std::min<int64_t>(plan.tp, model.kv_heads);
   const int64_t kv_tokens_per_sequence =
@@ -145,7 +147,7 @@ MemoryPerGpu memory_per_gpu(const ModelSpec& model, const ParallelPlan& plan,
     } else {
       m.weights = model.weights.bytes_for(params);
       m.activations = Bytes(tokens * layer_peak_bytes);
-      m.kv_cache = Bytes(int64_t{plan.tp} * tokens * kv_tokens_per_sequence * layers *
+      m.kv_cache = Bytes(int64_t{plan.tp} * kv_tokens * kv_tokens_per_sequence * layers *
                          model.kv_cache_elements_per_token() * kKvBytes / kv_shards *
                          workload.micro_batches);
     }

@@ -1,6 +1,7 @@
 #include "sim/moe_traffic.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -8,13 +9,16 @@
 namespace moesim {
 namespace {
 
-// (src, dst) token counts accumulated densely over the cluster's GPUs, emitted sparsely.
-std::vector<TokenTransfer> sparse_transfers(std::span<const int64_t> counts, int32_t gpus) {
+// (src, dst) token counts accumulated densely over `global_of`'s GPUs (ascending global ids),
+// emitted sparsely with global ids, in (src, dst) order.
+std::vector<TokenTransfer> sparse_transfers(std::span<const int64_t> counts,
+                                            std::span<const int32_t> global_of) {
   std::vector<TokenTransfer> out;
-  for (int32_t s = 0; s < gpus; ++s) {
-    for (int32_t d = 0; d < gpus; ++d) {
-      const int64_t n = counts[static_cast<size_t>(s) * gpus + d];
-      if (n > 0) out.push_back({s, d, n});
+  const size_t n_local = global_of.size();
+  for (size_t s = 0; s < n_local; ++s) {
+    for (size_t d = 0; d < n_local; ++d) {
+      const int64_t n = counts[s * n_local + d];
+      if (n > 0) out.push_back({global_of[s], global_of[d], n});
     }
   }
   return out;
@@ -69,8 +73,23 @@ LayerTrafficBuilder::LayerTrafficBuilder(const ReplicaLayout& layout, DispatchAl
     for (int32_t a = 0; a < tp_; ++a)
       traffic_.tokens_per_local_expert[gpu_of(a, c)].assign(local, 0);
   }
-  stage1_.assign(static_cast<size_t>(gpus_) * gpus_, 0);
-  stage2_.assign(static_cast<size_t>(gpus_) * gpus_, 0);
+  // The replica's nodes, ascending, and every GPU on them: senders, receivers and relays.
+  const int32_t nodes = (gpus_ + gpn - 1) / gpn;  // GPU g is on node g / gpn
+  std::vector<uint8_t> spanned(static_cast<size_t>(nodes), 0);
+  for (const int32_t g : gpu_table_) spanned[static_cast<size_t>(g / gpn)] = 1;
+  local_of_.assign(static_cast<size_t>(gpus_), -1);
+  global_of_.clear();
+  for (int32_t node = 0; node < nodes; ++node) {
+    if (!spanned[static_cast<size_t>(node)]) continue;
+    for (int32_t r = 0; r < gpn && node * gpn + r < gpus_; ++r) {
+      const int32_t g = node * gpn + r;
+      local_of_[static_cast<size_t>(g)] = static_cast<int32_t>(global_of_.size());
+      global_of_.push_back(g);
+    }
+  }
+  local_ = static_cast<int32_t>(global_of_.size());
+  stage1_.assign(static_cast<size_t>(local_) * local_, 0);
+  stage2_.assign(static_cast<size_t>(local_) * local_, 0);
   rank_stamp_.assign(static_cast<size_t>(ep_), -1);
   node_stamp_.assign(static_cast<size_t>(topology.node_count()), -1);
   dest_ranks_.assign(static_cast<size_t>(ep_), 0);  // a token reaches each EP rank at most once
@@ -123,7 +142,7 @@ void LayerTrafficBuilder::add(int32_t ep_rank, int32_t tp_rank, const RoutingDec
         for (int32_t a = 0; a < tp_; ++a) {
           const int32_t src = gpu_of(a, b), dst = gpu_of(a, c);
           ++traffic_.tokens_per_local_expert[dst][static_cast<size_t>(local)];
-          if (c != b) ++stage1_[static_cast<size_t>(src) * gpus_ + dst];
+          if (c != b) ++stage1_[static_cast<size_t>(local_of_[src]) * local_ + local_of_[dst]];
           // No per-token destinations: each pair counts as one token written and received.
           if (!sm_tokens_.empty()) {
             ++sm_tokens_[src];
@@ -156,7 +175,8 @@ void LayerTrafficBuilder::add(int32_t ep_rank, int32_t tp_rank, const RoutingDec
   const bool direct = algorithm_ == DispatchAlgorithm::kDirect;
   const bool per_expert = algorithm_ == DispatchAlgorithm::kPerExpert;
   const bool rdma_staged = rdma_staged_;
-  const size_t gpus = static_cast<size_t>(gpus_);
+  const int32_t* const local_of = local_of_.data();
+  const size_t n_local = static_cast<size_t>(local_);
   int64_t routed = 0, stamp = stamp_;
   for (int32_t t = 0; t < d.tokens; ++t, ++stamp) {
     const int64_t token_index = token_base_ + t;
@@ -187,7 +207,7 @@ void LayerTrafficBuilder::add(int32_t ep_rank, int32_t tp_rank, const RoutingDec
           if (src == dst) {
             ++local_pairs_[static_cast<size_t>(src)];
           } else {
-            ++stage1[static_cast<size_t>(src) * gpus + dst];
+            ++stage1[static_cast<size_t>(local_of[src]) * n_local + local_of[dst]];
           }
         }
         continue;
@@ -200,7 +220,7 @@ void LayerTrafficBuilder::add(int32_t ep_rank, int32_t tp_rank, const RoutingDec
     for (int32_t a = 0; a < tp_; ++a) {
       const int32_t src = gpu_of(a, b);
       const int32_t src_node = node_of[src];
-      int64_t* const src_row = stage1 + static_cast<size_t>(src) * gpus;
+      int64_t* const src_row = stage1 + static_cast<size_t>(local_of[src]) * n_local;
       // A fresh stamp space per TP column: node stamps are (token, column) pairs.
       const int64_t node_key = stamp * tp_ + a;
       for (int32_t i = 0; i < dests; ++i) {
@@ -215,15 +235,15 @@ void LayerTrafficBuilder::add(int32_t ep_rank, int32_t tp_rank, const RoutingDec
         if (rdma_staged && node_stamp[dst_node] != node_key) {
           node_stamp[dst_node] = node_key;
           ++sm_tokens[src];
-          if (dst_node != src_node) ++src_row[relay];
+          if (dst_node != src_node) ++src_row[local_of[relay]];
         }
         if (dst == src) continue;
         if (direct || dst_node == src_node) {
-          ++src_row[dst];
+          ++src_row[local_of[dst]];
           continue;
         }
         // Another node: the replica spans nodes, so rdma_staged sent the token to the relay.
-        if (dst != relay) ++stage2[static_cast<size_t>(relay) * gpus + dst];
+        if (dst != relay) ++stage2[static_cast<size_t>(local_of[relay]) * n_local + local_of[dst]];
       }
     }
   }
@@ -248,8 +268,8 @@ MoeLayerTraffic LayerTrafficBuilder::finish() {
           sole_tokens_[e];
     }
   }
-  traffic_.stage1 = sparse_transfers(stage1_, gpus_);
-  traffic_.stage2 = sparse_transfers(stage2_, gpus_);
+  traffic_.stage1 = sparse_transfers(stage1_, global_of_);
+  traffic_.stage2 = sparse_transfers(stage2_, global_of_);
   traffic_.sm_tokens = std::move(sm_tokens_);
   traffic_.local_pairs = std::move(local_pairs_);
   return std::move(traffic_);

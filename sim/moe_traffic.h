@@ -104,7 +104,14 @@ class LayerTrafficBuilder {
   std::vector<int32_t> gpu_table_;
   std::vector<int32_t> sole_rank_, sole_local_;  // experts with one copy: rank, local index
   std::vector<int64_t> sole_tokens_;
-  std::vector<int64_t> stage1_, stage2_;  // dense gpus x gpus token counts
+  // Dense token counts over the GPUs of the nodes the replica spans (relays are on a
+  // destination's node), local_ x local_, not the cluster's gpus x gpus: at 2,048 GPUs the
+  // latter is 2 x 32 MiB to clear and scan per (micro-batch, layer, replica), which took most
+  // of a DeepSeek-V3 pre-training run's wall time. local_of_[gpu] is a GPU's index there (-1
+  // off the replica's nodes), global_of_ the way back; both keep the global order.
+  std::vector<int64_t> stage1_, stage2_;
+  int32_t local_ = 0;
+  std::vector<int32_t> local_of_, global_of_;
   // Per-token de-duplication stamps: destination EP ranks and destination nodes.
   std::vector<int64_t> rank_stamp_, node_stamp_;
   std::vector<int32_t> dest_ranks_;

@@ -116,7 +116,7 @@ class StepRouter {
         request.micro_batch = int64_t{step} * scenario_.workload.micro_batches + mb;
         request.rank = a + plan.tp * (b + plan.ep * d);
         request.ranks = plan.tp * plan.ep * plan.dp;
-        request.tokens = scenario_.workload.tokens_per_gpu;
+        request.tokens = scenario_.workload.computed_tokens_per_gpu();
         source_.route(request, decision);
         traffic.add(b, a, decision);
       }
@@ -148,6 +148,18 @@ Topology build_topology(const ClusterSpec& cluster) {
   options.routing = cluster.fabric_routing;
   options.spines = cluster.spines;
   return build_cluster(options);
+}
+
+std::string_view throughput_tokens(WorkloadKind kind) {
+  switch (kind) {
+    case WorkloadKind::kTraining:
+      return "tokens trained";
+    case WorkloadKind::kPrefill:
+      return "input tokens, KV-cache hits included";
+    case WorkloadKind::kDecode:
+      return "output tokens";
+  }
+  return "tokens";
 }
 
 SimulationResult simulate(const Scenario& scenario, const SimulationOptions& options) {
@@ -198,8 +210,9 @@ SimulationResult simulate(const Scenario& scenario, RoutingSource& source,
   setup.placement = &placement;
   setup.gpu = &gpu;
   setup.kind = workload.kind;
-  setup.tokens_per_gpu = workload.tokens_per_gpu;
-  setup.sequence_length = workload.sequence_length;
+  setup.tokens_per_gpu = workload.computed_tokens_per_gpu();
+  setup.sequence_length = workload.computed_sequence_length();
+  setup.cached_prefix_tokens = workload.cached_prefix_tokens;
   setup.kv_context_length = workload.kv_context_length;
   setup.micro_batches = workload.micro_batches;
   setup.virtual_stages = workload.virtual_pipeline_stages;
@@ -368,9 +381,12 @@ SimulationResult simulate(const Scenario& scenario, RoutingSource& source,
   if (!r.step_time_us.empty()) {
     const double mean_step_s = std::accumulate(r.step_time_us.begin(), r.step_time_us.end(), 0.0) /
                                r.step_time_us.size() * 1e-6;
+    // DeepSeek's counting: tokens trained, input tokens prefilled (cache hits included: they
+    // are tokens_per_gpu's), output tokens decoded (one per sequence).
     const double tokens_per_step =
         double(workload.tokens_per_gpu) * plan.tp * plan.ep * plan.dp * workload.micro_batches;
     r.tokens_per_s_per_gpu = tokens_per_step / mean_step_s / gpus;
+    r.tokens_per_s_per_node = r.tokens_per_s_per_gpu * topology.gpus_per_node();
   }
   const NetworkStats& net = network.stats();
   r.work = {engine.events_run(), net.flows_started, net.recomputations, net.region_flows,

@@ -97,8 +97,10 @@ struct SimulationResult {
   double alltoall_gbps_per_gpu = 0.0;
   double alltoall_nvlink_gbps_per_gpu = 0.0;
   double alltoall_network_gbps_per_gpu = 0.0;
-  // Tokens processed per second per GPU (global tokens per step / step time / GPUs).
+  // Tokens per second per GPU: global tokens per step / mean step time / GPUs, the tokens
+  // counted as DeepSeek counts them (throughput_tokens()); and per node (x GPUs per node).
   double tokens_per_s_per_gpu = 0.0;
+  double tokens_per_s_per_node = 0.0;
   std::vector<int64_t> dispatch_matrix_bytes;  // gpus x gpus when kept
   // Wall clock of the run, seconds summed over steps: from the start of a step's routing (while
   // the previous step still plays, when routed ahead) until its last (micro-batch, layer,
@@ -123,6 +125,11 @@ struct SimulationResult {
   };
   Work work;
 };
+
+// The tokens tokens_per_s_per_gpu counts, for reports, as DeepSeek counts them: "tokens trained"
+// (training), "input tokens, KV-cache hits included" (prefill: a hit is served, not computed),
+// "output tokens" (decode: one per sequence per step).
+std::string_view throughput_tokens(WorkloadKind kind);
 
 // Runs `scenario`; routing comes from `source` (a Router for the scenario or a trace).
 SimulationResult simulate(const Scenario& scenario, RoutingSource& source,

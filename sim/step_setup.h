@@ -20,8 +20,12 @@ struct StepSetup {
   const Placement* placement = nullptr;
   const GpuModel* gpu = nullptr;
   WorkloadKind kind = WorkloadKind::kTraining;
+  // Tokens a GPU computes per micro-batch, and per sequence (prefill: after the cached prefix).
   int32_t tokens_per_gpu = 0;
   int32_t sequence_length = 0;
+  // Prefill: tokens of each sequence already in the KV cache, before the computed ones; their
+  // keys and values are attended over, nothing else is done for them.
+  int32_t cached_prefix_tokens = 0;
   int32_t kv_context_length = 0;
   int32_t micro_batches = 1;
   // Model stages (chunks) per pipeline rank: interleaved 1F1B when above 1 (Workload's).

@@ -26,7 +26,7 @@ RecordSummary record_trace(const Scenario& scenario, const std::filesystem::path
   const ParallelPlan& plan = scenario.parallel;
   const Workload& workload = scenario.workload;
   const int32_t ranks = plan.tp * plan.ep * plan.dp;
-  const int32_t tokens = workload.tokens_per_gpu;
+  const int32_t tokens = workload.computed_tokens_per_gpu();  // what a step routes
   const int32_t k = router.top_k();
   const int32_t layers = scenario.model.moe_layer_count();
   const int32_t experts = router.experts();
@@ -112,7 +112,7 @@ void check_trace_fits(const TraceHeader& header, const Scenario& scenario,
 
 int64_t micro_batch_tokens(const Scenario& scenario) {
   const ParallelPlan& plan = scenario.parallel;
-  return int64_t{plan.tp} * plan.ep * plan.dp * scenario.workload.tokens_per_gpu;
+  return int64_t{plan.tp} * plan.ep * plan.dp * scenario.workload.computed_tokens_per_gpu();
 }
 
 ReplayResult replay_trace(const Scenario& scenario, const std::filesystem::path& trace,

@@ -92,17 +92,30 @@ Time GpuModel::grouped_expert_ffn(std::span<const int32_t> tokens_per_local_expe
 }
 
 Time GpuModel::attention_prefill(int64_t sequences, int64_t sequence_length,
-                                 const AttentionShape& shape, Dtype dtype, bool causal) const {
-  if (sequences < 0 || sequence_length < 0) {
+                                 const AttentionShape& shape, Dtype dtype, bool causal,
+                                 int64_t cached_prefix) const {
+  if (sequences < 0 || sequence_length < 0 || cached_prefix < 0) {
     throw std::invalid_argument("GpuModel::attention_prefill: negative size");
+  }
+  if (cached_prefix > 0 && !causal) {
+    throw std::invalid_argument("GpuModel::attention_prefill: a cached prefix needs causal");
   }
   const double length = static_cast<double>(sequence_length);
   const double per_sequence =
       2.0 * length * length * shape.heads * (shape.qk_head_dim + shape.v_head_dim);
-  const double flops = static_cast<double>(sequences) * per_sequence * (causal ? 0.5 : 1.0);
-  const int64_t elements_per_token =
-      int64_t{shape.heads} * (shape.qk_head_dim + shape.v_head_dim) + shape.kv_elements_per_token;
-  const Bytes bytes(sequences * sequence_length * elements_per_token * dtype_bytes(dtype));
+  double flops = static_cast<double>(sequences) * per_sequence * (causal ? 0.5 : 1.0);
+  if (cached_prefix > 0) {
+    // Causal after P cached tokens: ((P + L)^2 - P^2) / 2 query-key pairs instead of L^2 / 2.
+    const double prefix = static_cast<double>(cached_prefix);
+    const double end = prefix + length;
+    flops = static_cast<double>(sequences) * (end * end - prefix * prefix) * shape.heads *
+            (shape.qk_head_dim + shape.v_head_dim);
+  }
+  const int64_t q_and_o_per_token = int64_t{shape.heads} * (shape.qk_head_dim + shape.v_head_dim);
+  const Bytes bytes(sequences *
+                    (sequence_length * q_and_o_per_token +
+                     (cached_prefix + sequence_length) * shape.kv_elements_per_token) *
+                    dtype_bytes(dtype));
   if (flops == 0.0) return memory_time(bytes) + launch();
   return roofline(flops, bytes, dtype, attention_efficiency(length)) + launch();
 }

@@ -64,8 +64,12 @@ class GpuModel {
   // 2 * L^2 * heads * (qk + v) per sequence (4 * L^2 * head_dim * heads when qk = v), halved
   // when causal (masked tiles are skipped); bytes: Q, the KV of each token, and O once each.
   // Efficiency attention_efficiency(L). The QKV and output projections are separate gemm() calls.
+  // With a `cached_prefix` of P tokens (a prefix-cache hit; causal only), the L queries follow
+  // P tokens already in the KV cache and attend over them too: FLOPs 2 * ((P + L)^2 - P^2) / 2 *
+  // heads * (qk + v) per sequence, bytes Q and O of the L tokens and the KV of all P + L,
+  // efficiency still attention_efficiency(L) (the query tiles are what fills the GPU).
   Time attention_prefill(int64_t sequences, int64_t sequence_length, const AttentionShape& shape,
-                         Dtype dtype, bool causal) const;
+                         Dtype dtype, bool causal, int64_t cached_prefix = 0) const;
 
   // One new token for each of `sequences` sequences attending to `context_length` cached
   // tokens: reads every cached KV element once (sequences * context * kv_elements_per_token in

@@ -5,9 +5,11 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include <unistd.h>
 
+#include "models/moe/placement.h"
 #include "scenarios/scenario.h"
 
 namespace moesim {
@@ -119,6 +121,54 @@ TEST_CASE("The DeepSeek-V3 example spans 4 H800 nodes with 400 Gb/s NICs", "[sce
   CHECK(s.router.selection_bias);
   CHECK(s.router.layers == 58);
   CHECK(s.model.dispatch.dtype == Dtype::kFp8);
+}
+
+// Routed experts per GPU, one count per EP rank, as the scenario's placement lays them out.
+std::vector<size_t> experts_per_rank(const Scenario& s) {
+  const Placement placement(s.parallel, s.model, s.cluster.gpus_per_node / s.parallel.tp);
+  std::vector<size_t> counts;
+  for (int32_t r = 0; r < s.parallel.ep; ++r) counts.push_back(placement.experts_on(r).size());
+  return counts;
+}
+
+TEST_CASE("The DeepSeek-V3 serving pair has DeepSeek's published layout", "[scenarios]") {
+  // Inference system overview: prefill units of 4 nodes, EP32, 9 routed experts per GPU (256 +
+  // 32 redundant over 32); decode units of 18 nodes, EP144, 2 per GPU (288 over 144).
+  const Scenario prefill = load_scenario(kExamples / "deepseek-v3-serving-prefill-h800.pbtxt");
+  CHECK(prefill.cluster.nodes == 4);
+  CHECK(prefill.parallel.ep == 32);
+  CHECK(prefill.parallel.tp == 1);
+  CHECK(experts_per_rank(prefill) == std::vector<size_t>(32, 9));
+  CHECK(prefill.workload.kind == WorkloadKind::kPrefill);
+  CHECK(prefill.workload.schedule == ScheduleKind::kTwoBatchOverlap);
+  CHECK(prefill.workload.prefix_cache_hit_rate == 0.563);
+  const Scenario decode = load_scenario(kExamples / "deepseek-v3-serving-decode-h800.pbtxt");
+  CHECK(decode.cluster.nodes == 18);
+  CHECK(decode.parallel.ep == 144);
+  CHECK(experts_per_rank(decode) == std::vector<size_t>(144, 2));
+  CHECK(decode.workload.kind == WorkloadKind::kDecode);
+  CHECK(decode.workload.schedule == ScheduleKind::kTwoBatchOverlap);
+}
+
+TEST_CASE("The DeepSeek-V3 pre-training example routes each token to at most 4 nodes",
+          "[scenarios]") {
+  // Report 3.1-3.2: 2,048 H800 (256 nodes of 8), PP16, EP64 over 8 nodes, node-limited routing
+  // to at most 4 nodes. With contiguous placement one expert group is exactly one node's
+  // experts, so top-4 groups is top-4 nodes.
+  const Scenario s = load_scenario(kExamples / "deepseek-v3-pretraining-2048-h800.pbtxt");
+  CHECK(s.cluster.gpu_count == 2048);
+  CHECK(s.parallel.pp == 16);
+  CHECK(s.parallel.ep == 64);
+  CHECK(s.parallel.tp == 1);
+  CHECK(s.parallel.ep / s.cluster.gpus_per_node == 8);
+  const Placement placement(s.parallel, s.model, s.cluster.gpus_per_node);
+  const int32_t per_group = s.model.routed_experts / s.model.expert_groups;
+  for (int32_t e = 0; e < s.model.routed_experts; ++e) {
+    CHECK(placement.home_rank(e) / s.cluster.gpus_per_node == e / per_group);
+  }
+  CHECK(s.model.topk_groups == 4);
+  CHECK(s.workload.options.distributed_optimizer);
+  CHECK(s.workload.sequence_length == 4096);
 }
 
 TEST_CASE("The capacity sweep example lists its axis values", "[scenarios]") {
@@ -295,6 +345,34 @@ TEST_CASE("DUALPIPE: training, an even pp, and at least pp micro-batches from ea
                                "even number of at least 2 x pp = 4, got " +
                                std::string(m)));
   }
+}
+
+TEST_CASE("A prefill's KV-cache hit rate caches a prefix of every sequence", "[scenarios]") {
+  // 0.563 of 4096 tokens: round(2306.0) cached, 1790 computed per sequence, two sequences.
+  const Workload w =
+      parse_scenario(text_of(with_workload("kind: PREFILL tokens_per_gpu: 8192 "
+                                           "sequence_length: 4096 prefix_cache_hit_rate: 0.563")),
+                     "t.pbtxt")
+          .workload;
+  CHECK(w.cached_prefix_tokens == 2306);
+  CHECK(w.computed_sequence_length() == 1790);
+  CHECK(w.computed_tokens_per_gpu() == 2 * 1790);
+  CHECK(w.tokens_per_gpu == 8192);  // the input tokens, hits included
+  const Scenario none = parse_scenario(kBase, "t.pbtxt");
+  CHECK(none.workload.computed_tokens_per_gpu() == 4096);
+  CHECK(none.router.tokens.sequence_tokens == 4096);
+  CHECK(parse_scenario(text_of(with_workload("kind: PREFILL tokens_per_gpu: 8192 "
+                                             "sequence_length: 4096 prefix_cache_hit_rate: 0.5")),
+                       "t.pbtxt")
+            .router.tokens.sequence_tokens == 2048);  // the router sees the computed suffixes
+  CHECK(error_of(with_workload("kind: DECODE tokens_per_gpu: 64 kv_context_length: 100 "
+                               "prefix_cache_hit_rate: 0.5")) ==
+        "t.pbtxt:4:67: workload.prefix_cache_hit_rate: applies to PREFILL only (input tokens "
+        "found in a KV cache)");
+  CHECK_THAT(error_of(with_workload("kind: PREFILL tokens_per_gpu: 4096 prefix_cache_hit_rate: 1")),
+             Catch::Contains("workload.prefix_cache_hit_rate: expected a share in [0, 1)"));
+  CHECK_THAT(error_of(with_workload("kind: PREFILL tokens_per_gpu: 4 prefix_cache_hit_rate: 0.9")),
+             Catch::Contains("caches round(0.900000 x 4) tokens, the whole sequence"));
 }
 
 TEST_CASE("The network tier is read when given and left to the default rule otherwise",

@@ -114,6 +114,36 @@ TEST_CASE("a dense model's prefill step is the roofline of its layers", "[step]"
   CHECK(r.tokens_per_s_per_gpu == Approx(256 / (step_us * 1e-6)).epsilon(1e-7));
 }
 
+TEST_CASE("a prefill with KV-cache hits computes only the missed tokens", "[step]") {
+  // As above, with half of each 128-token sequence in the KV cache: 64 cached, 64 computed per
+  // sequence, so 128 of the 256 input tokens per GPU go through projections, FFN and LM head.
+  const Scenario s = parse_scenario(dense_scenario(2,
+                                                   "kind: PREFILL tokens_per_gpu: 256 "
+                                                   "sequence_length: 128 steps: 1 "
+                                                   "prefix_cache_hit_rate: 0.5"),
+                                    "dense.pbtxt");
+  const SimulationResult r = simulate(s);
+  // Each computed query at position p (64..127) attends over p + 1 keys: ((64 + 64)^2 - 64^2) / 2
+  // query-key pairs per sequence (the closed form moesim uses, as L^2 / 2 without a prefix), 2
+  // FLOPs per pair per head and head width (8 heads x (128 + 128)); bytes: Q and O of the 64
+  // new tokens (8 x 256 elements each) and K, V of all 128 (2 x 2 x 128 each), BF16; efficiency
+  // at the 64 queries: 0.4 x 64 / (64 + 512).
+  const double pairs = (128.0 * 128 - 64.0 * 64) / 2;
+  const double attention_flops = 2 * (2.0 * pairs * 8 * 256);
+  const double attention_bytes = 2.0 * (64 * 8 * 256 + 128 * 512) * 2;
+  const double attention_eff = 0.4 * 64 / (64 + 512.0);
+  const double attention_us =
+      std::max(attention_flops / (kPeak * attention_eff), attention_bytes / kHbm) * 1e6 + kLaunchUs;
+  const double step_us = 2 * (projections_us(128) + attention_us + ffn_us(128)) + lm_head_us(128);
+  REQUIRE(r.step_time_us.size() == 1);
+  CHECK(r.step_time_us[0] == Approx(step_us).epsilon(1e-7));
+  // Input tokens per second, hits included (DeepSeek's count): 256 per GPU per step; two GPUs
+  // per node in this topology.
+  CHECK(r.tokens_per_s_per_gpu == Approx(256 / (step_us * 1e-6)).epsilon(1e-7));
+  CHECK(r.tokens_per_s_per_node == Approx(2 * 256 / (step_us * 1e-6)).epsilon(1e-7));
+  check_no_moe_work(r);
+}
+
 TEST_CASE("a dense model's decode step is the roofline of its layers", "[step]") {
   // 32 sequences per GPU, each attending to 1000 cached tokens.
   const Scenario s = parse_scenario(
@@ -133,6 +163,9 @@ TEST_CASE("a dense model's decode step is the roofline of its layers", "[step]")
   const double step_us = 2 * (projections_us(32) + attention_us + ffn_us(32)) + lm_head_us(32);
   REQUIRE(r.step_time_us.size() == 1);
   CHECK(r.step_time_us[0] == Approx(step_us).epsilon(1e-7));
+  // Output tokens per second: one per sequence per step, 32 per GPU, 64 per two-GPU node.
+  CHECK(r.tokens_per_s_per_gpu == Approx(32 / (step_us * 1e-6)).epsilon(1e-7));
+  CHECK(r.tokens_per_s_per_node == Approx(64 / (step_us * 1e-6)).epsilon(1e-7));
   check_no_moe_work(r);
 }
 
@@ -157,6 +190,10 @@ TEST_CASE("a dense model's training step: forward, twice-the-work backward, then
   CHECK(phase_us(r, 0, Phase::kGradientSync) == 0.0);
   REQUIRE(r.step_time_us.size() == 1);
   CHECK(r.step_time_us[0] == Approx(3 * forward_us + optimizer_us).epsilon(1e-7));
+  // Tokens trained per second: 128 per step on the node's one GPU.
+  const double step_s = (3 * forward_us + optimizer_us) * 1e-6;
+  CHECK(r.tokens_per_s_per_gpu == Approx(128 / step_s).epsilon(1e-7));
+  CHECK(r.tokens_per_s_per_node == Approx(128 / step_s).epsilon(1e-7));
   check_no_moe_work(r);
   // Memory: the same parameters, 16 bytes each for weights, gradients and Adam's state.
   const MemoryPerGpu m = memory_per_gpu(s);
