@@ -20,6 +20,12 @@ FastNetwork::FastNetwork(Engine& engine, const Topology& topology, NetworkOption
   constraining_ = constraining_links(topology_, capacity_);
   classes_.resize(links);
   idle_ = capacity_;
+  comp_of_.assign(links, kNone);
+  link_count_.assign(links, 0);
+  link_start_.resize(links);
+  link_cursor_.resize(links);
+  residual_.resize(links);
+  uf_parent_.resize(links);
   due_.resize_ids(links);
   traffic_.resize(static_cast<size_t>(topology.gpu_count()));
 }
@@ -118,11 +124,11 @@ void FastNetwork::route_starts() {
   if (unrouted_.size() >= gpus) {
     // Counting sort by destination (stable: start order within a destination).
     route_order_.resize(unrouted_.size());
-    link_cursor_.assign(gpus + 1, 0);
-    for (const uint32_t f : unrouted_) ++link_cursor_[static_cast<size_t>(flows_[f].dst) + 1];
-    for (size_t g = 0; g < gpus; ++g) link_cursor_[g + 1] += link_cursor_[g];
+    dst_cursor_.assign(gpus + 1, 0);
+    for (const uint32_t f : unrouted_) ++dst_cursor_[static_cast<size_t>(flows_[f].dst) + 1];
+    for (size_t g = 0; g < gpus; ++g) dst_cursor_[g + 1] += dst_cursor_[g];
     for (const uint32_t f : unrouted_) {
-      route_order_[link_cursor_[static_cast<size_t>(flows_[f].dst)]++] = f;
+      route_order_[dst_cursor_[static_cast<size_t>(flows_[f].dst)]++] = f;
     }
     unrouted_.swap(route_order_);
   } else {
@@ -135,8 +141,8 @@ void FastNetwork::route_starts() {
                                        static_cast<uint64_t>(flow.left_ps), true, scratch_path_);
     set_wire(f, route);
     flow.left_ps = 0;
-    // A block appended to the pool: the hop count, then the links (the next fill rewrites the
-    // pool in fill order and drops finished flows' blocks).
+    // A block appended to the pool: the hop count, then the links (a fill copies the blocks of
+    // the flows it fills to the pool's end, and compact_paths drops the blocks left behind).
     const auto hops = static_cast<uint32_t>(scratch_path_.size());
     const size_t off = path_pool_.size();
     if (off + hops + 1 > std::numeric_limits<uint32_t>::max()) {
@@ -145,6 +151,7 @@ void FastNetwork::route_starts() {
     path_pool_.push_back(hops);
     path_pool_.insert(path_pool_.end(), scratch_path_.begin(), scratch_path_.end());
     flow.path = static_cast<uint32_t>(off);
+    live_words_ += hops + 1;
     starting_.push_back(f);
   }
   unrouted_.clear();
@@ -214,69 +221,108 @@ void FastNetwork::fill() {
   // next boundary and links. They are gathered class by class, so the flows that freeze
   // together again (most do) sit together and the freezing pass reads them in order rather than
   // gathering from a million flows' records; classes are emptied.
-  const size_t links = capacity_.size();
-  const size_t n = active_count_ + starting_.size();
+  // Only the components with a start or finish since the last fill are filled again: no flow
+  // of another crosses their links, so the max-min rates there do not depend on them, and the
+  // others' classes still hold the rates of the last fill. A flow starting now couples the
+  // components its path crosses. (The order flows are gathered in does not change the rates:
+  // a link's flows freeze together, each taking the same level off its links.)
+  for (const uint32_t f : starting_) {
+    const uint32_t* p = links_at(flows_[f].path);
+    for (uint32_t k = 0; k < hops_at(flows_[f].path); ++k) mark_dirty(comp_of_[p[k]]);
+  }
+  // The list may hold an id twice (freed by a merge, then reused) or a freed one: kept once.
+  size_t unique = 0;
+  for (const uint32_t id : dirty_comps_) {
+    if (comp_dirty_[id] != 1) continue;
+    comp_dirty_[id] = 2;
+    dirty_comps_[unique++] = id;
+  }
+  dirty_comps_.resize(unique);
+  size_t n = starting_.size();
+  for (const uint32_t id : dirty_comps_) {
+    for (const uint32_t l : comp_links_[id]) n += classes_[l].members.size();
+  }
   fill_key_.resize(n);
   fill_flow_.resize(n);
   fill_block_.resize(n);
-  // The flows' path blocks are copied into a new pool in fill order, so that the next fill
-  // reads them in order too; finished flows' blocks are left behind.
-  fill_pool_.resize(n * 3);
+  // The filled flows' path blocks are copied to the end of the pool in fill order, so that the
+  // fill and the next one read them in order; the pool is compacted once most of it is blocks
+  // left behind (below).
   size_t i = 0;
-  uint32_t at = 0;
   const auto gather = [&](uint32_t flow, uint32_t block, double key) {
     fill_key_[i] = key;
     fill_flow_[i] = flow;
-    fill_block_[i] = at;
     const uint32_t hops = path_pool_[block];
-    if (fill_pool_.size() < size_t{at} + hops + 1) fill_pool_.resize(2 * (size_t{at} + hops + 1));
-    const uint32_t* p = path_pool_.data() + block;
-    for (uint32_t k = 0; k <= hops; ++k) fill_pool_[at + k] = p[k];
-    at += hops + 1;
+    const size_t copied = path_pool_.size();
+    if (copied + hops + 1 > std::numeric_limits<uint32_t>::max()) {
+      throw std::length_error("fast network: path pool over 2^32 entries");
+    }
+    path_pool_.resize(copied + hops + 1);
+    std::copy_n(path_pool_.begin() + block, hops + 1, path_pool_.begin() + copied);
+    fill_block_[i] = static_cast<uint32_t>(copied);
     ++i;
   };
-  for (uint32_t l = 0; l < links; ++l) {
-    Class& c = classes_[l];
-    if (c.members.empty()) continue;
-    advance(l, now_ps);
-    for (const Member& m : c.members) gather(m.flow, m.path, std::max(m.key - c.virt, 0.0));
-    c.members.clear();  // keeps its capacity for the fill
-    c.share = c.level = c.virt = 0.0;
-    due_.remove(l);
+  const auto filled_from = static_cast<uint32_t>(path_pool_.size());
+  for (const uint32_t id : dirty_comps_) {
+    for (const uint32_t l : comp_links_[id]) {
+      Class& c = classes_[l];
+      if (c.members.empty()) continue;
+      advance(l, now_ps);
+      for (const Member& m : c.members) gather(m.flow, m.path, std::max(m.key - c.virt, 0.0));
+      c.members.clear();  // keeps its capacity for the fill
+      c.share = c.level = c.virt = 0.0;
+      due_.remove(l);
+    }
   }
   for (const uint32_t f : starting_) gather(f, flows_[f].path, flows_[f].key);
+  active_count_ += starting_.size();
   starting_.clear();
-  fill_pool_.resize(at);
-  path_pool_.swap(fill_pool_);
-  active_count_ = n;
+  const auto at = static_cast<uint32_t>(path_pool_.size());
   stats_.region_flows += n;
-  stats_.active_flows += n;
+  stats_.active_flows += active_count_;
+  // The filled components' links go back to no component, wholly idle; the fill below labels
+  // the links its flows cross again.
+  for (const uint32_t id : dirty_comps_) {
+    comp_dirty_[id] = 0;
+    for (const uint32_t l : comp_links_[id]) {
+      comp_of_[l] = kNone;
+      idle_[l] = capacity_[l];
+    }
+    comp_links_[id].clear();
+    free_comps_.push_back(id);
+  }
+  dirty_comps_.clear();
 
-  link_count_.assign(links, 0);
-  for (uint32_t b = 0; b < at; b += path_pool_[b] + 1) {
-    for (uint32_t k = b + 1; k <= b + path_pool_[b]; ++k) ++link_count_[path_pool_[k]];
+  // Every per-link array below is touched only on the links the gathered flows cross (touched_),
+  // so that a fill's cost is its flows' and their links', not the fabric's: link_count_ is zero
+  // on every link between fills (a fill freezes every flow, taking each count back to zero).
+  touched_.clear();
+  uint32_t* link_count = link_count_.data();
+  for (uint32_t b = filled_from; b < at; b += path_pool_[b] + 1) {
+    for (uint32_t k = b + 1; k <= b + path_pool_[b]; ++k) {
+      if (link_count[path_pool_[k]]++ == 0) touched_.push_back(path_pool_[k]);
+    }
   }
-  link_start_.resize(links + 1);
   uint32_t sum = 0;
-  for (size_t l = 0; l < links; ++l) {
+  for (const uint32_t l : touched_) {
     link_start_[l] = sum;
-    sum += link_count_[l];
+    link_cursor_[l] = sum;
+    sum += link_count[l];
+    residual_[l] = capacity_[l];
   }
-  link_start_[links] = sum;
   link_flows_.resize(sum);
-  link_cursor_.assign(link_start_.begin(), link_start_.end() - 1);
   for (uint32_t j = 0; j < n; ++j) {
     const uint32_t b = fill_block_[j];
     for (uint32_t k = b + 1; k <= b + path_pool_[b]; ++k) {
       link_flows_[link_cursor_[path_pool_[k]]++] = j;
     }
   }
+  // Now link_cursor_[l] is the end of link l's flows in link_flows_.
   fill_frozen_.assign((n + 63) / 64, 0);
-  residual_ = capacity_;
   level_heap_.clear();
-  for (uint32_t l = 0; l < links; ++l) {
-    if (link_count_[l] > 0) level_heap_.emplace_back(capacity_[l] / link_count_[l], l);
-  }
+  // The heap's entries are distinct (a link has one at a time), so the order they freeze in
+  // does not depend on the order they are pushed in.
+  for (const uint32_t l : touched_) level_heap_.emplace_back(capacity_[l] / link_count[l], l);
   const auto after = [](const std::pair<double, uint32_t>& a,
                         const std::pair<double, uint32_t>& b) { return a > b; };
   std::make_heap(level_heap_.begin(), level_heap_.end(), after);
@@ -286,7 +332,6 @@ void FastNetwork::fill() {
   const uint32_t* pool = path_pool_.data();
   uint64_t* frozen = fill_frozen_.data();
   double* residual = residual_.data();
-  uint32_t* link_count = link_count_.data();
   while (!level_heap_.empty()) {
     std::pop_heap(level_heap_.begin(), level_heap_.end(), after);
     const auto [key, l] = level_heap_.back();
@@ -303,7 +348,7 @@ void FastNetwork::fill() {
     const double level = std::max(share, capacity_[l] * 1e-9);
     Class& c = classes_[l];
     c.members.reserve(unfrozen);
-    for (uint32_t j = link_start_[l]; j < link_start_[l + 1]; ++j) {
+    for (uint32_t j = link_start_[l]; j < link_cursor_[l]; ++j) {
       const uint32_t e = link_flows[j];
       const uint64_t bit = uint64_t{1} << (e & 63);
       if ((frozen[e >> 6] & bit) != 0) continue;
@@ -323,14 +368,30 @@ void FastNetwork::fill() {
     std::make_heap(c.members.begin(), c.members.end(), MemberAfter{});
     rekey(l);
   }
-  // What no class holds is idle: all of a link that carries no flow, and what flows frozen
-  // elsewhere leave of one that never froze. A frozen link's residual is ~0.
-  for (uint32_t l = 0; l < links; ++l) {
+  // What no class holds is idle: what flows frozen elsewhere leave of a link that never froze
+  // (a frozen link's residual is ~0). The links the filled flows cross form components anew.
+  for (const uint32_t l : touched_) {
     idle_[l] = classes_[l].members.empty() ? std::max(residual_[l], 0.0) : 0.0;
+    uf_parent_[l] = l;
   }
+  for (uint32_t j = 0; j < n; ++j) {
+    const uint32_t b = fill_block_[j];
+    const uint32_t root = uf_find(pool[b + 1]);
+    for (uint32_t k = b + 2; k <= b + pool[b]; ++k) {
+      const uint32_t r = uf_find(pool[k]);
+      if (r != root) uf_parent_[r] = root;
+    }
+  }
+  for (const uint32_t l : touched_) {
+    const uint32_t r = uf_find(l);
+    if (comp_of_[r] == kNone) comp_of_[r] = new_component();
+    comp_of_[l] = comp_of_[r];
+  }
+  for (const uint32_t l : touched_) comp_links_[comp_of_[l]].push_back(l);
+  compact_paths();
   stats_.rate_changes += n;
   changes_since_fill_ = 0;
-  active_at_fill_ = n;
+  active_at_fill_ = active_count_;
   arm_drain_timer();
 }
 
@@ -357,6 +418,7 @@ bool FastNetwork::insert(uint32_t f, int64_t now_ps) {
   }
   if (!(best_level > capacity_[best] * 1e-6)) return false;
   Class& c = classes_[best];
+  join_component(p, hops);
   advance(best, now_ps);
   c.share += std::max(idle_[best], 0.0);
   idle_[best] = std::min(idle_[best], 0.0);
@@ -380,6 +442,79 @@ bool FastNetwork::insert(uint32_t f, int64_t now_ps) {
     }
   }
   return true;
+}
+
+// Once the pool is mostly blocks left behind (finished flows', and the filled flows' old
+// copies), the blocks of the flows in classes are copied to a new pool, class by class. Its
+// cost, the fabric's links and the live blocks, is paid once per as many words appended.
+void FastNetwork::compact_paths() {
+  if (path_pool_.size() <= 2 * live_words_ + classes_.size()) return;
+  fill_pool_.clear();
+  fill_pool_.reserve(live_words_);
+  for (Class& c : classes_) {
+    for (Member& m : c.members) {
+      const uint32_t hops = path_pool_[m.path];
+      const auto copied = static_cast<uint32_t>(fill_pool_.size());
+      fill_pool_.insert(fill_pool_.end(), path_pool_.begin() + m.path,
+                        path_pool_.begin() + m.path + hops + 1);
+      m.path = copied;
+    }
+  }
+  path_pool_.swap(fill_pool_);
+}
+
+uint32_t FastNetwork::uf_find(uint32_t l) {
+  while (uf_parent_[l] != l) {
+    uf_parent_[l] = uf_parent_[uf_parent_[l]];
+    l = uf_parent_[l];
+  }
+  return l;
+}
+
+uint32_t FastNetwork::new_component() {
+  if (!free_comps_.empty()) {
+    const uint32_t id = free_comps_.back();
+    free_comps_.pop_back();
+    return id;
+  }
+  comp_links_.emplace_back();
+  comp_dirty_.push_back(0);
+  return static_cast<uint32_t>(comp_links_.size() - 1);
+}
+
+void FastNetwork::mark_dirty(uint32_t id) {
+  if (id == kNone || comp_dirty_[id] != 0) return;
+  comp_dirty_[id] = 1;
+  dirty_comps_.push_back(id);
+}
+
+// A flow inserted between fills couples the components its path crosses: they become one, the
+// largest taking the others' links, and it is dirty.
+void FastNetwork::join_component(const uint32_t* p, uint32_t hops) {
+  uint32_t target = kNone;
+  for (uint32_t k = 0; k < hops; ++k) {
+    const uint32_t id = comp_of_[p[k]];
+    if (id != kNone && (target == kNone || comp_links_[id].size() > comp_links_[target].size())) {
+      target = id;
+    }
+  }
+  if (target == kNone) target = new_component();
+  mark_dirty(target);
+  for (uint32_t k = 0; k < hops; ++k) {
+    const uint32_t id = comp_of_[p[k]];
+    if (id == target) continue;
+    if (id == kNone) {
+      comp_of_[p[k]] = target;
+      comp_links_[target].push_back(p[k]);
+      continue;
+    }
+    for (const uint32_t l : comp_links_[id]) comp_of_[l] = target;
+    comp_links_[target].insert(comp_links_[target].end(), comp_links_[id].begin(),
+                               comp_links_[id].end());
+    comp_links_[id].clear();
+    comp_dirty_[id] = 0;
+    free_comps_.push_back(id);
+  }
 }
 
 void FastNetwork::advance(uint32_t l, int64_t now_ps) {
@@ -487,6 +622,7 @@ void FastNetwork::finish(uint32_t f, uint32_t block, uint32_t cls, double rate, 
   Flow& flow = flows_[f];
   const uint32_t* p = links_at(block);
   const uint32_t hops = hops_at(block);
+  mark_dirty(comp_of_[cls]);
   for (uint32_t k = 0; k < hops; ++k) {
     const uint32_t m = p[k];
     if (m == cls) continue;
@@ -495,6 +631,7 @@ void FastNetwork::finish(uint32_t f, uint32_t block, uint32_t cls, double rate, 
   }
   --active_count_;
   ++changes_since_fill_;
+  live_words_ -= hops + 1;
   while (pieces_.more_to_leave(f)) leave_piece(f, now_ps);
   traffic_[static_cast<size_t>(flow.src)].sent_bytes[static_cast<size_t>(flow.kind)] += flow.bytes;
   send_on_wire(f, now_ps);

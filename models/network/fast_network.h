@@ -30,15 +30,22 @@ namespace moesim {
 // flow joins the class of the link that would give it the least, taking that link's unused
 // capacity, and its rate is taken from the classes of its other links. What this leaves out
 // (a class's faster members loading their other links, bottlenecks moving) is caught by the
-// next full fill, which runs once the starts and finishes since the last fill reach
-// kRefillFraction of the flows then active. The error against the exact tier is measured in
-// bench/README.md ("Network tiers").
+// next fill, which runs once the starts and finishes since the last fill reach
+// kRefillFraction of the flows then active, or when a start finds nothing to take. A fill
+// re-derives max-min only on the components (links coupled by active flows) with a start or
+// finish since the last one: another component shares no link with them, so its rates from the
+// last fill are still its max-min rates, and its classes are left as they are. In a training
+// step the EP groups' exchanges are separate components (a rail's traffic stays at its leaf),
+// and most fills are of one exchange when a relay's forwarded piece finds its links full. The
+// error against the exact tier is measured in bench/README.md ("Network tiers").
 //
 // Costs: a start or finish O(hops + log n) (n: the class's members, plus one re-key per class
-// touched in a heap of classes); a fill O(active flows x hops + links log links); the fills of
-// one exchange sum to about (1 / kRefillFraction) x its flows x hops. A fill reads its flows
-// class by class from the members, which carry their path blocks, and rewrites the path pool in
-// that order, so it never reads the flows' own records. Routes are looked up when an instant's
+// touched in a heap of classes); a fill O(F x hops + L log L), F the flows of the components it
+// fills and L the links they cross (never the whole fabric's: per-link arrays are reset
+// through lists); the fills of one exchange sum to about (1 / kRefillFraction) x its flows x
+// hops. A fill reads its flows class by class from the members, which carry their path blocks,
+// and appends their blocks to the path pool in that order (compacted once most of it is left
+// behind), so it never reads the flows' own records. Routes are looked up when an instant's
 // starts are taken, destination by destination (the topology's per-destination path table then
 // stays in cache). Memory per active flow ~130 bytes (its record, member, path block and the
 // fill's copies); at a million flows the fills are bound by cache misses, not instructions
@@ -138,6 +145,11 @@ class FastNetwork final : public FlowNetwork, public EventHandler {
   bool insert(uint32_t flow, int64_t now_ps);
   bool fill_due() const;
   void advance(uint32_t link, int64_t now_ps);
+  uint32_t uf_find(uint32_t link);
+  uint32_t new_component();
+  void mark_dirty(uint32_t component);
+  void join_component(const uint32_t* links, uint32_t hops);
+  void compact_paths();
   void set_share(uint32_t link, double share, int64_t now_ps);
   void absorb_idle(uint32_t link, int64_t now_ps);
   void rekey(uint32_t link);
@@ -163,6 +175,7 @@ class FastNetwork final : public FlowNetwork, public EventHandler {
   // Path blocks (hop count, then links) in the last fill's order, then those of flows started
   // since; rewritten by each fill. A member holds its flow's block.
   std::vector<uint32_t> path_pool_;
+  size_t live_words_ = 0;  // of path_pool_: the blocks of flows routed and not finished
   uint32_t free_flow_head_ = kNone;
   size_t active_count_ = 0;         // flows on links (in classes)
   std::vector<uint32_t> unrouted_;  // flows started at this instant, not yet routed
@@ -173,6 +186,15 @@ class FastNetwork final : public FlowNetwork, public EventHandler {
   // Per link.
   std::vector<Class> classes_;
   std::vector<double> idle_;  // capacity no class holds and no flow crossing it uses
+  // Components: the links that active flows couple (a flow's links are in one component), as
+  // labelled by the last fill and merged by inserts since; a link in none carries no flow and
+  // is wholly idle. A component with a start or finish since the last fill is dirty: the next
+  // fill takes only the dirty ones' flows.
+  std::vector<uint32_t> comp_of_;  // per link, kNone for none
+  std::vector<std::vector<uint32_t>> comp_links_;
+  std::vector<uint8_t> comp_dirty_;
+  std::vector<uint32_t> dirty_comps_, free_comps_;
+  std::vector<uint32_t> uf_parent_;  // the fill's union-find over the links it touches
   IndexedHeap<Due, DueOrder> due_;
   EventId drain_timer_;
   int64_t drain_timer_ps_ = -1;
@@ -180,8 +202,10 @@ class FastNetwork final : public FlowNetwork, public EventHandler {
   size_t changes_since_fill_ = 0;
   size_t active_at_fill_ = 0;
 
-  // Fill scratch.
-  std::vector<uint32_t> link_start_, link_flows_, link_count_, link_cursor_;
+  // Fill scratch, per link (written only on the links a fill touches; link_count_ is zero on
+  // every link between fills), and the links the fill's flows cross.
+  std::vector<uint32_t> link_start_, link_flows_, link_count_, link_cursor_, touched_;
+  std::vector<uint32_t> dst_cursor_;                 // route_starts' counting sort by destination
   std::vector<std::pair<uint32_t, uint32_t>> done_;  // drain_due's, of one class
   std::vector<double> residual_, fill_key_;
   std::vector<uint32_t> fill_flow_, fill_block_, fill_pool_;
