@@ -7,10 +7,14 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <map>
 #include <vector>
 
 #include "bench/network_tier_cases.h"
+#include "core/engine.h"
+#include "models/network/fast_network.h"
 #include "models/network/network_tier.h"
+#include "tests/network/test_topologies.h"
 
 namespace moesim {
 namespace {
@@ -40,6 +44,35 @@ TEST_CASE("the fast tier stays within 2% of exact max-min on the small error sui
   CHECK(worst[worst.size() / 2] <= 0.005);
   // The tier is only worth having if it recomputes less.
   CHECK(fast_recomputations < exact_recomputations);
+}
+
+struct DoneAt final : FlowObserver {
+  explicit DoneAt(Engine& e) : engine(e) {}
+  void on_flow_done(FlowId, uint32_t tag) override { done[tag] = engine.now(); }
+  Engine& engine;
+  std::map<uint32_t, Time> done;
+};
+
+// Two flows on disjoint links (GPU 0 -> 1 and GPU 2 -> 3 of one NVSwitch) are two components:
+// the fill at the second's start re-derives only its rate and leaves the first's class alone.
+// Fills: A's start (1 flow filled of 1 active), B's start (1 of 2), A's finish (0 of 1: A's
+// component is empty, B's untouched); a fill of every active flow would have filled 1 + 2 + 1.
+TEST_CASE("a fast-tier fill takes only the components that changed", "[network][tiers]") {
+  const Topology topo =
+      test::star(std::vector<Bandwidth>(4, Bandwidth::gigabytes_per_s(100)), Time::zero());
+  Engine engine;
+  FastNetwork net(engine, topo);
+  DoneAt rec(engine);
+  net.start_flow(0, 1, Bytes(100'000'000), &rec, 0);  // 1 ms at 100 GB/s
+  engine.run_until(Time::us(100));
+  net.start_flow(2, 3, Bytes(50'000'000), &rec, 1);  // 0.5 ms, from 100 us
+  engine.run();
+  // Closed forms: each flow alone on its links at their whole capacity, no latency.
+  CHECK(rec.done.at(0) == Time::us(1000));
+  CHECK(rec.done.at(1) == Time::us(600));
+  CHECK(net.stats().recomputations == 3);
+  CHECK(net.stats().region_flows == 2);
+  CHECK(net.stats().active_flows == 4);
 }
 
 TEST_CASE("the default tier is exact below 128 GPUs and fast from there", "[network][tiers]") {
