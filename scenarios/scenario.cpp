@@ -887,6 +887,7 @@ RouterSpec Resolver::router(const Node& n, const ModelSpec& model, const Workloa
     r.routed_scaling = in.routed_scaling_factor();
   }
   r.noisy = in.noisy();
+  r.reuse_across_micro_batches = in.reuse_routing_across_micro_batches();
   r.selection_bias = in.aux_free_bias();
   if (in.has_bias_gamma()) {
     if (!in.aux_free_bias()) fail(n, "bias_gamma", "is set but aux_free_bias is not true");
