@@ -1036,6 +1036,12 @@ Scenario Resolver::resolve(const proto::Scenario& in, bool derive_dp) const {
   s.router = router(child(top, "router"), s.model, s.workload, s.seed);
   if (in.has_offload()) {
     s.offload = offload(child(top, "offload"), s.model, s.workload);
+    if (s.router.reuse_across_micro_batches) {
+      // Offloaded decoding routes its own batches one by one, not a step's micro-batches.
+      fail(child(top, "router"), "reuse_routing_across_micro_batches",
+           "is not read with an offload block (offloaded decoding has no micro-batches to reuse "
+           "routing across)");
+    }
     // The decoded tokens form one sequence: the router's sequence model runs along all of them.
     s.router.tokens.sequence_tokens = 0;
   }
