@@ -104,6 +104,10 @@ void write_run_json(std::ostream& out, const Scenario& scenario, const Simulatio
       << ", \"summary\": " << json_string(token_model_summary(scenario.router)) << "},\n";
   out << "  \"network_model\": {\"tier\": " << json_string(network_tier_name(r.network_tier))
       << ", \"by_default\": " << (r.network_tier_by_default ? "true" : "false") << "},\n";
+  // Only when on, so other runs' documents stay as they were.
+  if (r.routing_reused_across_micro_batches) {
+    out << "  \"routing_reused_across_micro_batches\": true,\n";
+  }
   out << "  \"measured_steps\": " << r.measured_steps << ",\n";
   // Only in a run stopped early, so a complete run's document stays as it was.
   if (r.partial) {
@@ -180,6 +184,10 @@ void print_run_table(std::ostream& out, const Scenario& scenario, const Simulati
   }
   out << "\n";
   out << "  token model: " << token_model_summary(scenario.router) << "\n";
+  if (r.routing_reused_across_micro_batches) {
+    out << "  routing: micro-batch 0's decisions reused by every micro-batch of a step "
+           "(router.reuse_routing_across_micro_batches)\n";
+  }
   if (r.partial) {
     out << "  partial: stopped after " << r.steps_run << " of " << scenario.workload.steps
         << " steps (" << scenario.workload.warmup_steps << " warm-up)\n";

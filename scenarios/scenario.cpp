@@ -887,6 +887,7 @@ RouterSpec Resolver::router(const Node& n, const ModelSpec& model, const Workloa
     r.routed_scaling = in.routed_scaling_factor();
   }
   r.noisy = in.noisy();
+  r.reuse_across_micro_batches = in.reuse_routing_across_micro_batches();
   r.selection_bias = in.aux_free_bias();
   if (in.has_bias_gamma()) {
     if (!in.aux_free_bias()) fail(n, "bias_gamma", "is set but aux_free_bias is not true");
@@ -1035,6 +1036,12 @@ Scenario Resolver::resolve(const proto::Scenario& in, bool derive_dp) const {
   s.router = router(child(top, "router"), s.model, s.workload, s.seed);
   if (in.has_offload()) {
     s.offload = offload(child(top, "offload"), s.model, s.workload);
+    if (s.router.reuse_across_micro_batches) {
+      // Offloaded decoding routes its own batches one by one, not a step's micro-batches.
+      fail(child(top, "router"), "reuse_routing_across_micro_batches",
+           "is not read with an offload block (offloaded decoding has no micro-batches to reuse "
+           "routing across)");
+    }
     // The decoded tokens form one sequence: the router's sequence model runs along all of them.
     s.router.tokens.sequence_tokens = 0;
   }

@@ -1,6 +1,8 @@
 #include "sim/simulation.h"
 
 #include <algorithm>
+#include <array>
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <numeric>
@@ -42,6 +44,11 @@ double mean(const std::vector<double>& samples) {
 // replica's data-holding ranks and reduces the decisions to traffic. Tasks are numbered as the
 // step plays them (micro-batch major, then layer, then replica) and run on a TaskStream, so
 // the step can start on the first layers while later ones route.
+// With router.reuse_across_micro_batches, a later micro-batch's task takes micro-batch 0's
+// decisions: it copies micro-batch 0's traffic of the same (layer, replica) when the layer runs
+// on the same pipeline rank (it waits for that task, which was claimed before it, so some
+// thread is running it), and otherwise (DualPipe's mirrored direction) asks the source for
+// micro-batch 0's request again, the same decisions, and reduces them onto its own rank.
 class StepRouter {
  public:
   StepRouter(const Scenario& scenario, RoutingSource& source, const Topology& topology,
@@ -68,6 +75,13 @@ class StepRouter {
     // background thread when there are two threads (the caller only waits), else the caller.
     const int32_t workers = thread_safe_ ? threads_ : 1;
     scratch_.assign(static_cast<size_t>(workers) + 1, RoutingDecision{});
+    reuse_ = scenario.router.reuse_across_micro_batches;
+    if (reuse_ && !thread_safe_) {
+      // A trace reader streams its records in order and cannot be asked for a batch twice.
+      throw std::invalid_argument(
+          "router.reuse_routing_across_micro_batches needs the router model; this routing "
+          "source (a replayed trace) has its own micro-batches");
+    }
   }
 
   // Every slot of a step, allocated and empty, for start() to fill.
@@ -89,19 +103,52 @@ class StepRouter {
     const int64_t tasks = int64_t{scenario_.workload.micro_batches} * moe_layers * plan.dp;
     const int32_t background = thread_safe_ ? threads_ - 1 : (threads_ > 1 ? 1 : 0);
     const bool caller_helps = thread_safe_ || background == 0;
+    // Micro-batch 0's tasks: 1 once finished, 2 once failed (their copies then fail too).
+    const int64_t first_tasks = int64_t{moe_layers} * plan.dp;
+    // Its own flags per step parity: a step starts routing while the previous one's stream lives.
+    auto& flags = first_done_[static_cast<size_t>(step % 2)];
+    flags = std::make_unique<std::atomic<uint8_t>[]>(static_cast<size_t>(first_tasks));
     return std::make_unique<TaskStream>(
-        tasks, background, caller_helps, [this, step, moe_layers, &traffic](int64_t t, int32_t w) {
-          const auto mb = static_cast<int32_t>(t / (int64_t{moe_layers} * scenario_.parallel.dp));
+        tasks, background, caller_helps,
+        [this, step, moe_layers, first_tasks, done = flags.get(), &traffic](int64_t t, int32_t w) {
+          const auto mb = static_cast<int32_t>(t / first_tasks);
           const auto layer = static_cast<int32_t>((t / scenario_.parallel.dp) % moe_layers);
           const auto d = static_cast<int32_t>(t % scenario_.parallel.dp);
-          traffic[mb][layer][d] = route_task(step, mb, layer, d, scratch_[static_cast<size_t>(w)]);
+          RoutingDecision& scratch = scratch_[static_cast<size_t>(w)];
+          if (!reuse_) {
+            traffic[mb][layer][d] = route_task(step, mb, mb, layer, d, scratch);
+            return;
+          }
+          std::atomic<uint8_t>& first = done[t % first_tasks];
+          if (mb == 0) {
+            try {
+              traffic[0][layer][d] = route_task(step, 0, 0, layer, d, scratch);
+            } catch (...) {
+              first.store(2);
+              first.notify_all();
+              throw;
+            }
+            first.store(1);
+            first.notify_all();
+          } else if (pipeline_.rank_of(mb, moe_layer_stage_[layer]) ==
+                     pipeline_.rank_of(0, moe_layer_stage_[layer])) {
+            first.wait(0);
+            if (first.load() != 1) {
+              throw std::runtime_error("micro-batch 0's routing, reused here, failed");
+            }
+            traffic[mb][layer][d] = traffic[0][layer][d];
+          } else {
+            traffic[mb][layer][d] = route_task(step, mb, 0, layer, d, scratch);
+          }
         });
   }
 
  private:
   // Each rank's decisions are reduced to traffic as soon as they are routed, so a worker holds
   // one rank's decisions, not the layer's.
-  MoeLayerTraffic route_task(int32_t step, int32_t mb, int32_t layer, int32_t d,
+  // Micro-batch mb's traffic from the decisions of micro-batch routed_mb's request (mb itself
+  // unless routing is reused).
+  MoeLayerTraffic route_task(int32_t step, int32_t mb, int32_t routed_mb, int32_t layer, int32_t d,
                              RoutingDecision& decision) {
     const ParallelPlan& plan = scenario_.parallel;
     // The pipeline rank running the layer for this micro-batch (DualPipe's second direction
@@ -113,7 +160,7 @@ class StepRouter {
       for (int32_t a = 0; a < plan.tp; ++a) {
         RoutingRequest request;
         request.layer = layer;
-        request.micro_batch = int64_t{step} * scenario_.workload.micro_batches + mb;
+        request.micro_batch = int64_t{step} * scenario_.workload.micro_batches + routed_mb;
         request.rank = a + plan.tp * (b + plan.ep * d);
         request.ranks = plan.tp * plan.ep * plan.dp;
         request.tokens = scenario_.workload.computed_tokens_per_gpu();
@@ -134,6 +181,9 @@ class StepRouter {
   std::vector<int32_t> moe_layer_stage_;
   PipelineLayout pipeline_;               // where each micro-batch's stages run (no order)
   std::vector<RoutingDecision> scratch_;  // per worker of the stream
+  bool reuse_ = false;                    // router.reuse_across_micro_batches
+  // Per (layer, replica) task of micro-batch 0 of the step being routed, for reuse.
+  std::array<std::unique_ptr<std::atomic<uint8_t>[]>, 2> first_done_;
 };
 
 }  // namespace
@@ -230,6 +280,7 @@ SimulationResult simulate(const Scenario& scenario, RoutingSource& source,
   r.dispatch_algorithm = algorithm;
   r.network_tier = tier;
   r.network_tier_by_default = !scenario.cluster.network_tier.has_value();
+  r.routing_reused_across_micro_batches = scenario.router.reuse_across_micro_batches;
   r.gpu_phase_us.assign(static_cast<size_t>(gpus), {});
   r.gpu_hidden_us.assign(static_cast<size_t>(gpus), {});
   r.tokens_per_expert.assign(static_cast<size_t>(model.routed_experts), 0);

@@ -59,6 +59,9 @@ struct SimulationResult {
   // The network tier the run used, and whether the scenario left it to the default rule.
   NetworkTier network_tier = NetworkTier::kExact;
   bool network_tier_by_default = true;
+  // router.reuse_routing_across_micro_batches: every micro-batch of a step took micro-batch 0's
+  // routing decisions.
+  bool routing_reused_across_micro_batches = false;
   // Samples: one per measured step; per forward exchange (micro-batch, MoE layer, replica);
   // per forward (micro-batch, layer) the slowest GPU's time.
   std::vector<double> step_time_us, dispatch_us, combine_us, expert_compute_us, attention_us;

@@ -462,6 +462,9 @@ inline float softplus(float x) {
   return x > 20.0f ? x : std::log1p(std::exp(x));
 }
 
+// Rows a LogitRowSource makes at a time: 32 rows of 256 experts are 32 KB, within L1.
+constexpr int32_t kLogitBlockRows = 32;
+
 struct BatchOutputs {
   float* pair_scores;      // tokens x k, or null
   float* all_scores;       // tokens x E (expert choice), or null
@@ -500,9 +503,20 @@ MOESIM_INLINE void score_and_select_body(const ScoreAndSelectArgs& args) {
   float* choice = scratch.choice.data();
   float* probs = nullptr;
   double lse_square_sum = 0.0;
+  float* block = scratch.logit_block.data();
   for (int32_t r = 0; r < logits.rows; ++r) {
     const int32_t t = logits.token_of_row.empty() ? r : logits.token_of_row[r];
-    const float* l = logits.data + static_cast<ptrdiff_t>(r) * logits.row_stride;
+    const float* l;
+    if (logits.source) {
+      const int32_t in_block = r % kLogitBlockRows;
+      if (in_block == 0) {
+        logits.source->rows(r, std::min(kLogitBlockRows, logits.rows - r), block,
+                            logits.row_stride);
+      }
+      l = block + static_cast<ptrdiff_t>(in_block) * logits.row_stride;
+    } else {
+      l = logits.data + static_cast<ptrdiff_t>(r) * logits.row_stride;
+    }
     if (spec.noisy) {
       const float* noise_logits = l + E;
       const float* z = noise.data() + static_cast<ptrdiff_t>(t) * E;
@@ -541,6 +555,8 @@ MOESIM_INLINE void score_and_select_body(const ScoreAndSelectArgs& args) {
       selection_scores = row;
     }
     int32_t* ids = out.expert_ids.data() + static_cast<ptrdiff_t>(t) * k;
+    // Selection fills all k slots unless scores are NaN; then the rest stay empty.
+    std::fill_n(ids, k, kNoExpert);
     if (fast_groups) {
       group_limited_select<W>(selection_scores, E, spec.groups, spec.topk_group, k, ids);
     } else if (spec.selection == RouterSelection::kGroupLimitedTopK) {
@@ -551,7 +567,7 @@ MOESIM_INLINE void score_and_select_body(const ScoreAndSelectArgs& args) {
     float* weights = out.weights.data() + static_cast<ptrdiff_t>(t) * k;
     float total = 0.0f;
     for (int32_t j = 0; j < k; ++j) {
-      weights[j] = probs[ids[j]];
+      weights[j] = ids[j] == kNoExpert ? 0.0f : probs[ids[j]];
       total += weights[j];
     }
     if (outputs.pair_scores) {
@@ -731,11 +747,15 @@ void route_from_logits(const RouterSpec& spec, const LogitRows& logits,
   const bool by_score = capacity > 0 && spec.drop_policy == DropPolicy::kByLowestScore;
   scratch.row.resize(E);
   scratch.choice.resize(E);
+  if (logits.source) {
+    scratch.logit_block.resize(static_cast<size_t>(kLogitBlockRows) * logits.row_stride);
+  }
   if (by_score) scratch.pair_scores.resize(static_cast<size_t>(T) * k);
   if (expert_choice) scratch.scores.resize(static_cast<size_t>(T) * E);
   if (stats) scratch.probability_sum.assign(E, 0.0f);
   double lse_square_sum = 0.0;
-  if (!expert_choice) out.reset(T, E, k);
+  // The top-k loop writes every token's ids and weights (each row, rows in any order).
+  if (!expert_choice) out.reset_for_overwrite(T, E, k);
   score_and_select(ScoreAndSelectArgs{spec, logits, noise, bias, scratch, out,
                                       BatchOutputs{by_score ? scratch.pair_scores.data() : nullptr,
                                                    expert_choice ? scratch.scores.data() : nullptr,

@@ -30,14 +30,26 @@ struct RouterStats {
   double max_over_mean_load = 0.0;
 };
 
+// Makes a batch's rows of logits on demand, a few at a time, so that route_from_logits scores
+// each row while it is in the L1 cache instead of writing the batch's logits out to memory and
+// reading them back (4 MB for 4096 tokens and 256 experts).
+class LogitRowSource {
+ public:
+  virtual ~LogitRowSource() = default;
+  // Writes rows [first, first + count), row i at out + i * stride (stride >= the row width).
+  virtual void rows(int32_t first, int32_t count, float* out, int64_t stride) const = 0;
+};
+
 // Rows of logits for one batch. Row r holds token token_of_row[r] (row r is token r when the span
 // is empty): its first E floats are the gate logits and, for noisy gating, the next E the noise
-// logits (x W_noise).
+// logits (x W_noise). The rows are at data, row_stride floats apart, or, when source is set,
+// made by it (data is then unused and row_stride is the width of a row).
 struct LogitRows {
   const float* data = nullptr;
   int32_t rows = 0;
   int64_t row_stride = 0;  // floats between rows
   std::span<const int32_t> token_of_row;
+  const LogitRowSource* source = nullptr;
 };
 
 // Per-thread working memory; grows to the largest batch seen and is then reused.
@@ -45,6 +57,7 @@ struct GatingScratch {
   std::vector<float> scores;           // expert choice: tokens x E probabilities
   std::vector<float> pair_scores;      // tokens x k router probability of each chosen pair
   std::vector<float> row;              // one row of noisy logits
+  std::vector<float> logit_block;      // rows made by a LogitRowSource
   std::vector<float> choice;           // one row of selection scores (score + bias)
   std::vector<float> probability_sum;  // E
   std::vector<int32_t> counts;         // E

@@ -42,6 +42,21 @@ RandomStream request_stream(uint64_t seed, const RoutingRequest& request) {
   return RandomStream(seed, "router").fork(std::string_view(name, static_cast<size_t>(n)));
 }
 
+// The logit-space rows of a batch's structure, made on demand for route_from_logits.
+class StructureLogitRows final : public LogitRowSource {
+ public:
+  StructureLogitRows(const LogitSpaceLayer& layer, const TokenStructure& structure, int32_t rank)
+      : layer_(layer), structure_(structure), rank_(rank) {}
+  void rows(int32_t first, int32_t count, float* out, int64_t stride) const override {
+    ClusterTokenModel::logit_rows(layer_, structure_, rank_, first, count, out, stride);
+  }
+
+ private:
+  const LogitSpaceLayer& layer_;
+  const TokenStructure& structure_;
+  int32_t rank_;
+};
+
 std::string shape_text(const std::vector<int64_t>& shape) {
   std::string s = "[";
   for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
@@ -318,8 +333,30 @@ void Router::route_with_stats(const RoutingRequest& request, RoutingDecision& ou
   RandomStream isotropic = stream.fork("isotropic");
   token_model_->draw_structure(token_stream, T, sc.structure);
   std::span<float> logits;
+  const LayerState* logit_state = nullptr;
   if (spec_.source == TokenSourceKind::kLogitSpace) {
-    const LayerState& state = layer_state(request.layer, false);
+    logit_state = &layer_state(request.layer, false);
+  }
+  if (logit_state != nullptr && logit_state->logit.isotropic_rows == 0) {
+    // Rows made a block at a time while the gating scores them (no isotropic part to add by a
+    // GEMM over the whole batch).
+    if (spec_.noisy) {
+      RandomStream noise = stream.fork("noise");
+      sc.noise.resize(static_cast<size_t>(T) * E);
+      fill_standard_normal(noise, sc.noise);
+    }
+    const StructureLogitRows source(logit_state->logit, sc.structure, spec_.tokens.offset_rank);
+    LogitRows rows{nullptr, T, width, sc.structure.token_of_row};
+    rows.source = &source;
+    route_from_logits(spec_, rows,
+                      spec_.noisy ? std::span<const float>(sc.noise) : std::span<const float>(),
+                      spec_.selection_bias ? std::span<const float>(bias_[request.layer])
+                                           : std::span<const float>(),
+                      sc.gating, out, stats);
+    return;
+  }
+  if (logit_state != nullptr) {
+    const LayerState& state = *logit_state;
     sc.logits.resize(static_cast<size_t>(T) * width);
     logits = sc.logits;
     ClusterTokenModel::draw_logits(state.logit, sc.structure, spec_.tokens.offset_rank, isotropic,

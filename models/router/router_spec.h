@@ -101,6 +101,12 @@ struct RouterSpec {
 
   uint64_t seed = 0;
 
+  // Not the router model's own setting but how a step asks it (sim/simulation.cpp): every
+  // micro-batch of a step takes micro-batch 0's routing decisions (the same tokens to the same
+  // experts) instead of routing its own tokens, so a step routes 1/micro_batches of the tokens.
+  // Off unless a scenario sets router { reuse_routing_across_micro_batches: true }.
+  bool reuse_across_micro_batches = false;
+
   // Throws std::invalid_argument naming the first bad field and what was expected.
   void validate() const;
 };

@@ -9,6 +9,10 @@
 
 #include "models/router/normal.h"
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
+
 namespace moesim {
 
 ClusterTokenModel::ClusterTokenModel(const TokenModel& model, uint64_t seed) : model_(model) {
@@ -209,23 +213,10 @@ void ClusterTokenModel::draw_logits(const LogitSpaceLayer& layer, const TokenStr
                                     std::vector<float>& normals, std::span<float> rows_out) {
   const int32_t width = layer.width;
   const auto tokens = static_cast<int32_t>(s.token_of_row.size());
-  const auto clusters = static_cast<int32_t>(s.cluster_offsets.size()) - 1;
   if (rows_out.size() != static_cast<size_t>(tokens) * width) {
     throw std::invalid_argument("draw_logits: output must be tokens x width");
   }
-  for (int32_t c = 0; c < clusters; ++c) {
-    const int32_t begin = s.cluster_offsets[c];
-    const int32_t n = s.cluster_offsets[c + 1] - begin;
-    if (n == 0) continue;
-    float* block = rows_out.data() + static_cast<size_t>(begin) * width;
-    const float* mean = layer.mean_logits.data() + static_cast<size_t>(c) * width;
-    for (int32_t i = 0; i < n; ++i)
-      std::copy_n(mean, width, block + static_cast<size_t>(i) * width);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, width, rank, 1.0f,
-                s.offsets_sorted.data() + static_cast<size_t>(begin) * rank, rank,
-                layer.offset_factor.data() + static_cast<size_t>(c) * rank * width, width, 1.0f,
-                block, width);
-  }
+  logit_rows(layer, s, rank, 0, tokens, rows_out.data(), width);
   if (layer.isotropic_rows > 0) {
     const int32_t q = layer.isotropic_rows;
     normals.resize(static_cast<size_t>(tokens) * q);
@@ -233,6 +224,155 @@ void ClusterTokenModel::draw_logits(const LogitSpaceLayer& layer, const TokenStr
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, tokens, width, q, 1.0f, normals.data(),
                 q, layer.isotropic_factor.data(), width, 1.0f, rows_out.data(), width);
   }
+}
+
+namespace {
+
+struct LogitRowsArgs {
+  const float* offsets;  // rows x rank, the sorted layout's u
+  const int32_t* cluster_of_token;
+  const int32_t* token_of_row;
+  const float* mean_logits;    // clusters x width
+  const float* offset_factor;  // clusters x (rank x width)
+  int32_t rank, width, first, count;
+  float* out;
+  int64_t out_stride;
+};
+
+// One logit: the FMA chain over the rank from zero, then the mean added (one rounding each).
+inline float logit_scalar(const float* u, const float* factor, int32_t rank, int64_t width,
+                          float mean) {
+  float acc = 0.0f;
+  for (int32_t j = 0; j < rank; ++j) acc = std::fma(u[j], factor[j * width], acc);
+  return mean + acc;
+}
+
+// Columns [from, width) of every row by logit_scalar: the scalar kernel and the vectors' tail.
+void logit_rows_scalar(const LogitRowsArgs& a, int32_t from) {
+  for (int32_t i = 0; i < a.count; ++i) {
+    const int32_t row = a.first + i;
+    const int32_t c = a.cluster_of_token[a.token_of_row[row]];
+    const float* u = a.offsets + static_cast<size_t>(row) * a.rank;
+    const float* factor = a.offset_factor + static_cast<size_t>(c) * a.rank * a.width;
+    const float* mean = a.mean_logits + static_cast<size_t>(c) * a.width;
+    float* out = a.out + i * a.out_stride;
+    for (int32_t e = from; e < a.width; ++e) {
+      out[e] = logit_scalar(u, factor + e, a.rank, a.width, mean[e]);
+    }
+  }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+// Per row, kBlock vectors of columns at a time so that kBlock FMA chains run side by side (an FMA
+// waits about four cycles for its chain's previous one, and two issue per cycle). V, the
+// vector type and its operations, as a set of functions on one instruction set.
+#define MOESIM_LOGIT_ROWS_BODY(V, kN, LOAD, STORE, SPLAT, FMA, ADD, ZERO, TAIL)           \
+  const int32_t whole = a.width - a.width % (kN);                                         \
+  for (int32_t i = 0; i < a.count; ++i) {                                                 \
+    const int32_t row = a.first + i;                                                      \
+    const int32_t c = a.cluster_of_token[a.token_of_row[row]];                            \
+    const float* u = a.offsets + static_cast<size_t>(row) * a.rank;                       \
+    const float* factor = a.offset_factor + static_cast<size_t>(c) * a.rank * a.width;    \
+    const float* mean = a.mean_logits + static_cast<size_t>(c) * a.width;                 \
+    float* out = a.out + i * a.out_stride;                                                \
+    int32_t e = 0;                                                                        \
+    constexpr int kBlock = 8;                                                             \
+    for (; e + kBlock * (kN) <= whole; e += kBlock * (kN)) {                              \
+      V acc[kBlock];                                                                      \
+      _Pragma("GCC unroll 8") for (int b = 0; b < kBlock; ++b) acc[b] = ZERO;             \
+      for (int32_t j = 0; j < a.rank; ++j) {                                              \
+        const V uj = SPLAT(u[j]);                                                         \
+        const float* f = factor + static_cast<size_t>(j) * a.width + e;                   \
+        _Pragma("GCC unroll 8") for (int b = 0; b < kBlock; ++b) acc[b] =                 \
+            FMA(uj, LOAD(f + b * (kN)), acc[b]);                                          \
+      }                                                                                   \
+      _Pragma("GCC unroll 8") for (int b = 0; b < kBlock; ++b)                            \
+          STORE(out + e + b * (kN), ADD(LOAD(mean + e + b * (kN)), acc[b]));              \
+    }                                                                                     \
+    for (; e < whole; e += (kN)) {                                                        \
+      V acc = ZERO;                                                                       \
+      for (int32_t j = 0; j < a.rank; ++j) {                                              \
+        acc = FMA(SPLAT(u[j]), LOAD(factor + static_cast<size_t>(j) * a.width + e), acc); \
+      }                                                                                   \
+      STORE(out + e, ADD(LOAD(mean + e), acc));                                           \
+    }                                                                                     \
+    TAIL                                                                                  \
+  }
+
+// The last width % 16 columns as one vector with the other lanes masked off (Mixtral's 8).
+#define MOESIM_LOGIT_TAIL_AVX512                                                             \
+  if (whole < a.width) {                                                                     \
+    const auto m = static_cast<__mmask16>((1u << (a.width - whole)) - 1);                    \
+    __m512 acc = _mm512_setzero_ps();                                                        \
+    for (int32_t j = 0; j < a.rank; ++j) {                                                   \
+      acc = _mm512_fmadd_ps(                                                                 \
+          _mm512_set1_ps(u[j]),                                                              \
+          _mm512_maskz_loadu_ps(m, factor + static_cast<size_t>(j) * a.width + whole), acc); \
+    }                                                                                        \
+    _mm512_mask_storeu_ps(out + whole, m,                                                    \
+                          _mm512_add_ps(_mm512_maskz_loadu_ps(m, mean + whole), acc));       \
+  }
+// The last width % 8 columns one by one (__builtin_fmaf is the FMA instruction here).
+#define MOESIM_LOGIT_TAIL_SCALAR                                                       \
+  for (int32_t col = whole; col < a.width; ++col) {                                    \
+    float acc = 0.0f;                                                                  \
+    for (int32_t j = 0; j < a.rank; ++j) {                                             \
+      acc = __builtin_fmaf(u[j], factor[static_cast<size_t>(j) * a.width + col], acc); \
+    }                                                                                  \
+    out[col] = mean[col] + acc;                                                        \
+  }
+
+__attribute__((target("avx512f"))) void logit_rows_avx512(const LogitRowsArgs& a) {
+  MOESIM_LOGIT_ROWS_BODY(__m512, 16, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps,
+                         _mm512_fmadd_ps, _mm512_add_ps, _mm512_setzero_ps(),
+                         MOESIM_LOGIT_TAIL_AVX512)
+}
+__attribute__((target("avx2,fma"))) void logit_rows_avx2(const LogitRowsArgs& a) {
+  MOESIM_LOGIT_ROWS_BODY(__m256, 8, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps,
+                         _mm256_fmadd_ps, _mm256_add_ps, _mm256_setzero_ps(),
+                         MOESIM_LOGIT_TAIL_SCALAR)
+}
+#undef MOESIM_LOGIT_TAIL_AVX512
+#undef MOESIM_LOGIT_TAIL_SCALAR
+#undef MOESIM_LOGIT_ROWS_BODY
+#endif
+
+}  // namespace
+
+void ClusterTokenModel::logit_rows(const LogitSpaceLayer& layer, const TokenStructure& s,
+                                   int32_t rank, int32_t first, int32_t count, float* out,
+                                   int64_t out_stride, KernelWidth kernel) {
+  const auto rows = static_cast<int32_t>(s.token_of_row.size());
+  if (first < 0 || count < 0 || first > rows - count || out_stride < layer.width ||
+      s.offsets_sorted.size() != static_cast<size_t>(rows) * rank) {
+    throw std::invalid_argument("logit_rows: rows outside the batch or a short output stride");
+  }
+  const LogitRowsArgs args{s.offsets_sorted.data(),
+                           s.cluster_of_token.data(),
+                           s.token_of_row.data(),
+                           layer.mean_logits.data(),
+                           layer.offset_factor.data(),
+                           rank,
+                           layer.width,
+                           first,
+                           count,
+                           out,
+                           out_stride};
+#if defined(__x86_64__) && defined(__GNUC__)
+  if (kernel == KernelWidth::kNative) {
+    if (__builtin_cpu_supports("avx512f")) {
+      logit_rows_avx512(args);
+      return;
+    }
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+      logit_rows_avx2(args);
+      return;
+    }
+  }
+#else
+  (void)kernel;
+#endif
+  logit_rows_scalar(args, 0);
 }
 
 }  // namespace moesim

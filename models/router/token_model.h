@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/random.h"
+#include "models/router/gating.h"
 #include "models/router/router_spec.h"
 
 namespace moesim {
@@ -53,10 +54,20 @@ class ClusterTokenModel {
   LogitSpaceLayer logit_space(std::span<const float> gate, int32_t width) const;
 
   // Logits of the sorted rows (rows x width): mean + u B_c [+ z F], z ~ N(0, I) from
-  // `isotropic`; `normals` is working space.
+  // `isotropic`; `normals` is working space. The mean + u B_c part is logit_rows().
   static void draw_logits(const LogitSpaceLayer& layer, const TokenStructure& structure,
                           int32_t rank, RandomStream& isotropic, std::vector<float>& normals,
                           std::span<float> rows_out);
+
+  // Rows [first, first + count) of the sorted layout without the isotropic part, mean_c + u B_c,
+  // row i at out + i * out_stride. Each logit is one chain of fused multiply-adds over the rank
+  // in order, from zero, then added to the cluster mean: the rounding of OpenBLAS's FMA sgemm
+  // kernels (the Haswell and SkylakeX ones), which computed these before, and the same bits on
+  // every CPU and kernel width. `kernel` picks the instruction set as the gating kernels do
+  // (kNative: AVX-512F, else AVX2 with FMA, else scalar std::fma; the others: scalar).
+  static void logit_rows(const LogitSpaceLayer& layer, const TokenStructure& structure,
+                         int32_t rank, int32_t first, int32_t count, float* out, int64_t out_stride,
+                         KernelWidth kernel = KernelWidth::kNative);
 
  private:
   TokenModel model_;

@@ -676,5 +676,27 @@ TEST_CASE("An offload block is resolved and its errors name the field", "[scenar
   }
 }
 
+TEST_CASE("reuse_routing_across_micro_batches: off unless set, refused with offload",
+          "[scenarios]") {
+  const std::string topo =
+      (std::filesystem::path(MOESIM_SOURCE_DIR) / "scenarios" / "topologies" / "single-gpu.pbtxt")
+          .string();
+  const std::string head =
+      "model { preset: \"mixtral-8x7b\" }\n"
+      "cluster { topology_file: \"" +
+      topo +
+      "\" gpu { preset: \"rtx3060-12gb\" } }\n"
+      "workload { kind: DECODE tokens_per_gpu: 1 kv_context_length: 64 }\n";
+  CHECK_FALSE(parse_scenario(head, "r.pbtxt").router.reuse_across_micro_batches);
+  CHECK(parse_scenario(head + "router { reuse_routing_across_micro_batches: true }\n", "r.pbtxt")
+            .router.reuse_across_micro_batches);
+  CHECK_THROWS_WITH(
+      parse_scenario(head + "router { reuse_routing_across_micro_batches: true }\n"
+                            "offload { host_link: \"pcie3-x16\" policy: LFU cache_experts: 2 "
+                            "decode_tokens: 8 }\n",
+                     "r.pbtxt"),
+      Catch::Contains("router.reuse_routing_across_micro_batches: is not read with an offload"));
+}
+
 }  // namespace
 }  // namespace moesim
