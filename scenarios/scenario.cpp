@@ -763,6 +763,8 @@ Workload Resolver::workload(const Node& n, const ParallelPlan& plan) const {
   training_only(in.has_distributed_optimizer(), "distributed_optimizer");
   training_only(in.has_recomputation(), "recomputation");
   training_only(in.has_gradients_in_dispatch_format(), "gradients_in_dispatch_format");
+  training_only(in.has_overlap_grad_reduce(), "overlap_grad_reduce");
+  w.options.overlap_grad_reduce = in.overlap_grad_reduce();
   w.options.distributed_optimizer = in.distributed_optimizer();
   w.options.gradients_in_dispatch_format = in.gradients_in_dispatch_format();
   if (in.has_recomputation()) {

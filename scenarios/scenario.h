@@ -104,6 +104,14 @@ struct StepOptions {
   // 3.3.3: the activation gradient before the MoE down-projection is quantised to FP8, while
   // both combines stay in BF16). false: in the combine format, as every backward exchange.
   bool gradients_in_dispatch_format = false;
+  // Training: the data-parallel gradient reduction overlaps the backward (Megatron-Core's
+  // DistributedDataParallelConfig.overlap_grad_reduce, --overlap-grad-reduce; PyTorch DDP's
+  // gradient buckets, Li et al. 2020, "PyTorch Distributed", section 3.2.3): each layer's
+  // gradients (one bucket per layer) are reduced, all-reduced or with the distributed optimizer
+  // reduce-scattered, as soon as the GPU's last backward of that layer produced them, on a
+  // communication stream of their own, while the backward goes on. false: one reduction after
+  // the last backward, as before.
+  bool overlap_grad_reduce = false;
 };
 
 struct Workload {

@@ -21,6 +21,9 @@ CostModel::CostModel(FlowNetwork& network, const GpuModel& gpu, CostOptions opti
 CostModel::~CostModel() = default;
 
 Time CostModel::kernel_time(const Op& op) {
+  if (op.grad != GradPart::kWhole && op.kernel == KernelKind::kMemoryBound) {
+    throw std::invalid_argument("CostModel: a memory-bound kernel has no gradient parts");
+  }
   switch (op.kernel) {
     case KernelKind::kFixed:
       return op.fixed_time * op.work_scale;
@@ -141,29 +144,50 @@ Time StepCostModel::lm_head_time() const {
                    model.weights.dtype);
 }
 
+namespace {
+
+// A model kernel's time from its forward's, `forward`, of which `weightless` is work with no
+// weights (the attention kernel). Whole: work_scale times the forward (a backward computing
+// both gradients: twice). Split (zero-bubble weight chunks), the same total: the input part is
+// the dgrad GEMMs (forward - weightless) and the backward of the weightless work (twice it, as
+// the whole backward prices it): forward + weightless; the weight part is the wgrad GEMMs,
+// forward - weightless.
+Time priced(const Op& op, Time forward, Time weightless = Time::zero()) {
+  switch (op.grad) {
+    case GradPart::kWhole:
+      return forward * op.work_scale;
+    case GradPart::kInput:
+      return forward + weightless;
+    case GradPart::kWeight:
+      return forward - weightless;
+  }
+  return forward * op.work_scale;
+}
+
+}  // namespace
+
 Time StepCostModel::kernel_time(const Op& op) {
   switch (op.kernel) {
     case KernelKind::kAttention:
-      return attention_ * op.work_scale;
+      return priced(op, attention_, attention_core_);
     case KernelKind::kAttentionProjections:
-      return (attention_ - attention_core_) * op.work_scale;
+      return priced(op, attention_ - attention_core_);
     case KernelKind::kAttentionCore:
-      return attention_core_ * op.work_scale;
+      return priced(op, attention_core_, attention_core_);
     case KernelKind::kLmHead:
-      return lm_head_ * op.work_scale;
+      return priced(op, lm_head_);
     case KernelKind::kDenseFfn:
-      return dense_ffn_ * op.work_scale;
+      return priced(op, dense_ffn_);
     case KernelKind::kGateAndShared:
-      return gate_and_shared_ * op.work_scale;
+      return priced(op, gate_and_shared_);
     case KernelKind::kExpertFfn: {
       // Read when the GPU reaches the kernel: the layer may still be routing before.
       const ModelSpec& model = *setup_.model;
       const MoeLayerTraffic& traffic =
           slot(op.micro_batch, moe_index_of_layer(op.layer), dp_rank_of_gpu(op.gpu));
       const auto& counts = traffic.tokens_per_local_expert[static_cast<size_t>(op.gpu)];
-      return gpu_.grouped_expert_ffn(counts, model.hidden_size, model.expert_ffn_size,
-                                     expert_dtype(), tp(), model.ffn_matrices) *
-             op.work_scale;
+      return priced(op, gpu_.grouped_expert_ffn(counts, model.hidden_size, model.expert_ffn_size,
+                                                expert_dtype(), tp(), model.ffn_matrices));
     }
     case KernelKind::kFixed:
     case KernelKind::kMemoryBound:

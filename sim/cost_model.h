@@ -48,7 +48,8 @@ class CostModel {
   FlowNetwork& network() const { return network_; }
   const CostOptions& options() const { return options_; }
 
-  // The kernel's duration at full speed (work_scale included); asked when it starts.
+  // The kernel's duration at full speed (work_scale included; a gradient part of a kFixed
+  // kernel is fixed_time); asked when it starts.
   virtual Time kernel_time(const Op& op);
   // Starts the collective's transfers; `observer` hears (tag) once they all arrived. A send /
   // receive is launched by its sender alone.
@@ -109,6 +110,9 @@ class StepCostModel final : public CostModel, private CollectiveObserver, privat
   // The slot (await_slot first, if not yet).
   const MoeLayerTraffic& slot(int32_t micro_batch, int32_t moe_layer, int32_t dp_rank);
 
+  // Backward kernels split into gradient parts (Op::grad) cost, together, what the whole
+  // backward does: the input part the forward plus its weightless work (the attention kernel),
+  // the weight part the forward less it.
   Time kernel_time(const Op& op) override;
   void launch(const Collective& c, CollectiveObserver& observer, uint64_t tag) override;
   void on_result(const Collective& c, const CollectiveResult& result) override;

@@ -129,6 +129,10 @@ MemoryPerGpu memory_per_gpu(const ModelSpec& model, const ParallelPlan& plan,
                      : interleaved_order(stage, plan.pp, chunks, workload.micro_batches, true);
         int64_t live = 0, peak = 0;
         for (const PipelineWork& w : order) {
+          // A chunk's activations are freed by its backward's input part; what a deferred
+          // weight chunk still needs (the wgrad GEMMs' inputs and output gradients) is not
+          // counted.
+          if (w.grad == GradPart::kWeight) continue;
           const auto at = std::find(held.begin(), held.end(), w.stage) - held.begin();
           const int64_t b = chunk_bytes[static_cast<size_t>(at)];
           live += w.backward ? -b : b;

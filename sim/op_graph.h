@@ -28,9 +28,12 @@ const char* phase_name(Phase phase);
 
 // A GPU's streams. Ops on one stream run in the order they were added, one at a time (CUDA
 // stream semantics); ops on different streams of a GPU may overlap unless a dependency orders
-// them.
-enum class Stream : uint8_t { kCompute, kComm };
-inline constexpr int kStreamCount = 2;
+// them. kGradComm carries the data-parallel gradient reductions that overlap the backward
+// (StepOptions::overlap_grad_reduce): PyTorch's ProcessGroupNCCL runs each process group's
+// collectives on a stream of its own, so the data-parallel group's reductions run beside the
+// expert-parallel group's all-to-alls rather than queued behind them.
+enum class Stream : uint8_t { kCompute, kComm, kGradComm };
+inline constexpr int kStreamCount = 3;
 
 using OpId = int32_t;           // dense, in the order ops were added
 using CollectiveIdx = int32_t;  // dense, in the order collectives were added
@@ -50,6 +53,16 @@ enum class KernelKind : uint8_t {
   kDenseFfn,       // a dense layer's FFN
   kGateAndShared,  // an MoE layer's router gate and shared experts
   kExpertFfn,      // the GPU's grouped expert FFN for one (micro-batch, MoE layer) slot
+};
+
+// Which gradients a backward kernel computes. moesim prices a backward kernel at twice its
+// forward's work: the input gradient (dgrad GEMMs, B) and the weight gradient (wgrad GEMMs, W),
+// one forward's work each. Zero-bubble schedules (DualPipe's weight chunks) run them apart:
+// kInput first, kWeight later. See StepCostModel::kernel_time for what each part costs.
+enum class GradPart : uint8_t {
+  kWhole,   // forward kernels, and backward kernels computing both gradients (work_scale 2)
+  kInput,   // the input gradient only (work_scale 1)
+  kWeight,  // the weight gradient only (work_scale 1)
 };
 
 enum class CollectiveKind : uint8_t {
@@ -74,6 +87,7 @@ struct Op {
   int32_t layer = kNone;             // model layer, kNone outside layers
   CollectiveIdx collective = kNone;  // members only
   int32_t work_scale = 1;            // kernels: the forward's work times this (backward: 2)
+  GradPart grad = GradPart::kWhole;  // backward kernels: both gradients or one part
   Time fixed_time;                   // kFixed
   Bytes bytes;                       // kMemoryBound
 };

@@ -7,16 +7,22 @@
 #include <cstdint>
 #include <vector>
 
+#include "sim/op_graph.h"
+
 namespace moesim {
 
 // One chunk of a rank's work: micro-batch mb's forward or backward through model stage `stage`
 // (one of PipelineLayout::stages, its layers split as stage_first_layers does). `paired`: a
-// forward run overlapped with the backward listed right after it.
+// forward run overlapped with the backward listed right after it. `grad`, of a backward: kWhole
+// computes both gradients; kInput the input gradient only (a zero-bubble backward, B), its
+// weight gradient left for a later weight chunk; kWeight is that weight chunk (W), mb and stage
+// those of the backward it completes, which it follows on the rank.
 struct PipelineWork {
   int32_t mb = 0;
   bool backward = false;
   bool paired = false;
   int32_t stage = 0;
+  GradPart grad = GradPart::kWhole;
 };
 
 // Where a schedule runs what: the model in `stages` chunks, the order of each pipeline rank's
@@ -51,7 +57,9 @@ struct PipelineLayout {
 
 // DualPipe's order on pipeline rank `rank` of `pp` (even) for `micro_batches` (even, at least
 // 2 x pp) micro-batches, half from each end; see DualPipeSchedule in sim/schedule.h. Without
-// `overlap`, each pair is laid out as its forward then its backward.
+// `overlap`, each pair is laid out as its forward then its backward. The backwards
+// DualPipe.step runs with zero bubble are split: their input part where the backward is, their
+// weight part where the repository's _weight_chunk runs it.
 std::vector<PipelineWork> dualpipe_order(int32_t rank, int32_t pp, int32_t micro_batches,
                                          bool overlap);
 

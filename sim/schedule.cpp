@@ -122,6 +122,10 @@ class OneFOneBBuilder {
     expert_gradients_.assign(static_cast<size_t>(plan_.tp) * plan_.pp * plan_.ep, kNone);
     dense_parameters_.assign(dense_gradients_.size(), kNone);
     expert_parameters_.assign(expert_gradients_.size(), kNone);
+    if (setup.options.overlap_grad_reduce) {
+      dense_layer_gradients_.assign(static_cast<size_t>(layers) * plan_.tp, kNone);
+      expert_layer_gradients_.assign(static_cast<size_t>(layers) * plan_.tp * plan_.ep, kNone);
+    }
   }
 
   OpGraph build() && {
@@ -134,12 +138,17 @@ class OneFOneBBuilder {
             gpu_ = plan_.gpu_of(a, b, d, s);
             a_ = a, b_ = b, d_ = d, s_ = s;
             previous_ = also_ = kNone;
+            last_gradient_.assign(static_cast<size_t>(model_.layers), kNone);
             for (size_t i = 0; i < order.size(); ++i) {
               const PipelineWork& w = order[i];
               if (w.paired) {
                 add_pair(w, order[++i]);
+              } else if (w.grad == GradPart::kWeight) {
+                add_weight(w.mb, w.stage);
+              } else if (w.backward) {
+                add_backward(w.mb, w.stage, w.grad);
               } else {
-                w.backward ? add_backward(w.mb, w.stage) : add_forward(w.mb, w.stage);
+                add_forward(w.mb, w.stage);
               }
             }
             if (training) add_gradient_sync_and_optimizer();
@@ -171,12 +180,29 @@ class OneFOneBBuilder {
     op.micro_batch = mb;
     op.layer = layer;
     op.work_scale = backward ? 2 : 1;  // the backward pass does twice the matrix work
+    if (backward && grad_ != GradPart::kWhole) {
+      op.grad = grad_;  // one of the two gradients: one forward's work (StepCostModel prices it)
+      op.work_scale = 1;
+    }
     if (capture_ != nullptr) {
       capture_->push_back({op, kNone, false, false});
       return;
     }
     previous_ = graph_.add_kernel(op, after());
     also_ = kNone;
+    note_gradient(op, previous_);
+  }
+  // Whether a kernel computes weight gradients of its layer: a backward computing both
+  // gradients (at twice the forward's work, unlike a forward recomputed in the backward pass) or
+  // a weight part.
+  static bool computes_weight_gradient(const Op& op) {
+    return op.backward && op.layer != kNone &&
+           (op.grad == GradPart::kWeight || (op.grad == GradPart::kWhole && op.work_scale == 2));
+  }
+  // Remembers the last kernel of this GPU computing layer gradients: the layer's gradients are
+  // complete when it ends (the reduction that overlaps the backward waits for it).
+  void note_gradient(const Op& op, OpId id) {
+    if (computes_weight_gradient(op)) last_gradient_[static_cast<size_t>(op.layer)] = id;
   }
   void join(CollectiveIdx c) {
     if (capture_ != nullptr) {
@@ -324,11 +350,15 @@ class OneFOneBBuilder {
     if (!last_stage) send_recv(gpu_, gpu_at(mb, stage + 1), mb, stage, false);
   }
 
-  void add_backward(int32_t mb, int32_t stage) {
+  // Micro-batch mb's backward through model stage `stage`: both gradients (kWhole), or the input
+  // gradient only (kInput: a zero-bubble backward, its weight part left for add_weight). The
+  // gradient for the previous stage is sent at its end either way.
+  void add_backward(int32_t mb, int32_t stage, GradPart grad = GradPart::kWhole) {
     const auto st = static_cast<size_t>(stage);
     const int32_t first = stage_first_layer_[st];
     const int32_t last = stage_first_layer_[st + 1];
     const bool last_stage = stage == layout_.stages - 1;
+    grad_ = grad;
     if (!last_stage) send_recv(gpu_at(mb, stage + 1), gpu_, mb, stage + 1, true);
     if (last_stage) kernel(Phase::kAttention, KernelKind::kLmHead, true, mb, kNone);
     for (int32_t l = last - 1; l >= first; --l) {
@@ -356,7 +386,31 @@ class OneFOneBBuilder {
       kernel(Phase::kAttention, KernelKind::kAttention, true, mb, l);
       tp_collective(mb, l, true, TpSlot::kBeforeAttention);
     }
+    grad_ = GradPart::kWhole;
     if (stage > 0) send_recv(gpu_, gpu_at(mb, stage - 1), mb, stage, true);
+  }
+
+  // A weight chunk (DualPipe's _weight_chunk): the weight gradients of micro-batch mb's earlier
+  // input-only backward through `stage`, in the order that backward ran its layers (the order
+  // WeightGradStore queued them): wgrad GEMMs only, no communication (the weight gradients of a
+  // TP-sharded or expert GEMM are local to the GPU).
+  void add_weight(int32_t mb, int32_t stage) {
+    const auto st = static_cast<size_t>(stage);
+    const int32_t first = stage_first_layer_[st];
+    const int32_t last = stage_first_layer_[st + 1];
+    grad_ = GradPart::kWeight;
+    if (stage == layout_.stages - 1)
+      kernel(Phase::kAttention, KernelKind::kLmHead, true, mb, kNone);
+    for (int32_t l = last - 1; l >= first; --l) {
+      if (model_.is_moe_layer(l)) {
+        kernel(Phase::kExpertCompute, KernelKind::kExpertFfn, true, mb, l);
+        kernel(Phase::kDenseFfn, KernelKind::kGateAndShared, true, mb, l);
+      } else {
+        kernel(Phase::kDenseFfn, KernelKind::kDenseFfn, true, mb, l);
+      }
+      kernel(Phase::kAttention, KernelKind::kAttention, true, mb, l);
+    }
+    grad_ = GradPart::kWhole;
   }
 
   // A data-parallel collective of the training tail over the GPUs holding the same dense
@@ -365,11 +419,17 @@ class OneFOneBBuilder {
   // found in `table` by that group's key (its first pipeline rank's).
   void data_parallel(std::vector<CollectiveIdx>& table, bool experts, CollectiveKind kind,
                      Bytes bytes) {
+    const size_t key = (static_cast<size_t>(layout_.replica_ranks(s_).front()) * plan_.tp + a_) *
+                           (experts ? plan_.ep : 1) +
+                       (experts ? b_ : 0);
+    join(data_parallel_collective(table, key, experts, kind, bytes));
+  }
+  // The data-parallel collective of `table` at `key` over this GPU's group (see data_parallel),
+  // created by its first member.
+  CollectiveIdx data_parallel_collective(std::vector<CollectiveIdx>& table, size_t key,
+                                         bool experts, CollectiveKind kind, Bytes bytes) {
     const std::vector<int32_t> ranks = layout_.replica_ranks(s_);
-    const size_t key =
-        (static_cast<size_t>(ranks.front()) * plan_.tp + a_) * (experts ? plan_.ep : 1) +
-        (experts ? b_ : 0);
-    join(find(table, key, [&] {
+    return find(table, key, [&] {
       Collective c;
       c.kind = kind;
       c.phase = Phase::kGradientSync;
@@ -386,7 +446,70 @@ class OneFOneBBuilder {
       }
       c.bytes = bytes;
       return c;
-    }));
+    });
+  }
+
+  // Gradient reduction overlapping the backward (StepOptions::overlap_grad_reduce; Megatron-Core's
+  // overlap_grad_reduce, PyTorch DDP's buckets): one bucket per model layer the GPU holds, its
+  // dense and its routed experts' gradients each reduced over their data-parallel group on the
+  // kGradComm stream as soon as the GPU's last kernel computing the layer's weight gradients
+  // ended, in that order, beside the rest of the backward. A stage's embedding joins the bucket
+  // of its first layer, the LM head that of its last. With ZeRO-1 each bucket is
+  // reduce-scattered, each member receiving ceil(bucket / group) of it. Returns the last member
+  // (the stream runs them in order, so the optimizer waits for that one), kNone if none.
+  OpId add_overlapped_reductions(bool zero, int64_t dense_group, int64_t expert_group,
+                                 CollectiveKind reduce) {
+    ParallelPlan staged = plan_;
+    staged.pp = layout_.stages;
+    const auto experts_here = static_cast<int64_t>(setup_.placement->experts_on(b_).size());
+    std::vector<std::pair<OpId, int32_t>> ready;  // (last gradient kernel, layer)
+    std::vector<GpuParameterCount> bucket(static_cast<size_t>(model_.layers));
+    for (const int32_t stage : layout_.stages_of(s_)) {
+      const auto st = static_cast<size_t>(stage);
+      const int32_t first = stage_first_layer_[st], end = stage_first_layer_[st + 1];
+      const auto count = [&](int32_t to) {
+        return gpu_parameter_count(model_, staged, stage, first, to, experts_here);
+      };
+      // The tables alone (an empty layer range), then each layer's count as the difference of
+      // two prefixes (the tables cancel).
+      GpuParameterCount previous = count(first);
+      const GpuParameterCount tables = previous;
+      for (int32_t l = first; l < end; ++l) {
+        const GpuParameterCount upto = count(l + 1);
+        GpuParameterCount& b = bucket[static_cast<size_t>(l)];
+        b.dense = upto.dense - previous.dense;
+        b.routed_experts = upto.routed_experts - previous.routed_experts;
+        previous = upto;
+        const OpId op = last_gradient_[static_cast<size_t>(l)];
+        if (op == kNone) {
+          throw std::logic_error("overlapped gradient reduction: layer " + std::to_string(l) +
+                                 " has no backward on GPU " + std::to_string(gpu_));
+        }
+        ready.emplace_back(op, l);
+      }
+      const bool lm_head_only = stage == layout_.stages - 1 && stage != 0;
+      bucket[static_cast<size_t>(lm_head_only ? end - 1 : first)].dense += tables.dense;
+    }
+    std::sort(ready.begin(), ready.end());
+    const auto shard = [&](int64_t n, int64_t group) { return zero ? (n + group - 1) / group : n; };
+    OpId last = kNone;
+    for (const auto& [op, l] : ready) {
+      const GpuParameterCount& b = bucket[static_cast<size_t>(l)];
+      const size_t layer_key = static_cast<size_t>(l) * plan_.tp + a_;
+      if (dense_group > 1 && b.dense > 0) {
+        const CollectiveIdx c =
+            data_parallel_collective(dense_layer_gradients_, layer_key, false, reduce,
+                                     Bytes(shard(b.dense, dense_group) * 2));
+        last = graph_.add_member(gpu_, Stream::kGradComm, c, std::span<const OpId>(&op, 1));
+      }
+      if (expert_group > 1 && b.routed_experts > 0) {
+        const CollectiveIdx c =
+            data_parallel_collective(expert_layer_gradients_, layer_key * plan_.ep + b_, true,
+                                     reduce, Bytes(shard(b.routed_experts, expert_group) * 2));
+        last = graph_.add_member(gpu_, Stream::kGradComm, c, std::span<const OpId>(&op, 1));
+      }
+    }
+    return last;
   }
 
   // The training tail: gradients reduced over the data-parallel ranks holding each parameter,
@@ -422,8 +545,14 @@ class OneFOneBBuilder {
     // all-reduce, each member's shard for a reduce-scatter.
     const CollectiveKind reduce =
         zero ? CollectiveKind::kReduceScatter : CollectiveKind::kAllReduce;
-    if (sync_dense) data_parallel(dense_gradients_, false, reduce, Bytes(dense_shard * 2));
-    if (sync_experts) data_parallel(expert_gradients_, true, reduce, Bytes(expert_shard * 2));
+    OpId reduced = kNone;  // overlapped: the last bucket's reduction
+    if (setup_.options.overlap_grad_reduce) {
+      reduced = add_overlapped_reductions(zero, sync_dense ? dense_group : 1,
+                                          sync_experts ? expert_group : 1, reduce);
+    } else {
+      if (sync_dense) data_parallel(dense_gradients_, false, reduce, Bytes(dense_shard * 2));
+      if (sync_experts) data_parallel(expert_gradients_, true, reduce, Bytes(expert_shard * 2));
+    }
     // Adam with FP32 master weights and moments: read and write about 16 bytes per parameter
     // (weight, gradient, two moments) plus the BF16 copy.
     Op op;
@@ -431,7 +560,12 @@ class OneFOneBBuilder {
     op.phase = Phase::kOptimizer;
     op.kernel = KernelKind::kMemoryBound;
     op.bytes = Bytes((dense_shard + expert_shard) * 18);
-    previous_ = graph_.add_kernel(op, after());
+    std::array<OpId, 3> waits{kNone, kNone, kNone};
+    size_t n = 0;
+    for (const OpId w : after()) waits[n++] = w;
+    if (reduced != kNone) waits[n++] = reduced;
+    previous_ = graph_.add_kernel(op, std::span<const OpId>(waits.data(), n));
+    also_ = kNone;
     if (!zero) return;
     // The updated BF16 parameters, each member's shard, gathered to every member.
     if (sync_dense) {
@@ -462,7 +596,7 @@ class OneFOneBBuilder {
     capture_ = &items[0];
     add_forward(f.mb, f.stage);
     capture_ = &items[1];
-    add_backward(b.mb, b.stage);
+    add_backward(b.mb, b.stage, b.grad);
     capture_ = nullptr;
     std::array<OpId, 2> chain{previous_, previous_};
     if (also_ != kNone) chain = {previous_, also_};
@@ -496,6 +630,7 @@ class OneFOneBBuilder {
           if (step.collective == kNone) {
             const OpId op = graph_.add_kernel(step.kernel, chain_after(x));
             emitted(x, op);
+            note_gradient(step.kernel, op);
             chain[x] = op;
             continue;
           }
@@ -538,8 +673,15 @@ class OneFOneBBuilder {
   std::vector<CollectiveIdx> expert_gradients_;   // [stage][tp][ep]
   std::vector<CollectiveIdx> dense_parameters_;   // [stage][tp], ZeRO-1's all-gathers
   std::vector<CollectiveIdx> expert_parameters_;  // [stage][tp][ep]
+  // Overlapped gradient reduction, per layer bucket (add_overlapped_reductions).
+  std::vector<CollectiveIdx> dense_layer_gradients_;   // [layer][tp]
+  std::vector<CollectiveIdx> expert_layer_gradients_;  // [layer][tp][ep]
   // Laying out a forward recomputed in the backward pass (activation recomputation).
   bool recomputing_ = false;
+  // The gradients the backward kernels being laid out compute (add_backward, add_weight).
+  GradPart grad_ = GradPart::kWhole;
+  // Per model layer: the GPU's last kernel computing its weight gradients, kNone if none.
+  std::vector<OpId> last_gradient_;
   // The GPU being laid out and its coordinates, and its last op (what the next one waits for).
   int32_t gpu_ = 0, a_ = 0, b_ = 0, d_ = 0, s_ = 0;
   OpId previous_ = kNone;

@@ -30,7 +30,11 @@ class Schedule {
 // the dispatch, the expert FFN and the combine (an MoE layer) or the dense FFN, then the TP
 // reduce-scatter; backward in reverse at twice the work. Activations go to the next stage by
 // posted sends (the sending GPU does not wait for them). Training ends with the data-parallel
-// gradient all-reduces and the optimizer.
+// gradient all-reduces and the optimizer; with StepOptions::overlap_grad_reduce (any schedule
+// this builder lays out: 1F1B, interleaved, EP overlap, DualPipe) each layer's gradients are
+// instead reduced on the kGradComm stream once the GPU's last kernel computing them ended,
+// beside the rest of the backward (Megatron-Core's overlap_grad_reduce, PyTorch DDP's buckets),
+// and the optimizer waits for the last of them.
 //
 // With StepSetup::virtual_stages v above 1, interleaved 1F1B (Megatron-LM's virtual pipeline
 // stages, Narayanan et al. 2021, section 2.2.2): the model in pp x v stages, rank r holding
@@ -100,9 +104,12 @@ class TwoBatchOverlapSchedule final : public Schedule {
 // attention and expert kernels, the kernels beside them slowed by the communication's SMs:
 // CostOptions::comm_sm_fraction), then the backwards drain. A pair receives both inputs before
 // it starts and sends both outputs when both are done, as dualpipe.py's overlapped chunk does.
-// moesim's backward computes input and weight gradients together, so the repository's
-// zero-bubble split (backward for inputs now, for weights later) is not laid out: its weight
-// chunks are part of the backwards (W = 0 in the report's notation). Training only; pp even and
+// The backwards the repository runs with zero bubble (enable_zb) are split as it splits them:
+// the input gradient (B: every backward kernel's dgrad part, and the backward exchanges and TP
+// collectives) where the backward is, its gradient sent to the previous stage at its end, and
+// the weight gradient (W: the wgrad GEMMs, GradPart::kWeight) where dualpipe.py's _weight_chunk
+// runs it: in step 3 right after its B, in steps 6-8 deferred to fill the cool-down bubble.
+// Training only; pp even and
 // micro-batches even and at least 2 x pp (N = m / 2 >= pp per direction, as DualPipe.step
 // asserts); throws otherwise. Without `overlap`, every pair runs as its forward then its backward
 // (the same order, nothing overlapped).

@@ -357,6 +357,8 @@ TEST_CASE("the step options are validated with the field named", "[step][trainin
              Catch::Contains("workload.recomputation: applies to TRAINING only"));
   CHECK_THAT(error("gradients_in_dispatch_format: true", "PREFILL"),
              Catch::Contains("workload.gradients_in_dispatch_format: applies to TRAINING only"));
+  CHECK_THAT(error("overlap_grad_reduce: true", "PREFILL"),
+             Catch::Contains("workload.overlap_grad_reduce: applies to TRAINING only"));
   CHECK_THAT(error("expert_gemm_dtype: \"fp16\"", "TRAINING"),
              Catch::Contains("workload.expert_gemm_dtype: unknown GEMM precision 'fp16', "
                              "expected bf16 or fp8"));
