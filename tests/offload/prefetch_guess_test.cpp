@@ -6,11 +6,14 @@
 #include <cstdint>
 #include <cstring>
 #include <fstream>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "analysis/offload_output.h"
 #include "models/router/router.h"
+#include "scenarios/scenario.h"
 #include "sim/offload.h"
 #include "sim/offload_routing.h"
 #include "tests/scratch_dir.h"
@@ -192,12 +195,52 @@ TEST_CASE("offload: the gate's guess on a hand-worked 3-expert case") {
   CHECK(result.prefetch_used == 1);
   CHECK(result.link_bytes == result.expert_bytes * 3);
   CHECK(*result.residual_cosine == Approx(r.mean_cosine));
+
+  // The output says which guess was used and what it measured: here the gate, right 1 of 2.
+  Scenario scenario;
+  scenario.name = "hand";
+  scenario.cluster.gpu = *find_gpu_preset("l4");
+  scenario.router = spec;
+  scenario.offload = gate_config(1, 2, 0.6);
+  std::ostringstream json;
+  write_offload_json(json, scenario, result);
+  CHECK_THAT(json.str(), Catch::Contains("\"guess\": \"gate\", \"accuracy\": null, "
+                                         "\"measured_accuracy\": 0.5, \"why_not_gate\": null"));
+  CHECK_THAT(json.str(),
+             Catch::Contains("\"residual_similarity\": 0.6, \"residual_cosine\": 0.276"));
+  std::ostringstream table;
+  print_offload_table(table, scenario, result);
+  CHECK_THAT(table.str(), Catch::Contains("guessed by its gate on this layer's hidden state; "
+                                          "measured accuracy 50.0%"));
 }
 
 TEST_CASE("offload: sources without hidden states cannot give the gate's guess") {
   RouterSpec spec = hidden_router(2);
   spec.source = TokenSourceKind::kLogitSpace;
   Router logit(spec);
+  // They take the accuracy parameter, whose measured accuracy is 1 at 1 and 0 at 0 (every
+  // chosen expert then replaced by one not chosen), and say why.
+  for (const double accuracy : {0.0, 1.0}) {
+    OffloadConfig config = gate_config(2, 16, 0.9);
+    config.prefetch_guess = PrefetchGuess::kAccuracy;
+    config.prefetch_accuracy = accuracy;
+    config.residual_similarity.reset();
+    const OffloadResult result =
+        simulate_offload(small_model(2, 8, 2), *find_gpu_preset("l4"), config, logit, 1);
+    CHECK(result.guess_targets == 16 * 2);
+    CHECK(result.guess_accuracy() == accuracy);
+    CHECK(!result.residual_cosine);
+    Scenario scenario;
+    scenario.name = "logit";
+    scenario.cluster.gpu = *find_gpu_preset("l4");
+    scenario.router = spec;
+    scenario.offload = config;
+    std::ostringstream json;
+    write_offload_json(json, scenario, result);
+    CHECK_THAT(json.str(), Catch::Contains("\"guess\": \"accuracy_parameter\""));
+    CHECK_THAT(json.str(),
+               Catch::Contains("\"why_not_gate\": \"logit-space tokens have no hidden state\""));
+  }
   CHECK_THROWS_WITH(route_residual_stream(logit, 2, 8, 0.9),
                     Catch::Contains("offload.residual_similarity: needs hidden states"));
   Router hidden(hidden_router(2));
