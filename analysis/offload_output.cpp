@@ -42,6 +42,17 @@ std::string fmt(const char* format, double v) {
   return buf;
 }
 
+// Why a run's prefetch guess is the accuracy parameter and not the router's gate.
+std::string why_no_gate(const Scenario& s) {
+  if (s.router.source == TokenSourceKind::kLogitSpace) {
+    return "logit-space tokens have no hidden state";
+  }
+  if (!s.offload->residual_similarity) {
+    return "layers draw tokens independently without residual_similarity";
+  }
+  return "prefetch_guess ACCURACY";
+}
+
 }  // namespace
 
 void print_offload_table(std::ostream& out, const Scenario& s, const OffloadResult& r) {
@@ -63,12 +74,23 @@ void print_offload_table(std::ostream& out, const Scenario& s, const OffloadResu
       << " (" << r.cache_slots << " in all); GPU memory " << fmt("%.2f", r.gpu_memory.count() / 1e9)
       << " of " << fmt("%.2f", s.cluster.gpu.hbm_capacity.count() / 1e9) << " GB\n";
   if (c.prefetch) {
-    out << "prefetch        next layer's experts, accuracy parameter "
-        << fmt("%.2f", c.prefetch_accuracy)
-        << " (not the router's gate: moesim's layers draw tokens independently); "
+    out << "prefetch        next layer's experts, ";
+    if (c.prefetch_guess == PrefetchGuess::kGate) {
+      out << "guessed by its gate on this layer's hidden state";
+    } else {
+      out << "accuracy parameter " << fmt("%.2f", c.prefetch_accuracy)
+          << " (not the router's gate: " << why_no_gate(s) << ")";
+    }
+    out << "; measured accuracy " << fmt("%.1f", 100.0 * r.guess_accuracy()) << "%; "
         << r.prefetch_copies << " copies, " << r.prefetch_used << " used\n";
   } else {
     out << "prefetch        off\n";
+  }
+  if (c.residual_similarity) {
+    out << "residual stream each token's hidden state carried through the MoE layers, deviations "
+           "from the mean correlated "
+        << fmt("%.3g", *c.residual_similarity) << " layer to layer (cosine of consecutive states "
+        << fmt("%.3f", r.residual_cosine.value_or(0.0)) << ")\n";
   }
   if (c.copy_overlap == CopyOverlap::kSerial || c.host_overhead_per_layer > Time::zero()) {
     out << "execution       "
@@ -128,12 +150,24 @@ void write_offload_json(std::ostream& out, const Scenario& s, const OffloadResul
       << ", \"host_link_utilisation\": " << json_number(f.link_utilisation)
       << ", \"copy_stall_fraction\": " << json_number(f.stall_fraction)
       << ", \"bound\": " << json_string(r.bound())
-      << ", \"prefetch\": {\"enabled\": " << (c.prefetch ? "true" : "false")
-      << ", \"guess\": " << json_string(c.prefetch ? "accuracy_parameter" : "none")
-      << ", \"accuracy\": " << json_number(c.prefetch_accuracy)
+      << ", \"prefetch\": {\"enabled\": " << (c.prefetch ? "true" : "false") << ", \"guess\": "
+      << json_string(c.prefetch ? std::string(prefetch_guess_name(c.prefetch_guess)) : "none")
+      << ", \"accuracy\": "
+      << (c.prefetch && c.prefetch_guess == PrefetchGuess::kAccuracy
+              ? json_number(c.prefetch_accuracy)
+              : std::string("null"))
+      << ", \"measured_accuracy\": "
+      << (c.prefetch ? json_number(r.guess_accuracy()) : std::string("null"))
+      << ", \"why_not_gate\": "
+      << (c.prefetch && c.prefetch_guess == PrefetchGuess::kAccuracy ? json_string(why_no_gate(s))
+                                                                     : std::string("null"))
+
       << ", \"copies\": " << r.prefetch_copies << ", \"used\": " << r.prefetch_used
       << "}, \"cpu\": " << json_string(c.cpu ? c.cpu->name : "")
-      << ", \"cpu_computed\": " << r.cpu_computed
+      << ", \"cpu_computed\": " << r.cpu_computed << ", \"residual_similarity\": "
+      << (c.residual_similarity ? json_number(*c.residual_similarity) : std::string("null"))
+      << ", \"residual_cosine\": "
+      << (r.residual_cosine ? json_number(*r.residual_cosine) : std::string("null"))
       << ", \"copy_overlap\": " << json_string(copy_overlap_name(c.copy_overlap))
       << ", \"host_overhead_per_layer_ms\": " << json_number(c.host_overhead_per_layer.to_ms())
       << ", \"host_stall_fraction\": " << json_number(f.host_stall_fraction)

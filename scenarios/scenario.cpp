@@ -135,7 +135,8 @@ class Resolver {
   ParallelPlan parallel(const Node& n, const ModelSpec& model, const ClusterSpec& cluster,
                         bool derive_dp) const;
   Workload workload(const Node& n, const ParallelPlan& plan) const;
-  OffloadConfig offload(const Node& n, const ModelSpec& model, const Workload& workload) const;
+  OffloadConfig offload(const Node& n, const ModelSpec& model, const Workload& workload,
+                        const RouterSpec& router) const;
   RouterSpec router(const Node& n, const ModelSpec& model, const Workload& workload,
                     uint64_t seed) const;
 
@@ -1037,7 +1038,7 @@ Scenario Resolver::resolve(const proto::Scenario& in, bool derive_dp) const {
   }
   s.router = router(child(top, "router"), s.model, s.workload, s.seed);
   if (in.has_offload()) {
-    s.offload = offload(child(top, "offload"), s.model, s.workload);
+    s.offload = offload(child(top, "offload"), s.model, s.workload, s.router);
     if (s.router.reuse_across_micro_batches) {
       // Offloaded decoding routes its own batches one by one, not a step's micro-batches.
       fail(child(top, "router"), "reuse_routing_across_micro_batches",
@@ -1050,8 +1051,8 @@ Scenario Resolver::resolve(const proto::Scenario& in, bool derive_dp) const {
   return s;
 }
 
-OffloadConfig Resolver::offload(const Node& n, const ModelSpec& model,
-                                const Workload& workload) const {
+OffloadConfig Resolver::offload(const Node& n, const ModelSpec& model, const Workload& workload,
+                                const RouterSpec& router) const {
   const auto& in = static_cast<const proto::Offload&>(*n.message);
   OffloadConfig c;
   if (workload.kind != WorkloadKind::kDecode || workload.tokens_per_gpu != 1) {
@@ -1118,7 +1119,29 @@ OffloadConfig Resolver::offload(const Node& n, const ModelSpec& model,
   if (c.prefetch && c.policy == CachePolicy::kStatic) {
     fail(n, "prefetch", "a STATIC cache admits no prefetched expert; use LRU or LFU");
   }
-  if (c.prefetch) {
+  if (in.has_residual_similarity()) {
+    if (!(in.residual_similarity() >= 0.0 && in.residual_similarity() <= 1.0)) {
+      fail(n, "residual_similarity", "expected a cosine similarity in [0, 1]");
+    }
+    if (router.source == TokenSourceKind::kLogitSpace) {
+      fail(n, "residual_similarity",
+           "needs hidden states: router token_source SYNTHETIC_HIDDEN or NPY_FILE (LOGIT_SPACE "
+           "draws logits only)");
+    }
+    c.residual_similarity = in.residual_similarity();
+  }
+  if (in.prefetch_guess() == proto::GATE) {
+    if (!in.prefetch()) fail(n, "prefetch_guess", "applies with prefetch: true only");
+    if (!c.residual_similarity) {
+      fail(n, "prefetch_guess",
+           "GATE needs residual_similarity (and a hidden-state token source): the gate's guess "
+           "reads the current layer's hidden state");
+    }
+    if (in.has_prefetch_accuracy()) {
+      fail(n, "prefetch_accuracy", "not with prefetch_guess GATE (the router sets the accuracy)");
+    }
+    c.prefetch_guess = PrefetchGuess::kGate;
+  } else if (c.prefetch) {
     if (!in.has_prefetch_accuracy()) fail(n, "", "prefetch_accuracy is required with prefetch");
     if (!(in.prefetch_accuracy() >= 0.0 && in.prefetch_accuracy() <= 1.0)) {
       fail(n, "prefetch_accuracy", "expected a probability in [0, 1]");

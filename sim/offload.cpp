@@ -7,6 +7,7 @@
 
 #include "core/random.h"
 #include "models/gpu/gpu_model.h"
+#include "models/router/router.h"
 
 namespace moesim {
 
@@ -18,6 +19,11 @@ double OffloadResult::hit_rate() const {
   const int64_t h = std::accumulate(hits_per_layer.begin(), hits_per_layer.end(), int64_t{0});
   const int64_t m = std::accumulate(misses_per_layer.begin(), misses_per_layer.end(), int64_t{0});
   return h + m > 0 ? static_cast<double>(h) / static_cast<double>(h + m) : 0.0;
+}
+
+double OffloadResult::guess_accuracy() const {
+  return guess_targets > 0 ? static_cast<double>(guess_hits) / static_cast<double>(guess_targets)
+                           : 0.0;
 }
 
 std::string OffloadResult::bound() const {
@@ -47,6 +53,30 @@ Time one_row_weights(const GpuModel& gpu, int64_t params, const WeightPrecision&
 OffloadResult simulate_offload(const ModelSpec& model, const GpuSpec& gpu_spec,
                                const OffloadConfig& config, RoutingSource& routing, uint64_t seed,
                                OpGraph* graph) {
+  const int32_t n_moe = model.moe_layer_count();
+  if (config.decode_tokens < 1) {
+    throw std::invalid_argument("offload.decode_tokens: expected >= 1");
+  }
+  if (n_moe < 1) throw std::invalid_argument("offload: the model has no MoE layer");
+  if (!config.residual_similarity) {
+    return simulate_offload(model, gpu_spec, config,
+                            route_independent_layers(routing, n_moe, config.decode_tokens), seed,
+                            graph);
+  }
+  auto* router = dynamic_cast<Router*>(&routing);
+  if (router == nullptr) {
+    throw std::invalid_argument(
+        "offload.residual_similarity: needs the router model's hidden states, not a trace");
+  }
+  return simulate_offload(
+      model, gpu_spec, config,
+      route_residual_stream(*router, n_moe, config.decode_tokens, *config.residual_similarity),
+      seed, graph);
+}
+
+OffloadResult simulate_offload(const ModelSpec& model, const GpuSpec& gpu_spec,
+                               const OffloadConfig& config, const OffloadRouting& routing,
+                               uint64_t seed, OpGraph* graph) {
   const int32_t n_moe = model.moe_layer_count();
   const int32_t experts = model.routed_experts;
   const int32_t k = model.top_k;
@@ -81,6 +111,21 @@ OffloadResult simulate_offload(const ModelSpec& model, const GpuSpec& gpu_spec,
   if (config.prefetch && (config.prefetch_accuracy < 0.0 || config.prefetch_accuracy > 1.0)) {
     throw std::invalid_argument("offload.prefetch_accuracy: expected in [0, 1]");
   }
+  const bool gate_guess = config.prefetch && config.prefetch_guess == PrefetchGuess::kGate;
+  if (routing.chosen.size() != static_cast<size_t>(n_moe) ||
+      (gate_guess && routing.guessed.size() != static_cast<size_t>(n_moe))) {
+    throw std::invalid_argument("offload: routing for " + std::to_string(n_moe) +
+                                " MoE layers expected");
+  }
+  if (gate_guess) {
+    for (int32_t m = 1; m < n_moe; ++m) {
+      if (routing.guessed[static_cast<size_t>(m)].tokens < 1) {
+        throw std::invalid_argument(
+            "offload.prefetch_guess: GATE needs the gate's guesses, from a residual stream "
+            "(offload.residual_similarity)");
+      }
+    }
+  }
 
   OffloadResult r;
   const GpuModel gpu(gpu_spec);
@@ -107,20 +152,17 @@ OffloadResult simulate_offload(const ModelSpec& model, const GpuSpec& gpu_spec,
                                 std::to_string(gpu_spec.hbm_capacity.count()));
   }
 
-  // Routing: one request per MoE layer for the whole decoded sequence.
-  std::vector<RoutingDecision> decisions(static_cast<size_t>(n_moe));
+  // Routing: per MoE layer, the whole decoded sequence's choices (sim/offload_routing.h).
+  const std::vector<RoutingDecision>& decisions = routing.chosen;
   int32_t tokens = config.decode_tokens;
   for (int32_t m = 0; m < n_moe; ++m) {
-    RoutingRequest req;
-    req.layer = m;
-    req.tokens = config.decode_tokens;
-    routing.route(req, decisions[static_cast<size_t>(m)]);
-    if (decisions[static_cast<size_t>(m)].counts_only) {
-      throw std::invalid_argument("offload: the routing source gives counts only, not tokens");
-    }
     tokens = std::min(tokens, decisions[static_cast<size_t>(m)].tokens);
+    if (gate_guess && m > 0)
+      tokens = std::min(tokens, routing.guessed[static_cast<size_t>(m)].tokens);
   }
   r.tokens = tokens;
+  r.prefetch_guess = config.prefetch_guess;
+  if (routing.similarity) r.residual_cosine = routing.mean_cosine;
   auto chosen = [&](int32_t m, int32_t t, std::vector<int32_t>& out) {
     out.clear();
     const RoutingDecision& d = decisions[static_cast<size_t>(m)];
@@ -346,7 +388,18 @@ OffloadResult simulate_offload(const ModelSpec& model, const GpuSpec& gpu_spec,
       if (config.prefetch && m + 1 < n_moe) {
         chosen(m + 1, t, next);
         guesses.clear();
+        if (gate_guess) {
+          // The gate's top-k on this layer's hidden state, as the router chose them (a pair the
+          // batch's capacity would drop is still a guess: capacity is not the gate's).
+          for (const int32_t g : routing.guessed[static_cast<size_t>(m + 1)].experts_of(t)) {
+            if (g != kNoExpert && std::find(guesses.begin(), guesses.end(), g) == guesses.end()) {
+              guesses.push_back(g);
+            }
+          }
+        }
+        // Otherwise the accuracy parameter: each chosen expert, or in its place one not chosen.
         for (int32_t e : next) {
+          if (gate_guess) break;
           int32_t g = e;
           if (guess_stream.uniform01() >= config.prefetch_accuracy &&
               experts > static_cast<int32_t>(next.size())) {
@@ -356,6 +409,10 @@ OffloadResult simulate_offload(const ModelSpec& model, const GpuSpec& gpu_spec,
                      std::find(guesses.begin(), guesses.end(), g) != guesses.end());
           }
           if (std::find(guesses.begin(), guesses.end(), g) == guesses.end()) guesses.push_back(g);
+        }
+        r.guess_targets += static_cast<int64_t>(next.size());
+        for (const int32_t e : next) {
+          if (std::find(guesses.begin(), guesses.end(), e) != guesses.end()) ++r.guess_hits;
         }
         ExpertCache& next_cache = cache_of(m + 1);
         pinned.clear();

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -11,6 +12,7 @@
 #include "models/moe/expert_cache.h"
 #include "models/moe/model_spec.h"
 #include "models/router/routing_decision.h"
+#include "sim/offload_routing.h"
 #include "sim/op_graph.h"
 
 namespace moesim {
@@ -54,11 +56,15 @@ namespace moesim {
 // writes), a demand copy overtaking queued prefetches, and device-to-host traffic.
 //
 // Prefetch guesses. Mixtral-offloading guesses the next layer's experts by applying the next
-// layer's gate to this layer's hidden state. moesim's token sources draw each MoE layer's tokens
-// independently (the router seeds each layer's batch on its own, and traces record choices, not
-// hidden states), so that guess would carry no information here; every token source therefore
-// uses `prefetch_accuracy`: each of the next layer's chosen experts is guessed with that
-// probability, else a uniformly drawn expert it did not choose is guessed in its place.
+// layer's gate to this layer's hidden state. With a hidden-state token source and a residual
+// stream (OffloadConfig::residual_similarity, sim/offload_routing.h) moesim does the same
+// (PrefetchGuess::kGate): the guess is the top-k of MoE layer m+1's gate on layer m's hidden
+// state, and how often it is right follows from the router. A logit-space source has no hidden
+// state, a trace records choices only, and without a residual stream each layer's tokens are
+// drawn on their own (the guess would carry no information), so these use `prefetch_accuracy`
+// (PrefetchGuess::kAccuracy): each of the next layer's chosen experts is guessed with that
+// probability, else a uniformly drawn expert it did not choose is guessed in its place. Either
+// way the result counts the share of the next layer's chosen experts the guess included.
 //
 // Tokens: MoE layer m's choices for decode token t are row t of one routing request of
 // decode_tokens tokens (layer m, micro-batch 0, rank 0), so the router's sequence model
@@ -78,13 +84,22 @@ struct OffloadResult {
   int64_t prefetch_copies = 0;
   int64_t prefetch_used = 0;  // prefetched experts used before being evicted
   int64_t cpu_computed = 0;   // misses computed on the CPU instead of copied (Fiddler)
-  Bytes expert_bytes;         // one expert at the expert precision
-  Time expert_copy_time;      // one expert over the host link
-  Bytes gpu_memory;           // resident weights + cache + KV cache
-  int32_t cache_slots = 0;    // experts cached in all
+  PrefetchGuess prefetch_guess = PrefetchGuess::kAccuracy;
+  // With prefetch: the next MoE layer's chosen experts, over tokens and layers, and how many of
+  // them the guess included.
+  int64_t guess_targets = 0;
+  int64_t guess_hits = 0;
+  // With a residual stream: the mean cosine of consecutive MoE layers' hidden states, as drawn.
+  std::optional<double> residual_cosine;
+  Bytes expert_bytes;       // one expert at the expert precision
+  Time expert_copy_time;    // one expert over the host link
+  Bytes gpu_memory;         // resident weights + cache + KV cache
+  int32_t cache_slots = 0;  // experts cached in all
 
   double tokens_per_s() const;
   double hit_rate() const;  // over all MoE layers
+  // guess_hits / guess_targets: the prefetch guess's measured accuracy (0 without prefetch).
+  double guess_accuracy() const;
   // The largest of compute_busy ("GPU compute"), copy_stall ("host link"), cpu_stall ("host
   // CPU") and host_stall ("host overhead"); the four add up to `total`.
   std::string bound() const;
@@ -101,8 +116,16 @@ struct OffloadResult {
 // copies, the host for each gate read back (and SERIAL's experts) and each token. The order of
 // experts on the compute stream (as their copies land) is the recurrence's. Played by the
 // executor (sim/executor.h) it ends at `total` (tested). Not with a CPU (OffloadConfig::cpu).
+//
+// The routing: with OffloadConfig::residual_similarity, a residual stream through the router
+// (`routing` must then be a Router with a hidden-state source), else each layer on its own.
 OffloadResult simulate_offload(const ModelSpec& model, const GpuSpec& gpu,
                                const OffloadConfig& config, RoutingSource& routing, uint64_t seed,
                                OpGraph* graph = nullptr);
+// The same on routing already made (sim/offload_routing.h); PrefetchGuess::kGate needs its
+// guesses.
+OffloadResult simulate_offload(const ModelSpec& model, const GpuSpec& gpu,
+                               const OffloadConfig& config, const OffloadRouting& routing,
+                               uint64_t seed, OpGraph* graph = nullptr);
 
 }  // namespace moesim

@@ -107,6 +107,10 @@ std::string_view copy_overlap_name(CopyOverlap o) {
   return o == CopyOverlap::kSerial ? "serial" : "copy_stream";
 }
 
+std::string_view prefetch_guess_name(PrefetchGuess g) {
+  return g == PrefetchGuess::kGate ? "gate" : "accuracy_parameter";
+}
+
 std::string_view cache_policy_name(CachePolicy p) {
   switch (p) {
     case CachePolicy::kLru:

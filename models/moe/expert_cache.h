@@ -119,6 +119,19 @@ enum class CopyOverlap : uint8_t {
 };
 std::string_view copy_overlap_name(CopyOverlap o);
 
+// Where the speculative prefetch's guess of the next MoE layer's experts comes from.
+enum class PrefetchGuess : uint8_t {
+  // OffloadConfig::prefetch_accuracy: each of the next layer's chosen experts is guessed with
+  // that probability. For sources with no hidden state to apply a gate to (logit-space tokens,
+  // traces) and for hidden states drawn per layer with no residual stream.
+  kAccuracy,
+  // The router itself, as Mixtral-offloading does: the top-k of the next MoE layer's gate
+  // applied to this layer's hidden state, the tokens carried through the layers as a residual
+  // stream (OffloadConfig::residual_similarity). Hidden-state token sources only.
+  kGate,
+};
+std::string_view prefetch_guess_name(PrefetchGuess g);
+
 // Everything the decode-with-offloading model needs beyond the model, GPU and routing source.
 struct OffloadConfig {
   HostLink host_link;
@@ -131,8 +144,14 @@ struct OffloadConfig {
   // Speculative loading of the next MoE layer's likely experts while this layer computes.
   bool prefetch = false;
   // Probability that each of the next layer's chosen experts is among the guesses (the others
-  // are guessed at random among the rest). Used for every token source: see sim/offload.h.
+  // are guessed at random among the rest). With PrefetchGuess::kAccuracy: see sim/offload.h.
   double prefetch_accuracy = 0.0;
+  PrefetchGuess prefetch_guess = PrefetchGuess::kAccuracy;
+  // Set: each decoded token is one residual stream through the MoE layers, h_{m+1} = h_m +
+  // delta_m, whose deviations from the mean hidden state correlate this much from one MoE layer
+  // to the next (sim/offload_routing.h, with the published figures it is set from); unset:
+  // every MoE layer draws its tokens on its own. Hidden-state token sources only.
+  std::optional<double> residual_similarity;
   // Set: a missed expert is computed on this CPU when that ends before its copy would land and
   // be computed on the GPU (Fiddler); it is then not cached.
   std::optional<CpuSpec> cpu;

@@ -385,6 +385,42 @@ void Router::route_with_stats(const RoutingRequest& request, RoutingDecision& ou
                     sc.gating, out, stats);
 }
 
+void Router::token_hidden_states(const RoutingRequest& request, std::vector<float>& out) {
+  check_layer(request.layer);
+  if (request.tokens < 0) throw std::invalid_argument("router: negative token count");
+  const int32_t T = request.tokens;
+  const int32_t H = spec_.tokens.hidden;
+  out.resize(static_cast<size_t>(T) * H);
+  if (spec_.source == TokenSourceKind::kLogitSpace) {
+    throw std::invalid_argument(
+        "router: a logit-space token source draws logits, not hidden states");
+  }
+  if (spec_.source == TokenSourceKind::kHiddenStatesFile) {
+    // The window route() reads for this request.
+    const int64_t first =
+        ((request.micro_batch * request.ranks + request.rank) * static_cast<int64_t>(T)) %
+        file_rows_;
+    for (int32_t t = 0; t < T; ++t) {
+      const int64_t row = (first + t) % file_rows_;
+      std::copy_n(file_tokens_.data() + row * H, H, out.data() + static_cast<size_t>(t) * H);
+    }
+    return;
+  }
+  // The same streams and draws as route(); the rows come sorted by cluster, so put them back in
+  // token order.
+  RandomStream stream = request_stream(spec_.seed, request);
+  RandomStream token_stream = stream.fork("tokens");
+  RandomStream isotropic = stream.fork("isotropic");
+  TokenStructure structure;
+  token_model_->draw_structure(token_stream, T, structure);
+  std::vector<float> sorted(static_cast<size_t>(T) * H);
+  token_model_->hidden_states(structure, isotropic, sorted);
+  for (int32_t row = 0; row < T; ++row) {
+    std::copy_n(sorted.data() + static_cast<size_t>(row) * H, H,
+                out.data() + static_cast<size_t>(structure.token_of_row[row]) * H);
+  }
+}
+
 const char* token_model_origin_name(TokenModelOrigin origin) {
   switch (origin) {
     case TokenModelOrigin::kDefault:

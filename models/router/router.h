@@ -40,6 +40,11 @@ class Router final : public RoutingSource {
   void route_hidden_states(const RoutingRequest& request, std::span<const float> hidden,
                            RoutingDecision& out, RouterStats* stats);
 
+  // The hidden states route() would multiply by the gate for `request`, in token order (tokens
+  // x hidden, into `out`): the token model's draw, or the file's window. Throws
+  // std::invalid_argument for a logit-space source, which has no hidden states.
+  void token_hidden_states(const RoutingRequest& request, std::vector<float>& out);
+
   // Auxiliary-loss-free balancing between steps: bias_i -= gamma * sign(load_i - mean load).
   // Not to be called while route() runs on another thread.
   void update_bias(int32_t layer, std::span<const int32_t> tokens_per_expert);

@@ -645,6 +645,16 @@ TEST_CASE("An offload block is resolved and its errors name the field", "[scenar
   CHECK(serial.offload->copy_overlap == CopyOverlap::kSerial);
   CHECK(serial.offload->host_overhead_per_layer == Time::us(12500));
   CHECK(serial.offload->expert_precision.group_size == 16);
+  CHECK(serial.offload->prefetch_guess == PrefetchGuess::kAccuracy);
+  CHECK(!serial.offload->residual_similarity);
+  const Scenario gate = parse_scenario(
+      head +
+          "router { token_source: SYNTHETIC_HIDDEN }\n"
+          "offload { host_link: \"pcie4-x16\" policy: LRU cache_experts: 2 prefetch: true "
+          "prefetch_guess: GATE residual_similarity: 0.95 decode_tokens: 8 }\n",
+      "o.pbtxt");
+  CHECK(gate.offload->prefetch_guess == PrefetchGuess::kGate);
+  CHECK(*gate.offload->residual_similarity == 0.95);
   const std::pair<std::string, std::string> bad[] = {
       {"host_link: \"pcie4-x16\" policy: LRU cache_experts: 2 host_overhead_per_layer: \"12\" "
        "decode_tokens: 8",
@@ -668,12 +678,34 @@ TEST_CASE("An offload block is resolved and its errors name the field", "[scenar
        "offload: prefetch_accuracy is required"},
       {"host_link: \"pcie4-x16\" policy: LRU cache_experts: 2 decode_tokens: 0",
        "offload.decode_tokens: must be positive"},
+      // The router here is LOGIT_SPACE (left out): no hidden state for a residual stream.
+      {"host_link: \"pcie4-x16\" policy: LRU cache_experts: 2 residual_similarity: 0.9 "
+       "decode_tokens: 8",
+       "offload.residual_similarity: needs hidden states"},
+      {"host_link: \"pcie4-x16\" policy: LRU cache_experts: 2 prefetch: true "
+       "prefetch_guess: GATE decode_tokens: 8",
+       "offload.prefetch_guess: GATE needs residual_similarity"},
+      {"host_link: \"pcie4-x16\" policy: LRU cache_experts: 2 prefetch_guess: GATE "
+       "decode_tokens: 8",
+       "offload.prefetch_guess: applies with prefetch: true only"},
   };
   for (const auto& [body, message] : bad) {
     INFO(body);
     CHECK_THROWS_WITH(parse_scenario(head + "offload { " + body + " }\n", "o.pbtxt"),
                       Catch::Contains(message));
   }
+  const std::string hidden = head + "router { token_source: SYNTHETIC_HIDDEN }\n";
+  CHECK_THROWS_WITH(
+      parse_scenario(hidden + "offload { host_link: \"pcie4-x16\" policy: LRU cache_experts: 2 "
+                              "residual_similarity: 1.5 decode_tokens: 8 }\n",
+                     "o.pbtxt"),
+      Catch::Contains("offload.residual_similarity: expected a cosine similarity in [0, 1]"));
+  CHECK_THROWS_WITH(
+      parse_scenario(hidden + "offload { host_link: \"pcie4-x16\" policy: LRU cache_experts: 2 "
+                              "prefetch: true prefetch_guess: GATE residual_similarity: 0.9 "
+                              "prefetch_accuracy: 0.8 decode_tokens: 8 }\n",
+                     "o.pbtxt"),
+      Catch::Contains("offload.prefetch_accuracy: not with prefetch_guess GATE"));
 }
 
 TEST_CASE("reuse_routing_across_micro_batches: off unless set, refused with offload",
