@@ -44,11 +44,12 @@ double mean(const std::vector<double>& samples) {
 // replica's data-holding ranks and reduces the decisions to traffic. Tasks are numbered as the
 // step plays them (micro-batch major, then layer, then replica) and run on a TaskStream, so
 // the step can start on the first layers while later ones route.
-// With router.reuse_across_micro_batches, a later micro-batch's task takes micro-batch 0's
-// decisions: it copies micro-batch 0's traffic of the same (layer, replica) when the layer runs
-// on the same pipeline rank (it waits for that task, which was claimed before it, so some
-// thread is running it), and otherwise (DualPipe's mirrored direction) asks the source for
-// micro-batch 0's request again, the same decisions, and reduces them onto its own rank.
+// With router.reuse_across_micro_batches, every micro-batch's task takes micro-batch 0's
+// decisions. The first micro-batch whose (layer, replica) runs on a given pipeline rank (its
+// leader: micro-batch 0, or under DualPipe the first of the mirrored direction) asks the source
+// for micro-batch 0's request and reduces the decisions onto that rank; every later micro-batch
+// on the same rank copies its leader's traffic (it waits for that task, which was claimed
+// before it, so some thread is running it). A step so routes once per pipeline direction.
 class StepRouter {
  public:
   StepRouter(const Scenario& scenario, RoutingSource& source, const Topology& topology,
@@ -103,15 +104,15 @@ class StepRouter {
     const int64_t tasks = int64_t{scenario_.workload.micro_batches} * moe_layers * plan.dp;
     const int32_t background = thread_safe_ ? threads_ - 1 : (threads_ > 1 ? 1 : 0);
     const bool caller_helps = thread_safe_ || background == 0;
-    // Micro-batch 0's tasks: 1 once finished, 2 once failed (their copies then fail too).
-    const int64_t first_tasks = int64_t{moe_layers} * plan.dp;
+    // Per task, for reuse: 1 once finished, 2 once failed (copies of a failed leader fail too).
+    const int64_t layer_tasks = int64_t{moe_layers} * plan.dp;
     // Its own flags per step parity: a step starts routing while the previous one's stream lives.
-    auto& flags = first_done_[static_cast<size_t>(step % 2)];
-    flags = std::make_unique<std::atomic<uint8_t>[]>(static_cast<size_t>(first_tasks));
+    auto& flags = task_done_[static_cast<size_t>(step % 2)];
+    flags = std::make_unique<std::atomic<uint8_t>[]>(static_cast<size_t>(tasks));
     return std::make_unique<TaskStream>(
         tasks, background, caller_helps,
-        [this, step, moe_layers, first_tasks, done = flags.get(), &traffic](int64_t t, int32_t w) {
-          const auto mb = static_cast<int32_t>(t / first_tasks);
+        [this, step, moe_layers, layer_tasks, done = flags.get(), &traffic](int64_t t, int32_t w) {
+          const auto mb = static_cast<int32_t>(t / layer_tasks);
           const auto layer = static_cast<int32_t>((t / scenario_.parallel.dp) % moe_layers);
           const auto d = static_cast<int32_t>(t % scenario_.parallel.dp);
           RoutingDecision& scratch = scratch_[static_cast<size_t>(w)];
@@ -119,31 +120,38 @@ class StepRouter {
             traffic[mb][layer][d] = route_task(step, mb, mb, layer, d, scratch);
             return;
           }
-          std::atomic<uint8_t>& first = done[t % first_tasks];
-          if (mb == 0) {
+          const int32_t leader = reuse_leader(mb, moe_layer_stage_[layer]);
+          if (leader == mb) {
             try {
-              traffic[0][layer][d] = route_task(step, 0, 0, layer, d, scratch);
+              traffic[mb][layer][d] = route_task(step, mb, 0, layer, d, scratch);
             } catch (...) {
-              first.store(2);
-              first.notify_all();
+              done[t].store(2);
+              done[t].notify_all();
               throw;
             }
-            first.store(1);
-            first.notify_all();
-          } else if (pipeline_.rank_of(mb, moe_layer_stage_[layer]) ==
-                     pipeline_.rank_of(0, moe_layer_stage_[layer])) {
-            first.wait(0);
-            if (first.load() != 1) {
-              throw std::runtime_error("micro-batch 0's routing, reused here, failed");
-            }
-            traffic[mb][layer][d] = traffic[0][layer][d];
-          } else {
-            traffic[mb][layer][d] = route_task(step, mb, 0, layer, d, scratch);
+            done[t].store(1);
+            done[t].notify_all();
+            return;
           }
+          std::atomic<uint8_t>& first = done[t - (mb - leader) * layer_tasks];
+          first.wait(0);
+          if (first.load() != 1) {
+            throw std::runtime_error("micro-batch 0's routing, reused here, failed");
+          }
+          traffic[mb][layer][d] = traffic[leader][layer][d];
         });
   }
 
  private:
+  // With reuse, the first micro-batch whose MoE layer of pipeline stage `stage` runs on the same
+  // pipeline rank as micro-batch mb's: the one that routes, the others copy its traffic.
+  int32_t reuse_leader(int32_t mb, int32_t stage) const {
+    const int32_t rank = pipeline_.rank_of(mb, stage);
+    int32_t leader = 0;
+    while (pipeline_.rank_of(leader, stage) != rank) ++leader;
+    return leader;
+  }
+
   // Each rank's decisions are reduced to traffic as soon as they are routed, so a worker holds
   // one rank's decisions, not the layer's.
   // Micro-batch mb's traffic from the decisions of micro-batch routed_mb's request (mb itself
@@ -182,8 +190,8 @@ class StepRouter {
   PipelineLayout pipeline_;               // where each micro-batch's stages run (no order)
   std::vector<RoutingDecision> scratch_;  // per worker of the stream
   bool reuse_ = false;                    // router.reuse_across_micro_batches
-  // Per (layer, replica) task of micro-batch 0 of the step being routed, for reuse.
-  std::array<std::unique_ptr<std::atomic<uint8_t>[]>, 2> first_done_;
+  // Per task of the step being routed, for reuse: whether a leader's traffic is ready.
+  std::array<std::unique_ptr<std::atomic<uint8_t>[]>, 2> task_done_;
 };
 
 }  // namespace

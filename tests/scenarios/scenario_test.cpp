@@ -169,6 +169,10 @@ TEST_CASE("The DeepSeek-V3 pre-training example routes each token to at most 4 n
   CHECK(s.model.topk_groups == 4);
   CHECK(s.workload.options.distributed_optimizer);
   CHECK(s.workload.sequence_length == 4096);
+  // Report 3.2.1: DualPipe, which needs an even micro-batch count of at least 2 x PP.
+  CHECK(s.workload.schedule == ScheduleKind::kDualPipe);
+  CHECK(s.workload.micro_batches % 2 == 0);
+  CHECK(s.workload.micro_batches >= 2 * s.parallel.pp);
 }
 
 TEST_CASE("The capacity sweep example lists its axis values", "[scenarios]") {
