@@ -616,16 +616,20 @@ TEST_CASE("Relative paths resolve against the scenario's folder", "[scenarios]")
   CHECK_THROWS_WITH(load_scenario(dir / "s.pbtxt"), Catch::Contains("cannot open"));
 }
 
-TEST_CASE("An offload block is resolved and its errors name the field", "[scenarios]") {
+// Mixtral decoding one sequence on one RTX 3060: the head of the offload scenarios below.
+std::string offload_head() {
   const std::string topo =
       (std::filesystem::path(MOESIM_SOURCE_DIR) / "scenarios" / "topologies" / "single-gpu.pbtxt")
           .string();
-  const std::string head =
-      "model { preset: \"mixtral-8x7b\" }\n"
-      "cluster { topology_file: \"" +
-      topo +
-      "\" gpu { preset: \"rtx3060-12gb\" } }\n"
-      "workload { kind: DECODE tokens_per_gpu: 1 kv_context_length: 64 }\n";
+  return "model { preset: \"mixtral-8x7b\" }\n"
+         "cluster { topology_file: \"" +
+         topo +
+         "\" gpu { preset: \"rtx3060-12gb\" } }\n"
+         "workload { kind: DECODE tokens_per_gpu: 1 kv_context_length: 64 }\n";
+}
+
+TEST_CASE("An offload block is resolved and its errors name the field", "[scenarios]") {
+  const std::string head = offload_head();
   const Scenario s = parse_scenario(
       head +
           "offload { host_link: \"pcie3-x16\" expert_precision: \"int2\" policy: LFU "
@@ -714,15 +718,7 @@ TEST_CASE("An offload block is resolved and its errors name the field", "[scenar
 
 TEST_CASE("reuse_routing_across_micro_batches: off unless set, refused with offload",
           "[scenarios]") {
-  const std::string topo =
-      (std::filesystem::path(MOESIM_SOURCE_DIR) / "scenarios" / "topologies" / "single-gpu.pbtxt")
-          .string();
-  const std::string head =
-      "model { preset: \"mixtral-8x7b\" }\n"
-      "cluster { topology_file: \"" +
-      topo +
-      "\" gpu { preset: \"rtx3060-12gb\" } }\n"
-      "workload { kind: DECODE tokens_per_gpu: 1 kv_context_length: 64 }\n";
+  const std::string head = offload_head();
   CHECK_FALSE(parse_scenario(head, "r.pbtxt").router.reuse_across_micro_batches);
   CHECK(parse_scenario(head + "router { reuse_routing_across_micro_batches: true }\n", "r.pbtxt")
             .router.reuse_across_micro_batches);
