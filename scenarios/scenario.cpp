@@ -803,10 +803,10 @@ Workload Resolver::workload(const Node& n, const ParallelPlan& plan) const {
            "ONE_F_ONE_B_EP_OVERLAP pairs forwards with backwards: TRAINING only (serving: "
            "TWO_BATCH_OVERLAP)");
     }
-    if (plan.pp != 1) {
+    if (plan.pp != 1 && !(in.has_virtual_pipeline_stages() && in.virtual_pipeline_stages() > 1)) {
       fail(n, "schedule",
-           "ONE_F_ONE_B_EP_OVERLAP lays out pp 1 only (a paired forward would wait for the next "
-           "stage's gradient), got pp " +
+           "ONE_F_ONE_B_EP_OVERLAP with pp > 1 needs virtual_pipeline_stages above 1 (a paired "
+           "forward would wait for the next stage's gradient), got pp " +
                std::to_string(plan.pp));
     }
   }
@@ -816,9 +816,10 @@ Workload Resolver::workload(const Node& n, const ParallelPlan& plan) const {
   }
   if (w.virtual_pipeline_stages > 1) {
     const std::string v = std::to_string(w.virtual_pipeline_stages);
-    if (w.schedule != ScheduleKind::kOneFOneB) {
+    if (w.schedule != ScheduleKind::kOneFOneB && w.schedule != ScheduleKind::kOneFOneBEpOverlap) {
       fail(n, "virtual_pipeline_stages",
-           "interleaves ONE_F_ONE_B only, got schedule " + std::string(schedule_name(w.schedule)));
+           "interleaves ONE_F_ONE_B and ONE_F_ONE_B_EP_OVERLAP only, got schedule " +
+               std::string(schedule_name(w.schedule)));
     }
     if (plan.pp < 2) {
       fail(n, "virtual_pipeline_stages", v + " virtual stages need pp > 1, got pp 1");

@@ -9,7 +9,7 @@
 namespace moesim {
 
 std::vector<PipelineWork> interleaved_order(int32_t rank, int32_t pp, int32_t chunks,
-                                            int32_t micro_batches, bool training) {
+                                            int32_t micro_batches, bool training, bool ep_overlap) {
   if (pp < 1 || chunks < 1 || micro_batches < 1 || micro_batches % pp != 0 || rank < 0 ||
       rank >= pp) {
     throw std::invalid_argument("interleaved 1F1B: needs micro-batches a multiple of pp, got pp " +
@@ -34,7 +34,9 @@ std::vector<PipelineWork> interleaved_order(int32_t rank, int32_t pp, int32_t ch
   if (!training) return order;
   const int32_t remaining = total - warmup;
   for (int32_t k = 0; k < remaining; ++k) {
-    order.push_back(work(k + warmup, false));
+    PipelineWork forward = work(k + warmup, false);
+    forward.paired = ep_overlap;
+    order.push_back(forward);
     order.push_back(work(k, true));
   }
   for (int32_t k = remaining; k < total; ++k) order.push_back(work(k, true));

@@ -71,7 +71,10 @@ std::vector<PipelineWork> dualpipe_order(int32_t rank, int32_t pp, int32_t micro
 // backward alternately, then the remaining backwards; the k-th forward runs chunk
 // (k mod (pp x chunks)) / pp on micro-batch (k / (pp x chunks)) x pp + k mod pp, backwards the
 // chunks in reverse. Inference: the forwards only. micro_batches must be a multiple of pp.
+// With `ep_overlap` (Megatron-Core's EP overlap across virtual stages) each steady-state
+// forward is paired with the backward after it; the order is the same.
 std::vector<PipelineWork> interleaved_order(int32_t rank, int32_t pp, int32_t chunks,
-                                            int32_t micro_batches, bool training);
+                                            int32_t micro_batches, bool training,
+                                            bool ep_overlap = false);
 
 }  // namespace moesim

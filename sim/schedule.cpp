@@ -81,7 +81,8 @@ PipelineLayout one_f_one_b_layout(const StepSetup& setup, bool ep_overlap) {
   for (int32_t s = 0; s < layout.pp; ++s) {
     layout.order.push_back(
         setup.virtual_stages > 1
-            ? interleaved_order(s, layout.pp, setup.virtual_stages, setup.micro_batches, training)
+            ? interleaved_order(s, layout.pp, setup.virtual_stages, setup.micro_batches, training,
+                                ep_overlap)
             : work_order(s, layout.pp, setup.micro_batches, training, ep_overlap));
   }
   return layout;
@@ -840,17 +841,15 @@ OpGraph OneFOneBSchedule::build(const StepSetup& setup) const {
   if (setup.plan->pp > setup.model->layers) {
     throw std::invalid_argument("1F1B: more pipeline stages than layers");
   }
-  if (ep_overlap_ && setup.plan->pp > 1) {
-    throw std::invalid_argument("1F1B with EP overlap: lays out pp 1 only");
+  if (ep_overlap_ && setup.plan->pp > 1 && setup.virtual_stages == 1) {
+    throw std::invalid_argument(
+        "1F1B with EP overlap: pp > 1 needs virtual pipeline stages (interleaved)");
   }
   if (setup.virtual_stages < 1 ||
       int64_t{setup.plan->pp} * setup.virtual_stages > setup.model->layers) {
     throw std::invalid_argument("interleaved 1F1B: " + std::to_string(setup.virtual_stages) +
                                 " virtual stages of pp " + std::to_string(setup.plan->pp) +
                                 " need at least as many layers");
-  }
-  if (ep_overlap_ && setup.virtual_stages > 1) {
-    throw std::invalid_argument("1F1B with EP overlap: not interleaved");
   }
   return OneFOneBBuilder(setup, one_f_one_b_layout(setup, ep_overlap_)).build();
 }

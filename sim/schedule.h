@@ -40,7 +40,8 @@ class Schedule {
 // stages, Narayanan et al. 2021, section 2.2.2): the model in pp x v stages, rank r holding
 // stages r, r + pp, ..., each rank running Megatron's interleaved order
 // (sim/interleaved_schedule.cpp); the bubble is 1F1B's over v. Needs micro-batches a multiple
-// of pp and at least one layer per stage; not with `ep_overlap`.
+// of pp and at least one layer per stage. With `ep_overlap` too, the interleaved order is kept
+// and each steady-state forward is paired with the backward after it (below).
 //
 // With `ep_overlap`, Megatron-Core's EP all-to-all overlap in 1F1B (its combined 1F1B,
 // --overlap-moe-expert-parallel-comm, NVIDIA Megatron-LM core/pipeline_parallel): each stage runs
@@ -49,11 +50,11 @@ class Schedule {
 // stream segment by segment (a segment ends at a collective its chain waits for), so the dispatch
 // or combine of one micro-batch's layer runs on the comm stream during the other micro-batch's
 // attention or expert kernels. Each chain keeps 1F1B's own order; the op after a pair waits for
-// both. The tail (gradient sync, optimizer) is 1F1B's. One pipeline stage only (throws for pp > 1):
-// paired with a backward, a stage's forward waits for the gradient from the next stage, which
-// chains the stages' pairs one after another (tried: Mixtral pp 2 ep 4 ran 26% slower than 1F1B);
-// Megatron-Core pairs across virtual pipeline stages there, which moesim does not lay out (its
-// interleaved 1F1B overlaps nothing).
+// both. The tail (gradient sync, optimizer) is 1F1B's. With pp > 1 only interleaved (throws
+// otherwise): paired with a backward, a stage's forward waits for the gradient from the next
+// stage, which chains the stages' pairs one after another (tried: Mixtral pp 2 ep 4 ran 26%
+// slower than 1F1B). Megatron-Core pairs across virtual pipeline stages there: interleaved
+// 1F1B's order with its steady-state forwards paired (interleaved_order), its warm-up as is.
 class OneFOneBSchedule final : public Schedule {
  public:
   explicit OneFOneBSchedule(bool ep_overlap = false) : ep_overlap_(ep_overlap) {}

@@ -306,8 +306,16 @@ TEST_CASE("virtual_pipeline_stages: ONE_F_ONE_B interleaved, pp > 1, groups of p
              Catch::Contains("workload.virtual_pipeline_stages: must be positive, got 0"));
   CHECK_THAT(
       error_with("ep: 4 pp: 2", "micro_batches: 4 virtual_pipeline_stages: 2 schedule: DUALPIPE"),
-      Catch::Contains("workload.virtual_pipeline_stages: interleaves ONE_F_ONE_B only, "
-                      "got schedule dualpipe"));
+      Catch::Contains("workload.virtual_pipeline_stages: interleaves ONE_F_ONE_B and "
+                      "ONE_F_ONE_B_EP_OVERLAP only, got schedule dualpipe"));
+  // Megatron-Core pairs forwards with backwards across virtual stages when pp > 1.
+  Parts paired = ok;
+  paired.workload += " schedule: ONE_F_ONE_B_EP_OVERLAP";
+  CHECK(parse_scenario(text_of(paired), "t.pbtxt").workload.schedule ==
+        ScheduleKind::kOneFOneBEpOverlap);
+  CHECK_THAT(error_with("ep: 4 pp: 2", "micro_batches: 4 schedule: ONE_F_ONE_B_EP_OVERLAP"),
+             Catch::Contains("workload.schedule: ONE_F_ONE_B_EP_OVERLAP with pp > 1 needs "
+                             "virtual_pipeline_stages above 1"));
   // Mixtral's 32 layers: pp 2 x 17 stages is more than one layer each.
   CHECK_THAT(error_with("ep: 4 pp: 2", "micro_batches: 4 virtual_pipeline_stages: 17"),
              Catch::Contains("workload.virtual_pipeline_stages: 17 virtual stages of pp 2 cut "

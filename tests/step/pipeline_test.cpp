@@ -653,5 +653,57 @@ TEST_CASE("interleaved 1F1B's memory: its chunks' parameters, Megatron's warm-up
   CHECK(interleaved.params == one.params);
 }
 
+TEST_CASE("interleaved 1F1B with EP overlap: its steady-state forwards paired, the same order",
+          "[schedule][interleaved]") {
+  // Megatron-Core's EP overlap across virtual stages (--overlap-moe-expert-parallel-comm with
+  // a virtual pipeline): interleaved 1F1B's order unchanged, each steady-state forward paired
+  // with the backward after it. Rank r pairs m v - warm-up forwards, the warm-up being
+  // (pp - r - 1) x 2 + (v - 1) x pp: pp 2, v 2, 4 micro-batches: rank 0 warms up 4 and pairs
+  // 4, rank 1 warms up 2 and pairs 6.
+  for (const auto& [rank, pairs] : {std::pair{0, 4}, std::pair{1, 6}}) {
+    const std::vector<PipelineWork> plain = interleaved_order(rank, 2, 2, 4, true);
+    const std::vector<PipelineWork> paired = interleaved_order(rank, 2, 2, 4, true, true);
+    REQUIRE(paired.size() == plain.size());
+    int32_t count = 0;
+    for (size_t i = 0; i < paired.size(); ++i) {
+      CHECK(paired[i].mb == plain[i].mb);
+      CHECK(paired[i].stage == plain[i].stage);
+      CHECK(paired[i].backward == plain[i].backward);
+      if (!paired[i].paired) continue;
+      ++count;
+      CHECK_FALSE(paired[i].backward);
+      REQUIRE(i + 1 < paired.size());
+      CHECK(paired[i + 1].backward);
+    }
+    CHECK(count == pairs);
+  }
+}
+
+TEST_CASE("interleaved 1F1B with EP overlap: hides exchanges, never more than its pairs allow",
+          "[step][schedule][interleaved]") {
+  // Each chunk is F = B = a + g + e + 2X here, and an overlapped pair F&B = F + B - 2X (above):
+  // a pair hides at most its two exchanges. So rank r, with P_r pairs among its m v forwards and
+  // m v backwards, is busy at least m v (F + B) - 2X P_r: a lower bound on the span. Pairing
+  // must also beat plain interleaved 1F1B, whose exchanges all sit on the compute's path.
+  for (const int32_t pp : {2, 4}) {
+    for (const int32_t v : {2, 3}) {
+      const int32_t m = 2 * pp;
+      INFO("pp " << pp << ", v " << v << ", " << m << " micro-batches");
+      const Pipeline p(pp, m, v);
+      const double plain = p.span_us(OneFOneBSchedule(false), 0.0, {true});
+      const double overlapped = p.span_us(OneFOneBSchedule(true), 0.0, {true});
+      CHECK(overlapped < plain - kX);
+      for (int32_t rank = 0; rank < pp; ++rank) {
+        const int32_t warmup = std::min((pp - rank - 1) * 2 + (v - 1) * pp, m * v);
+        const int32_t pairs = m * v - warmup;
+        CHECK(overlapped >= m * v * (kF + kB) - 2 * kX * pairs - 0.05);
+      }
+    }
+  }
+  // Without virtual stages a paired forward would wait for the next stage's gradient.
+  const Pipeline flat(2, 4);
+  CHECK_THROWS_AS(flat.span_us(OneFOneBSchedule(true)), std::invalid_argument);
+}
+
 }  // namespace
 }  // namespace moesim
