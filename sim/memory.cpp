@@ -119,7 +119,11 @@ MemoryPerGpu memory_per_gpu(const ModelSpec& model, const ParallelPlan& plan,
       m.gradients = Bytes(params * 2);
       m.optimizer_state = Bytes(ceil_div(count.dense * kAdamBytes, dense_group) +
                                 ceil_div(count.routed_experts * kAdamBytes, expert_group));
-      const int64_t in_flight = std::min<int64_t>(plan.pp - stage, workload.micro_batches);
+      // 1F1B keeps pp - stage micro-batches in flight; with EP overlap (one stage here: more
+      // are interleaved, walked below) its extra warm-up forward keeps one more.
+      const bool ep_overlap = workload.schedule == ScheduleKind::kOneFOneBEpOverlap;
+      const int64_t in_flight =
+          std::min<int64_t>(plan.pp - stage + (ep_overlap ? 1 : 0), workload.micro_batches);
       if (dualpipe || chunks > 1) {
         // The most bytes per token in flight over the rank's order: a forward keeps its chunk's
         // activations until its backward (DualPipe: pp + 1 chunks at the peak, the report's

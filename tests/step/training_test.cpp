@@ -216,6 +216,23 @@ TEST_CASE("full recomputation keeps each layer's input and rebuilds one layer",
   CHECK(full.weights == none.weights);
 }
 
+TEST_CASE("1F1B with EP overlap holds one more micro-batch's activations", "[step][training]") {
+  // PP 1, 3 micro-batches: 1F1B runs F0 B0 F1 B1 F2 B2, one micro-batch in flight; with EP
+  // overlap F0, then F1 paired with B0 (F1's activations kept before B0 frees its own), then F2
+  // with B1: two in flight. The per-token per-layer bytes of the test above, two layers.
+  const auto topo = switch_topology(1, 100);
+  auto text = [&](const std::string& extra) {
+    std::string t = scenario_text(topo, "", 64, "micro_batches: 3 " + extra, kRooflineGpu);
+    t.replace(t.find("layers: 1 "), 10, "layers: 2 ");
+    return t;
+  };
+  const int64_t per_token_layer = (6144 + 3584) * 2 + 4 * 4;
+  CHECK(memory_per_gpu(parse_scenario(text(""), "n.pbtxt")).activations ==
+        Bytes(64 * 2 * per_token_layer));
+  CHECK(memory_per_gpu(parse_scenario(text("schedule: ONE_F_ONE_B_EP_OVERLAP"), "o.pbtxt"))
+            .activations == Bytes(2 * 64 * 2 * per_token_layer));
+}
+
 TEST_CASE("FP8 GEMM precisions run the chosen GEMMs at the FP8 peak", "[step][training]") {
   // The same compute-bound GPU: FP8 at 200 TFLOP/s, twice BF16. Expert FP8 halves the experts'
   // time; dense FP8 halves the projections', not the attention kernel's nor the FP32 gate's.
