@@ -11,6 +11,7 @@
 #include "sim/cost_model.h"
 #include "sim/executor.h"
 #include "sim/offload.h"
+#include "tests/offload/small_model.h"
 #include "topologies/builders.h"
 
 namespace moesim {
@@ -37,19 +38,9 @@ class SequenceSource final : public RoutingSource {
   std::vector<std::vector<int32_t>> per_layer_;
 };
 
+// Four experts, top-1.
 ModelSpec tiny_model(int32_t layers) {
-  ModelSpec m;
-  m.name = "tiny";
-  m.layers = layers;
-  m.hidden_size = 256;
-  m.attention_heads = 4;
-  m.kv_heads = 4;
-  m.head_dim = 64;
-  m.expert_ffn_size = 1024;
-  m.routed_experts = 4;
-  m.top_k = 1;
-  m.vocab_size = 1000;
-  return m;
+  return test::small_offload_model(layers, 4, 1);
 }
 
 OffloadConfig lru_config(int32_t cache, int32_t tokens) {

@@ -16,6 +16,7 @@
 #include "scenarios/scenario.h"
 #include "sim/offload.h"
 #include "sim/offload_routing.h"
+#include "tests/offload/small_model.h"
 #include "tests/scratch_dir.h"
 
 namespace moesim {
@@ -39,20 +40,7 @@ void write_npy(const std::filesystem::path& path, const std::vector<int64_t>& sh
             static_cast<std::streamsize>(values.size() * sizeof(float)));
 }
 
-ModelSpec small_model(int32_t layers, int32_t experts, int32_t top_k) {
-  ModelSpec m;
-  m.name = "small";
-  m.layers = layers;
-  m.hidden_size = 256;
-  m.attention_heads = 4;
-  m.kv_heads = 4;
-  m.head_dim = 64;
-  m.expert_ffn_size = 1024;
-  m.routed_experts = experts;
-  m.top_k = top_k;
-  m.vocab_size = 1000;
-  return m;
-}
+using test::small_offload_model;
 
 OffloadConfig gate_config(int32_t cache, int32_t tokens, double similarity) {
   OffloadConfig c;
@@ -100,8 +88,9 @@ TEST_CASE("offload: with similarity 1 the gate's guess is exact") {
               row(r.chosen[static_cast<size_t>(m)], t));
       }
     }
-    const OffloadResult result = simulate_offload(small_model(layers, 8, 2), *find_gpu_preset("l4"),
-                                                  gate_config(2, tokens, 1.0), router, 1);
+    const OffloadResult result =
+        simulate_offload(small_offload_model(layers, 8, 2), *find_gpu_preset("l4"),
+                         gate_config(2, tokens, 1.0), router, 1);
     CHECK(result.prefetch_guess == PrefetchGuess::kGate);
     CHECK(result.guess_targets == int64_t{tokens} * (layers - 1) * 2);
     CHECK(result.guess_accuracy() == 1.0);
@@ -184,8 +173,8 @@ TEST_CASE("offload: the gate's guess on a hand-worked 3-expert case") {
   CHECK(r.guessed[1].expert_ids == std::vector<int32_t>{0, 1});
   CHECK(r.chosen[1].expert_ids == std::vector<int32_t>{2, 1});
 
-  const OffloadResult result = simulate_offload(small_model(2, 3, 1), *find_gpu_preset("l4"),
-                                                gate_config(1, 2, 0.6), router, 1);
+  const OffloadResult result = simulate_offload(
+      small_offload_model(2, 3, 1), *find_gpu_preset("l4"), gate_config(1, 2, 0.6), router, 1);
   CHECK(result.guess_targets == 2);
   CHECK(result.guess_hits == 1);
   CHECK(result.guess_accuracy() == 0.5);
@@ -226,7 +215,7 @@ TEST_CASE("offload: sources without hidden states cannot give the gate's guess")
     config.prefetch_accuracy = accuracy;
     config.residual_similarity.reset();
     const OffloadResult result =
-        simulate_offload(small_model(2, 8, 2), *find_gpu_preset("l4"), config, logit, 1);
+        simulate_offload(small_offload_model(2, 8, 2), *find_gpu_preset("l4"), config, logit, 1);
     CHECK(result.guess_targets == 16 * 2);
     CHECK(result.guess_accuracy() == accuracy);
     CHECK(!result.residual_cosine);
@@ -250,7 +239,7 @@ TEST_CASE("offload: sources without hidden states cannot give the gate's guess")
   OffloadConfig config = gate_config(2, 8, 0.9);
   config.residual_similarity.reset();
   CHECK_THROWS_WITH(
-      simulate_offload(small_model(2, 8, 2), *find_gpu_preset("l4"), config, hidden, 1),
+      simulate_offload(small_offload_model(2, 8, 2), *find_gpu_preset("l4"), config, hidden, 1),
       Catch::Contains("offload.prefetch_guess: GATE needs the gate's guesses"));
 }
 
