@@ -11,7 +11,7 @@
 #include "sim/cost_model.h"
 #include "sim/executor.h"
 #include "sim/offload.h"
-#include "tests/offload/small_model.h"
+#include "tests/offload/fixtures.h"
 #include "topologies/builders.h"
 
 namespace moesim {
@@ -43,17 +43,7 @@ ModelSpec tiny_model(int32_t layers) {
   return test::small_offload_model(layers, 4, 1);
 }
 
-OffloadConfig lru_config(int32_t cache, int32_t tokens) {
-  OffloadConfig c;
-  c.host_link = *find_host_link_preset("pcie4-x16");
-  c.expert_precision = *weight_precision_from_name("bf16");
-  c.attention_precision = *weight_precision_from_name("bf16");
-  c.policy = CachePolicy::kLru;
-  c.cache_experts = cache;
-  c.decode_tokens = tokens;
-  c.context_length = 16;
-  return c;
-}
+using test::lru_offload_config;
 
 // Sequence 0,0,0,1,2,0 through a 2-expert cache preloaded with {0, 1}:
 // LRU: hits at tokens 0-3; token 4 (expert 2) evicts 0 (last used at token 2, before 1 at 3);
@@ -110,7 +100,7 @@ TEST_CASE("offload: hits, misses and copy time of the hand-worked sequence") {
   for (const auto& [policy, misses] :
        {std::pair{CachePolicy::kLru, 2}, std::pair{CachePolicy::kLfu, 1}}) {
     SequenceSource source(4, {kSequence});
-    OffloadConfig config = lru_config(2, 6);
+    OffloadConfig config = lru_offload_config(2, 6);
     config.policy = policy;
     const OffloadResult r = simulate_offload(model, gpu, config, source, 1);
     REQUIRE(r.tokens == 6);
@@ -150,7 +140,7 @@ TEST_CASE("offload: serial copies and the host's overhead on the hand-worked seq
   for (const CopyOverlap overlap : {CopyOverlap::kSerial, CopyOverlap::kCopyStream}) {
     // With one layer nothing follows a copy but its expert, so both overlaps give the same.
     SequenceSource source(4, {kSequence});
-    OffloadConfig config = lru_config(2, 6);
+    OffloadConfig config = lru_offload_config(2, 6);
     config.copy_overlap = overlap;
     config.host_overhead_per_layer = overhead;
     const OffloadResult r = simulate_offload(model, gpu, config, source, 1);
@@ -179,7 +169,7 @@ TEST_CASE("offload: serial prefetch copies run while the host issues the next la
       transfer_time(Bytes(3 * 256 * 1024 * 2), Bandwidth::gigabytes_per_s(31.5 * 0.9));
   REQUIRE(copy < overhead);
   const std::vector<std::vector<int32_t>> seqs = {{0, 0, 0, 0, 0, 0}, {1, 2, 3, 1, 2, 3}};
-  OffloadConfig config = lru_config(1, 6);
+  OffloadConfig config = lru_offload_config(1, 6);
   config.copy_overlap = CopyOverlap::kSerial;
   config.host_overhead_per_layer = overhead;
   SequenceSource a(4, seqs);
@@ -209,7 +199,7 @@ TEST_CASE("offload: a CPU faster than the copy computes the misses instead (Fidd
   const Time cpu_time = transfer_time(Bytes(3 * 256 * 1024 * 2), Bandwidth::gigabytes_per_s(700));
   CHECK(cpu.one_row(3 * 256 * 1024, Bytes(3 * 256 * 1024 * 2)) == cpu_time);
   SequenceSource source(4, {kSequence});
-  OffloadConfig config = lru_config(2, 6);
+  OffloadConfig config = lru_offload_config(2, 6);
   const OffloadResult copied = simulate_offload(model, gpu, config, source, 1);
   config.cpu = cpu;
   const OffloadResult r = simulate_offload(model, gpu, config, source, 1);
@@ -236,7 +226,7 @@ TEST_CASE("offload: a cache holding every expert equals the non-offloaded run") 
   spec.seed = 7;
   Router router(spec);
   const GpuSpec gpu = *find_gpu_preset("l4");
-  OffloadConfig config = lru_config(4, 20);
+  OffloadConfig config = lru_offload_config(4, 20);
   config.prefetch = true;
   config.prefetch_accuracy = 0.5;
   const OffloadResult r = simulate_offload(model, gpu, config, router, 1);
@@ -266,7 +256,7 @@ TEST_CASE("offload: perfect prefetch hides copies that fit behind compute") {
   const ModelSpec model = tiny_model(2);
   const GpuSpec gpu = *find_gpu_preset("h100-sxm");
   const std::vector<int32_t> seq = {1, 2, 3, 1, 2, 3};
-  OffloadConfig config = lru_config(1, 6);
+  OffloadConfig config = lru_offload_config(1, 6);
   SequenceSource a(4, {seq, seq});
   const OffloadResult demand = simulate_offload(model, gpu, config, a, 1);
   config.prefetch = true;
@@ -301,7 +291,7 @@ TEST_CASE("offload: the executor plays the run's operation graph to the same end
         spec.tokens.hidden = 256;
         spec.seed = 3;
         Router router(spec);
-        OffloadConfig config = lru_config(2, 24);
+        OffloadConfig config = lru_offload_config(2, 24);
         config.copy_overlap = overlap;
         config.host_overhead_per_layer = overhead;
         config.prefetch = prefetch;
@@ -328,10 +318,10 @@ TEST_CASE("offload: bad configurations name the field") {
   const ModelSpec model = tiny_model(1);
   const GpuSpec gpu = *find_gpu_preset("h100-sxm");
   SequenceSource source(4, {kSequence});
-  OffloadConfig config = lru_config(0, 6);
+  OffloadConfig config = lru_offload_config(0, 6);
   CHECK_THROWS_WITH(simulate_offload(model, gpu, config, source, 1),
                     Catch::Contains("offload.cache_experts"));
-  config = lru_config(2, 0);
+  config = lru_offload_config(2, 0);
   CHECK_THROWS_WITH(simulate_offload(model, gpu, config, source, 1),
                     Catch::Contains("offload.decode_tokens"));
 }

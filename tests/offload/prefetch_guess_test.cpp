@@ -16,7 +16,7 @@
 #include "scenarios/scenario.h"
 #include "sim/offload.h"
 #include "sim/offload_routing.h"
-#include "tests/offload/small_model.h"
+#include "tests/offload/fixtures.h"
 #include "tests/scratch_dir.h"
 
 namespace moesim {
@@ -43,14 +43,7 @@ void write_npy(const std::filesystem::path& path, const std::vector<int64_t>& sh
 using test::small_offload_model;
 
 OffloadConfig gate_config(int32_t cache, int32_t tokens, double similarity) {
-  OffloadConfig c;
-  c.host_link = *find_host_link_preset("pcie4-x16");
-  c.expert_precision = *weight_precision_from_name("bf16");
-  c.attention_precision = *weight_precision_from_name("bf16");
-  c.policy = CachePolicy::kLru;
-  c.cache_experts = cache;
-  c.decode_tokens = tokens;
-  c.context_length = 16;
+  OffloadConfig c = test::lru_offload_config(cache, tokens);
   c.prefetch = true;
   c.prefetch_guess = PrefetchGuess::kGate;
   c.residual_similarity = similarity;
