@@ -797,22 +797,21 @@ Workload Resolver::workload(const Node& n, const ParallelPlan& plan) const {
       gemm_dtype(in.has_expert_gemm_dtype(), in.expert_gemm_dtype(), "expert_gemm_dtype");
   w.options.dense_gemm_dtype =
       gemm_dtype(in.has_dense_gemm_dtype(), in.dense_gemm_dtype(), "dense_gemm_dtype");
-  if (w.schedule == ScheduleKind::kOneFOneBEpOverlap) {
-    if (w.kind != WorkloadKind::kTraining) {
-      fail(n, "schedule",
-           "ONE_F_ONE_B_EP_OVERLAP pairs forwards with backwards: TRAINING only (serving: "
-           "TWO_BATCH_OVERLAP)");
-    }
-    if (plan.pp != 1 && !(in.has_virtual_pipeline_stages() && in.virtual_pipeline_stages() > 1)) {
-      fail(n, "schedule",
-           "ONE_F_ONE_B_EP_OVERLAP with pp > 1 needs virtual_pipeline_stages above 1 (a paired "
-           "forward would wait for the next stage's gradient), got pp " +
-               std::to_string(plan.pp));
-    }
+  if (w.schedule == ScheduleKind::kOneFOneBEpOverlap && w.kind != WorkloadKind::kTraining) {
+    fail(n, "schedule",
+         "ONE_F_ONE_B_EP_OVERLAP pairs forwards with backwards: TRAINING only (serving: "
+         "TWO_BATCH_OVERLAP)");
   }
   if (in.has_virtual_pipeline_stages()) {
     w.virtual_pipeline_stages =
         positive_int(n, "virtual_pipeline_stages", true, in.virtual_pipeline_stages());
+  }
+  if (w.schedule == ScheduleKind::kOneFOneBEpOverlap && plan.pp != 1 &&
+      w.virtual_pipeline_stages == 1) {
+    fail(n, "schedule",
+         "ONE_F_ONE_B_EP_OVERLAP with pp > 1 needs virtual_pipeline_stages above 1 (a paired "
+         "forward would wait for the next stage's gradient), got pp " +
+             std::to_string(plan.pp));
   }
   if (w.virtual_pipeline_stages > 1) {
     const std::string v = std::to_string(w.virtual_pipeline_stages);

@@ -104,11 +104,12 @@ class StepRouter {
     const int64_t tasks = int64_t{scenario_.workload.micro_batches} * moe_layers * plan.dp;
     const int32_t background = thread_safe_ ? threads_ - 1 : (threads_ > 1 ? 1 : 0);
     const bool caller_helps = thread_safe_ || background == 0;
-    // Per task, for reuse: 1 once finished, 2 once failed (copies of a failed leader fail too).
     const int64_t layer_tasks = int64_t{moe_layers} * plan.dp;
-    // Its own flags per step parity: a step starts routing while the previous one's stream lives.
+    // Per task, for reuse only: 1 once finished, 2 once failed (copies of a failed leader fail
+    // too). Its own flags per step parity: a step starts routing while the previous one's
+    // stream lives.
     auto& flags = task_done_[static_cast<size_t>(step % 2)];
-    flags = std::make_unique<std::atomic<uint8_t>[]>(static_cast<size_t>(tasks));
+    if (reuse_) flags = std::make_unique<std::atomic<uint8_t>[]>(static_cast<size_t>(tasks));
     return std::make_unique<TaskStream>(
         tasks, background, caller_helps,
         [this, step, moe_layers, layer_tasks, done = flags.get(), &traffic](int64_t t, int32_t w) {

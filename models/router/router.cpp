@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -316,15 +317,8 @@ void Router::route_with_stats(const RoutingRequest& request, RoutingDecision& ou
   RandomStream stream = request_stream(spec_.seed, request);
 
   if (spec_.source == TokenSourceKind::kHiddenStatesFile) {
-    // Each (micro-batch, rank) reads the next window of the file, wrapping around.
     sc.hidden.resize(static_cast<size_t>(T) * H);
-    const int64_t first =
-        ((request.micro_batch * request.ranks + request.rank) * static_cast<int64_t>(T)) %
-        file_rows_;
-    for (int32_t t = 0; t < T; ++t) {
-      const int64_t row = (first + t) % file_rows_;
-      std::copy_n(file_tokens_.data() + row * H, H, sc.hidden.data() + static_cast<size_t>(t) * H);
-    }
+    read_file_window(request, sc.hidden);
     route_hidden_states(request, sc.hidden, out, stats);
     return;
   }
@@ -332,57 +326,54 @@ void Router::route_with_stats(const RoutingRequest& request, RoutingDecision& ou
   RandomStream token_stream = stream.fork("tokens");
   RandomStream isotropic = stream.fork("isotropic");
   token_model_->draw_structure(token_stream, T, sc.structure);
-  std::span<float> logits;
-  const LayerState* logit_state = nullptr;
+  LogitRows rows{nullptr, T, width, sc.structure.token_of_row};
+  std::optional<StructureLogitRows> block_rows;
   if (spec_.source == TokenSourceKind::kLogitSpace) {
-    logit_state = &layer_state(request.layer, false);
-  }
-  if (logit_state != nullptr && logit_state->logit.isotropic_rows == 0) {
-    // Rows made a block at a time while the gating scores them (no isotropic part to add by a
-    // GEMM over the whole batch).
-    if (spec_.noisy) {
-      RandomStream noise = stream.fork("noise");
-      sc.noise.resize(static_cast<size_t>(T) * E);
-      fill_standard_normal(noise, sc.noise);
+    const LayerState& state = layer_state(request.layer, false);
+    if (state.logit.isotropic_rows == 0) {
+      // Rows made a block at a time while the gating scores them (no isotropic part to add by
+      // a GEMM over the whole batch).
+      block_rows.emplace(state.logit, sc.structure, spec_.tokens.offset_rank);
+      rows.source = &*block_rows;
+    } else {
+      sc.logits.resize(static_cast<size_t>(T) * width);
+      ClusterTokenModel::draw_logits(state.logit, sc.structure, spec_.tokens.offset_rank, isotropic,
+                                     sc.normals, sc.logits);
+      rows.data = sc.logits.data();
     }
-    const StructureLogitRows source(logit_state->logit, sc.structure, spec_.tokens.offset_rank);
-    LogitRows rows{nullptr, T, width, sc.structure.token_of_row};
-    rows.source = &source;
-    route_from_logits(spec_, rows,
-                      spec_.noisy ? std::span<const float>(sc.noise) : std::span<const float>(),
-                      spec_.selection_bias ? std::span<const float>(bias_[request.layer])
-                                           : std::span<const float>(),
-                      sc.gating, out, stats);
-    return;
-  }
-  if (logit_state != nullptr) {
-    const LayerState& state = *logit_state;
-    sc.logits.resize(static_cast<size_t>(T) * width);
-    logits = sc.logits;
-    ClusterTokenModel::draw_logits(state.logit, sc.structure, spec_.tokens.offset_rank, isotropic,
-                                   sc.normals, logits);
   } else {
     std::span<const float> gate_weights = layer_state(request.layer, true).gate;
     sc.hidden.resize(static_cast<size_t>(T) * H);
     token_model_->hidden_states(sc.structure, isotropic, sc.hidden);
     sc.logits.resize(static_cast<size_t>(T) * width);
-    logits = sc.logits;
     if (T > 0) {
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, width, H, 1.0f, sc.hidden.data(), H,
                   gate_weights.data(), width, 0.0f, sc.logits.data(), width);
     }
+    rows.data = sc.logits.data();
   }
   if (spec_.noisy) {
     RandomStream noise = stream.fork("noise");
     sc.noise.resize(static_cast<size_t>(T) * E);
     fill_standard_normal(noise, sc.noise);
   }
-  const LogitRows rows{logits.data(), T, width, sc.structure.token_of_row};
   route_from_logits(spec_, rows,
                     spec_.noisy ? std::span<const float>(sc.noise) : std::span<const float>(),
                     spec_.selection_bias ? std::span<const float>(bias_[request.layer])
                                          : std::span<const float>(),
                     sc.gating, out, stats);
+}
+
+// Each (micro-batch, rank) reads the next window of the file, wrapping around.
+void Router::read_file_window(const RoutingRequest& request, std::span<float> out) const {
+  const int32_t T = request.tokens;
+  const int32_t H = spec_.tokens.hidden;
+  const int64_t first =
+      ((request.micro_batch * request.ranks + request.rank) * static_cast<int64_t>(T)) % file_rows_;
+  for (int32_t t = 0; t < T; ++t) {
+    const int64_t row = (first + t) % file_rows_;
+    std::copy_n(file_tokens_.data() + row * H, H, out.data() + static_cast<size_t>(t) * H);
+  }
 }
 
 void Router::token_hidden_states(const RoutingRequest& request, std::vector<float>& out) {
@@ -396,14 +387,7 @@ void Router::token_hidden_states(const RoutingRequest& request, std::vector<floa
         "router: a logit-space token source draws logits, not hidden states");
   }
   if (spec_.source == TokenSourceKind::kHiddenStatesFile) {
-    // The window route() reads for this request.
-    const int64_t first =
-        ((request.micro_batch * request.ranks + request.rank) * static_cast<int64_t>(T)) %
-        file_rows_;
-    for (int32_t t = 0; t < T; ++t) {
-      const int64_t row = (first + t) % file_rows_;
-      std::copy_n(file_tokens_.data() + row * H, H, out.data() + static_cast<size_t>(t) * H);
-    }
+    read_file_window(request, out);  // the window route() reads for this request
     return;
   }
   // The same streams and draws as route(); the rows come sorted by cluster, so put them back in

@@ -59,6 +59,8 @@ class Router final : public RoutingSource {
   std::vector<float> make_gate(int32_t layer) const;
   int32_t gate_width() const { return spec_.noisy ? 2 * spec_.experts : spec_.experts; }
   void check_layer(int32_t layer) const;
+  // kHiddenStatesFile: the request's window of the file's rows into out (tokens x hidden).
+  void read_file_window(const RoutingRequest& request, std::span<float> out) const;
 
   RouterSpec spec_;
   std::unique_ptr<ClusterTokenModel> token_model_;

@@ -2,6 +2,7 @@
 // slots (id, weight, dropped flag) and per expert its kept-token count. Consumed by the step.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <span>
 #include <vector>
@@ -33,16 +34,9 @@ struct RoutingDecision {
   }
   // Resizes for a batch, keeping capacity (no allocation per batch once warm).
   void reset(int32_t n_tokens, int32_t n_experts, int32_t n_slots) {
-    tokens = n_tokens;
-    experts = n_experts;
-    slots_per_token = n_slots;
-    counts_only = false;
-    const size_t pairs = static_cast<size_t>(n_tokens) * n_slots;
-    expert_ids.assign(pairs, kNoExpert);
-    weights.assign(pairs, 0.0f);
-    dropped.assign(pairs, 0);
-    tokens_per_expert.assign(n_experts, 0);
-    dropped_pairs = 0;
+    reset_for_overwrite(n_tokens, n_experts, n_slots);
+    std::fill(expert_ids.begin(), expert_ids.end(), kNoExpert);
+    std::fill(weights.begin(), weights.end(), 0.0f);
   }
   // reset() for a caller that writes every id and weight itself: they are left as they were
   // (sized, not cleared, saving two passes over the batch's pairs); the rest as reset().
