@@ -312,14 +312,11 @@ void logit_rows_scalar(const LogitRowsArgs& a, int32_t from) {
     _mm512_mask_storeu_ps(out + whole, m,                                                    \
                           _mm512_add_ps(_mm512_maskz_loadu_ps(m, mean + whole), acc));       \
   }
-// The last width % 8 columns one by one (__builtin_fmaf is the FMA instruction here).
-#define MOESIM_LOGIT_TAIL_SCALAR                                                       \
-  for (int32_t col = whole; col < a.width; ++col) {                                    \
-    float acc = 0.0f;                                                                  \
-    for (int32_t j = 0; j < a.rank; ++j) {                                             \
-      acc = __builtin_fmaf(u[j], factor[static_cast<size_t>(j) * a.width + col], acc); \
-    }                                                                                  \
-    out[col] = mean[col] + acc;                                                        \
+// The last width % 8 columns one by one, as the scalar kernel makes them (inlined here, its
+// std::fma is the FMA instruction).
+#define MOESIM_LOGIT_TAIL_SCALAR                                          \
+  for (int32_t col = whole; col < a.width; ++col) {                       \
+    out[col] = logit_scalar(u, factor + col, a.rank, a.width, mean[col]); \
   }
 
 __attribute__((target("avx512f"))) void logit_rows_avx512(const LogitRowsArgs& a) {
