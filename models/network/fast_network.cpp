@@ -319,23 +319,36 @@ void FastNetwork::fill() {
   }
   // Now link_cursor_[l] is the end of link l's flows in link_flows_.
   fill_frozen_.assign((n + 63) / 64, 0);
+  // Links are taken in (share, link) order from two sources: every link by its share at the
+  // start, sorted once, and a heap of the links whose share had risen when they came up. The
+  // entries are distinct (a link has one at a time), so the order they freeze in does not
+  // depend on the order they are pushed in. (One heap of every link cost twice as much: most
+  // links come up once, many with no flow left, and a pop is log L where the sorted list's
+  // next entry is one read.)
+  level_order_.clear();
   level_heap_.clear();
-  // The heap's entries are distinct (a link has one at a time), so the order they freeze in
-  // does not depend on the order they are pushed in.
-  for (const uint32_t l : touched_) level_heap_.emplace_back(capacity_[l] / link_count[l], l);
+  for (const uint32_t l : touched_) level_order_.emplace_back(capacity_[l] / link_count[l], l);
+  std::sort(level_order_.begin(), level_order_.end());
   const auto after = [](const std::pair<double, uint32_t>& a,
                         const std::pair<double, uint32_t>& b) { return a > b; };
-  std::make_heap(level_heap_.begin(), level_heap_.end(), after);
+  size_t next_in_order = 0;
   // Locals: the stores below may alias any vector's members, which would reload them.
   const uint32_t* link_flows = link_flows_.data();
   const uint32_t* fill_block = fill_block_.data();
   const uint32_t* pool = path_pool_.data();
   uint64_t* frozen = fill_frozen_.data();
   double* residual = residual_.data();
-  while (!level_heap_.empty()) {
-    std::pop_heap(level_heap_.begin(), level_heap_.end(), after);
-    const auto [key, l] = level_heap_.back();
-    level_heap_.pop_back();
+  while (next_in_order < level_order_.size() || !level_heap_.empty()) {
+    std::pair<double, uint32_t> top;
+    if (level_heap_.empty() ||
+        (next_in_order < level_order_.size() && level_order_[next_in_order] < level_heap_[0])) {
+      top = level_order_[next_in_order++];
+    } else {
+      std::pop_heap(level_heap_.begin(), level_heap_.end(), after);
+      top = level_heap_.back();
+      level_heap_.pop_back();
+    }
+    const auto [key, l] = top;
     const uint32_t unfrozen = link_count[l];
     if (unfrozen == 0) continue;
     const double share = std::max(residual[l], 0.0) / unfrozen;

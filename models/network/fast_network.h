@@ -210,7 +210,7 @@ class FastNetwork final : public FlowNetwork, public EventHandler {
   std::vector<double> residual_, fill_key_;
   std::vector<uint32_t> fill_flow_, fill_block_, fill_pool_;
   std::vector<uint64_t> fill_frozen_;  // one bit per fill position: a million flows in 128 KB
-  std::vector<std::pair<double, uint32_t>> level_heap_;
+  std::vector<std::pair<double, uint32_t>> level_order_, level_heap_;
 
   LatencyWires wires_;
   struct WireTimer {
