@@ -87,9 +87,8 @@ MemoryPerGpu memory_per_gpu(const ModelSpec& model, const ParallelPlan& plan,
     if (dualpipe) held.push_back(plan.pp - 1 - stage);
     int64_t layers = 0;  // on this rank
     GpuParameterCount count;
-    int64_t token_bytes = 0;       // stored per token over the stage's layers (1F1B)
     int64_t layer_peak_bytes = 0;  // the largest single layer, per token
-    // DualPipe: per held stage, bytes per token kept for one micro-batch in flight.
+    // Per held stage, bytes per token kept for one micro-batch in flight.
     std::vector<int64_t> chunk_bytes;
     for (const int32_t st : held) {
       const GpuParameterCount c =
@@ -100,7 +99,6 @@ MemoryPerGpu memory_per_gpu(const ModelSpec& model, const ParallelPlan& plan,
       int64_t bytes = 0;
       for (int32_t layer = first[st]; layer < first[st + 1]; ++layer) {
         const int64_t b = layer_token_bytes(model, plan, layer);
-        token_bytes += st == stage ? b : 0;
         // Full recomputation keeps each layer's input only.
         bytes += options.recomputation == Recomputation::kFull
                      ? model.hidden_size * kActivationBytes
@@ -119,39 +117,28 @@ MemoryPerGpu memory_per_gpu(const ModelSpec& model, const ParallelPlan& plan,
       m.gradients = Bytes(params * 2);
       m.optimizer_state = Bytes(ceil_div(count.dense * kAdamBytes, dense_group) +
                                 ceil_div(count.routed_experts * kAdamBytes, expert_group));
-      // 1F1B keeps pp - stage micro-batches in flight; with EP overlap (one stage here: more
-      // are interleaved, walked below) its extra warm-up forward keeps one more.
+      // The most bytes per token in flight over the rank's order: a forward keeps its chunk's
+      // activations until its backward (1F1B: pp - stage micro-batches, one more with EP
+      // overlap's extra warm-up forward; DualPipe: pp + 1 chunks at the peak, the report's
+      // Table 2), plus, under full recomputation, one layer rebuilt.
       const bool ep_overlap = workload.schedule == ScheduleKind::kOneFOneBEpOverlap;
-      const int64_t in_flight =
-          std::min<int64_t>(plan.pp - stage + (ep_overlap ? 1 : 0), workload.micro_batches);
-      if (dualpipe || chunks > 1) {
-        // The most bytes per token in flight over the rank's order: a forward keeps its chunk's
-        // activations until its backward (DualPipe: pp + 1 chunks at the peak, the report's
-        // Table 2), plus, under full recomputation, one layer rebuilt.
-        const std::vector<PipelineWork> order =
-            dualpipe ? dualpipe_order(stage, plan.pp, workload.micro_batches, true)
-                     : interleaved_order(stage, plan.pp, chunks, workload.micro_batches, true);
-        int64_t live = 0, peak = 0;
-        for (const PipelineWork& w : order) {
-          // A chunk's activations are freed by its backward's input part; what a deferred
-          // weight chunk still needs (the wgrad GEMMs' inputs and output gradients) is not
-          // counted.
-          if (w.grad == GradPart::kWeight) continue;
-          const auto at = std::find(held.begin(), held.end(), w.stage) - held.begin();
-          const int64_t b = chunk_bytes[static_cast<size_t>(at)];
-          live += w.backward ? -b : b;
-          peak = std::max(peak, live);
-        }
-        const bool full = options.recomputation == Recomputation::kFull;
-        m.activations = Bytes(tokens * (peak + (full ? layer_peak_bytes : 0)));
-      } else if (options.recomputation == Recomputation::kFull) {
-        // Each layer's input kept per micro-batch in flight, and one layer's activations
-        // rebuilt for its backward.
-        m.activations = Bytes(tokens * (layers * model.hidden_size * kActivationBytes * in_flight +
-                                        layer_peak_bytes));
-      } else {
-        m.activations = Bytes(tokens * token_bytes * in_flight);
+      const std::vector<PipelineWork> order =
+          dualpipe ? dualpipe_order(stage, plan.pp, workload.micro_batches, true)
+          : chunks > 1
+              ? interleaved_order(stage, plan.pp, chunks, workload.micro_batches, true)
+              : one_f_one_b_order(stage, plan.pp, workload.micro_batches, true, ep_overlap);
+      int64_t live = 0, peak = 0;
+      for (const PipelineWork& w : order) {
+        // A chunk's activations are freed by its backward's input part; what a deferred weight
+        // chunk still needs (the wgrad GEMMs' inputs and output gradients) is not counted.
+        if (w.grad == GradPart::kWeight) continue;
+        const auto at = std::find(held.begin(), held.end(), w.stage) - held.begin();
+        const int64_t b = chunk_bytes[static_cast<size_t>(at)];
+        live += w.backward ? -b : b;
+        peak = std::max(peak, live);
       }
+      const bool full = options.recomputation == Recomputation::kFull;
+      m.activations = Bytes(tokens * (peak + (full ? layer_peak_bytes : 0)));
     } else {
       m.weights = model.weights.bytes_for(params);
       m.activations = Bytes(tokens * layer_peak_bytes);

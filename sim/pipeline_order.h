@@ -1,6 +1,6 @@
 // Internal to sim/: the order a pipeline schedule runs forward and backward chunks in on each
 // pipeline rank, and where each chunk of a micro-batch runs; shared by the op-graph builder
-// (schedule.cpp) and the orders kept in their own files (dualpipe_schedule.cpp).
+// (schedule.cpp) and the memory count (memory.cpp).
 #pragma once
 
 #include <algorithm>
@@ -54,6 +54,15 @@ struct PipelineLayout {
     return {std::min(rank, mirror), std::max(rank, mirror)};
   }
 };
+
+// 1F1B's order on pipeline rank `rank` of `pp`, one model stage per rank (Narayanan et al.
+// 2021, section 2.2.1): training runs pp - rank - 1 warm-up forwards, then one forward and one
+// backward alternately, then the remaining backwards; inference the forwards only. With
+// `ep_overlap` (Megatron-Core's 1F1B with EP all-to-all overlap) one more warm-up forward, so
+// that a forward and the backward it is paired with are of different micro-batches, and each
+// steady-state forward paired with the backward after it.
+std::vector<PipelineWork> one_f_one_b_order(int32_t rank, int32_t pp, int32_t micro_batches,
+                                            bool training, bool ep_overlap);
 
 // DualPipe's order on pipeline rank `rank` of `pp` (even) for `micro_batches` (even, at least
 // 2 x pp) micro-batches, half from each end; see DualPipeSchedule in sim/schedule.h. Without

@@ -20,55 +20,26 @@ std::vector<int32_t> stage_first_layers(int32_t layers, int32_t stages) {
   return first;
 }
 
-namespace {
-
-// The order of (micro-batch, backward) work on pipeline stage `stage` of `stages` in 1F1B:
-// warm-up forwards, then one forward and one backward alternately, then the remaining backwards.
-std::vector<std::pair<int32_t, bool>> one_f_one_b(int32_t stage, int32_t stages,
-                                                  int32_t micro_batches, bool training) {
-  std::vector<std::pair<int32_t, bool>> order;
-  if (!training) {
-    for (int32_t m = 0; m < micro_batches; ++m) order.emplace_back(m, false);
-    return order;
-  }
-  const int32_t warmup = std::min(stages - stage - 1, micro_batches);
-  int32_t next_forward = 0;
-  int32_t next_backward = 0;
-  for (; next_forward < warmup; ++next_forward) order.emplace_back(next_forward, false);
-  while (next_forward < micro_batches) {
-    order.emplace_back(next_forward++, false);
-    order.emplace_back(next_backward++, true);
-  }
-  while (next_backward < micro_batches) order.emplace_back(next_backward++, true);
-  return order;
-}
-
-// Megatron-Core's 1F1B with EP all-to-all overlap (laid out for one stage: see
-// OneFOneBSchedule): one more warm-up forward than 1F1B, so that a forward and the backward it
-// is paired with are of different micro-batches, then each forward paired with the next
-// backward, then the remaining backwards. Without `overlap`, plain 1F1B.
-std::vector<PipelineWork> work_order(int32_t stage, int32_t stages, int32_t micro_batches,
-                                     bool training, bool overlap) {
+std::vector<PipelineWork> one_f_one_b_order(int32_t rank, int32_t pp, int32_t micro_batches,
+                                            bool training, bool ep_overlap) {
   std::vector<PipelineWork> order;
-  if (!overlap || !training) {
-    for (const auto& [mb, backward] : one_f_one_b(stage, stages, micro_batches, training)) {
-      order.push_back({mb, backward, false, stage});
-    }
+  if (!training) {
+    for (int32_t m = 0; m < micro_batches; ++m) order.push_back({m, false, false, rank});
     return order;
   }
-  const int32_t warmup = std::min(stages - stage, micro_batches);
+  const int32_t warmup = std::min(pp - rank - (ep_overlap ? 0 : 1), micro_batches);
   int32_t next_forward = 0;
   int32_t next_backward = 0;
-  for (; next_forward < warmup; ++next_forward) {
-    order.push_back({next_forward, false, false, stage});
-  }
+  for (; next_forward < warmup; ++next_forward) order.push_back({next_forward, false, false, rank});
   while (next_forward < micro_batches) {
-    order.push_back({next_forward++, false, true, stage});
-    order.push_back({next_backward++, true, false, stage});
+    order.push_back({next_forward++, false, ep_overlap, rank});
+    order.push_back({next_backward++, true, false, rank});
   }
-  while (next_backward < micro_batches) order.push_back({next_backward++, true, false, stage});
+  while (next_backward < micro_batches) order.push_back({next_backward++, true, false, rank});
   return order;
 }
+
+namespace {
 
 // 1F1B's layout (with or without Megatron-Core's EP overlap): one stage per rank, or
 // setup.virtual_stages interleaved.
@@ -83,7 +54,7 @@ PipelineLayout one_f_one_b_layout(const StepSetup& setup, bool ep_overlap) {
         setup.virtual_stages > 1
             ? interleaved_order(s, layout.pp, setup.virtual_stages, setup.micro_batches, training,
                                 ep_overlap)
-            : work_order(s, layout.pp, setup.micro_batches, training, ep_overlap));
+            : one_f_one_b_order(s, layout.pp, setup.micro_batches, training, ep_overlap));
   }
   return layout;
 }
