@@ -176,6 +176,7 @@ class FastNetwork final : public FlowNetwork, public EventHandler {
   // since; rewritten by each fill. A member holds its flow's block.
   std::vector<uint32_t> path_pool_;
   size_t live_words_ = 0;  // of path_pool_: the blocks of flows routed and not finished
+  uint32_t max_hops_ = 0;  // of every path routed so far
   uint32_t free_flow_head_ = kNone;
   size_t active_count_ = 0;         // flows on links (in classes)
   std::vector<uint32_t> unrouted_;  // flows started at this instant, not yet routed
