@@ -261,12 +261,23 @@ void FastNetwork::fill() {
   path_pool_.resize(most);
   uint32_t* copy_to = path_pool_.data();
   uint32_t copied = filled_from;
+  // Every per-link array below is touched only on the links the gathered flows cross (touched_,
+  // in the order the copies first name them), so that a fill's cost is its flows' and their
+  // links', not the fabric's: link_count_ is zero on every link between fills (a fill freezes
+  // every flow, taking each count back to zero).
+  touched_.clear();
+  uint32_t* link_count = link_count_.data();
   const auto gather = [&](uint32_t flow, uint32_t block, double key) {
     fill_key_[i] = key;
     fill_flow_[i] = flow;
     fill_block_[i] = copied;
     const uint32_t words = copy_to[block] + 1;
-    for (uint32_t w = 0; w < words; ++w) copy_to[copied + w] = copy_to[block + w];
+    copy_to[copied] = copy_to[block];
+    for (uint32_t w = 1; w < words; ++w) {
+      const uint32_t l = copy_to[block + w];
+      copy_to[copied + w] = l;
+      if (link_count[l]++ == 0) touched_.push_back(l);
+    }
     copied += words;
     ++i;
   };
@@ -285,7 +296,6 @@ void FastNetwork::fill() {
   path_pool_.resize(copied);
   active_count_ += starting_.size();
   starting_.clear();
-  const auto at = static_cast<uint32_t>(path_pool_.size());
   stats_.region_flows += n;
   stats_.active_flows += active_count_;
   // The filled components' links go back to no component, wholly idle; the fill below labels
@@ -301,22 +311,13 @@ void FastNetwork::fill() {
   }
   dirty_comps_.clear();
 
-  // Every per-link array below is touched only on the links the gathered flows cross (touched_),
-  // so that a fill's cost is its flows' and their links', not the fabric's: link_count_ is zero
-  // on every link between fills (a fill freezes every flow, taking each count back to zero).
-  touched_.clear();
-  uint32_t* link_count = link_count_.data();
-  for (uint32_t b = filled_from; b < at; b += path_pool_[b] + 1) {
-    for (uint32_t k = b + 1; k <= b + path_pool_[b]; ++k) {
-      if (link_count[path_pool_[k]]++ == 0) touched_.push_back(path_pool_[k]);
-    }
-  }
   uint32_t sum = 0;
   for (const uint32_t l : touched_) {
     link_start_[l] = sum;
     link_cursor_[l] = sum;
     sum += link_count[l];
     residual_[l] = capacity_[l];
+    uf_parent_[l] = l;
   }
   link_flows_.resize(sum);
   for (uint32_t j = 0; j < n; ++j) {
@@ -365,10 +366,12 @@ void FastNetwork::fill() {
       std::push_heap(level_heap_.begin(), level_heap_.end(), after);
       continue;
     }
-    // The link freezes: its unfrozen flows form its class at this share.
+    // The link freezes: its unfrozen flows form its class at this share, and each joins its
+    // links to this one's component (the links the filled flows cross form components anew).
     const double level = std::max(share, capacity_[l] * 1e-9);
     Class& c = classes_[l];
     c.members.reserve(unfrozen);
+    const uint32_t root = uf_find(l);
     for (uint32_t j = link_start_[l]; j < link_cursor_[l]; ++j) {
       const uint32_t e = link_flows[j];
       const uint64_t bit = uint64_t{1} << (e & 63);
@@ -380,6 +383,8 @@ void FastNetwork::fill() {
         const uint32_t m = pool[k];
         residual[m] -= level;
         --link_count[m];
+        const uint32_t r = uf_find(m);
+        if (r != root) uf_parent_[r] = root;
       }
     }
     c.level = level;
@@ -390,18 +395,9 @@ void FastNetwork::fill() {
     rekey(l);
   }
   // What no class holds is idle: what flows frozen elsewhere leave of a link that never froze
-  // (a frozen link's residual is ~0). The links the filled flows cross form components anew.
+  // (a frozen link's residual is ~0).
   for (const uint32_t l : touched_) {
     idle_[l] = classes_[l].members.empty() ? std::max(residual_[l], 0.0) : 0.0;
-    uf_parent_[l] = l;
-  }
-  for (uint32_t j = 0; j < n; ++j) {
-    const uint32_t b = fill_block_[j];
-    const uint32_t root = uf_find(pool[b + 1]);
-    for (uint32_t k = b + 2; k <= b + pool[b]; ++k) {
-      const uint32_t r = uf_find(pool[k]);
-      if (r != root) uf_parent_[r] = root;
-    }
   }
   for (const uint32_t l : touched_) {
     const uint32_t r = uf_find(l);
