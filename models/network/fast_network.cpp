@@ -246,20 +246,23 @@ void FastNetwork::fill() {
   fill_key_.resize(n);
   fill_flow_.resize(n);
   fill_block_.resize(n);
-  // The filled flows' path blocks are copied to the end of the pool in fill order, so that the
-  // fill and the next one read them in order; the pool is compacted once most of it is blocks
-  // left behind (below).
+  // The filled flows' path blocks are copied in fill order, so that the fill and the next one
+  // read them in order: into a new pool when the fill takes every flow routed (the old one is
+  // then all blocks left behind), else to the end of the pool, which is compacted once most of
+  // it is blocks left behind (below). The pool grows once by as much as the copies can take (no
+  // path is longer than max_hops_) and is cut back after them: a resize and copy per block,
+  // value-initialising each, was ~7% of a large all-to-all's instructions.
   size_t i = 0;
-  // The pool grows once by as much as the copies can take (no path is longer than max_hops_)
-  // and is cut back after them: a resize and copy per block, value-initialising each, was ~7%
-  // of a large all-to-all's instructions.
-  const auto filled_from = static_cast<uint32_t>(path_pool_.size());
-  const size_t most = path_pool_.size() + n * (size_t{max_hops_} + 1);
+  const bool every_flow = n == active_count_ + starting_.size();
+  std::vector<uint32_t>& to_pool = every_flow ? fill_pool_ : path_pool_;
+  const auto filled_from = static_cast<uint32_t>(every_flow ? 0 : path_pool_.size());
+  const size_t most = filled_from + n * (size_t{max_hops_} + 1);
   if (most > std::numeric_limits<uint32_t>::max()) {
     throw std::length_error("fast network: path pool over 2^32 entries");
   }
-  path_pool_.resize(most);
-  uint32_t* copy_to = path_pool_.data();
+  to_pool.resize(most);
+  const uint32_t* copy_from = path_pool_.data();
+  uint32_t* copy_to = to_pool.data();
   uint32_t copied = filled_from;
   // Every per-link array below is touched only on the links the gathered flows cross (touched_,
   // in the order the copies first name them), so that a fill's cost is its flows' and their
@@ -271,10 +274,10 @@ void FastNetwork::fill() {
     fill_key_[i] = key;
     fill_flow_[i] = flow;
     fill_block_[i] = copied;
-    const uint32_t words = copy_to[block] + 1;
-    copy_to[copied] = copy_to[block];
+    const uint32_t words = copy_from[block] + 1;
+    copy_to[copied] = copy_from[block];
     for (uint32_t w = 1; w < words; ++w) {
-      const uint32_t l = copy_to[block + w];
+      const uint32_t l = copy_from[block + w];
       copy_to[copied + w] = l;
       if (link_count[l]++ == 0) touched_.push_back(l);
     }
@@ -293,7 +296,8 @@ void FastNetwork::fill() {
     }
   }
   for (const uint32_t f : starting_) gather(f, flows_[f].path, flows_[f].key);
-  path_pool_.resize(copied);
+  to_pool.resize(copied);
+  if (every_flow) path_pool_.swap(fill_pool_);
   active_count_ += starting_.size();
   starting_.clear();
   stats_.region_flows += n;
