@@ -45,11 +45,12 @@ namespace moesim {
 // through lists); the fills of one exchange sum to about (1 / kRefillFraction) x its flows x
 // hops. A fill reads its flows class by class from the members, which carry their path blocks,
 // and appends their blocks to the path pool in that order (compacted once most of it is left
-// behind), so it never reads the flows' own records. Routes are looked up when an instant's
-// starts are taken, destination by destination (the topology's per-destination path table then
-// stays in cache). Memory per active flow ~130 bytes (its record, member, path block and the
-// fill's copies); at a million flows the fills are bound by cache misses, not instructions
-// (bench/README.md, "Network tiers").
+// behind; a fill of every flow writes a fresh pool instead), so it never reads the flows' own
+// records; it counts each link's flows as it copies and labels components as it freezes. Routes are
+// looked up when an instant's starts are taken, destination by destination (the topology's
+// per-destination path table then stays in cache). Memory per active flow ~130 bytes (its record,
+// member, path block and the fill's copies); at a million flows the fills are bound by cache
+// misses, not instructions (bench/README.md, "Network tiers").
 class FastNetwork final : public FlowNetwork, public EventHandler {
  public:
   // Changes since the last fill, as a fraction of the flows active at it, that trigger a fill.
