@@ -44,7 +44,7 @@ namespace moesim {
 // fills and L the links they cross (never the whole fabric's: per-link arrays are reset
 // through lists); the fills of one exchange sum to about (1 / kRefillFraction) x its flows x
 // hops. A fill reads its flows class by class from the members, which carry their path blocks,
-// and appends their blocks to the path pool in that order (compacted once most of it is left
+// and appends their blocks to the path pool in that order (compacted once 3/4 of it is left
 // behind; a fill of every flow writes a fresh pool instead), so it never reads the flows' own
 // records; it counts each link's flows as it copies and labels components as it freezes. Routes are
 // looked up when an instant's starts are taken, destination by destination (the topology's
