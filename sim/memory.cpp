@@ -124,9 +124,8 @@ MemoryPerGpu memory_per_gpu(const ModelSpec& model, const ParallelPlan& plan,
       const bool ep_overlap = workload.schedule == ScheduleKind::kOneFOneBEpOverlap;
       const std::vector<PipelineWork> order =
           dualpipe ? dualpipe_order(stage, plan.pp, workload.micro_batches, true)
-          : chunks > 1
-              ? interleaved_order(stage, plan.pp, chunks, workload.micro_batches, true)
-              : one_f_one_b_order(stage, plan.pp, workload.micro_batches, true, ep_overlap);
+                   : one_f_one_b_rank_order(stage, plan.pp, chunks, workload.micro_batches, true,
+                                            ep_overlap);
       int64_t live = 0, peak = 0;
       for (const PipelineWork& w : order) {
         // A chunk's activations are freed by its backward's input part; what a deferred weight

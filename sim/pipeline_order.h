@@ -63,6 +63,11 @@ struct PipelineLayout {
 // steady-state forward paired with the backward after it.
 std::vector<PipelineWork> one_f_one_b_order(int32_t rank, int32_t pp, int32_t micro_batches,
                                             bool training, bool ep_overlap);
+// A 1F1B schedule's order on rank `rank`: interleaved_order when each rank holds `chunks` > 1
+// model stages, else one_f_one_b_order. What the step lays out and the memory count walks.
+std::vector<PipelineWork> one_f_one_b_rank_order(int32_t rank, int32_t pp, int32_t chunks,
+                                                 int32_t micro_batches, bool training,
+                                                 bool ep_overlap);
 
 // DualPipe's order on pipeline rank `rank` of `pp` (even) for `micro_batches` (even, at least
 // 2 x pp) micro-batches, half from each end; see DualPipeSchedule in sim/schedule.h. Without

@@ -39,6 +39,13 @@ std::vector<PipelineWork> one_f_one_b_order(int32_t rank, int32_t pp, int32_t mi
   return order;
 }
 
+std::vector<PipelineWork> one_f_one_b_rank_order(int32_t rank, int32_t pp, int32_t chunks,
+                                                 int32_t micro_batches, bool training,
+                                                 bool ep_overlap) {
+  return chunks > 1 ? interleaved_order(rank, pp, chunks, micro_batches, training, ep_overlap)
+                    : one_f_one_b_order(rank, pp, micro_batches, training, ep_overlap);
+}
+
 namespace {
 
 // 1F1B's layout (with or without Megatron-Core's EP overlap): one stage per rank, or
@@ -50,11 +57,8 @@ PipelineLayout one_f_one_b_layout(const StepSetup& setup, bool ep_overlap) {
   layout.micro_batches = setup.micro_batches;
   const bool training = setup.kind == WorkloadKind::kTraining;
   for (int32_t s = 0; s < layout.pp; ++s) {
-    layout.order.push_back(
-        setup.virtual_stages > 1
-            ? interleaved_order(s, layout.pp, setup.virtual_stages, setup.micro_batches, training,
-                                ep_overlap)
-            : one_f_one_b_order(s, layout.pp, setup.micro_batches, training, ep_overlap));
+    layout.order.push_back(one_f_one_b_rank_order(s, layout.pp, setup.virtual_stages,
+                                                  setup.micro_batches, training, ep_overlap));
   }
   return layout;
 }
